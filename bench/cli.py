@@ -1,0 +1,48 @@
+"""`python -m bench <command>`: the command line.
+
+Each command lives in bench/commands/<name>.py with two functions:
+    configure(parser: argparse.ArgumentParser) -> None   # its arguments
+    run(args: argparse.Namespace) -> int                  # its exit code
+A user mistake anywhere raises BenchError, printed here as one line with its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.errors import BenchError
+
+# command -> one-line help. The module bench.commands.<command> implements it.
+COMMANDS = {
+    "run": "run a matrix of cells: train each workload to target under each Accelerate config",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Train real workloads to a quality target across a matrix of Accelerate configurations.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

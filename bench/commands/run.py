@@ -1,0 +1,66 @@
+"""`bench run`: expand a matrix into cells and run them into results/<run-id>/."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.matrix import Host, available_matrices, filter_cells, load_matrix
+from bench.paths import RESULTS_DIR
+from bench.runner import new_run_id, plan, print_dry_run, run_cells, summary_table
+
+FAILED_STATUSES = ("failed", "invalid")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matrix", default="smoke", help=f"matrix name ({', '.join(available_matrices())}) or YAML path")
+    parser.add_argument("--workload", help="only this workload")
+    parser.add_argument("--config", help="only this topology (a name in configs/accelerate/)")
+    parser.add_argument("--precision", help="only this precision (fp32, fp16, bf16, fp8)")
+    parser.add_argument("--seeds", type=int, help="run each cell with seeds 0..N-1 (overrides the matrix)")
+    parser.add_argument("--dry-run", action="store_true", help="print every cell, its launch command(s) and whether it would run")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue results/RUN_ID, skipping completed cells")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
+    parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
+                        help="save the trained model of the first converged cell of each workload that supports it")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seeds is not None and args.seeds < 1:
+        raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
+    cells = filter_cells(load_matrix(args.matrix, args.seeds), args.workload, args.config, args.precision)
+    if args.resume:
+        run_dir = args.results_dir / args.resume
+        if not run_dir.is_dir():
+            raise BenchError(f"no run {args.resume!r} under {args.results_dir} to resume")
+    else:
+        run_dir = args.results_dir / new_run_id(args.matrix)
+    if args.save_checkpoint:
+        cells = _with_checkpoint(cells, args.save_checkpoint)
+    if args.dry_run:
+        print_dry_run(plan(cells, run_dir, Host.detect()))
+        return 0
+    meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+            "filters": {"workload": args.workload, "config": args.config, "precision": args.precision}}
+    print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}", file=sys.stderr)
+    results = run_cells(cells, run_dir, meta)
+    print(summary_table(results))
+    bad = [r for r in results if r["status"] in FAILED_STATUSES]
+    print(f"\n{len(results)} cells in {run_dir}; {len(bad)} failed or invalid")
+    return 1 if bad else 0
+
+
+def _with_checkpoint(cells, folder: Path):
+    """Ask the first train cell of each workload to save its model under folder/<workload>."""
+    import dataclasses
+
+    seen, out = set(), []
+    for cell in cells:
+        if cell.kind == "train" and cell.workload not in seen:
+            seen.add(cell.workload)
+            cell = dataclasses.replace(cell, save_checkpoint=str((folder / cell.workload).resolve()))
+        out.append(cell)
+    return out

@@ -1,0 +1,20 @@
+"""The one exception type that reaches the user as a single line.
+
+Anything a user can get wrong (a path, a column, a config name, a request) raises
+`BenchError`; the CLI prints `error: <message>` and exits with `exit_code`, no traceback.
+"""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """A user-facing error: one line, and the exit code the CLI should return."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def one_of(kind: str, name: str, choices: list[str] | tuple[str, ...]) -> BenchError:
+    """Error for an unknown name, listing the valid choices."""
+    return BenchError(f"unknown {kind} {name!r}; valid choices: {', '.join(sorted(choices))}")

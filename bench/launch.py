@@ -1,0 +1,174 @@
+"""Cell -> `accelerate launch` command(s), run in a process group of their own with a timeout.
+
+Every cell runs isolated: its launcher(s) and all their workers share one new process group, so a
+timeout or Ctrl-C ends all of them with one killpg. A multi-node topology on one host gets one
+launcher per node rank on loopback with a free port; rank 0 of a node whose peer never comes up
+waits forever without a word, and only our timeout ends it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.paths import PROJECT_ROOT
+from bench.topology import ACCELERATE_PRECISION, Topology
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to kill this process when its parent dies.
+
+    Launchers run in their own session so that a timeout can kill the whole group; without
+    this, a runner killed with SIGKILL would leave them (and their workers) running.
+    """
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):
+        pass  # not Linux: the process group kill on timeout still applies
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_executable() -> list[str]:
+    """The `accelerate` console script of this interpreter's environment."""
+    script = Path(sys.executable).with_name("accelerate")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def launch_commands(
+    topology: Topology | None,
+    precision: str,
+    cell_file: Path,
+    out_file: Path,
+    port: int | None = None,
+) -> list[list[str]]:
+    """The command line(s) that run a cell: one per node rank; one plain python for baselines."""
+    worker = ["-m", "bench.worker", "--cell", str(cell_file), "--out", str(out_file)]
+    if topology is None:
+        return [[sys.executable, *worker]]
+    base = accelerate_executable()
+    if base[-1] != "accelerate.commands.launch":
+        base = [*base, "launch"]
+    commands = []
+    for machine_rank in range(topology.num_machines):
+        cmd = [*base, "--config_file", str(topology.path), "--mixed_precision", ACCELERATE_PRECISION[precision]]
+        if topology.num_processes > 1:
+            # A fresh port per cell: a previous cell's rendezvous may still hold the YAML's port.
+            cmd += ["--main_process_port", str(port or topology.main_process_port or 29500)]
+        if topology.num_machines > 1:
+            cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", "127.0.0.1"]
+        commands.append(cmd + worker)
+    return commands
+
+
+def launch_env(topology: Topology | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    if topology is not None and topology.use_cpu:
+        # The YAML's use_cpu is not passed through on the torchrun path; without this variable
+        # N processes start and each trains alone (see bench/topology.py).
+        env["ACCELERATE_USE_CPU"] = "1"
+    return env
+
+
+def format_command(cmd: list[str], env_note: str = "") -> str:
+    return (env_note + " " if env_note else "") + shlex.join(cmd)
+
+
+@dataclass
+class Finished:
+    returncodes: list[int | None]
+    timed_out: bool
+    interrupted: bool
+    seconds: float
+
+
+def run_group(commands: list[list[str]], env: dict[str, str], log_file: Path, timeout_s: float) -> Finished:
+    """Start all commands in one new process group; wait for them or kill the group at timeout."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    procs: list[subprocess.Popen] = []
+    with open(log_file, "ab") as log:
+        try:
+            for i, cmd in enumerate(commands):
+                log.write(f"$ {shlex.join(cmd)}\n".encode())
+                log.flush()
+                procs.append(
+                    subprocess.Popen(
+                        cmd,
+                        cwd=PROJECT_ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        # first launcher leads a new group; the others join it
+                        process_group=0 if i == 0 else procs[0].pid,
+                        preexec_fn=die_with_parent,
+                    )
+                )
+            deadline = start + timeout_s
+            while any(p.poll() is None for p in procs):
+                if time.monotonic() > deadline:
+                    kill_group(procs)
+                    return Finished([p.returncode for p in procs], True, False, time.monotonic() - start)
+                # One launcher failing means its peers will never rendezvous: end them now.
+                if any(p.returncode not in (None, 0) for p in procs):
+                    time.sleep(2.0)
+                    if any(p.poll() is None for p in procs):
+                        kill_group(procs)
+                        break
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            kill_group(procs)
+            return Finished([p.returncode for p in procs], False, True, time.monotonic() - start)
+    return Finished([p.returncode for p in procs], False, False, time.monotonic() - start)
+
+
+def kill_group(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
+    """SIGTERM the cell's process group, then SIGKILL what is left; reap the launchers."""
+    if not procs:
+        return
+    pgid = procs[0].pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            time.sleep(0.1)
+    for p in procs:
+        try:
+            p.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    # Workers are children of the launchers, not of us: make sure none is left in the group.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])

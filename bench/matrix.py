@@ -1,0 +1,238 @@
+"""Matrix YAML -> cells, and the capability check that turns unrunnable cells into `skipped`.
+
+A matrix file (configs/matrix/NAME.yaml):
+
+    name: smoke
+    timeout_s: 300              # per cell, wall clock, every process included
+    seeds: 1                    # or a list: [0, 1, 2]
+    topologies: [cpu-1proc, cpu-ddp2]
+    precisions: [fp32, bf16]
+    workloads:
+      maintenance:
+        variants: [gru]          # model variants; default: the workload's first
+        budget: {max_epochs: 60, max_seconds: 120}
+        params: {target: 0.5}   # overrides of the workload's Params dataclass
+        baselines: true         # also fit the classical reference models once per seed
+        topologies: [...]       # optional per-workload override
+        precisions: [...]       # optional per-workload override
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import BenchError, one_of
+from bench.paths import MATRIX_CONFIGS_DIR
+from bench.topology import PRECISIONS, Topology, load_topology
+from bench.train import Budget
+
+MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}
+WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One thing to run: a workload variant under one topology and precision, with one seed."""
+
+    workload: str
+    variant: str
+    topology: str
+    precision: str
+    seed: int
+    budget: Budget = field(default_factory=Budget)
+    params: dict[str, Any] = field(default_factory=dict)
+    kind: str = "train"  # "train" (launched with accelerate) or "baseline" (classical models)
+    timeout_s: float = 600.0
+    save_checkpoint: str | None = None
+    """Folder where the worker saves the trained model (workloads that support it)."""
+
+    @property
+    def id(self) -> str:
+        if self.kind == "baseline":
+            return f"{self.workload}__baselines__s{self.seed}"
+        return f"{self.workload}-{self.variant}__{self.topology}__{self.precision}__s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["id"] = self.id
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        data = {k: v for k, v in data.items() if k != "id"}
+        data["budget"] = Budget(**data.get("budget", {}))
+        return cls(**data)
+
+
+def available_matrices(directory: Path = MATRIX_CONFIGS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def _listed(value: Any, where: str, key: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BenchError(f"{where}: {key} must be a list, got {value!r}")
+    return value
+
+
+def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
+    """Expand a matrix into cells (train cells, then one baseline cell per workload and seed)."""
+    from workloads import REGISTRY, workload_class
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = MATRIX_CONFIGS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise one_of("matrix", name_or_path, available_matrices())
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read matrix ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise BenchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("workloads"), dict) or not spec["workloads"]:
+        raise BenchError(f"{path}: a matrix needs a 'workloads' mapping with at least one workload")
+    unknown = set(spec) - MATRIX_KEYS
+    if unknown:
+        raise BenchError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(MATRIX_KEYS))}")
+
+    seed_spec = spec.get("seeds", 1) if seeds is None else seeds
+    seed_list = list(range(seed_spec)) if isinstance(seed_spec, int) else _listed(seed_spec, str(path), "seeds")
+    if not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
+        raise BenchError(f"{path}: seeds must be a positive count or a list of non-negative integers")
+    timeout = _positive(spec.get("timeout_s", 600), f"{path}: timeout_s")
+
+    cells: list[Cell] = []
+    for workload, wspec in spec["workloads"].items():
+        where = f"{path}: workload {workload}"
+        if workload not in REGISTRY:
+            raise one_of("workload", workload, list(REGISTRY))
+        wspec = wspec or {}
+        unknown = set(wspec) - WORKLOAD_KEYS
+        if unknown:
+            raise BenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(WORKLOAD_KEYS))}")
+        cls = workload_class(workload)
+        params = wspec.get("params") or {}
+        if not isinstance(params, dict):
+            raise BenchError(f"{where}: params must be a mapping")
+        variants = _listed(wspec.get("variants"), where, "variants") or [cls.variants[0]]
+        for variant in variants:
+            cls(variant=variant, params=params)  # validates variant and params now, not mid-run
+        budget = _budget(wspec.get("budget") or {}, where)
+        topologies = _listed(wspec.get("topologies", spec.get("topologies")), where, "topologies")
+        precisions = _listed(wspec.get("precisions", spec.get("precisions")), where, "precisions")
+        if not topologies or not precisions:
+            raise BenchError(f"{where}: needs at least one topology and one precision")
+        for t in topologies:
+            load_topology(t)  # unknown or malformed topology files fail at load
+        for p in precisions:
+            if p not in PRECISIONS:
+                raise one_of("precision", p, PRECISIONS)
+        cell_timeout = _positive(wspec.get("timeout_s", timeout), f"{where}: timeout_s")
+        for seed in seed_list:
+            for variant in variants:
+                for topology in topologies:
+                    for precision in precisions:
+                        cells.append(Cell(workload, variant, topology, precision, seed, budget, params, "train", cell_timeout))
+            if wspec.get("baselines", True):
+                cells.append(Cell(workload, "baselines", "host", "fp32", seed, budget, params, "baseline", cell_timeout))
+    return cells
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise BenchError(f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _budget(raw: dict[str, Any], where: str) -> Budget:
+    fields = {f.name for f in dataclasses.fields(Budget)}
+    unknown = set(raw) - fields
+    if unknown:
+        raise BenchError(f"{where}: unknown budget key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}")
+    for key, value in raw.items():
+        if value is not None:
+            _positive(value, f"{where}: budget {key}")
+    return Budget(**raw)
+
+
+def filter_cells(
+    cells: list[Cell], workload: str | None = None, topology: str | None = None, precision: str | None = None
+) -> list[Cell]:
+    """Keep the cells matching the CLI filters; baseline cells follow their workload only."""
+    from workloads import REGISTRY
+
+    if workload and workload not in REGISTRY:
+        raise one_of("workload", workload, list(REGISTRY))
+    if precision and precision not in PRECISIONS:
+        raise one_of("precision", precision, PRECISIONS)
+    if topology:
+        load_topology(topology)
+    kept = []
+    for cell in cells:
+        if workload and cell.workload != workload:
+            continue
+        if cell.kind == "train" and topology and cell.topology != topology:
+            continue
+        if cell.kind == "train" and precision and cell.precision != precision:
+            continue
+        kept.append(cell)
+    if not kept:
+        raise BenchError("no cell of the matrix matches the given --workload/--config/--precision filters")
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Capability check: what this host can run, decided before launching anything.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Host:
+    gpus: int
+    bf16_gpu: bool
+    fp8_backend: str | None
+
+    @classmethod
+    def detect(cls) -> Host:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        fp8 = next((m for m in ("transformer_engine", "msamp") if importlib.util.find_spec(m)), None)
+        return cls(gpus=gpus, bf16_gpu=bool(gpus and torch.cuda.is_bf16_supported()), fp8_backend=fp8)
+
+
+def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None:
+    """Why this host cannot run the cell, or None if it can be launched.
+
+    fp16 on CPU is deliberately NOT skipped here: accelerate accepts it and silently computes in
+    fp32, so it is launched and the worker's verification records it as `unsupported`. That keeps
+    the check that catches the silent fallback exercised on every run.
+    """
+    if cell.kind == "baseline" or topology is None:
+        return None
+    if topology.gpus_needed:
+        if topology.num_machines > 1 and host.gpus < topology.gpus_needed:
+            return (
+                f"needs {topology.num_machines} nodes x {topology.processes_per_machine} GPUs, "
+                f"found {host.gpus} GPU(s) on this host; run per node on a cluster (scripts/slurm-multinode.sbatch)"
+            )
+        if host.gpus < topology.gpus_needed:
+            return f"needs {topology.gpus_needed} GPU(s), found {host.gpus}"
+        if cell.precision == "bf16" and not host.bf16_gpu:
+            return "needs a GPU with bf16 support"
+    if cell.precision == "fp8":
+        if topology.use_cpu:
+            return "fp8 needs a GPU (and transformer_engine or MS-AMP)"
+        if host.fp8_backend is None:
+            return "fp8 needs transformer_engine or MS-AMP installed, found neither"
+    from workloads import workload_class
+
+    return workload_class(cell.workload).unavailable_reason(cell.params)

@@ -1,0 +1,196 @@
+"""Clocks, peak memory and the environment a result was measured in."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# Peak host memory. ru_maxrss cannot be reset and already reads ~300 MB in a torchrun-spawned rank
+# before any work, so we use the kernel's resettable high-water mark instead: writing "5" to
+# /proc/self/clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+# ---------------------------------------------------------------------------------------------
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window for this process. False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's RSS high-water mark (VmHWM) in MiB since the last reset, None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def reset_cuda_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def cuda_peak_mb() -> dict[str, float] | None:
+    """CUDA max allocated and max reserved (MiB) on this rank's device, None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return {
+        "max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+        "max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Step times
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepTimes:
+    """Wall time of each training step, to derive steady-state throughput and percentiles.
+
+    The first `warmup` steps (allocator growth, lazy init, first autocast cache) are kept but
+    excluded from throughput, as MLPerf excludes warm-up.
+    """
+
+    warmup: int = 5
+    seconds: list[float] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
+
+    def add(self, seconds: float, global_samples: int) -> None:
+        self.seconds.append(seconds)
+        self.samples.append(global_samples)
+
+    def steady(self) -> tuple[list[float], list[int]]:
+        # Too few steps for a warm-up window: use them all rather than report nothing.
+        start = self.warmup if len(self.seconds) > 2 * self.warmup else 0
+        return self.seconds[start:], self.samples[start:]
+
+    def summary(self) -> dict[str, Any]:
+        secs, samples = self.steady()
+        if not secs:
+            return {"steps": 0}
+        arr = np.asarray(secs)
+        return {
+            "steps": len(self.seconds),
+            "steady_steps": len(secs),
+            "step_time_median_s": float(np.median(arr)),
+            "step_time_p90_s": float(np.percentile(arr, 90)),
+            "samples_per_s": float(sum(samples) / arr.sum()),
+        }
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+# ---------------------------------------------------------------------------------------------
+
+_PACKAGES = ("torch", "accelerate", "transformers", "numpy", "scikit-learn", "pandas")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        commit = out.stdout.strip()
+        if not commit:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def hardware_class() -> str:
+    """A coarse key to match results against committed baselines: same class, comparable numbers."""
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0).replace(" ", "-")
+        return f"gpu-{torch.cuda.device_count()}x{name}"
+    return f"cpu-{os.cpu_count()}core-{cpu_model().replace(' ', '-')}"
+
+
+def environment() -> dict[str, Any]:
+    """What a figure was measured on: hardware, software, code version."""
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus,
+        "hardware_class": hardware_class(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

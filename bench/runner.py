@@ -1,0 +1,188 @@
+"""Run a list of cells into a run directory: capability check, launch, collect, resume.
+
+Layout of a run directory (results/<run-id>/):
+    run.json              what was asked (matrix, filters, command, host)
+    launch/<cell>.json    the cell as handed to the worker
+    cells/<cell>.json     one result per cell (written atomically, by the worker or here)
+    logs/<cell>.log       everything the cell's processes printed
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from bench.launch import format_command, launch_commands, launch_env, free_port, run_group, tail
+from bench.matrix import Cell, Host, skip_reason
+from bench.measure import environment
+from bench.results import COMPLETED, make_result, result_path, write_json_atomic
+from bench.topology import load_topology
+
+
+def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
+    """For each cell: its id, skip reason (None = runnable) and the exact launch commands."""
+    planned = []
+    for cell in cells:
+        topology = load_topology(cell.topology) if cell.kind == "train" else None
+        cell_file = run_dir / "launch" / f"{cell.id}.json"
+        commands = launch_commands(topology, cell.precision, cell_file, result_path(run_dir, cell.id))
+        env_note = "ACCELERATE_USE_CPU=1" if topology is not None and topology.use_cpu else ""
+        planned.append(
+            {
+                "cell": cell,
+                "topology": topology,
+                "skip": skip_reason(cell, topology, host),
+                "commands": [format_command(c, env_note) for c in commands],
+            }
+        )
+    return planned
+
+
+def print_dry_run(planned: list[dict[str, Any]]) -> None:
+    rows = []
+    for item in planned:
+        rows.append([item["cell"].id, "skip: " + item["skip"] if item["skip"] else "run", "\n".join(item["commands"])])
+    print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
+
+
+def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run every cell not yet completed in `run_dir`; return all results in cell order."""
+    host = Host.detect()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "run.json").exists():
+        write_json_atomic(run_dir / "run.json", {**meta, "environment": environment()})
+    planned = plan(cells, run_dir, host)
+    results: dict[str, dict[str, Any]] = {}
+    interrupted = False
+    bar = tqdm(total=len(planned), unit="cell", file=sys.stderr, dynamic_ncols=True, disable=None)
+    try:
+        for item in planned:
+            cell: Cell = item["cell"]
+            out = result_path(run_dir, cell.id)
+            existing = _load_existing(out)
+            if existing and existing["status"] in COMPLETED:
+                results[cell.id] = existing  # --resume: done before, not run again
+                bar.update(1)
+                continue
+            bar.set_postfix_str(cell.id)
+            if item["skip"]:
+                result = make_result(cell.to_dict(), "skipped", item["skip"])
+                write_json_atomic(out, result)
+            else:
+                result = _launch(cell, item["topology"], run_dir, out)
+                if result is None:
+                    interrupted = True
+                    break
+            results[cell.id] = result
+            bar.update(1)
+            bar.write(f"{cell.id}: {_status_line(result)}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    if interrupted:
+        print(f"interrupted: {len(results)} of {len(planned)} cells kept in {run_dir}; continue with --resume {run_dir.name}")
+        raise KeyboardInterrupt
+    return [results[item["cell"].id] for item in planned if item["cell"].id in results]
+
+
+def _load_existing(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | None:
+    cell_file = run_dir / "launch" / f"{cell.id}.json"
+    write_json_atomic(cell_file, cell.to_dict())
+    out.unlink(missing_ok=True)  # a failed result from an earlier try is replaced
+    log = run_dir / "logs" / f"{cell.id}.log"
+    log.unlink(missing_ok=True)
+    port = free_port() if topology is not None and topology.num_processes > 1 else None
+    commands = launch_commands(topology, cell.precision, cell_file, out, port)
+    finished = run_group(commands, launch_env(topology), log, cell.timeout_s)
+    if finished.interrupted:
+        return None
+    existing = _load_existing(out)
+    if existing is not None:
+        if finished.timed_out:  # written, then hung on the way out: the numbers stand
+            existing.setdefault("notes", []).append(f"processes killed at the {cell.timeout_s:g} s timeout after writing")
+        return existing
+    if finished.timed_out:
+        reason = f"timed out after {cell.timeout_s:g} s; all processes of the cell killed"
+    else:
+        reason = f"exit codes {finished.returncodes} and no result written"
+    result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(log), seconds=finished.seconds)
+    write_json_atomic(out, result)
+    return result
+
+
+def _status_line(result: dict[str, Any]) -> str:
+    status = result["status"]
+    if status in ("converged", "not_converged"):
+        metric = result["target"]["metric"]
+        curve = result.get("curve") or [{}]
+        ttt = result["timings"].get("time_to_target_s")
+        return (
+            f"{status} val {metric} {curve[-1].get(metric, float('nan')):.3f} "
+            f"(target {result['target']['value']}), "
+            + (f"time-to-target {ttt:.1f} s" if ttt is not None else f"{result['timings']['train_seconds']:.1f} s")
+        )
+    if status == "baseline":
+        return "baselines: " + ", ".join(r["name"] for r in result.get("baselines", []))
+    return f"{status}: {result.get('reason', '')}"
+
+
+def summary_table(results: list[dict[str, Any]]) -> str:
+    """The table printed at the end of `bench run`: one row per cell, baselines marked."""
+    rows = []
+    for r in results:
+        cell = r["cell"]
+        if r["status"] == "baseline":
+            for row in r.get("baselines", []):
+                test = row["metrics"].get("test", {})
+                rows.append(
+                    [cell["workload"], f"{row['name']} (baseline)", "-", "-", cell["seed"], "baseline",
+                     _fmt(test.get("f1")), _fmt(test.get("roc_auc")), _fmt(test.get("accuracy")),
+                     "-", "-", "-", f"fit {row['fit_seconds']:.1f} s"]
+                )
+            continue
+        test = (r.get("metrics") or {}).get("test", {})
+        timings = r.get("timings") or {}
+        rows.append(
+            [
+                cell["workload"],
+                cell["variant"],
+                cell["topology"],
+                cell["precision"],
+                cell["seed"],
+                r["status"],
+                _fmt(test.get("f1")),
+                _fmt(test.get("roc_auc")),
+                _fmt(test.get("accuracy")),
+                _fmt(timings.get("time_to_target_s"), 1),
+                _fmt((r.get("throughput") or {}).get("samples_per_s"), 0),
+                _fmt((r.get("memory") or {}).get("peak_rss_mb_max"), 0),
+                r.get("reason", "")[:70],
+            ]
+        )
+    headers = ["workload", "model", "topology", "precision", "seed", "status", "test F1", "test AUC",
+               "test acc", "TTT s", "samples/s", "peak RSS MB", "note"]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def new_run_id(matrix: str) -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{Path(matrix).stem}"

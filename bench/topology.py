@@ -1,0 +1,110 @@
+"""Topologies: Accelerate's own config YAMLs in configs/accelerate/, and what each promises.
+
+A topology file is exactly what `accelerate config` writes and `accelerate launch --config_file`
+reads; it is loaded with Accelerate's own `ClusterConfig`, which rejects unknown keys. From it we
+derive what the host needs (GPUs, nodes) and what the worker must observe at run time.
+
+The CPU multi-process files say `distributed_type: MULTI_GPU` with `use_cpu: true`. That is not a
+typo: on these machines `MULTI_CPU` in a YAML starts a single process (that path wants mpirun),
+while the torchrun path (`MULTI_GPU`) starts N processes; and `use_cpu` from the YAML is not
+passed through on that path, so the launcher also sets ACCELERATE_USE_CPU=1. With both, every rank
+reports MULTI_CPU over gloo. See ../shared/docs/accelerate-on-cpu.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench.errors import BenchError, one_of
+from bench.paths import ACCELERATE_CONFIGS_DIR
+from bench.verify import Expected
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+# accelerate's own spelling of each precision, for --mixed_precision
+ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8"}
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    path: Path
+    distributed_type: str
+    num_processes: int
+    """Total processes over all machines (accelerate's meaning)."""
+    num_machines: int
+    use_cpu: bool
+    main_process_port: int | None
+
+    @property
+    def processes_per_machine(self) -> int:
+        return self.num_processes // self.num_machines
+
+    @property
+    def gpus_needed(self) -> int:
+        """GPUs this topology needs on one host to run all its ranks there."""
+        return 0 if self.use_cpu else self.num_processes
+
+    def expected(self, precision: str) -> Expected:
+        if self.use_cpu:
+            types = ("MULTI_CPU",) if self.num_processes > 1 else ("NO",)
+        elif self.distributed_type == "FSDP":
+            types = ("FSDP",)
+        else:
+            types = ("MULTI_GPU",) if self.num_processes > 1 else ("NO",)
+        return Expected(
+            num_processes=self.num_processes,
+            distributed_types=types,
+            device="cpu" if self.use_cpu else "cuda",
+            precision=precision,
+        )
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "config_file": str(self.path.relative_to(self.path.parents[2])) if len(self.path.parents) > 2 else str(self.path),
+            "distributed_type": self.distributed_type,
+            "num_processes": self.num_processes,
+            "num_machines": self.num_machines,
+            "use_cpu": self.use_cpu,
+        }
+
+
+def available_topologies(directory: Path = ACCELERATE_CONFIGS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topology:
+    """Load configs/accelerate/<name>.yaml through accelerate's ClusterConfig."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        raise one_of("topology", name, available_topologies(directory))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise BenchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: expected a mapping of accelerate config keys")
+    try:
+        config = ClusterConfig.from_yaml_file(path)
+    except (ValueError, TypeError) as exc:
+        message = str(exc).splitlines()[0]
+        raise BenchError(f"{path}: not a valid accelerate config ({message})") from None
+    distributed_type = getattr(config.distributed_type, "value", str(config.distributed_type))
+    num_processes = int(config.num_processes or 1)
+    num_machines = int(config.num_machines or 1)
+    if num_processes < 1 or num_machines < 1 or num_processes % num_machines:
+        raise BenchError(f"{path}: num_processes ({num_processes}) must be a positive multiple of num_machines ({num_machines})")
+    return Topology(
+        name=name,
+        path=path,
+        distributed_type=distributed_type,
+        num_processes=num_processes,
+        num_machines=num_machines,
+        use_cpu=bool(config.use_cpu),
+        main_process_port=config.main_process_port,
+    )

@@ -1,0 +1,86 @@
+"""Check that what a cell asked for is what actually runs.
+
+Accelerate falls back without a word in several cases (../shared/docs/accelerate-on-cpu.md):
+- `mixed_precision="fp16"` on a CPU computes in fp32: no autocast to fp16, no scaler, no warning;
+- a multi-process CPU launch without the CPU switch starts N processes that each believe they
+  are alone (DistributedType.NO, world size 1) and train independently.
+So the worker asks the running Accelerator, not the config, and refuses to report numbers for
+a cell that is not what it claims to be.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the cell's topology and precision promise."""
+
+    num_processes: int
+    distributed_types: tuple[str, ...]
+    """Acceptable accelerate DistributedType names (e.g. ('MULTI_CPU',) or ('NO',))."""
+    device: str  # "cpu" or "cuda"
+    precision: str  # fp32 / bf16 / fp16 / fp8
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str | None  # None when the cell is what it claims; else "invalid" or "unsupported"
+    reason: str
+    observed: dict
+
+
+def autocast_dtype(accelerator: Accelerator) -> str:
+    """The dtype a Linear layer really produces under the accelerator's autocast."""
+    layer = torch.nn.Linear(8, 8).to(accelerator.device)
+    with torch.no_grad(), accelerator.autocast():
+        out = layer(torch.ones(2, 8, device=accelerator.device))
+    return DTYPE_NAMES.get(out.dtype, str(out.dtype))
+
+
+def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
+    started = int(os.environ.get("WORLD_SIZE", "1"))  # processes the launcher actually started
+    observed = {
+        "distributed_type": accelerator.distributed_type.name,
+        "num_processes": accelerator.num_processes,
+        "processes_started": started,
+        "device": accelerator.device.type,
+        "mixed_precision_setting": accelerator.mixed_precision,
+        "compute_dtype": autocast_dtype(accelerator),
+        "backend": getattr(accelerator.state, "backend", None),
+        "torch_threads": torch.get_num_threads(),
+    }
+    # Topology first: numbers from a broken launch mean nothing whatever the precision.
+    if accelerator.num_processes != expected.num_processes or started != expected.num_processes:
+        return Verdict(
+            "invalid",
+            f"asked for {expected.num_processes} synchronised process(es); {started} started and each sees "
+            f"world size {accelerator.num_processes} ({observed['distributed_type']})"
+            + (" - on CPU, multi-process needs ACCELERATE_USE_CPU=1" if expected.device == "cpu" else ""),
+            observed,
+        )
+    if observed["distributed_type"] not in expected.distributed_types:
+        return Verdict(
+            "invalid",
+            f"asked for {'/'.join(expected.distributed_types)}, accelerate runs {observed['distributed_type']}",
+            observed,
+        )
+    if observed["device"] != expected.device:
+        return Verdict("invalid", f"asked for device {expected.device}, running on {observed['device']}", observed)
+    # fp8 computes its matmuls in fp8 inside Transformer Engine / MS-AMP layers; the plain-Linear
+    # probe cannot see that, so only the setting is checked for it.
+    if expected.precision != "fp8" and observed["compute_dtype"] != expected.precision:
+        return Verdict(
+            "unsupported",
+            f"{expected.precision} requested but {observed['compute_dtype']} computed on {observed['device']} "
+            f"(accelerate accepted mixed_precision={observed['mixed_precision_setting']!r} and fell back silently)",
+            observed,
+        )
+    return Verdict(None, "", observed)

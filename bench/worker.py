@@ -1,0 +1,166 @@
+"""What runs inside `accelerate launch`: one cell, from verification to its JSON result.
+
+    accelerate launch --config_file configs/accelerate/X.yaml --mixed_precision P \\
+        -m bench.worker --cell launch/<cell>.json --out cells/<cell>.json
+
+1. Build the Accelerator from the launched environment and verify that the topology and the
+   precision in effect are the ones the cell asked for (bench/verify.py). If not: one result with
+   status invalid/unsupported and no numbers.
+2. Seed, build data and model (init time, reported apart), train to target (bench/train.py).
+3. Gather each rank's peak memory; rank 0 writes the result atomically.
+Baseline cells (classical models) run the same file without accelerate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.launch import die_with_parent
+from bench.matrix import Cell
+from bench.results import make_result, write_json_atomic
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_baselines(cell: Cell, out: Path) -> None:
+    from bench.measure import environment
+    from workloads import make_workload
+
+    workload = make_workload(cell.workload, None, cell.params)
+    start = time.perf_counter()
+    splits = workload.load(cell.seed)
+    init_s = time.perf_counter() - start
+    rows = workload.baselines(splits, cell.seed)
+    result = make_result(
+        cell.to_dict(),
+        "baseline",
+        baselines=rows,
+        metrics={row["name"]: row["metrics"] for row in rows},
+        timings={"init_s": init_s},
+        data=splits.info,
+        environment=environment(),
+    )
+    write_json_atomic(out, result)
+
+
+def run_training(cell: Cell, out: Path) -> None:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from bench.measure import environment
+    from bench.topology import load_topology
+    from bench.train import train
+    from bench.verify import verify
+    from workloads import make_workload
+
+    # Only the process the launcher calls rank 0 writes. Ask the environment, not accelerate:
+    # in a broken launch every process believes it is the main one.
+    launcher_rank0 = os.environ.get("RANK", "0") == "0"
+    topology = load_topology(cell.topology)
+    accelerator = Accelerator()
+    verdict = verify(accelerator, topology.expected(cell.precision))
+    if verdict.status:
+        if launcher_rank0:
+            write_json_atomic(
+                out,
+                make_result(cell.to_dict(), verdict.status, verdict.reason, observed=verdict.observed, environment=environment()),
+            )
+        return
+
+    try:
+        init_start = time.perf_counter()
+        set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
+        workload = make_workload(cell.workload, cell.variant, cell.params)
+        splits = workload.load(cell.seed)
+        init_s = time.perf_counter() - init_start
+        outcome = train(accelerator, workload, splits, cell.budget, cell.seed)
+    except BenchError as exc:
+        # Data or configuration problems are the same on every rank; report them as the reason.
+        if launcher_rank0:
+            write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment()))
+        raise
+
+    # Peak memory of every rank, not just rank 0: a launcher only sees its largest child.
+    rss = accelerator.gather(torch.tensor([outcome["memory"]["peak_rss_mb"] or -1.0], device=accelerator.device))
+    per_rank: dict[str, Any] = {"peak_rss_mb": [float(v) for v in rss.cpu()]}
+    if outcome["memory"]["cuda"]:
+        cuda = outcome["memory"]["cuda"]
+        peaks = accelerator.gather(torch.tensor([cuda["max_allocated_mb"], cuda["max_reserved_mb"]], device=accelerator.device))
+        peaks = peaks.reshape(-1, 2).cpu()
+        per_rank["cuda_max_allocated_mb"] = [float(v) for v in peaks[:, 0]]
+        per_rank["cuda_max_reserved_mb"] = [float(v) for v in peaks[:, 1]]
+    memory = {
+        "per_rank": per_rank,
+        "peak_rss_mb_max": max(per_rank["peak_rss_mb"]),
+        "peak_rss_mb_sum": sum(per_rank["peak_rss_mb"]),
+        "cuda_max_allocated_mb_max": max(per_rank.get("cuda_max_allocated_mb", [0.0])) or None,
+        "cuda_max_reserved_mb_max": max(per_rank.get("cuda_max_reserved_mb", [0.0])) or None,
+    }
+
+    if accelerator.is_main_process:
+        timings = {"init_s": init_s, **outcome["timings"]}
+        result = make_result(
+            cell.to_dict(),
+            outcome["status"],
+            outcome["reason"],
+            workload=workload.describe(),
+            topology=topology.describe(),
+            observed=verdict.observed,
+            metrics=outcome["metrics"],
+            target=outcome["target"],
+            timings=timings,
+            samples_to_target=outcome["samples_to_target"],
+            samples_seen=outcome["samples_seen"],
+            throughput=outcome["throughput"],
+            flops_per_sample=outcome["flops_per_sample"],
+            batch=outcome["batch"],
+            memory=memory,
+            curve=outcome["curve"],
+            data=splits.info,
+            environment=environment(),
+        )
+        if cell.save_checkpoint and hasattr(workload, "save_checkpoint"):
+            workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result)
+            result["checkpoint"] = cell.save_checkpoint
+        write_json_atomic(out, result)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", required=True, type=Path, help="cell JSON written by the runner")
+    parser.add_argument("--out", required=True, type=Path, help="where to write the result JSON")
+    args = parser.parse_args(argv)
+    die_with_parent()
+    _quiet_libraries()
+    cell = Cell.from_dict(json.loads(args.cell.read_text()))
+    try:
+        if cell.kind == "baseline":
+            run_baselines(cell, args.out)
+        else:
+            run_training(cell, args.out)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

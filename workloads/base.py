@@ -1,0 +1,188 @@
+"""The seam between the harness and a workload.
+
+The training loop in bench/train.py drives any `Workload` without knowing what it is: it asks
+for data, a model, a loss per batch, per-sample evaluation outputs, and metrics computed from
+those outputs. A workload never touches Accelerate, clocks or memory; the harness never
+branches on a workload's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Target:
+    """The quality target a cell trains to, judged on the validation split."""
+
+    metric: str
+    value: float
+    higher_is_better: bool = True
+
+    def met(self, metrics: dict[str, float]) -> bool:
+        score = metrics.get(self.metric)
+        if score is None or not np.isfinite(score):
+            return False
+        return score >= self.value if self.higher_is_better else score <= self.value
+
+
+@dataclass
+class Splits:
+    """Datasets the loop trains and evaluates on, plus what preprocessing decided (recorded)."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    # Further evaluation sets reported beside test (e.g. an out-of-domain set).
+    extra: dict[str, Dataset] = field(default_factory=dict)
+    # Facts about the data a reader needs to trust the numbers: sizes, split, dropped rows...
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainParams:
+    """Hyperparameters every workload has. Workloads subclass this with their own fields.
+
+    Each field can be overridden per workload in a matrix YAML under `params:`.
+    """
+
+    target: float = 0.0
+    """Quality target on the validation split, for the workload's target metric."""
+    global_batch: int = 64
+    """Samples per optimizer step summed over all processes; fixed across world sizes."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_fraction: float = 0.0
+    """Fraction of the step budget spent in linear warm-up (0 = constant learning rate)."""
+    linear_decay: bool = False
+    """Decay the learning rate linearly to zero over the step budget after warm-up."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value (None = no clipping)."""
+    eval_every_steps: int | None = None
+    """Evaluate every N optimizer steps; None = at the end of each epoch."""
+    eval_batch: int = 512
+    """Per-process batch size for evaluation."""
+
+
+def params_from_dict(cls: type[TrainParams], overrides: dict[str, Any], where: str) -> TrainParams:
+    """Build a params dataclass, rejecting unknown keys and wrong types with a one-line error."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise BenchError(f"{where}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    params = cls(**overrides)
+    for name, f in names.items():
+        value = getattr(params, name)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if value is None or default is None:
+            continue
+        if isinstance(default, bool) != isinstance(value, bool):
+            raise BenchError(f"{where}: parameter {name} must be {type(default).__name__}, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+            raise BenchError(f"{where}: parameter {name} must be a number, got {value!r}")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise BenchError(f"{where}: parameter {name} must be a string, got {value!r}")
+    if params.global_batch <= 0:
+        raise BenchError(f"{where}: global_batch must be positive, got {params.global_batch}")
+    return params
+
+
+class Workload(ABC):
+    """One benchmark task: data, model, loss, metrics and classical baselines."""
+
+    name: ClassVar[str]
+    variants: ClassVar[tuple[str, ...]]
+    """Model variants selectable in the matrix (e.g. gru, lstm); the first is the default."""
+    target_metric: ClassVar[str]
+    Params: ClassVar[type[TrainParams]] = TrainParams
+
+    def __init__(self, variant: str | None = None, params: dict[str, Any] | None = None) -> None:
+        variant = variant or self.variants[0]
+        if variant not in self.variants:
+            raise BenchError(
+                f"unknown variant {variant!r} for workload {self.name}; valid choices: {', '.join(self.variants)}"
+            )
+        self.variant = variant
+        self.params = params_from_dict(self.Params, params or {}, f"workload {self.name}")
+
+    @classmethod
+    def unavailable_reason(cls, params: dict[str, Any]) -> str | None:
+        """Why this host cannot run the workload with these params (e.g. a model that cannot be
+        resolved offline), or None. Checked before launching, without loading any data."""
+        return None
+
+    @property
+    def target(self) -> Target:
+        return Target(self.target_metric, self.params.target)
+
+    @abstractmethod
+    def load(self, seed: int) -> Splits:
+        """Read, validate and preprocess the data; split it. Deterministic for a seed."""
+
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module:
+        """A fresh model (seeded by the caller)."""
+
+    @abstractmethod
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The training loss of one batch (a scalar)."""
+
+    @abstractmethod
+    def eval_outputs(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Per-sample outputs of one batch (scores, labels...), each with the batch as first dim.
+
+        The loop gathers them over processes (dropping the padding duplicates) before metrics.
+        """
+
+    @abstractmethod
+    def val_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics on the validation outputs; must include `target_metric`."""
+
+    @abstractmethod
+    def final_metrics(self, evaluate: Callable[[str], dict[str, np.ndarray]]) -> dict[str, Any]:
+        """Metrics reported for the trained model. `evaluate(split)` returns gathered outputs
+        for 'train', 'val', 'test' or a name in `Splits.extra`."""
+
+    def collate(self, items: list[Any]) -> Any:
+        """Batch a list of dataset items (default: torch's)."""
+        return torch.utils.data.default_collate(items)
+
+    def samples_in(self, batch: Any) -> int:
+        """How many samples a batch holds (the first tensor's first dim by default)."""
+        first = batch[0] if isinstance(batch, (list, tuple)) else next(iter(batch.values()))
+        return int(first.shape[0])
+
+    def tokens_in(self, batch: Any) -> int | None:
+        """How many real (non-padding) tokens a batch holds; None for non-text workloads."""
+        return None
+
+    def flops_per_sample(self, model: torch.nn.Module, batch: Any) -> float | None:
+        """Training FLOPs (forward + backward) per sample, counted on one batch; None if unknown."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = getattr(model, "module", model)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.loss(model, batch).backward()
+        model.zero_grad(set_to_none=True)
+        return counter.get_total_flops() / max(self.samples_in(batch), 1)
+
+    def baselines(self, splits: Splits, seed: int) -> list[dict[str, Any]]:
+        """Classical reference models: dicts with name, metrics, fit_seconds."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """What the result records about this workload's configuration."""
+        return {"name": self.name, "variant": self.variant, "params": dataclasses.asdict(self.params)}

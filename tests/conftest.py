@@ -1,0 +1,39 @@
+"""Shared test setup: where the real data is, and a helper to run the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Tests read the real datasets through BENCH_DATA_DIR; default to the shared copy beside the checkout.
+if "BENCH_DATA_DIR" not in os.environ:
+    for candidate in (PROJECT_ROOT.parent / "shared" / "data", PROJECT_ROOT.parent.parent / "shared" / "data"):
+        if candidate.is_dir():
+            os.environ["BENCH_DATA_DIR"] = str(candidate)
+            break
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("BENCH_DATA_DIR", ""))
+    assert path.is_dir(), "set BENCH_DATA_DIR to the folder holding the datasets (e.g. ../shared/data)"
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m bench ARGS` in a subprocess, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd or PROJECT_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,46 @@
+"""`bench serve`: answer sentiment predictions over HTTP from a fine-tuned checkpoint (bench/serve.py)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from bench.serve import PRECISIONS
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, metavar="DIR",
+                        help="a checkpoint folder written by `bench run --save-checkpoint`")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32, or bf16 autocast around the forward pass (default: fp32)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (default: 4)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="PyTorch intra-op threads per forward pass (default: 1; see docs/serving.md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.serve import Predictor, create_app, make_server, server_url
+
+    predictor = Predictor(args.checkpoint, precision=args.precision, torch_threads=args.torch_threads)
+    server = make_server(create_app(predictor), host=args.host, port=args.port, threads=args.threads)
+
+    def stop(signum, frame):  # SIGTERM -> the same clean shutdown as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    # One line on stdout, read by `bench loadtest` and the tests to find a --port 0 server.
+    print(f"serving on {server_url(server)}", flush=True)
+    print(f"model {predictor.checkpoint} ({predictor.precision}, {predictor.torch_threads} torch thread(s), "
+          f"{predictor.inference_slots} concurrent forward pass(es), {args.threads} waitress threads); "
+          "Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        server.run()  # returns after SIGINT/SIGTERM, once waitress has shut its worker threads down
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,257 @@
+"""A real-time sentiment API over a fine-tuned checkpoint: a Flask app served by waitress.
+
+    POST /predict   {"text": "..."} or {"texts": ["...", ...]}  -> label + probabilities per text
+    GET  /health    {"status": "ok"} once the model is loaded
+    GET  /metadata  model, labels, checkpoint metrics, training and serving versions, limits
+
+Every client mistake is a JSON error, never a 500: 400 for a body that is not a JSON object with
+exactly one of `text` / `texts` holding non-empty strings, 413 for a body, a text or a batch over
+the limits in `ServingLimits`. The model is loaded once, at start-up, by `Predictor`.
+
+Threads on a small CPU (this project's reference machine has 2 cores). Two kinds of thread are in
+play: waitress's worker threads, which read requests, parse JSON, tokenise and write responses,
+and PyTorch's intra-op threads, which run one forward pass. For short texts one forward pass is a
+few small matrix products, too small to split across cores with profit, and OpenMP workers that
+spin-wait fight every other process on a shared machine. So each forward pass runs on one torch
+thread (`torch_threads=1`) and up to `cores // torch_threads` forward passes run at once (a
+semaphore), one per core; waitress gets a few more threads than that (default 4) so that I/O and
+tokenisation of the next request overlap with inference. docs/serving.md has the measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+PRECISIONS = ("fp32", "bf16")
+SERVING_PACKAGES = ("torch", "transformers", "flask", "waitress", "werkzeug")
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """Bounds on one request; past them the API answers 413 instead of doing unbounded work."""
+
+    max_body_bytes: int = 2 * 2**20
+    """Largest request body (Flask's MAX_CONTENT_LENGTH); checked before the body is parsed."""
+    max_texts: int = 64
+    """Most texts in one `texts` batch: one forward pass pads every text to the longest, so a
+    batch costs up to max_texts x max_length tokens of compute."""
+    max_text_chars: int = 5000
+    """Longest text in characters. The model sees at most the checkpoint's `max_length` tokens
+    (longer texts are truncated); this bound keeps tokenisation of a hostile text cheap."""
+
+
+class RequestError(Exception):
+    """A client mistake: becomes a JSON error with this HTTP status."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Predictor:
+    """A checkpoint loaded once, answering `predict(texts)` from any number of threads."""
+
+    def __init__(self, checkpoint: Path, precision: str = "fp32", torch_threads: int | None = None) -> None:
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from bench.checkpoint import load_checkpoint
+
+        if precision not in PRECISIONS:
+            raise BenchError(f"unknown precision {precision!r}; valid choices: {', '.join(PRECISIONS)}")
+        if torch_threads is not None:
+            if torch_threads < 1:
+                raise BenchError(f"--torch-threads must be at least 1, got {torch_threads}")
+            torch.set_num_threads(torch_threads)
+        hf_logging.disable_progress_bar()
+        self.checkpoint = Path(checkpoint)
+        self.precision = precision
+        self.model, self.tokenizer, self.metadata = load_checkpoint(self.checkpoint)
+        self.labels: list[str] = list(self.metadata.get("labels") or [])
+        if len(self.labels) != self.model.config.num_labels:
+            raise BenchError(f"{checkpoint}: metadata lists {len(self.labels)} labels but the model has "
+                             f"{self.model.config.num_labels} outputs")
+        self.max_length = int(self.metadata.get("max_length") or self.tokenizer.model_max_length)
+        self.torch_threads = torch.get_num_threads()
+        self.inference_slots = max(1, (os.cpu_count() or 1) // self.torch_threads)
+        # One forward pass per `torch_threads` cores at a time; more would only oversubscribe them.
+        self._slots = threading.BoundedSemaphore(self.inference_slots)
+        # A fast (Rust) tokenizer is not safe to call from several threads at once when the call sets
+        # truncation/padding ("Already borrowed"), so tokenisation is serialised; it is cheap.
+        self._tokenize_lock = threading.Lock()
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Label and class probabilities for each text, in order."""
+        import torch
+
+        with self._tokenize_lock:
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt")
+        with self._slots, torch.inference_mode(), torch.autocast(
+            "cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        ):
+            logits = self.model(**batch).logits
+        probabilities = torch.softmax(logits.float(), dim=-1).tolist()
+        return [
+            {
+                "label": self.labels[max(range(len(row)), key=row.__getitem__)],
+                "probabilities": dict(zip(self.labels, row, strict=True)),
+            }
+            for row in probabilities
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        """What GET /metadata reports about the model and how it is served."""
+        meta = self.metadata
+        return {
+            "checkpoint": self.checkpoint.name,
+            "workload": meta.get("workload"),
+            "base_model": meta.get("base_model"),
+            "labels": self.labels,
+            "max_length": self.max_length,
+            "metrics": meta.get("metrics", {}),
+            "cell": meta.get("cell"),
+            "created_utc": meta.get("created_utc"),
+            "trained_with": meta.get("packages", {}),
+            "serving": {
+                "precision": self.precision,
+                "torch_threads": self.torch_threads,
+                "inference_slots": self.inference_slots,
+                "packages": _versions(SERVING_PACKAGES),
+            },
+        }
+
+
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def parse_predict_request(body: bytes, limits: ServingLimits) -> tuple[list[str], bool]:
+    """(texts, single) from a /predict body, or RequestError naming what is wrong with it."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError("body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise RequestError("body is not valid JSON (nested too deeply)") from None
+    if not isinstance(payload, dict):
+        raise RequestError(f'body must be a JSON object like {{"text": "..."}}, got a JSON {_json_type(payload)}')
+    unknown = sorted(set(payload) - {"text", "texts"})
+    if unknown:
+        raise RequestError(f"unknown field(s) {', '.join(map(repr, unknown))}; send either 'text' or 'texts'")
+    if ("text" in payload) == ("texts" in payload):
+        raise RequestError("send exactly one of 'text' (a string) or 'texts' (a list of strings)")
+    if "text" in payload:
+        _check_text(payload["text"], "'text'", limits)
+        return [payload["text"]], True
+    texts = payload["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(f"'texts' must be a list of strings, got a JSON {_json_type(texts)}")
+    if not texts:
+        raise RequestError("'texts' is empty; send at least one text")
+    if len(texts) > limits.max_texts:
+        raise RequestError(f"'texts' holds {len(texts)} texts; at most {limits.max_texts} per request", 413)
+    for i, text in enumerate(texts):
+        _check_text(text, f"'texts'[{i}]", limits)
+    return texts, False
+
+
+def _check_text(text: Any, where: str, limits: ServingLimits) -> None:
+    if not isinstance(text, str):
+        raise RequestError(f"{where} must be a string, got a JSON {_json_type(text)}")
+    if not text.strip():
+        raise RequestError(f"{where} is empty")
+    if len(text) > limits.max_text_chars:
+        raise RequestError(f"{where} has {len(text)} characters; at most {limits.max_text_chars}", 413)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def create_app(predictor: Predictor, limits: ServingLimits | None = None):
+    """The Flask app over an already-loaded predictor (tests drive it through app.test_client())."""
+    from flask import Flask, jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    limits = limits or ServingLimits()
+    app = Flask("bench.serve")
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
+    app.json.sort_keys = False
+    described = {**predictor.describe(), "limits": asdict(limits)}
+
+    def error(message: str, status: int):
+        return jsonify({"error": message, "status": status}), status
+
+    @app.errorhandler(RequestError)
+    def _request_error(exc: RequestError):
+        return error(str(exc), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        # 404, 405 and 413 (MAX_CONTENT_LENGTH) as JSON like every other answer.
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"request body is larger than {limits.max_body_bytes} bytes"
+        return error(message, exc.code or 500)
+
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "ok"})
+
+    @app.get("/metadata")
+    def metadata():
+        return jsonify(described)
+
+    @app.post("/predict")
+    def predict():
+        # Read the raw body (any Content-Type) so that malformed JSON is a 400 we word ourselves;
+        # reading past MAX_CONTENT_LENGTH raises werkzeug's 413 before anything is parsed.
+        texts, single = parse_predict_request(request.get_data(cache=False), limits)
+        predictions = predictor.predict(texts)
+        return jsonify(predictions[0] if single else {"predictions": predictions})
+
+    return app
+
+
+def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4,
+                limits: ServingLimits | None = None):
+    """A waitress server bound to host:port (port 0 = a free port; read `server_url(server)`).
+
+    Waitress buffers a whole body before the app sees it (up to 1 GiB by default), so it is told to
+    refuse absurd bodies itself; bodies just over the app's limit still reach Flask, which answers
+    with a JSON 413.
+    """
+    from waitress import create_server
+
+    limits = limits or ServingLimits()
+    if threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {threads}")
+    try:
+        return create_server(app, host=host, port=port, threads=threads, ident="bench-serve",
+                             max_request_body_size=4 * limits.max_body_bytes)
+    except OSError as exc:
+        raise BenchError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def server_url(server) -> str:
+    host = server.effective_host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{server.effective_port}"

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from bench.launch import format_command, launch_commands, launch_env, free_port, run_group, tail
 from bench.matrix import Cell, Host, skip_reason
 from bench.measure import environment
+from bench.peak import measure_peak_flops
 from bench.results import COMPLETED, make_result, result_path, write_json_atomic
 from bench.topology import load_topology
 
@@ -56,7 +57,8 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[di
     host = Host.detect()
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "run.json").exists():
-        write_json_atomic(run_dir / "run.json", {**meta, "environment": environment()})
+        # Peak FLOP/s for MFU, measured once before any cell runs (bench/peak.py; ~1-2 s on a CPU).
+        write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
     planned = plan(cells, run_dir, host)
     results: dict[str, dict[str, Any]] = {}
     interrupted = False

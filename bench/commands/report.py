@@ -1,0 +1,75 @@
+"""`bench report RUN_DIR`: a run's results as a Markdown report with plots, or as CSV/JSON."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.paths import REPORTS_DIR, RESULTS_DIR
+
+FILES = {"md": "report.md", "csv": "report.csv", "json": "report.json"}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a run directory (results/<run-id>), a run id under results/, or one result file")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where the report goes (default: reports/<run-id>/); '-' prints CSV or JSON to stdout")
+    parser.add_argument("--format", choices=tuple(FILES), default="md",
+                        help="md: Markdown with PNG plots (default); csv or json: one row per configuration, for machines")
+    parser.add_argument("--metrics", default="",
+                        help="comma-separated extra test metrics for the Markdown tables (e.g. roc_auc,accuracy)")
+    parser.add_argument("--no-peak-measure", action="store_true",
+                        help="if run.json holds no peak FLOP/s, leave MFU out instead of measuring this host's peak")
+
+
+def _resolve_run_dir(raw: Path) -> Path:
+    if raw.exists():
+        return raw
+    under_results = RESULTS_DIR / raw
+    if under_results.exists():
+        return under_results
+    raise BenchError(f"{raw}: no such run directory (nor {under_results})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+    from bench.report_render import render_csv, render_json, render_markdown
+
+    run_dir = _resolve_run_dir(args.run_dir)
+    extra = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    if args.out == "-" and args.format == "md":
+        raise BenchError("--out - prints CSV or JSON only; a Markdown report needs a folder for its plots")
+    report = build_report(run_dir, measure_peaks=not args.no_peak_measure)
+    if extra:
+        known = {key.split("_", 1)[1] for w in report.workloads for r in w.rows + w.baselines for key in r["quality"]}
+        unknown = [m for m in extra if m not in known]
+        if unknown:
+            raise BenchError(f"--metrics: no result carries {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+    if args.format == "csv":
+        text = render_csv(report)
+    elif args.format == "json":
+        text = render_json(report)
+    if args.out == "-":
+        sys.stdout.write(text)
+        return 0
+
+    out_dir = Path(args.out) if args.out else REPORTS_DIR / report.run_id
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"{out_dir}: cannot create the report folder ({exc.strerror})") from None
+    if args.format == "md":
+        from bench.plots import write_plots
+
+        plots = write_plots(report, out_dir)
+        command = shlex.join(["python", "-m", "bench", "report", *sys.argv[2:]]) if sys.argv[1:2] == ["report"] else None
+        text = render_markdown(report, plots, extra, command)
+    path = out_dir / FILES[args.format]
+    path.write_text(text)
+    print(f"report written to {path}")
+    return 0

@@ -1,0 +1,107 @@
+"""Peak FLOP/s of the host, the denominator of MFU (model FLOPs utilisation).
+
+Two kinds of peak, never mixed:
+- measured: the best rate of a timed large square matmul per dtype, on the CPU (all of torch's
+  threads, i.e. the whole host, which is what the ranks of a CPU cell share) and on CUDA device 0.
+  This is what the hardware delivers to PyTorch here, so MFU against it reads "share of what a
+  plain matmul gets".
+- datasheet: the vendor's dense (no sparsity) tensor-core figure for known GPUs. Higher than any
+  measured peak; MFU against it is the number papers quote.
+
+The measurement is recorded once per run in run.json's environment (bench/runner.py) so that a
+report made later, or elsewhere, divides by the peak of the machine that ran the cells.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# Dense peaks in FLOP/s from the vendors' datasheets (sparsity excluded). fp32 is the non-tensor-
+# core rate, which is what torch uses for fp32 matmuls unless TF32 is switched on. Matched by
+# substring of torch.cuda.get_device_name(), first match wins, so specific names come first.
+DATASHEET_PEAKS: tuple[tuple[str, str, dict[str, float]], ...] = (
+    ("H100 PCIe", "NVIDIA H100 PCIe", {"fp32": 51.2e12, "bf16": 756e12, "fp16": 756e12, "fp8": 1513e12}),
+    ("H100 NVL", "NVIDIA H100 NVL", {"fp32": 60e12, "bf16": 835e12, "fp16": 835e12, "fp8": 1671e12}),
+    ("H100", "NVIDIA H100 SXM", {"fp32": 66.9e12, "bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12}),
+    ("H200", "NVIDIA H200 SXM", {"fp32": 66.9e12, "bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12}),
+    ("A100", "NVIDIA A100", {"fp32": 19.5e12, "bf16": 312e12, "fp16": 312e12}),
+    ("L40S", "NVIDIA L40S", {"fp32": 91.6e12, "bf16": 362.05e12, "fp16": 362.05e12, "fp8": 733e12}),
+    ("L4", "NVIDIA L4", {"fp32": 30.3e12, "bf16": 121e12, "fp16": 121e12, "fp8": 242.5e12}),
+    ("A10", "NVIDIA A10", {"fp32": 31.2e12, "bf16": 125e12, "fp16": 125e12}),
+    ("V100", "NVIDIA V100", {"fp32": 15.7e12, "fp16": 125e12}),
+    ("T4", "NVIDIA T4", {"fp32": 8.1e12, "fp16": 65e12}),
+)
+
+CPU_DTYPES = ("fp32", "bf16")
+CUDA_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def datasheet_peak(device_name: str) -> tuple[str, dict[str, float]] | None:
+    """(datasheet name, {dtype: FLOP/s}) for a known GPU name, else None."""
+    for key, label, peaks in DATASHEET_PEAKS:
+        if key.lower() in device_name.lower():
+            return label, dict(peaks)
+    return None
+
+
+def matmul_flops(dtype_name: str, device: str, size: int, seconds: float) -> float:
+    """Best FLOP/s of `size`x`size` matmuls in `dtype_name` on `device`, timed for about `seconds`.
+
+    The best repetition, not the mean, estimates the peak: on a shared host the slow repetitions
+    measure the neighbours, not the hardware.
+    """
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    torch.matmul(a, b)  # warm-up: kernel selection, allocator, thread pool start
+    sync()
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    repeats = 0
+    while repeats < 3 or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        sync()
+        best = min(best, time.perf_counter() - start)
+        repeats += 1
+        if repeats >= 50:
+            break
+    return 2.0 * size**3 / best
+
+
+def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cuda_size: int = 8192) -> dict[str, Any]:
+    """Measured (and, for known GPUs, datasheet) peak FLOP/s per device and dtype.
+
+    About `seconds_per_dtype` per dtype and device: under 2 s on a CPU-only host.
+    """
+    import torch
+
+    from bench.measure import cpu_model
+
+    peaks: dict[str, Any] = {
+        "method": f"best of repeated square matmuls (CPU {cpu_size}x{cpu_size}, CUDA {cuda_size}x{cuda_size}), 2*n^3 FLOPs each",
+        "cpu": {
+            "name": cpu_model(),
+            "threads": torch.get_num_threads(),
+            "measured": {d: matmul_flops(d, "cpu", cpu_size, seconds_per_dtype) for d in CPU_DTYPES},
+        },
+    }
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        entry: dict[str, Any] = {
+            "name": name,
+            "measured": {d: matmul_flops(d, "cuda", cuda_size, seconds_per_dtype) for d in CUDA_DTYPES},
+        }
+        sheet = datasheet_peak(name)
+        if sheet:
+            entry["datasheet_name"], entry["datasheet"] = sheet
+        peaks["cuda"] = entry
+    return peaks

@@ -1,0 +1,382 @@
+"""A run directory -> the numbers of its report: one row per configuration, seeds aggregated.
+
+Cells are grouped by (workload, model variant, topology, precision); each group's seeds become one
+row (median and min-max; see bench/stats.py for the rules). Every figure is computed here, once,
+as plain dicts; bench/report_render.py only formats them and bench/plots.py only draws them, so
+the Markdown, the CSV, the JSON and the plots cannot disagree.
+
+Nothing here knows a workload by name: the quality columns are the metrics the results carry and
+the target metric is the one each result names in result["target"].
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import stats
+from bench.errors import BenchError
+from bench.results import WITH_NUMBERS, load_run
+
+TRAINED = ("converged", "not_converged")
+PRECISION_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2, "fp8": 3}
+REFERENCE_PRECISION = "fp32"
+
+
+@dataclass
+class WorkloadReport:
+    """Everything the report says about one workload."""
+
+    name: str
+    target: dict[str, Any] | None
+    """{"metric", "value", "split"} as the results state it; None when no cell trained."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """One per (variant, topology, precision) group, in display order."""
+    baselines: list[dict[str, Any]] = field(default_factory=list)
+    not_converged: list[dict[str, Any]] = field(default_factory=list)
+    verdict: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    run_dir: Path
+    run_id: str
+    meta: dict[str, Any]
+    """run.json (matrix, command, filters, environment); {} when the run has none."""
+    environment: dict[str, Any]
+    peaks: dict[str, Any] | None
+    peaks_source: str
+    workloads: list[WorkloadReport]
+    without_numbers: list[dict[str, Any]]
+    """Skipped, unsupported, invalid and failed cells, each with its reason."""
+    cell_count: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load_meta(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BenchError(f"{path}: expected a JSON object")
+    return meta
+
+
+def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bool = True) -> tuple[dict | None, str]:
+    """The peak FLOP/s for MFU and a sentence saying where it comes from.
+
+    A run records its peaks in run.json. For an older run without them, the peak is measured now,
+    but only used when this host is the same hardware class as the one that ran the cells: a peak
+    from another machine would make the MFU a fiction.
+    """
+    recorded = (meta.get("environment") or {}).get("peak_flops")
+    if recorded:
+        return recorded, "recorded in run.json when the run started, on the machine that ran the cells"
+    if not measure:
+        return None, "not recorded with the run and not measured (MFU omitted)"
+    from bench.measure import hardware_class
+    from bench.peak import measure_peak_flops
+
+    here = hardware_class()
+    there = environment.get("hardware_class")
+    if there and there != here:
+        return None, f"not recorded with the run, and this host ({here}) is not the run's ({there}); MFU omitted"
+    return measure_peak_flops(), "not recorded with the run: measured by `bench report` on this host, same hardware class as the run"
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-cell figures
+# ---------------------------------------------------------------------------------------------
+
+
+def cell_device(result: dict[str, Any]) -> str | None:
+    observed = result.get("observed") or {}
+    if observed.get("device"):
+        return observed["device"]
+    topology = result.get("topology") or {}
+    if "use_cpu" in topology:
+        return "cpu" if topology["use_cpu"] else "cuda"
+    return None
+
+
+def cell_processes(result: dict[str, Any]) -> int | None:
+    for source in (result.get("topology") or {}, result.get("observed") or {}):
+        if source.get("num_processes"):
+            return int(source["num_processes"])
+    return None
+
+
+def compute_dtype(result: dict[str, Any]) -> str:
+    return (result.get("observed") or {}).get("compute_dtype") or result["cell"]["precision"]
+
+
+def peak_for(peaks: dict[str, Any] | None, device: str | None, dtype: str, processes: int, kind: str) -> float | None:
+    """Peak FLOP/s available to a cell. `kind` is 'measured' or 'datasheet'.
+
+    A CPU peak is measured with all of the host's threads, which the ranks of a CPU cell share, so
+    it is not multiplied by the processes; a GPU peak is per device and every rank has its own.
+    """
+    if not peaks or device not in peaks:
+        return None
+    value = (peaks[device].get(kind) or {}).get(dtype)
+    if value is None:
+        return None
+    return float(value) * (processes if device == "cuda" else 1)
+
+
+def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> float | None:
+    """Model FLOPs utilisation of one cell: training FLOP/s achieved over the peak."""
+    flops = result.get("flops_per_sample")
+    rate = (result.get("throughput") or {}).get("samples_per_s")
+    peak = peak_for(peaks, cell_device(result), compute_dtype(result), cell_processes(result) or 1, kind)
+    if not flops or not rate or not peak:
+        return None
+    return flops * rate / peak
+
+
+def _metric_series(results: list[dict[str, Any]], getter) -> dict[str, list[float | None]]:
+    """{"val_f1": [seed values], ...} over every split and metric any result carries."""
+    keys: list[str] = []
+    for r in results:
+        for split, values in (getter(r) or {}).items():
+            if isinstance(values, dict):
+                keys += [f"{split}_{m}" for m in values if f"{split}_{m}" not in keys]
+    series = {}
+    for key in keys:
+        split, metric = key.split("_", 1)
+        series[key] = [((getter(r) or {}).get(split) or {}).get(metric) for r in results]
+    return series
+
+
+def summarise(values: list[float | None]) -> dict[str, Any]:
+    """median, min, max and n of one per-seed series (None where no seed has a number)."""
+    rng = stats.value_range(values)
+    return {
+        "median": stats.median(values),
+        "min": rng[0] if rng else None,
+        "max": rng[1] if rng else None,
+        "n": len(stats.finite(values)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups
+# ---------------------------------------------------------------------------------------------
+
+
+def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> dict[str, Any]:
+    """One configuration over its seeds; `results` are all its train cells, whatever their status."""
+    cell = results[0]["cell"]
+    trained = [r for r in results if r["status"] in TRAINED]
+    converged = [r for r in trained if r["status"] == "converged"]
+    statuses: dict[str, int] = defaultdict(int)
+    for r in results:
+        statuses[r["status"]] += 1
+    processes = next((p for p in map(cell_processes, results) if p), None)
+    device = next((d for d in map(cell_device, results) if d), None)
+
+    ttt = [r["timings"].get("time_to_target_s") for r in converged]
+    quality = _metric_series(trained, lambda r: r.get("metrics"))
+    per_seed = {
+        "seeds": [r["cell"]["seed"] for r in trained],
+        "status": [r["status"] for r in trained],
+        "time_to_target_s": [r["timings"].get("time_to_target_s") for r in trained],
+        "samples_to_target": [r.get("samples_to_target") for r in trained],
+        "train_seconds": [r["timings"].get("train_seconds") for r in trained],
+        "init_s": [r["timings"].get("init_s") for r in trained],
+        "samples_per_s": [(r.get("throughput") or {}).get("samples_per_s") for r in trained],
+        "tokens_per_s": [(r.get("throughput") or {}).get("tokens_per_s") for r in trained],
+        "peak_rss_mb_per_rank_max": [(r.get("memory") or {}).get("peak_rss_mb_max") for r in trained],
+        "peak_rss_mb_sum": [(r.get("memory") or {}).get("peak_rss_mb_sum") for r in trained],
+        "cuda_max_allocated_mb": [(r.get("memory") or {}).get("cuda_max_allocated_mb_max") for r in trained],
+        "cuda_max_reserved_mb": [(r.get("memory") or {}).get("cuda_max_reserved_mb_max") for r in trained],
+        "flops_per_sample": [r.get("flops_per_sample") for r in trained],
+        "mfu_measured": [mfu(r, peaks, "measured") for r in trained],
+        "mfu_datasheet": [mfu(r, peaks, "datasheet") for r in trained],
+        **quality,
+    }
+    row: dict[str, Any] = {
+        "kind": "accelerate",
+        "workload": cell["workload"],
+        "model": cell["variant"],
+        "topology": cell["topology"],
+        "processes": processes,
+        "device": device,
+        "precision": cell["precision"],
+        "cells": len(results),
+        "trained": len(trained),
+        "converged": len(converged),
+        "statuses": dict(statuses),
+        "time_to_target_s": {**summarise(ttt), "olympic_mean": stats.olympic_mean(ttt)},
+        "samples_to_target": summarise([r.get("samples_to_target") for r in converged]),
+        "quality": {key: summarise(values) for key, values in quality.items()},
+        "per_seed": per_seed,
+    }
+    for key in ("samples_per_s", "tokens_per_s", "peak_rss_mb_per_rank_max", "peak_rss_mb_sum", "cuda_max_allocated_mb",
+                "cuda_max_reserved_mb", "flops_per_sample", "mfu_measured", "mfu_datasheet"):
+        row[key] = summarise(per_seed[key])
+    row["per_seed"]["time_to_target_s_converged"] = ttt
+    row["curves"] = [_curve(r) for r in trained if r.get("curve") and r.get("target")]
+    return row
+
+
+def _curve(result: dict[str, Any]) -> dict[str, Any]:
+    """The target metric against training-clock seconds, as evaluated during training."""
+    metric = result["target"]["metric"]
+    points = [p for p in result["curve"] if p.get(metric) is not None and p.get("seconds") is not None]
+    return {
+        "seed": result["cell"]["seed"],
+        "status": result["status"],
+        "metric": metric,
+        "seconds": [p["seconds"] for p in points],
+        "value": [p[metric] for p in points],
+    }
+
+
+def _find(rows: list[dict[str, Any]], model: str, device: str | None, precision: str, processes: int = 1):
+    for row in rows:
+        if (row["model"], row["device"], row["precision"], row["processes"]) == (model, device, precision, processes) and row["trained"]:
+            return row
+    return None
+
+
+def add_comparisons(rows: list[dict[str, Any]]) -> None:
+    """Speedup against the single-process fp32 group of the same model on the same device type;
+    scaling efficiency against the single-process group of the same precision (so it measures
+    what the extra processes bought, not what the precision did)."""
+    for row in rows:
+        ref = _find(rows, row["model"], row["device"], REFERENCE_PRECISION)
+        single = _find(rows, row["model"], row["device"], row["precision"])
+        row["reference"] = f"{ref['topology']} {ref['precision']}" if ref else None
+        row["speedup_time_to_target"] = stats.speedup(
+            ref["time_to_target_s"]["median"] if ref else None, row["time_to_target_s"]["median"]
+        )
+        row["throughput_ratio"] = stats.rate_ratio(row["samples_per_s"]["median"], ref["samples_per_s"]["median"] if ref else None)
+        multi = (row["processes"] or 1) > 1
+        row["scaling_efficiency"] = (
+            stats.scaling_efficiency(row["samples_per_s"]["median"], single["samples_per_s"]["median"], row["processes"])
+            if multi and single
+            else None
+        )
+
+
+def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per classical model, its seeds aggregated."""
+    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        for entry in r.get("baselines") or []:
+            by_name[entry["name"]].append({**entry, "seed": r["cell"]["seed"]})
+    rows = []
+    for name, entries in by_name.items():
+        series = _metric_series(entries, lambda e: e.get("metrics"))
+        rows.append(
+            {
+                "kind": "baseline",
+                "workload": results[0]["cell"]["workload"],
+                "model": name,
+                "cells": len(entries),
+                "quality": {key: summarise(values) for key, values in series.items()},
+                "fit_seconds": summarise([e.get("fit_seconds") for e in entries]),
+                "per_seed": {"seeds": [e["seed"] for e in entries], **series},
+            }
+        )
+    return rows
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    return (
+        row["model"],
+        row["device"] != "cpu",
+        row["processes"] or 0,
+        row["topology"],
+        PRECISION_ORDER.get(row["precision"], 9),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole report
+# ---------------------------------------------------------------------------------------------
+
+
+def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
+    """Read a run directory (or one result file) and compute every figure of its report."""
+    from bench.report_verdict import verdict
+
+    run_dir = Path(run_dir)
+    results = load_run(run_dir)
+    meta = load_meta(run_dir) if run_dir.is_dir() else {}
+    environment = meta.get("environment") or next((r["environment"] for r in results if r.get("environment")), {})
+    peaks, peaks_source = resolve_peaks(meta, environment, measure_peaks)
+
+    by_workload: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        by_workload[r["cell"]["workload"]].append(r)
+
+    workloads = []
+    for name in sorted(by_workload):
+        cells = by_workload[name]
+        train = [r for r in cells if r["cell"].get("kind", "train") != "baseline" and r["status"] != "baseline"]
+        groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        for r in train:
+            c = r["cell"]
+            groups[(c["variant"], c["topology"], c["precision"])].append(r)
+        rows = sorted((group_row(g, peaks) for g in groups.values()), key=_sort_key)
+        add_comparisons(rows)
+        target = next((r["target"] for r in train if r.get("target")), None)
+        report = WorkloadReport(
+            name=name,
+            target=target,
+            rows=rows,
+            baselines=baseline_rows([r for r in cells if r["status"] == "baseline"]),
+            not_converged=[_listing(r) for r in train if r["status"] == "not_converged"],
+        )
+        report.verdict = verdict(report)
+        workloads.append(report)
+
+    return Report(
+        run_dir=run_dir,
+        run_id=run_dir.name if run_dir.is_dir() else run_dir.stem,
+        meta=meta,
+        environment=environment,
+        peaks=peaks,
+        peaks_source=peaks_source,
+        workloads=workloads,
+        without_numbers=[_listing(r) for r in results if r["status"] not in WITH_NUMBERS],
+        cell_count=len(results),
+    )
+
+
+def _listing(result: dict[str, Any]) -> dict[str, Any]:
+    """A cell as the 'never hide a cell' lists show it: who it is, what it ended as, and why."""
+    cell = result["cell"]
+    entry = {
+        "id": cell.get("id") or f"{cell['workload']}-{cell['variant']}__{cell['topology']}__{cell['precision']}__s{cell['seed']}",
+        "workload": cell["workload"],
+        "model": cell["variant"],
+        "topology": cell["topology"],
+        "precision": cell["precision"],
+        "seed": cell["seed"],
+        "status": result["status"],
+        "reason": result.get("reason") or "",
+    }
+    stderr = [line for line in (result.get("stderr_tail") or "").splitlines() if line.strip()]
+    if stderr:
+        entry["last_stderr_line"] = stderr[-1].strip()
+    target = result.get("target")
+    curve = result.get("curve") or []
+    if target and curve:
+        reached = stats.finite([point.get(target["metric"]) for point in curve])
+        pick = max if target.get("higher_is_better", True) else min
+        entry["best"] = {"metric": target["metric"], "value": pick(reached) if reached else None, "target": target["value"]}
+    return entry

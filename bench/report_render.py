@@ -1,0 +1,263 @@
+"""Formatting a computed report (bench/report.py) as Markdown, CSV or JSON. No figure is computed here."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from bench.report import Report, WorkloadReport
+
+DASH = "-"
+# Columns kept in the Markdown table even when every row is empty there; the others are dropped
+# when empty (a CPU run has no CUDA memory, a tabular workload no tokens/s). CSV and JSON keep all.
+IDENTITY_COLUMNS = ("model", "topology", "procs", "precision", "converged")
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,.0f}" if digits == 0 else f"{value:.{digits}f}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return fmt(value, 0 if value >= 100 else 1 if value >= 10 else 2)
+
+
+def fmt_ratio(value: float | None) -> str:
+    return DASH if value is None else f"{value:.2f}x"
+
+
+def fmt_percent(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:.2g}%"
+
+
+def fmt_range(summary: dict[str, Any], formatter=fmt, **kwargs: Any) -> str:
+    """'median [min-max]' over seeds; just the median when one seed has a number."""
+    if not summary or summary.get("median") is None:
+        return DASH
+    text = formatter(summary["median"], **kwargs)
+    if summary.get("n", 0) > 1:
+        text += f" [{formatter(summary['min'], **kwargs)}–{formatter(summary['max'], **kwargs)}]"
+    return text
+
+
+def fmt_flops(value: float | None) -> str:
+    if value is None:
+        return DASH
+    for scale, unit in ((1e12, "TFLOP/s"), (1e9, "GFLOP/s"), (1e6, "MFLOP/s")):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} FLOP/s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------
+
+
+def quality_keys(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> list[str]:
+    """The quality columns: the target metric on val and test, then any metrics asked for on test."""
+    present = {key for row in report.rows + report.baselines for key in row["quality"]}
+    keys = []
+    if report.target:
+        keys += [f"val_{report.target['metric']}", f"test_{report.target['metric']}"]
+    keys += [f"test_{m}" for m in extra_metrics]
+    return [k for k in dict.fromkeys(keys) if k in present]
+
+
+def _note(row: dict[str, Any]) -> str:
+    others = {s: n for s, n in row["statuses"].items() if s != "converged"}
+    return ", ".join(f"{n} {s}" for s, n in others.items())
+
+
+def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
+    keys = quality_keys(report, extra_metrics)
+    headers = ["model", "topology", "procs", "precision", *(k.replace("_", " ", 1) for k in keys), "converged",
+               "time-to-target s", "TTT olympic s", "samples to target", "samples/s", "tokens/s", "speedup (TTT)",
+               "throughput x", "scaling eff.", "RSS/rank MB", "CUDA alloc MB", "CUDA reserved MB",
+               "MFU (measured peak)", "MFU (datasheet peak)", "note"]
+    rows = []
+    for r in report.rows:
+        rows.append([
+            r["model"], r["topology"], DASH if r["processes"] is None else str(r["processes"]), r["precision"],
+            *(fmt_range(r["quality"].get(k) or {}) for k in keys),
+            f"{r['converged']}/{r['cells']}",
+            fmt_range(r["time_to_target_s"], fmt_seconds),
+            fmt_seconds(r["time_to_target_s"]["olympic_mean"]),
+            fmt_range(r["samples_to_target"], fmt, digits=0),
+            fmt_range(r["samples_per_s"], fmt, digits=0),
+            fmt_range(r["tokens_per_s"], fmt, digits=0),
+            fmt_ratio(r["speedup_time_to_target"]),
+            fmt_ratio(r["throughput_ratio"]),
+            fmt_percent(r["scaling_efficiency"]),
+            fmt_range(r["peak_rss_mb_per_rank_max"], fmt, digits=0),
+            fmt_range(r["cuda_max_allocated_mb"], fmt, digits=0),
+            fmt_range(r["cuda_max_reserved_mb"], fmt, digits=0),
+            fmt_range(r["mfu_measured"], fmt_percent),
+            fmt_range(r["mfu_datasheet"], fmt_percent),
+            _note(r),
+        ])
+    for b in report.baselines:
+        rows.append([
+            f"{b['model']} (baseline)", "classical", DASH, DASH,
+            *(fmt_range(b["quality"].get(k) or {}) for k in keys),
+            *[DASH] * 14,
+            f"baseline, fit {fmt_range(b['fit_seconds'], fmt_seconds)} s",
+        ])
+    keep = [i for i, h in enumerate(headers) if h in IDENTITY_COLUMNS or any(row[i] not in (DASH, "") for row in rows)]
+    return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def _target_line(report: WorkloadReport) -> str:
+    if not report.target:
+        return "No cell of this workload trained, so its target is not known from the results."
+    t = report.target
+    sign = ">=" if t.get("higher_is_better", True) else "<="
+    return f"Target: {t.get('split', 'val')} {t['metric']} {sign} {t['value']} (time-to-target stops at the first evaluation that meets it)."
+
+
+def hardware_line(env: dict[str, Any]) -> str:
+    gpus = env.get("gpus") or []
+    gpu = f"{len(gpus)} x {gpus[0]}" if gpus else "no GPU"
+    return f"{env.get('cpu_count', '?')}-core {env.get('cpu_model', 'unknown CPU')}, {gpu}"
+
+
+def _peaks_table(report: Report) -> str:
+    peaks = report.peaks
+    if not peaks:
+        return f"Peak FLOP/s: {report.peaks_source}."
+    rows = []
+    for device in ("cpu", "cuda"):
+        entry = peaks.get(device)
+        if not entry:
+            continue
+        for dtype, value in (entry.get("measured") or {}).items():
+            sheet = (entry.get("datasheet") or {}).get(dtype)
+            rows.append([device, entry.get("name", ""), dtype, fmt_flops(value),
+                         f"{fmt_flops(sheet)} ({entry.get('datasheet_name')})" if sheet else DASH])
+    text = tabulate(rows, headers=["device", "name", "dtype", "measured peak", "datasheet peak"], tablefmt="github")
+    return (
+        f"Peak FLOP/s ({report.peaks_source}; {peaks.get('method', 'method not recorded')}). "
+        "*MFU (measured peak)* divides each cell's training FLOP/s (FLOPs per sample counted by "
+        "torch's FlopCounterMode x steady samples/s) by the measured peak for the dtype the cell computed in; "
+        "a CPU peak is the whole host's, which the ranks share, a GPU peak is per device and multiplied by the "
+        "processes. *MFU (datasheet peak)* uses the vendor's dense figure where the GPU is known.\n\n" + text
+    )
+
+
+def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | None = None,
+                    extra_metrics: tuple[str, ...] = (), command: str | None = None) -> str:
+    env, meta = report.environment, report.meta
+    out = [f"# Benchmark report: {report.run_id}", ""]
+    out.append(
+        f"{report.cell_count} cells from `{report.run_dir}` on **{hardware_line(env)}**"
+        + (f", run with `{meta['command']}`" if meta.get("command") else "") + "."
+    )
+    out.append("Figures are medians over seeds with [min–max] where there are several; "
+               "column meanings are in docs/report.md.")
+    for w in report.workloads:
+        out += ["", f"## {w.name}", "", _target_line(w), "", "### Verdict", ""]
+        out += [f"- {line}" for line in w.verdict]
+        headers, rows = table_rows(w, extra_metrics)
+        out += ["", "### Results", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+        if w.not_converged:
+            out += ["", "Seeds that trained to their budget without meeting the target:", ""]
+            for c in w.not_converged:
+                best = c.get("best") or {}
+                reached = f"; best val {best['metric']} {fmt(best['value'])} vs target {best['target']}" if best else ""
+                out.append(f"- `{c['id']}`: {c['reason']}{reached}")
+        for title, filename in (plots or {}).get(w.name, []):
+            out += ["", f"![{title}]({filename})"]
+    out += ["", "## Cells without numbers", ""]
+    if report.without_numbers:
+        out.append("Every cell that produced no figures, and why (none is left out of the tables above by accident):")
+        out.append("")
+        rows = [[f"`{c['id']}`", c["status"], c["reason"] + (f" (last stderr: `{c['last_stderr_line']}`)" if c.get("last_stderr_line") else "")]
+                for c in report.without_numbers]
+        out.append(tabulate(rows, headers=["cell", "status", "reason"], tablefmt="github", disable_numparse=True))
+    else:
+        out.append("None: every cell of the run trained or fitted its baselines.")
+    out += ["", "## Environment", ""]
+    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items())
+    out += [
+        f"- Hardware: {hardware_line(env)} (`{env.get('hardware_class', '?')}`), host `{env.get('host', '?')}`, "
+        f"{env.get('torch_threads', '?')} torch threads",
+        f"- Software: Python {env.get('python', '?')} on {env.get('platform', '?')}; {packages}",
+        f"- Code: git commit `{env.get('git_commit') or 'unknown'}`",
+        f"- Run started: {env.get('date_utc', 'unknown')}",
+        f"- Command: `{meta.get('command', 'not recorded (no run.json)')}`",
+    ]
+    if meta.get("matrix"):
+        filters = ", ".join(f"{k}={v}" for k, v in (meta.get("filters") or {}).items() if v) or "none"
+        out.append(f"- Matrix: `{meta['matrix']}`, filters: {filters}")
+    if command:
+        out.append(f"- This report: `{command}`")
+    out += ["", _peaks_table(report), ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV and JSON
+# ---------------------------------------------------------------------------------------------
+
+SUMMARY_FIELDS = ("samples_per_s", "tokens_per_s", "peak_rss_mb_per_rank_max", "peak_rss_mb_sum", "cuda_max_allocated_mb",
+                  "cuda_max_reserved_mb", "flops_per_sample", "mfu_measured", "mfu_datasheet", "samples_to_target", "fit_seconds")
+
+
+def flat_rows(report: Report) -> list[dict[str, Any]]:
+    """One flat dict per configuration and per baseline model, every workload."""
+    flat = []
+    for w in report.workloads:
+        for r in w.rows + w.baselines:
+            row: dict[str, Any] = {
+                "workload": w.name,
+                "kind": r["kind"],
+                "model": r["model"],
+                "topology": r.get("topology", ""),
+                "processes": r.get("processes", ""),
+                "device": r.get("device", ""),
+                "precision": r.get("precision", ""),
+                "target_metric": (w.target or {}).get("metric", ""),
+                "target_value": (w.target or {}).get("value", ""),
+                "cells": r["cells"],
+                "converged": r.get("converged", ""),
+                "statuses": ";".join(f"{k}:{v}" for k, v in (r.get("statuses") or {}).items()),
+                "reference": r.get("reference", ""),
+                "speedup_time_to_target": r.get("speedup_time_to_target", ""),
+                "throughput_ratio": r.get("throughput_ratio", ""),
+                "scaling_efficiency": r.get("scaling_efficiency", ""),
+            }
+            ttt = r.get("time_to_target_s") or {}
+            row.update({f"time_to_target_s_{k}": ttt.get(k, "") for k in ("median", "min", "max", "olympic_mean")})
+            for key in SUMMARY_FIELDS:
+                summary = r.get(key) or {}
+                row.update({f"{key}_{k}": summary.get(k, "") for k in ("median", "min", "max")})
+            for key, summary in sorted(r["quality"].items()):
+                row.update({f"{key}_{k}": summary.get(k, "") for k in ("median", "min", "max")})
+            flat.append({k: ("" if v is None else v) for k, v in row.items()})
+    return flat
+
+
+def render_csv(report: Report) -> str:
+    rows = flat_rows(report)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def render_json(report: Report) -> str:
+    payload = dataclasses.asdict(report)
+    payload["run_dir"] = str(report.run_dir)
+    return json.dumps(payload, indent=2, default=lambda v: str(v) if isinstance(v, Path) else None) + "\n"

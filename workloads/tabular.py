@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pandas as pd
@@ -34,16 +35,36 @@ def read_csv_checked(
     Raises BenchError (one line, naming the file) on an unreadable, empty or truncated file,
     missing columns, non-numeric values in numeric columns, or NaN / unexpected labels.
     """
+    frame = read_csv_frame(path, **read_kwargs)
+    return check_frame(path, frame, required, numeric, labels, min_rows)
+
+
+def read_csv_frame(path: Path, **read_kwargs) -> pd.DataFrame:
+    """pd.read_csv with its failures turned into one-line errors naming the file."""
     try:
-        frame = pd.read_csv(path, **read_kwargs)
+        return pd.read_csv(path, **read_kwargs)
     except pd.errors.EmptyDataError:
         raise BenchError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(f"{path}: cannot be parsed as CSV ({first})") from None
+    except (EOFError, gzip.BadGzipFile) as exc:
+        raise BenchError(f"{path}: cannot be read ({_first_line(exc)}; truncated or corrupt file?)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise BenchError(f"{path}: cannot be parsed as CSV ({_first_line(exc)})") from None
+
+
+def check_frame(
+    path: Path,
+    frame: pd.DataFrame,
+    required: list[str],
+    numeric: list[str],
+    labels: dict[str, set] | None = None,
+    min_rows: int = 1,
+) -> pd.DataFrame:
+    """The checks of read_csv_checked on a table already read; numeric columns come back converted."""
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise BenchError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}")
+        extra = [str(c) for c in frame.columns if c not in required]
+        found = f" (unexpected column(s) {', '.join(repr(c) for c in extra[:5])}: renamed?)" if extra else ""
+        raise BenchError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}{found}")
     if len(frame) < min_rows:
         raise BenchError(f"{path}: {len(frame)} rows, expected at least {min_rows} (truncated file?)")
     for column in numeric:
@@ -69,3 +90,8 @@ def read_csv_checked(
                 f"expected {sorted(allowed, key=str)}"
             )
     return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

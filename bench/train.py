@@ -195,6 +195,10 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     final = workload.final_metrics(evaluate) if status != "failed" else {}
 
     steps = step_times.summary()
+    # The steady step times themselves, evenly thinned to at most 500 and rounded to microseconds,
+    # so that `bench compare` can test a speed change for significance even with a single seed.
+    steady_secs = step_times.steady()[0]
+    steady_sample = [round(t, 6) for t in steady_secs[:: max(1, math.ceil(len(steady_secs) / 500))]]
     throughput = {
         "samples_per_s": steps.get("samples_per_s"),
         # Tokens per sample vary with dynamic padding; scale steady samples/s by the run's mean.
@@ -214,6 +218,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
             "steps_per_epoch": steps_per_epoch,
             "step_time_median_s": steps.get("step_time_median_s"),
             "step_time_p90_s": steps.get("step_time_p90_s"),
+            "step_times_s": steady_sample,
         },
         "samples_to_target": samples_to_target,
         "samples_seen": samples_seen,

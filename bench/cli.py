@@ -19,6 +19,7 @@ COMMANDS = {
     "run": "run a matrix of cells: train each workload to target under each Accelerate config",
     "report": "turn a run directory into a Markdown report with tables and plots (or CSV/JSON)",
     "data": "fetch, verify and describe the datasets (data fetch|verify|info [DATASET])",
+    "eda": "exploratory analysis of a dataset: Markdown report with plots (eda maintenance|traffic|sentiment)",
     "serve": "serve a fine-tuned sentiment checkpoint over HTTP (Flask behind waitress)",
     "loadtest": "measure serving latency and requests/s at 1, 8 and 32 concurrent clients on loopback",
 }

@@ -210,7 +210,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset(
             name="amazon_polarity",
             title="Amazon Review Polarity (Zhang et al. 2015), a seeded subset",
-            aliases=("amazon_reviews", "polarity", "sentiment"),
+            aliases=("polarity", "sentiment"),
             files=(
                 DataFile(
                     relative="amazon_reviews/amazon_polarity_subset.csv.gz",
@@ -266,15 +266,19 @@ def dataset(name: str) -> Dataset:
     raise one_of("dataset", name, list(DATASETS))
 
 
+GROUPS = {"amazon_reviews": ("amazon_polarity", "amazon_cells")}
+"""Names that stand for several datasets (the folder the sentiment workload reads)."""
+
+
 def selected(names: list[str] | None) -> list[Dataset]:
-    """The named datasets (all of them when none is named), each once."""
+    """The named datasets (all of them when none is named), each once; group names expand."""
     if not names:
         return list(DATASETS.values())
     out: list[Dataset] = []
     for n in names:
-        d = dataset(n)
-        if d not in out:
-            out.append(d)
+        for d in [DATASETS[g] for g in GROUPS[n.lower()]] if n.lower() in GROUPS else [dataset(n)]:
+            if d not in out:
+                out.append(d)
     return out
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.datasets import DATASETS, Dataset, check_file, selected
+from bench.datasets import DATASETS, GROUPS, Dataset, check_file, selected
 from bench.errors import BenchError
 from bench.paths import DATA_DIR_ENV, data_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    names = ", ".join(DATASETS)
+    names = ", ".join([*DATASETS, *GROUPS])
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     fetch = actions.add_parser("fetch", help="download datasets from their canonical sources (or import --from a file)")
     fetch.add_argument("datasets", nargs="*", metavar="DATASET", help=f"{names} (default: all)")
@@ -41,7 +41,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
     chosen = selected(args.datasets)
     if args.source is not None:
-        if len(args.datasets) != 1:
+        if len(args.datasets) != 1 or len(chosen) != 1:
             raise BenchError(f"--from needs exactly one DATASET ({', '.join(DATASETS)})")
         done = import_path(chosen[0], args.source, args.force)
         _print_done(chosen[0], done)

@@ -22,6 +22,7 @@ COMMANDS = {
     "eda": "exploratory analysis of a dataset: Markdown report with plots (eda maintenance|traffic|sentiment)",
     "serve": "serve a fine-tuned sentiment checkpoint over HTTP (Flask behind waitress)",
     "loadtest": "measure serving latency and requests/s at 1, 8 and 32 concurrent clients on loopback",
+    "compare": "judge a candidate run against a baseline (or the committed one for this hardware); exit 1 on a regression",
 }
 
 

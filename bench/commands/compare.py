@@ -1,0 +1,113 @@
+"""`bench compare`: judge a candidate run against a baseline; exit 1 on any regression.
+
+    bench compare BASELINE CANDIDATE           # run directories or single result files
+    bench compare --baseline auto CANDIDATE    # the committed baseline for this hardware
+    bench compare --baseline auto latest       # ... against the newest run under results/
+    bench compare --save-baseline RUN_DIR      # commit a run as this hardware's baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.compare import (
+    DEFAULT_ALPHA,
+    DEFAULT_QUALITY_TOLERANCE,
+    DEFAULT_THRESHOLDS,
+    REGRESSION,
+    GateSettings,
+    compare_results,
+    find_baseline,
+    hardware_classes,
+    latest_run,
+    load,
+    parse_thresholds,
+    render_markdown,
+    save_baseline,
+)
+from bench.errors import BenchError
+from bench.paths import RESULTS_DIR
+
+AUTO, LATEST = "auto", "latest"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="*", metavar="RUN",
+                        help="BASELINE CANDIDATE, or only CANDIDATE with --baseline; a run directory, a result "
+                             f"file, '{LATEST}' (newest run under the results dir) or, as baseline, '{AUTO}'")
+    parser.add_argument("--baseline", metavar="RUN",
+                        help=f"the baseline run; '{AUTO}' picks the committed one for this hardware from results/baselines/")
+    parser.add_argument("--threshold", action="append", default=[], metavar="METRIC=FRACTION",
+                        help="relative change that counts, per metric (repeatable); defaults: "
+                             + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_THRESHOLDS.items()))
+    parser.add_argument("--quality-tolerance", type=float, default=DEFAULT_QUALITY_TOLERANCE,
+                        help="absolute drop of a quality metric always allowed; the whole allowance with one seed "
+                             f"(default {DEFAULT_QUALITY_TOLERANCE:g})")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help=f"significance level of the one-sided Mann-Whitney U test (default {DEFAULT_ALPHA:g})")
+    parser.add_argument("--any-hardware", action="store_true",
+                        help="judge speed and memory even when the runs come from different hardware classes")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
+    parser.add_argument("--save-baseline", type=Path, metavar="RUN_DIR",
+                        help="copy RUN_DIR's cells to results/baselines/<hardware-class>/ and exit")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where run directories and baselines/ live (default: results/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    baselines_dir = args.results_dir / "baselines"
+    if args.save_baseline:
+        if args.runs or args.baseline:
+            raise BenchError("--save-baseline takes only the run directory to save")
+        target = save_baseline(args.save_baseline, baselines_dir)
+        print(f"saved {args.save_baseline} as the baseline for its hardware: {target}")
+        return 0
+
+    if args.baseline is not None:
+        if len(args.runs) != 1:
+            raise BenchError("with --baseline, give exactly one CANDIDATE run")
+        baseline_arg, candidate_arg = args.baseline, args.runs[0]
+    elif len(args.runs) == 2:
+        baseline_arg, candidate_arg = args.runs
+    else:
+        raise BenchError("give BASELINE and CANDIDATE (or --baseline BASELINE CANDIDATE)")
+    if not 0 < args.alpha < 1:
+        raise BenchError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.quality_tolerance < 0:
+        raise BenchError(f"--quality-tolerance must be at least 0, got {args.quality_tolerance}")
+
+    candidate_path = latest_run(args.results_dir) if candidate_arg == LATEST else Path(candidate_arg)
+    candidate = load(candidate_path)
+    if baseline_arg == AUTO:
+        from bench.measure import hardware_class
+
+        baseline_path = find_baseline(baselines_dir, hardware_class())
+    else:
+        baseline_path = Path(baseline_arg)
+    baseline = load(baseline_path)
+
+    notes = []
+    base_hw, cand_hw = hardware_classes(baseline), hardware_classes(candidate)
+    same_hardware = base_hw == cand_hw
+    if not same_hardware:
+        where = f"baseline on {', '.join(sorted(base_hw)) or '?'}, candidate on {', '.join(sorted(cand_hw)) or '?'}"
+        if args.any_hardware:
+            notes.append(f"Different hardware ({where}); speed and memory judged anyway (--any-hardware).")
+        else:
+            notes.append(f"Different hardware ({where}): speed and memory not judged, only status and quality.")
+    settings = GateSettings(
+        thresholds=parse_thresholds(args.threshold),
+        quality_tolerance=args.quality_tolerance,
+        alpha=args.alpha,
+        judge_speed=same_hardware or args.any_hardware,
+    )
+    verdicts = compare_results(baseline, candidate, settings)
+    report = render_markdown(verdicts, str(baseline_path), str(candidate_path), notes)
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+        print(f"report written to {args.out}", file=sys.stderr)
+    return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0

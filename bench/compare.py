@@ -1,0 +1,465 @@
+"""Judge a candidate run against a baseline run: per cell and metric, a regression or not.
+
+Cells are matched by their id without the seed (workload-variant, topology, precision) and
+aggregated over seeds. Each metric has a direction and a kind, and each kind its own rule:
+
+- status: a cell that disappears, that converged in fewer of its seeds, or that now fails or is
+  invalid, is a regression (the reverse is an improvement).
+- quality (the workload's target metric on every evaluated split; higher is better unless the
+  workload says otherwise): a regression when the candidate misses the target the baseline met,
+  or falls below the baseline by more than the baseline's own seed spread (max - min over seeds),
+  never less than an absolute tolerance (the only allowance with a single seed).
+- speed and memory: a regression only when the relative change is past a per-metric threshold
+  AND significant given repeated measurements (one-sided Mann-Whitney U at level alpha). A
+  shared CPU makes timings noisy; the threshold says what size of change matters, the test says
+  whether it is more than noise. See `_significance` for which measurements are tested.
+
+Committed baselines live in results/baselines/<hardware-class>/ (one run's cells plus a
+baseline.json naming the exact hardware class); `find_baseline` picks the one for this host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import mannwhitneyu
+from tabulate import tabulate
+
+from bench.errors import BenchError
+from bench.results import WITH_NUMBERS, load_run
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and settings
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A speed or memory figure of one result, with the direction in which it is better."""
+
+    name: str
+    kind: str  # "speed" or "memory"
+    higher_is_better: bool
+    value: Callable[[dict[str, Any]], float | None]
+    per_step: int = 0
+    """+1 if the metric grows with the step time, -1 if it is its inverse, 0 if not step-derived.
+    For step-derived metrics the per-step times are the repeated measurements."""
+
+
+def _get(*keys: str) -> Callable[[dict[str, Any]], float | None]:
+    def value(result: dict[str, Any]) -> float | None:
+        node: Any = result
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return float(node) if isinstance(node, (int, float)) and math.isfinite(node) else None
+
+    return value
+
+
+SPEED_AND_MEMORY = (
+    Metric("samples_per_s", "speed", True, _get("throughput", "samples_per_s"), per_step=-1),
+    Metric("step_time_median_s", "speed", False, _get("timings", "step_time_median_s"), per_step=1),
+    Metric("time_to_target_s", "speed", False, _get("timings", "time_to_target_s")),
+    Metric("peak_rss_mb", "memory", False, _get("memory", "peak_rss_mb_max")),
+    Metric("cuda_max_allocated_mb", "memory", False, _get("memory", "cuda_max_allocated_mb_max")),
+)
+
+# Relative change that counts, per metric. A 2-core CI runner shows +-10% between honest runs of
+# the same commit; 20% is past that and well inside the 30% a real slowdown of interest shows.
+# Time-to-target also moves by whole evaluation intervals, hence a wider default.
+DEFAULT_THRESHOLDS = {
+    "samples_per_s": 0.20,
+    "step_time_median_s": 0.20,
+    "time_to_target_s": 0.30,
+    "peak_rss_mb": 0.15,
+    "cuda_max_allocated_mb": 0.10,
+}
+DEFAULT_QUALITY_TOLERANCE = 0.02
+DEFAULT_ALPHA = 0.01
+
+
+@dataclass
+class GateSettings:
+    """How strict the gate is. Thresholds are relative changes (0.2 = 20%)."""
+
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
+    """Absolute drop of a quality metric always allowed (the whole allowance with one seed)."""
+    alpha: float = DEFAULT_ALPHA
+    """Significance level of the one-sided Mann-Whitney U test."""
+    judge_speed: bool = True
+    """False when the two runs come from different hardware: speed and memory are not comparable."""
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    """`["samples_per_s=0.15", ...]` -> the default thresholds with those replaced."""
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in thresholds:
+            raise BenchError(f"--threshold wants METRIC=FRACTION with METRIC one of {', '.join(thresholds)}; got {item!r}")
+        try:
+            fraction = float(value)
+        except ValueError:
+            raise BenchError(f"--threshold {item!r}: {value!r} is not a number") from None
+        if not 0 < fraction < 10:
+            raise BenchError(f"--threshold {item!r}: the fraction must be positive (0.2 = 20%)")
+        thresholds[name] = fraction
+    return thresholds
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+# ---------------------------------------------------------------------------------------------
+
+REGRESSION, IMPROVEMENT, NOISE, OK, NEW = "regression", "improvement", "not significant", "ok", "new"
+
+
+@dataclass
+class Verdict:
+    cell: str
+    metric: str
+    verdict: str
+    baseline: str = ""
+    candidate: str = ""
+    change: str = ""
+    p_value: float | None = None
+    why: str = ""
+
+
+def cell_key(result: dict[str, Any]) -> str:
+    """The cell id without its seed: what a baseline and a candidate result are matched on."""
+    return re.sub(r"__s\d+$", "", result["cell"]["id"])
+
+
+def group_by_cell(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(cell_key(result), []).append(result)
+    return groups
+
+
+def compare_results(
+    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], settings: GateSettings
+) -> list[Verdict]:
+    """Every verdict, cell by cell, in the baseline's order; new candidate cells at the end."""
+    base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
+    verdicts: list[Verdict] = []
+    for key, base in base_groups.items():
+        cand = cand_groups.get(key)
+        if not cand:
+            verdicts.append(Verdict(key, "status", REGRESSION, _statuses(base), "missing", why="cell missing from the candidate"))
+            continue
+        verdicts.extend(_compare_status(key, base, cand))
+        base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
+        cand_n = [r for r in cand if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
+        if base_n and cand_n:
+            verdicts.extend(_compare_quality(key, base_n, cand_n, settings))
+            if settings.judge_speed:
+                verdicts.extend(_compare_speed(key, base_n, cand_n, settings))
+    for key, cand in cand_groups.items():
+        if key not in base_groups:
+            verdicts.append(Verdict(key, "status", NEW, "missing", _statuses(cand), why="cell not in the baseline"))
+    return verdicts
+
+
+def _statuses(results: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return ", ".join(f"{status} {n}/{len(results)}" for status, n in counts.items())
+
+
+def _compare_status(key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]]) -> list[Verdict]:
+    def converged(results: list[dict[str, Any]]) -> float:
+        return sum(r["status"] == "converged" for r in results) / len(results)
+
+    def broken(results: list[dict[str, Any]]) -> float:
+        return sum(r["status"] in ("failed", "invalid") for r in results) / len(results)
+
+    before, after = _statuses(base), _statuses(cand)
+    reasons = "; ".join(sorted({r["reason"] for r in cand if r.get("reason") and r["status"] != "converged"}))
+    if broken(cand) > broken(base):
+        return [Verdict(key, "status", REGRESSION, before, after, why=reasons or "now fails")]
+    if converged(cand) < converged(base):
+        return [Verdict(key, "status", REGRESSION, before, after, why=reasons or "converges in fewer seeds")]
+    if broken(cand) < broken(base) or converged(cand) > converged(base):
+        return [Verdict(key, "status", IMPROVEMENT, before, after, why="converges in more seeds or no longer fails")]
+    return [Verdict(key, "status", OK, before, after)]
+
+
+# -- quality ------------------------------------------------------------------------------------
+
+
+def _target_direction(result: dict[str, Any]) -> bool:
+    """Whether the target metric is higher-is-better. Results do not record it (yet), so ask the
+    workload; every workload whose module does not import is assumed higher-is-better."""
+    if "higher_is_better" in result["target"]:
+        return bool(result["target"]["higher_is_better"])
+    try:
+        from workloads import make_workload
+
+        cell = result["cell"]
+        return make_workload(cell["workload"], cell["variant"], cell.get("params")).target.higher_is_better
+    except Exception:  # a workload that cannot be built here; the common case is a score
+        return True
+
+
+def _compare_quality(
+    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
+) -> list[Verdict]:
+    target = base[0]["target"]
+    metric, higher = target["metric"], _target_direction(base[0])
+    sign = 1.0 if higher else -1.0
+    splits = [s for s, m in (base[0].get("metrics") or {}).items() if isinstance(m, dict) and metric in m]
+    verdicts = []
+    for split in splits:
+        base_vals = [v for v in (_get("metrics", split, metric)(r) for r in base) if v is not None]
+        cand_vals = [v for v in (_get("metrics", split, metric)(r) for r in cand) if v is not None]
+        if not base_vals or not cand_vals:
+            continue
+        b, c = statistics.mean(base_vals), statistics.mean(cand_vals)
+        spread = max(base_vals) - min(base_vals)
+        allowed = max(spread, settings.quality_tolerance)
+        name = f"{split} {metric}"
+        shown = dict(baseline=f"{b:.4f}", candidate=f"{c:.4f}", change=f"{c - b:+.4f}")
+        meets = (lambda v: v >= target["value"]) if higher else (lambda v: v <= target["value"])
+        if split == target.get("split", "val") and meets(b) and not meets(c):
+            verdicts.append(Verdict(key, name, REGRESSION, **shown, why=f"below the target {target['value']:g}"))
+        elif sign * (c - b) < -allowed:
+            verdicts.append(Verdict(key, name, REGRESSION, **shown, why=f"worse by more than {allowed:.4f} ({_allowance(base_vals)})"))
+        elif sign * (c - b) > allowed:
+            verdicts.append(Verdict(key, name, IMPROVEMENT, **shown, why=f"better by more than {allowed:.4f}"))
+        else:
+            verdicts.append(Verdict(key, name, OK, **shown))
+    return verdicts
+
+
+def _allowance(base_vals: list[float]) -> str:
+    return f"seed spread over {len(base_vals)} seeds, floored at the tolerance" if len(base_vals) > 1 else "tolerance, 1 seed"
+
+
+# -- speed and memory -----------------------------------------------------------------------------
+
+
+def _step_times(results: list[dict[str, Any]]) -> list[float] | None:
+    """Steady per-step times pooled over seeds; None if any result predates step_times_s."""
+    pooled: list[float] = []
+    for r in results:
+        times = (r.get("timings") or {}).get("step_times_s")
+        if not times:
+            return None
+        pooled.extend(times)
+    return pooled
+
+
+def _one_sided_p(base: list[float], cand: list[float], cand_larger: bool) -> float:
+    """P-value that the candidate's values are stochastically larger (or smaller) by chance."""
+    return float(mannwhitneyu(cand, base, alternative="greater" if cand_larger else "less").pvalue)
+
+
+def _can_reach(n1: int, n2: int, alpha: float) -> bool:
+    """Whether an exact one-sided Mann-Whitney test on n1 vs n2 values can reach p <= alpha at all
+    (its smallest p is 1 / C(n1+n2, n1): 1 vs 1 values give 0.5, 3 vs 3 give 0.05)."""
+    return n1 > 0 and n2 > 0 and 1.0 / math.comb(n1 + n2, n1) <= alpha
+
+
+def _significance(
+    metric: Metric, base: list[dict[str, Any]], cand: list[dict[str, Any]], cand_larger: bool, alpha: float
+) -> tuple[float | None, bool, str]:
+    """(p-value, significant?, how it was decided) for a change in the direction observed
+    (`cand_larger`: the candidate's value of the metric is the larger one).
+
+    - Step-derived metrics (throughput, step time): the per-step times of all seeds are the
+      repeated measurements; the test asks whether the candidate's steps are slower (faster).
+    - Other metrics: the per-seed values, when there are enough seeds for the test to reach alpha.
+    - With too few seeds, time-to-target borrows the step-time test when the same number of
+      samples was needed (then only the step speed moved it); a change in samples-to-target is a
+      different optimisation path, not clock noise, and counts as significant.
+    - With too few seeds, peak memory is judged on the threshold alone: a high-water mark of a
+      seeded run repeats to within a few MB (440.0 vs 439.7 MB here), it is not a noisy clock.
+    """
+    step_base, step_cand = _step_times(base), _step_times(cand)
+    if metric.per_step and step_base and step_cand:
+        # Higher throughput means shorter steps: test the step times in the matching direction.
+        steps_larger = cand_larger if metric.per_step > 0 else not cand_larger
+        p = _one_sided_p(step_base, step_cand, steps_larger)
+        return p, p <= alpha, f"Mann-Whitney U over {len(step_base)} vs {len(step_cand)} step times"
+    base_vals = [v for v in map(metric.value, base) if v is not None]
+    cand_vals = [v for v in map(metric.value, cand) if v is not None]
+    if _can_reach(len(base_vals), len(cand_vals), alpha):
+        p = _one_sided_p(base_vals, cand_vals, cand_larger)
+        return p, p <= alpha, f"Mann-Whitney U over {len(base_vals)} vs {len(cand_vals)} seeds"
+    if metric.name == "time_to_target_s":
+        b_samples = [r.get("samples_to_target") for r in base]
+        c_samples = [r.get("samples_to_target") for r in cand]
+        if b_samples != c_samples:
+            return None, True, f"samples to target changed ({_listed(b_samples)} -> {_listed(c_samples)})"
+        if step_base and step_cand:
+            p = _one_sided_p(step_base, step_cand, cand_larger)
+            return p, p <= alpha, "same samples to target; Mann-Whitney U over the step times"
+        return None, False, "too few seeds and no step times to test"
+    if metric.kind == "memory":
+        return None, True, "one measurement per side: threshold only (peak memory repeats closely)"
+    return None, False, "too few measurements to test"
+
+
+def _listed(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _compare_speed(
+    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
+) -> list[Verdict]:
+    verdicts = []
+    for metric in SPEED_AND_MEMORY:
+        base_vals = [v for v in map(metric.value, base) if v is not None]
+        cand_vals = [v for v in map(metric.value, cand) if v is not None]
+        if not base_vals or not cand_vals:
+            continue
+        b, c = statistics.median(base_vals), statistics.median(cand_vals)
+        if b == 0:
+            continue
+        change = (c - b) / b
+        worse = change < 0 if metric.higher_is_better else change > 0
+        shown = dict(baseline=f"{b:.4g}", candidate=f"{c:.4g}", change=f"{change:+.1%}")
+        threshold = settings.thresholds[metric.name]
+        if abs(change) < threshold:
+            verdicts.append(Verdict(key, metric.name, OK, **shown))
+            continue
+        p, significant, how = _significance(metric, base, cand, change > 0, settings.alpha)
+        verdict = (REGRESSION if worse else IMPROVEMENT) if significant else NOISE
+        why = f"{'worse' if worse else 'better'} by {abs(change):.0%} (threshold {threshold:.0%}); {how}"
+        verdicts.append(Verdict(key, metric.name, verdict, **shown, p_value=p, why=why))
+    return verdicts
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+_HEADERS = ["verdict", "cell", "metric", "baseline", "candidate", "change", "p", "why"]
+
+
+def _rows(verdicts: list[Verdict]) -> list[list[str]]:
+    return [
+        [v.verdict, v.cell, v.metric, v.baseline, v.candidate, v.change, "" if v.p_value is None else f"{v.p_value:.2g}", v.why]
+        for v in verdicts
+    ]
+
+
+def render_markdown(verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str]) -> str:
+    """The report: a headline, the regressions and improvements, then changes within noise."""
+    order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
+    shown = sorted((v for v in verdicts if v.verdict in order), key=lambda v: order[v.verdict])
+    noise = [v for v in verdicts if v.verdict == NOISE]
+    regressions = sum(v.verdict == REGRESSION for v in verdicts)
+    improvements = sum(v.verdict == IMPROVEMENT for v in verdicts)
+    cells = len({v.cell for v in verdicts})
+    lines = [
+        f"# bench compare: {candidate_name} against {baseline_name}",
+        "",
+        f"**{'FAIL' if regressions else 'PASS'}**: {regressions} regression(s), {improvements} improvement(s) "
+        f"over {cells} cell(s) and {len(verdicts)} check(s).",
+        "",
+    ]
+    lines += [f"> {note}" for note in notes] + ([""] if notes else [])
+    if shown:
+        lines += [tabulate(_rows(shown), headers=_HEADERS, tablefmt="github"), ""]
+    else:
+        lines += ["No regressions and no improvements.", ""]
+    if noise:
+        lines += [
+            "Past the threshold but not significant (not failing):",
+            "",
+            tabulate(_rows(noise), headers=_HEADERS, tablefmt="github"),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading runs, and the committed baselines
+# ---------------------------------------------------------------------------------------------
+
+
+def hardware_classes(results: list[dict[str, Any]]) -> set[str]:
+    return {r["environment"]["hardware_class"] for r in results if (r.get("environment") or {}).get("hardware_class")}
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    """A run directory or a single result file (bench.results checks the schema)."""
+    if not Path(path).exists():
+        raise BenchError(f"{path}: no such run directory or result file")
+    return load_run(Path(path))
+
+
+def latest_run(results_dir: Path) -> Path:
+    """The newest run directory under results/ (run ids start with a sortable timestamp)."""
+    runs = sorted(p for p in results_dir.glob("*") if (p / "cells").is_dir() and p.name != "baselines")
+    if not runs:
+        raise BenchError(f"no run directories under {results_dir}")
+    return runs[-1]
+
+
+BASELINE_META = "baseline.json"
+
+
+def baseline_slug(hardware_class: str) -> str:
+    """A folder name for a hardware class (its exact string is kept in baseline.json)."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", hardware_class).strip("-")
+
+
+def find_baseline(baselines_dir: Path, hardware_class: str) -> Path:
+    """The committed baseline measured on this hardware class, or a one-line error saying none fits."""
+    available = []
+    for meta_path in sorted(baselines_dir.glob(f"*/{BASELINE_META}")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("hardware_class") == hardware_class:
+            return meta_path.parent
+        available.append(str(meta.get("hardware_class")))
+    raise BenchError(
+        f"no committed baseline fits this hardware ({hardware_class}); "
+        f"available: {', '.join(available) or 'none'} under {baselines_dir}; "
+        "save one with `bench compare --save-baseline RUN_DIR`",
+        exit_code=2,
+    )
+
+
+def save_baseline(run_dir: Path, baselines_dir: Path) -> Path:
+    """Copy a run's cells to baselines_dir/<hardware-class>/, replacing the previous baseline."""
+    results = load(run_dir)
+    if not Path(run_dir).is_dir():
+        raise BenchError(f"{run_dir}: --save-baseline wants a run directory, not a single file")
+    classes = hardware_classes(results)
+    if len(classes) != 1:
+        raise BenchError(f"{run_dir}: a baseline needs results from one hardware class, found {len(classes)}")
+    hardware_class = classes.pop()
+    target = baselines_dir / baseline_slug(hardware_class)
+    if (target / "cells").is_dir():
+        shutil.rmtree(target / "cells")
+    (target / "cells").mkdir(parents=True)
+    for cell in sorted((Path(run_dir) / "cells").glob("*.json")):
+        shutil.copy2(cell, target / "cells" / cell.name)
+    commits = sorted({str((r.get("environment") or {}).get("git_commit")) for r in results})
+    meta = {
+        "hardware_class": hardware_class,
+        "source_run": Path(run_dir).resolve().name,
+        "git_commits": commits,
+        "cells": len(results),
+        "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (target / BASELINE_META).write_text(json.dumps(meta, indent=2) + "\n")
+    return target

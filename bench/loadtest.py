@@ -238,10 +238,10 @@ def render_markdown(results: list[LevelResult], context: dict[str, Any]) -> str:
     """The serving report: one table of every level, and what it was measured on."""
     from tabulate import tabulate
 
-    rows = [[r.precision, r.concurrency, r.requests, r.errors, f"{r.requests_per_s:.1f}", f"{r.p50_ms:.1f}",
-             f"{r.p95_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.mean_ms:.1f}"] for r in results]
+    rows = [[r.precision, r.concurrency, r.requests, r.errors, r.requests_per_s, r.p50_ms, r.p95_ms, r.p99_ms,
+             r.mean_ms] for r in results]
     table = tabulate(rows, headers=["precision", "clients", "requests", "errors", "requests/s", "p50 ms", "p95 ms",
-                                    "p99 ms", "mean ms"], tablefmt="github", disablenumparse=True)
+                                    "p99 ms", "mean ms"], tablefmt="github", floatfmt=".1f")
     env = context["environment"]
     server = context["server"]
     lines = [

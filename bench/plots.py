@@ -100,7 +100,8 @@ def convergence(w: WorkloadReport, path: Path) -> bool:
     rows = [r for r in w.rows if r.get("curves")]
     if not rows or not w.target:
         return False
-    fig, ax = _new_figure(4.5)
+    lines = sum(len(r["curves"]) for r in rows)
+    fig, ax = _new_figure(4.5 + 0.12 * max(0, lines - 6))
     colors = _colors(rows)
     styles = {"fp32": "-", "bf16": "--", "fp16": ":", "fp8": "-."}
     for r in rows:
@@ -112,7 +113,10 @@ def convergence(w: WorkloadReport, path: Path) -> bool:
     ax.set_ylabel(f"{w.target.get('split', 'val')} {w.target['metric']}")
     ax.set_title(f"{w.name}: convergence (one line per cell)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if lines > 6:  # many cells: the legend goes below the axes instead of over the curves
+        fig.legend(fontsize=7, loc="outside lower center", ncols=3)
+    else:
+        ax.legend(fontsize=7, loc="best")
     _save(fig, path)
     return True
 

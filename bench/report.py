@@ -11,6 +11,7 @@ the target metric is the one each result names in result["target"].
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -100,21 +101,37 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _topology_file(name: str) -> dict[str, Any]:
+    """What configs/accelerate/<name>.yaml promises, for cells that never ran (skipped, invalid...)."""
+    from bench.topology import load_topology
+
+    try:
+        return load_topology(name).describe()
+    except BenchError:
+        return {}
+
+
+def _topology(result: dict[str, Any]) -> dict[str, Any]:
+    # A trained cell records its topology; the others only name it.
+    return result.get("topology") or _topology_file(result["cell"]["topology"])
+
+
 def cell_device(result: dict[str, Any]) -> str | None:
+    """The device the cell computed on (observed), else the one its topology asks for."""
     observed = result.get("observed") or {}
-    if observed.get("device"):
+    if observed.get("device") and result["status"] in WITH_NUMBERS:
         return observed["device"]
-    topology = result.get("topology") or {}
+    topology = _topology(result)
     if "use_cpu" in topology:
         return "cpu" if topology["use_cpu"] else "cuda"
-    return None
+    return observed.get("device")
 
 
 def cell_processes(result: dict[str, Any]) -> int | None:
-    for source in (result.get("topology") or {}, result.get("observed") or {}):
-        if source.get("num_processes"):
-            return int(source["num_processes"])
-    return None
+    """The processes the topology asks for (an invalid cell may have observed fewer)."""
+    processes = _topology(result).get("num_processes")
+    return int(processes) if processes else None
 
 
 def compute_dtype(result: dict[str, Any]) -> str:

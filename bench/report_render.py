@@ -26,10 +26,14 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:,.0f}" if digits == 0 else f"{value:.{digits}f}"
 
 
-def fmt_seconds(value: float | None) -> str:
+def seconds_digits(value: float) -> int:
+    return 0 if value >= 100 else 1 if value >= 10 else 2
+
+
+def fmt_seconds(value: float | None, digits: int | None = None) -> str:
     if value is None:
         return DASH
-    return fmt(value, 0 if value >= 100 else 1 if value >= 10 else 2)
+    return fmt(value, seconds_digits(value) if digits is None else digits)
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -37,17 +41,27 @@ def fmt_ratio(value: float | None) -> str:
 
 
 def fmt_percent(value: float | None) -> str:
-    return DASH if value is None else f"{value * 100:.2g}%"
+    if value is None:
+        return DASH
+    pct = value * 100
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.1f}%" if pct >= 1 else f"{pct:.2g}%"
 
 
 def fmt_range(summary: dict[str, Any], formatter=fmt, **kwargs: Any) -> str:
-    """'median [min-max]' over seeds; just the median when one seed has a number."""
+    """'median [min-max]' over seeds; just the median when the seeds agree or only one has a number."""
     if not summary or summary.get("median") is None:
         return DASH
     text = formatter(summary["median"], **kwargs)
-    if summary.get("n", 0) > 1:
+    if summary.get("n", 0) > 1 and summary["min"] != summary["max"]:
         text += f" [{formatter(summary['min'], **kwargs)}–{formatter(summary['max'], **kwargs)}]"
     return text
+
+
+def fmt_seconds_range(summary: dict[str, Any]) -> str:
+    """Seconds with the precision the median needs, the same for median, min and max."""
+    if not summary or summary.get("median") is None:
+        return DASH
+    return fmt_range(summary, fmt_seconds, digits=seconds_digits(summary["median"]))
 
 
 def fmt_flops(value: float | None) -> str:
@@ -91,7 +105,7 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
             r["model"], r["topology"], DASH if r["processes"] is None else str(r["processes"]), r["precision"],
             *(fmt_range(r["quality"].get(k) or {}) for k in keys),
             f"{r['converged']}/{r['cells']}",
-            fmt_range(r["time_to_target_s"], fmt_seconds),
+            fmt_seconds_range(r["time_to_target_s"]),
             fmt_seconds(r["time_to_target_s"]["olympic_mean"]),
             fmt_range(r["samples_to_target"], fmt, digits=0),
             fmt_range(r["samples_per_s"], fmt, digits=0),
@@ -111,7 +125,7 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
             f"{b['model']} (baseline)", "classical", DASH, DASH,
             *(fmt_range(b["quality"].get(k) or {}) for k in keys),
             *[DASH] * 14,
-            f"baseline, fit {fmt_range(b['fit_seconds'], fmt_seconds)} s",
+            f"baseline, fit {fmt_seconds_range(b['fit_seconds'])} s",
         ])
     keep = [i for i, h in enumerate(headers) if h in IDENTITY_COLUMNS or any(row[i] not in (DASH, "") for row in rows)]
     return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]

@@ -70,6 +70,8 @@ def candidates(source: Path, wanted: Iterable[str] = ()) -> list[Candidate]:
         if not raw:
             raise BenchError(f"{source}: the file is empty")
         if not zipfile.is_zipfile(source):
+            if raw[:4] == b"PK\x03\x04":
+                raise BenchError(f"{source}: a zip without its central directory (truncated download?)")
             return [Candidate(str(source), source.name, _decompressed(raw, str(source)))]
         found = []
         try:

@@ -47,6 +47,8 @@ class LevelResult:
     """One (precision, concurrency) level of the benchmark."""
 
     precision: str
+    micro_batch: int
+    """Most texts per forward pass of the server's micro-batcher; 0 = micro-batching off."""
     concurrency: int
     requests: int
     """Successful (HTTP 200) requests measured."""
@@ -110,11 +112,11 @@ class ServerProcess:
     shutdown) and waits, killing the process only if it does not exit in time.
     """
 
-    def __init__(self, checkpoint: Path, precision: str = "fp32", threads: int = 4, torch_threads: int = 1,
-                 startup_timeout: float = 300.0) -> None:
+    def __init__(self, checkpoint: Path, precision: str = "fp32", threads: int = 32, torch_threads: int = 1,
+                 startup_timeout: float = 300.0, micro_batch: int = 16) -> None:
         self.command = [sys.executable, "-m", "bench", "serve", "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
                         "--port", "0", "--precision", precision, "--threads", str(threads),
-                        "--torch-threads", str(torch_threads)]
+                        "--torch-threads", str(torch_threads), "--micro-batch", str(micro_batch)]
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.url = ""
@@ -161,7 +163,7 @@ class ServerProcess:
 
 
 def measure(url: str, texts: list[str], concurrency: int, requests: int, max_seconds: float,
-            precision: str = "", warmup: int | None = None) -> LevelResult:
+            precision: str = "", micro_batch: int = 0, warmup: int | None = None) -> LevelResult:
     """Run `requests` POST /predict calls from `concurrency` client threads (or until `max_seconds`).
 
     A warm-up of max(10, concurrency) requests at the same concurrency comes first and is not
@@ -180,7 +182,7 @@ def measure(url: str, texts: list[str], concurrency: int, requests: int, max_sec
     ms = np.asarray(latencies) * 1000.0 if latencies else np.asarray([float("nan")])
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
     return LevelResult(
-        precision=precision, concurrency=concurrency, requests=len(latencies), errors=errors,
+        precision=precision, micro_batch=micro_batch, concurrency=concurrency, requests=len(latencies), errors=errors,
         seconds=round(seconds, 3), requests_per_s=len(latencies) / seconds,
         p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99), mean_ms=float(ms.mean()),
     )
@@ -238,9 +240,9 @@ def render_markdown(results: list[LevelResult], context: dict[str, Any]) -> str:
     """The serving report: one table of every level, and what it was measured on."""
     from tabulate import tabulate
 
-    rows = [[r.precision, r.concurrency, r.requests, r.errors, r.requests_per_s, r.p50_ms, r.p95_ms, r.p99_ms,
+    rows = [[r.precision, r.micro_batch or "off", r.concurrency, r.requests, r.errors, r.requests_per_s, r.p50_ms, r.p95_ms, r.p99_ms,
              r.mean_ms] for r in results]
-    table = tabulate(rows, headers=["precision", "clients", "requests", "errors", "requests/s", "p50 ms", "p95 ms",
+    table = tabulate(rows, headers=["precision", "micro-batch", "clients", "requests", "errors", "requests/s", "p50 ms", "p95 ms",
                                     "p99 ms", "mean ms"], tablefmt="github", floatfmt=".1f")
     env = context["environment"]
     server = context["server"]
@@ -259,7 +261,8 @@ def render_markdown(results: list[LevelResult], context: dict[str, Any]) -> str:
         f"- Model: checkpoint `{server['checkpoint']}` ({server['base_model']}, max_length {server['max_length']}); "
         f"{server['trained']}.",
         f"- Server: waitress {server['threads']} threads, {server['torch_threads']} torch thread(s) per forward "
-        f"pass, {server['inference_slots']} forward pass(es) at once.",
+        f"pass, {server['inference_slots']} forward pass(es) at once; micro-batch N = up to N texts of concurrent "
+        "requests per forward pass.",
         f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, no GPU used; client threads and server share "
         f"these cores. Load average (1 min) before / after: {context['loadavg_before']:.2f} / "
         f"{context['loadavg_after']:.2f}.",

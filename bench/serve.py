@@ -9,21 +9,23 @@ exactly one of `text` / `texts` holding non-empty strings, 413 for a body, a tex
 the limits in `ServingLimits`. The model is loaded once, at start-up, by `Predictor`.
 
 Threads on a small CPU (this project's reference machine has 2 cores). Two kinds of thread are in
-play: waitress's worker threads, which read requests, parse JSON, tokenise and write responses,
-and PyTorch's intra-op threads, which run one forward pass. For short texts one forward pass is a
-few small matrix products, too small to split across cores with profit, and OpenMP workers that
+play: waitress's worker threads, which read requests, parse JSON and write responses, and
+PyTorch's intra-op threads, which run one forward pass. For short texts one forward pass is a few
+small matrix products, too small to split across cores with profit, and OpenMP workers that
 spin-wait fight every other process on a shared machine. So each forward pass runs on one torch
-thread (`torch_threads=1`) and up to `cores // torch_threads` forward passes run at once (a
-semaphore), one per core; waitress gets a few more threads than that (default 4) so that I/O and
-tokenisation of the next request overlap with inference. docs/serving.md has the measurements.
+thread (`torch_threads=1`) and at most `cores // torch_threads` forward passes run at once, one
+per core. Waitress threads are many more (default 32): they mostly wait, and each waiting request
+is one more text the micro-batcher can put into the next forward pass (MicroBatcher), which is
+where throughput under load comes from. docs/serving.md has the measurements behind both choices.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,74 @@ class Predictor:
         }
 
 
+class MicroBatcher:
+    """Runs the texts of concurrent requests through the model together, one forward pass per batch.
+
+    Greedy ("natural") batching: each of `predictor.inference_slots` worker threads takes the
+    oldest waiting request, then every request already queued behind it, up to `max_batch` texts,
+    and runs them as one padded batch. Nothing waits for a batch to fill: a lone client sees no
+    added latency, and requests pile up into larger batches only while the workers are busy, which
+    is when batching pays (a batch of 8 short texts costs far less than 8 forward passes on CPU).
+    """
+
+    def __init__(self, predictor: Predictor, max_batch: int = 16) -> None:
+        if max_batch < 1:
+            raise BenchError(f"--micro-batch must be at least 1, got {max_batch}")
+        self.predictor = predictor
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, name=f"micro-batch-{i}", daemon=True)
+                         for i in range(predictor.inference_slots)]
+        for worker in self._workers:
+            worker.start()
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        pending = _Pending(texts)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def close(self) -> None:
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join()
+
+    def _work(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch, stop = [first], False
+            while sum(len(p.texts) for p in batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                answers = self.predictor.predict([text for p in batch for text in p.texts])
+                for p in batch:
+                    p.result, answers = answers[: len(p.texts)], answers[len(p.texts):]
+            except Exception as exc:  # handed to each waiting request thread, which re-raises it
+                for p in batch:
+                    p.error = exc
+            for p in batch:
+                p.done.set()
+            if stop:
+                return
+
+
+@dataclass
+class _Pending:
+    texts: list[str]
+    result: list[dict[str, Any]] = field(default_factory=list)
+    error: Exception | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 def _versions(names: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for name in names:
@@ -187,8 +257,10 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def create_app(predictor: Predictor, limits: ServingLimits | None = None):
-    """The Flask app over an already-loaded predictor (tests drive it through app.test_client())."""
+def create_app(predictor: Predictor, limits: ServingLimits | None = None, batcher: MicroBatcher | None = None):
+    """The Flask app over an already-loaded predictor (tests drive it through app.test_client()).
+
+    With a `batcher`, concurrent requests share forward passes (see MicroBatcher)."""
     from flask import Flask, jsonify, request
     from werkzeug.exceptions import HTTPException
 
@@ -197,6 +269,8 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None):
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     app.json.sort_keys = False
     described = {**predictor.describe(), "limits": asdict(limits)}
+    described["serving"]["micro_batch"] = batcher.max_batch if batcher else None
+    run_model = batcher.predict if batcher else predictor.predict
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status
@@ -226,13 +300,13 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None):
         # Read the raw body (any Content-Type) so that malformed JSON is a 400 we word ourselves;
         # reading past MAX_CONTENT_LENGTH raises werkzeug's 413 before anything is parsed.
         texts, single = parse_predict_request(request.get_data(cache=False), limits)
-        predictions = predictor.predict(texts)
+        predictions = run_model(texts)
         return jsonify(predictions[0] if single else {"predictions": predictions})
 
     return app
 
 
-def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4,
+def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 32,
                 limits: ServingLimits | None = None):
     """A waitress server bound to host:port (port 0 = a free port; read `server_url(server)`).
 

@@ -21,9 +21,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32], help="client counts (default: 1 8 32)")
     parser.add_argument("--requests", type=int, default=300, help="measured requests per level (default: 300)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per level (default: 60)")
-    parser.add_argument("--threads", type=int, default=4, help="waitress threads of the started server (default: 4)")
+    parser.add_argument("--threads", type=int, default=32, help="waitress threads of the started server (default: 32)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads per forward pass of the started server (default: 1)")
+    parser.add_argument("--micro-batch", nargs="+", type=int, default=[16], metavar="N",
+                        help="micro-batching settings of the started server, each a run: up to N texts per forward "
+                             "pass, 0 = off (default: 16)")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR / "serving",
                         help="folder for README.md and loadtest.json (default: reports/serving)")
 
@@ -42,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from bench.measure import environment
 
-    if args.requests < 1 or args.max_seconds <= 0 or min(args.concurrency) < 1:
-        raise BenchError("--requests, --max-seconds and every --concurrency must be positive")
+    if args.requests < 1 or args.max_seconds <= 0 or min(args.concurrency) < 1 or min(args.micro_batch) < 0:
+        raise BenchError("--requests, --max-seconds and every --concurrency must be positive, --micro-batch at least 0")
     if args.url:
         loopback_address(args.url)
     texts, source = load_texts()
@@ -55,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
         meta = get_json(url, "/metadata")
         server = server_context(meta, threads)
         precision = meta.get("serving", {}).get("precision", "?")
+        micro_batch = meta.get("serving", {}).get("micro_batch") or 0
         for clients in args.concurrency:
-            result = measure(url, texts, clients, args.requests, args.max_seconds, precision=precision)
-            print(f"{precision} {clients:>3} clients: {result.requests_per_s:6.1f} req/s, p50 {result.p50_ms:.1f} ms, "
+            result = measure(url, texts, clients, args.requests, args.max_seconds, precision=precision,
+                             micro_batch=micro_batch)
+            print(f"{precision} micro-batch {micro_batch or 'off'} {clients:>3} clients: {result.requests_per_s:6.1f} req/s, p50 {result.p50_ms:.1f} ms, "
                   f"p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, {result.errors} errors", file=sys.stderr)
             results.append(result)
 
@@ -65,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
         measure_server(args.url, None)
     else:
         for precision in args.precision:
-            with ServerProcess(args.checkpoint, precision, args.threads, args.torch_threads) as process:
-                measure_server(process.url, args.threads)
+            for micro_batch in args.micro_batch:
+                with ServerProcess(args.checkpoint, precision, args.threads, args.torch_threads,
+                                   micro_batch=micro_batch) as process:
+                    measure_server(process.url, args.threads)
 
     context = {
         "command": shlex.join(["python", "-m", "bench", *sys.argv[1:]]),

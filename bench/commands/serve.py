@@ -17,16 +17,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32, or bf16 autocast around the forward pass (default: fp32)")
-    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (default: 4)")
+    parser.add_argument("--threads", type=int, default=32,
+                        help="waitress worker threads, the most requests handled at once (default: 32)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="PyTorch intra-op threads per forward pass (default: 1; see docs/serving.md)")
+    parser.add_argument("--micro-batch", type=int, default=16, metavar="N",
+                        help="run the texts of concurrent requests together, up to N per forward pass; 0 = off "
+                             "(default: 16)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.serve import Predictor, create_app, make_server, server_url
+    from bench.serve import MicroBatcher, Predictor, create_app, make_server, server_url
 
     predictor = Predictor(args.checkpoint, precision=args.precision, torch_threads=args.torch_threads)
-    server = make_server(create_app(predictor), host=args.host, port=args.port, threads=args.threads)
+    batcher = MicroBatcher(predictor, args.micro_batch) if args.micro_batch else None
+    server = make_server(create_app(predictor, batcher=batcher), host=args.host, port=args.port, threads=args.threads)
 
     def stop(signum, frame):  # SIGTERM -> the same clean shutdown as Ctrl-C
         raise KeyboardInterrupt
@@ -35,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     # One line on stdout, read by `bench loadtest` and the tests to find a --port 0 server.
     print(f"serving on {server_url(server)}", flush=True)
     print(f"model {predictor.checkpoint} ({predictor.precision}, {predictor.torch_threads} torch thread(s), "
-          f"{predictor.inference_slots} concurrent forward pass(es), {args.threads} waitress threads); "
+          f"{predictor.inference_slots} concurrent forward pass(es), {args.threads} waitress threads, "
+          f"micro-batching {f'up to {args.micro_batch} texts' if batcher else 'off'}); "
           "Ctrl-C stops", file=sys.stderr, flush=True)
     try:
         server.run()  # returns after SIGINT/SIGTERM, once waitress has shut its worker threads down
@@ -43,4 +49,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         server.close()
+        if batcher:
+            batcher.close()
     return 0

@@ -17,6 +17,7 @@ from bench.errors import BenchError
 # command -> one-line help. The module bench.commands.<command> implements it.
 COMMANDS = {
     "run": "run a matrix of cells: train each workload to target under each Accelerate config",
+    "predict": "classify reviews with a fine-tuned sentiment checkpoint; metrics when labels are present",
     "report": "turn a run directory into a Markdown report with tables and plots (or CSV/JSON)",
     "data": "fetch, verify and describe the datasets (data fetch|verify|info [DATASET])",
     "eda": "exploratory analysis of a dataset: Markdown report with plots (eda maintenance|traffic|sentiment)",

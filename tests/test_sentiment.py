@@ -1,0 +1,190 @@
+"""Sentiment workload: offline model resolution, `bench predict`, and a tiny real fine-tuning run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.cli import main as bench_main
+from bench.errors import BenchError
+from tests.conftest import run_cli
+from workloads.sentiment import LABELS, Sentiment, default_model_path, resolve_model
+from workloads.text_cleaning import clean_for_model
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolve_model.cache_clear()
+    yield
+    resolve_model.cache_clear()
+
+
+# -- model resolution --------------------------------------------------------------------------------
+
+
+def test_default_model_resolves_offline_to_the_packaged_minilm():
+    path = Path(resolve_model(""))
+    assert path == Path(default_model_path())
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    assert Sentiment.unavailable_reason({}) is None
+
+
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("no-such-org/no-such-model", "not in the Hugging Face cache, and the hub is not reachable"),
+        ("/no/such/folder", "no such folder"),
+        ("bad id with spaces", "neither a folder nor a valid hub id"),
+    ],
+)
+def test_unresolvable_model_is_a_one_line_error_never_a_substitute(name, says):
+    with pytest.raises(BenchError) as caught:
+        resolve_model(name)
+    message = str(caught.value)
+    assert message.startswith(f"cannot resolve model {name!r}") and says in message
+    assert "\n" not in message
+    assert Sentiment.unavailable_reason({"model": name}) == message
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(BenchError, match="has no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_unresolvable_model_makes_the_cell_skipped_not_launched(tmp_path):
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(
+        "name: t\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
+        "workloads:\n  sentiment:\n    baselines: false\n    params: {model: no-such-org/no-such-model}\n"
+    )
+    done = run_cli("run", "--matrix", str(matrix), "--dry-run", env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "skip: cannot resolve model 'no-such-org/no-such-model'" in done.stdout
+
+
+# -- predict -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """The base MiniLM with a fresh (seeded) classification head, saved as a bench checkpoint."""
+    from transformers import AutoModelForSequenceClassification
+
+    from bench.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    workload = Sentiment(params={"max_length": 32})
+    model = AutoModelForSequenceClassification.from_pretrained(default_model_path(), num_labels=2, local_files_only=True)
+    folder = tmp_path_factory.mktemp("ckpt") / "sentiment"
+    meta = {"workload": "sentiment", "base_model": "test", "max_length": 32, "labels": LABELS, "metrics": {}, "cell": None}
+    save_checkpoint(model, workload.tokenizer, folder, meta)
+    return folder
+
+
+def _direct_probabilities(folder: Path, texts: list[str]) -> np.ndarray:
+    from bench.checkpoint import load_checkpoint
+
+    model, tokenizer, _ = load_checkpoint(folder)
+    with torch.no_grad():
+        probs = []
+        for text in texts:  # one at a time: no padding involved
+            enc = tokenizer(clean_for_model(text), truncation=True, max_length=32, return_tensors="pt")
+            probs.append(torch.softmax(model(**enc).logits, dim=-1)[0].numpy())
+    return np.asarray(probs)
+
+
+def test_predict_csv_with_labels_writes_probabilities_and_prints_metrics(tiny_checkpoint, tmp_path, capsys):
+    texts = ["Great product, works perfectly!", "Broke after <b>two days</b>. Don't buy.", "It is okay, I guess.",
+             "An absolutely wonderful, long, detailed and glowing review " * 5]
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"id": [7, 8, 9, 10], "Text": texts, "label": ["positive", "0", "1", "negative"]}).to_csv(source, index=False)
+    out = tmp_path / "out" / "pred.csv"
+    assert bench_main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(source), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "f1" in printed
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["row", "text", "label", "prediction", "prob_negative", "prob_positive"]
+    assert list(pred["label"]) == ["positive", "negative", "positive", "negative"]
+    np.testing.assert_allclose(pred["prob_negative"] + pred["prob_positive"], 1.0, atol=1e-5)
+    # Batched, length-sorted, padded inference gives the same probabilities as one review at a time.
+    expected = _direct_probabilities(tiny_checkpoint, texts)
+    np.testing.assert_allclose(pred[["prob_negative", "prob_positive"]].to_numpy(), expected, atol=1e-4)
+    assert list(pred["prediction"]) == [LABELS[i] for i in expected.argmax(axis=1)]
+
+
+def test_predict_detects_the_uci_tab_format_and_plain_lines(tiny_checkpoint, tmp_path, capsys):
+    uci = tmp_path / "uci.txt"
+    uci.write_text('Great for the jawbone.\t1\nThe "mic" is bad.\t0\nWorks.\t1\n')
+    assert bench_main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(uci), "--output", str(tmp_path / "a.csv")]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert list(pd.read_csv(tmp_path / "a.csv")["label"]) == ["positive", "negative", "positive"]
+
+    lines = tmp_path / "reviews.txt"
+    lines.write_text("I love it\n\nterrible, returned it\n")
+    assert bench_main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(lines), "--output", str(tmp_path / "b.csv")]) == 0
+    assert "accuracy" not in capsys.readouterr().out
+    pred = pd.read_csv(tmp_path / "b.csv")
+    assert list(pred["row"]) == [1, 3] and "label" not in pred.columns
+
+
+@pytest.mark.parametrize(
+    "content, name, says",
+    [
+        ("id,body\n1,hello\n", "x.csv", "no text column"),
+        ("text,label\nhello,maybe\n", "x.csv", "has label 'maybe'"),
+        ("", "x.txt", "no reviews"),
+        ("text\n", "x.csv", "no reviews"),
+    ],
+)
+def test_predict_bad_input_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys, content, name, says):
+    source = tmp_path / name
+    source.write_text(content)
+    assert bench_main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(source)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and says in err and "\n" not in err
+
+
+def test_predict_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
+    source = tmp_path / "r.txt"
+    source.write_text("fine\n")
+    assert bench_main(["predict", "--checkpoint", str(tmp_path), "--input", str(source)]) == 2
+    assert "not a bench checkpoint" in capsys.readouterr().err
+
+
+# -- a real fine-tuning run through accelerate launch --------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_tiny_fine_tuning_moves_the_loss_and_saves_a_checkpoint(tmp_path, capsys):
+    matrix = tmp_path / "tiny.yaml"
+    matrix.write_text(
+        "name: tiny\ntimeout_s: 400\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
+        "workloads:\n  sentiment:\n    budget: {max_steps: 16, max_seconds: 300}\n    baselines: false\n"
+        "    params: {target: 1.01, max_length: 32, train_subset: 400, val_subset: 32, test_subset: 32,"
+        " lr: 1.0e-4, warmup_fraction: 0.1, eval_every_steps: 8, eval_batch: 32}\n"
+    )
+    done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"),
+                   "--save-checkpoint", str(tmp_path / "ckpt"), timeout=420)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [cell_file] = (tmp_path / "runs").glob("*/cells/*.json")
+    result = json.loads(cell_file.read_text())
+    assert result["status"] == "not_converged" and result["timings"]["steps"] == 16
+    losses = [point["train_loss"] for point in result["curve"]]
+    assert len(losses) == 2 and losses[1] < losses[0] - 0.02, losses
+    assert set(result["metrics"]) == {"val", "test", "uci_sentences"}
+    assert result["throughput"]["tokens_per_s"] > result["throughput"]["samples_per_s"] > 0
+    assert result["data"]["samples"]["uci_sentences"] == 1000
+
+    checkpoint = tmp_path / "ckpt" / "sentiment"
+    meta = json.loads((checkpoint / "bench_checkpoint.json").read_text())
+    assert meta["labels"] == LABELS and meta["max_length"] == 32 and meta["metrics"] == result["metrics"]
+    source = tmp_path / "r.txt"
+    source.write_text("Excellent, five stars\nAwful. Broke on day one\n")
+    assert bench_main(["predict", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(tmp_path / "p.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 2

@@ -77,7 +77,9 @@ def check_frame(
                 f"first at data row {row + 1}: {frame[column][row]!r}"
             )
         if converted.isna().any():
-            raise BenchError(f"{path}: column {column!r} has {int(converted.isna().sum())} missing value(s)")
+            only_last = bool(converted.isna().sum() == 1 and converted.isna().iloc[-1])
+            hint = " (in the last row only: truncated file?)" if only_last else ""
+            raise BenchError(f"{path}: column {column!r} has {int(converted.isna().sum())} missing value(s){hint}")
         frame[column] = converted
     for column, allowed in (labels or {}).items():
         values = frame[column]

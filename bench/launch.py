@@ -68,6 +68,10 @@ def launch_commands(
     commands = []
     for machine_rank in range(topology.num_machines):
         cmd = [*base, "--config_file", str(topology.path), "--mixed_precision", ACCELERATE_PRECISION[precision]]
+        if topology.use_cpu:
+            # Share this host's cores fairly between all ranks that run on it. accelerate divides
+            # by the ranks of ONE node, so two loopback "nodes" would each take every core.
+            cmd += ["--num_cpu_threads_per_process", str(threads_per_rank(topology.num_processes))]
         if topology.num_processes > 1:
             # A fresh port per cell: a previous cell's rendezvous may still hold the YAML's port.
             cmd += ["--main_process_port", str(port or topology.main_process_port or 29500)]
@@ -75,6 +79,12 @@ def launch_commands(
             cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", "127.0.0.1"]
         commands.append(cmd + worker)
     return commands
+
+
+def threads_per_rank(ranks_on_host: int) -> int:
+    """Cores available to this process divided over the ranks that share the host (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // ranks_on_host)
 
 
 def launch_env(topology: Topology | None) -> dict[str, str]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,6 +18,12 @@ if "BENCH_DATA_DIR" not in os.environ:
         if candidate.is_dir():
             os.environ["BENCH_DATA_DIR"] = str(candidate)
             break
+
+
+# In-process tests use one thread: on a 2-core machine shared with other jobs, two OpenMP
+# threads contending for cores make small RNN steps up to 20x slower (measured), and the tests
+# assert behaviour, not speed. Launched cells get their threads from the runner as users do.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,78 @@
+"""Result files: schema, atomic writes, loading a run directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.errors import BenchError
+from bench.results import load_run, make_result, result_path, validate_result, write_json_atomic
+
+CELL = {"workload": "maintenance", "variant": "gru", "topology": "cpu-1proc", "precision": "fp32", "seed": 0, "id": "x"}
+
+
+def converged() -> dict:
+    return make_result(
+        CELL,
+        "converged",
+        metrics={"test": {"f1": 0.6}},
+        target={"metric": "f1", "value": 0.5, "split": "val"},
+        timings={"time_to_target_s": 3.0},
+        throughput={"samples_per_s": 100.0},
+        memory={"peak_rss_mb_max": 400.0},
+        curve=[{"seconds": 3.0, "f1": 0.55}],
+        environment={"cpu_model": "x"},
+    )
+
+
+def test_a_converged_result_validates():
+    assert validate_result(converged()) == []
+
+
+def test_missing_fields_are_reported():
+    result = converged()
+    del result["curve"]
+    assert validate_result(result) == ["status converged needs 'curve'"]
+
+
+def test_non_result_statuses_need_a_reason_and_no_numbers():
+    assert validate_result(make_result(CELL, "skipped", "needs 2 GPU(s), found 0")) == []
+    assert "status skipped needs a reason" in validate_result(make_result(CELL, "skipped"))
+    bad = make_result(CELL, "unsupported", "fp16 requested", metrics={"test": {"f1": 0.5}})
+    assert "status unsupported must carry no metrics" in validate_result(bad)
+
+
+def test_unknown_status_is_refused():
+    with pytest.raises(ValueError):
+        make_result(CELL, "great")
+
+
+def test_atomic_write_leaves_only_the_final_file(tmp_path):
+    path = result_path(tmp_path, "x")
+    write_json_atomic(path, converged())
+    assert json.loads(path.read_text())["status"] == "converged"
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
+    path = result_path(tmp_path, "x")
+    write_json_atomic(path, converged())
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"bad": object()})
+    assert json.loads(path.read_text())["status"] == "converged"
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_load_run_ignores_temporary_leftovers_and_rejects_broken_files(tmp_path):
+    write_json_atomic(result_path(tmp_path, "a"), converged())
+    (tmp_path / "cells" / ".b.json.123.tmp").write_text("{half")
+    assert len(load_run(tmp_path)) == 1
+    (tmp_path / "cells" / "c.json").write_text("{half")
+    with pytest.raises(BenchError, match="not a readable result file"):
+        load_run(tmp_path)
+
+
+def test_load_run_on_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(BenchError, match="not a run directory"):
+        load_run(tmp_path)

@@ -86,8 +86,12 @@ def time_to_target(w: WorkloadReport, path: Path) -> bool:
         ax.barh(i, ttt["median"], xerr=err, color=colors[r["precision"]], capsize=3)
         ax.text(ttt["max"], i, f"  {ttt['median']:.1f} s", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.margins(x=0.12)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top
+    if any(r["converged"] for r in rows):
+        ax.margins(x=0.12)
+    else:
+        ax.set_xlim(0, 1)
+        ax.set_xticks([])
     ax.set_xlabel("time-to-target, s (median; whiskers min-max over converged seeds)")
     ax.set_title(f"{w.name}: time to {w.target['metric'] if w.target else 'target'} target per configuration")
     ax.grid(axis="x", alpha=0.3)

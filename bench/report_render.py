@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 DASH = "-"
 # Columns kept in the Markdown table even when every row is empty there; the others are dropped
 # when empty (a CPU run has no CUDA memory, a tabular workload no tokens/s). CSV and JSON keep all.
-IDENTITY_COLUMNS = ("model", "topology", "procs", "precision", "converged")
+IDENTITY_COLUMNS = ("model", "topology", "procs", "precision", "converged", "time-to-target s", "samples/s")
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -9,6 +9,7 @@ from bench.errors import one_of
 # name -> "module:Class"; imported lazily so that `bench --help` does not import torch models.
 REGISTRY = {
     "maintenance": "workloads.maintenance:Maintenance",
+    "traffic": "workloads.traffic:Traffic",
     "sentiment": "workloads.sentiment:Sentiment",
 }
 

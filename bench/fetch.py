@@ -59,44 +59,44 @@ def candidates(source: Path, wanted: Iterable[str] = ()) -> list[Candidate]:
     """
     wanted = {w.lower() for w in wanted}
     if source.is_dir():
-        found = [
-            Candidate(str(p), p.name, _decompressed(p.read_bytes(), p.name))
-            for p in sorted(source.rglob("*"))
-            if p.is_file() and _is_data_name(p.name)
-        ]
-        where = f"folder {source}"
-    elif source.is_file():
-        raw = source.read_bytes()
-        if not raw:
-            raise BenchError(f"{source}: the file is empty")
-        if not zipfile.is_zipfile(source):
-            if raw[:4] == b"PK\x03\x04":
-                raise BenchError(f"{source}: a zip without its central directory (truncated download?)")
-            return [Candidate(str(source), source.name, _decompressed(raw, str(source)))]
-        found = []
-        try:
-            with zipfile.ZipFile(source) as archive:
-                for info in archive.infolist():
-                    base = Path(info.filename).name
-                    if info.is_dir() or "__MACOSX" in info.filename or not _is_data_name(base):
-                        continue
-                    label = f"{source}:{info.filename}"
-                    found.append(Candidate(label, base, _decompressed(archive.read(info), label)))
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise BenchError(f"{source}: cannot be read as a zip ({exc}; truncated download?)") from None
-        where = f"zip {source}"
-    else:
+        paths = [p for p in sorted(source.rglob("*")) if p.is_file() and _is_data_name(p.name)]
+        # Name the files before reading any: the Kaggle UNSW folder also holds ~600 MB of raw captures.
+        paths = _prefer_wanted(paths, lambda p: p.name, wanted, f"folder {source}")
+        return [Candidate(str(p), p.name, _decompressed(p.read_bytes(), str(p))) for p in paths]
+    if not source.is_file():
         raise BenchError(f"{source}: no such file or folder")
-    if wanted:
-        named = [c for c in found if _base_name(c.name) in wanted]
-        if named:
-            return named
-    if not found:
+    if source.stat().st_size == 0:
+        raise BenchError(f"{source}: the file is empty")
+    if not zipfile.is_zipfile(source):
+        raw = source.read_bytes()
+        if raw[:4] == b"PK\x03\x04":
+            raise BenchError(f"{source}: a zip without its central directory (truncated download?)")
+        return [Candidate(str(source), source.name, _decompressed(raw, str(source)))]
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = [
+                info for info in archive.infolist()
+                if not info.is_dir() and "__MACOSX" not in info.filename and _is_data_name(Path(info.filename).name)
+            ]
+            members = _prefer_wanted(members, lambda i: Path(i.filename).name, wanted, f"zip {source}")
+            return [
+                Candidate(f"{source}:{i.filename}", Path(i.filename).name,
+                          _decompressed(archive.read(i), f"{source}:{i.filename}"))
+                for i in members
+            ]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise BenchError(f"{source}: cannot be read as a zip ({exc}; truncated download?)") from None
+
+
+def _prefer_wanted(items: list, name_of: Callable[[Any], str], wanted: set[str], where: str) -> list:
+    """The items named in `wanted` if any is; else the only item; else a one-line error."""
+    if not items:
         raise BenchError(f"{where} holds no csv, csv.gz or txt file")
-    if wanted and len(found) > 1:
-        names = ", ".join(sorted(c.name for c in found)[:8])
-        raise BenchError(f"{where} holds none of {', '.join(sorted(wanted))} (found: {names})")
-    return found
+    named = [i for i in items if _base_name(name_of(i)) in wanted]
+    if named or not wanted or len(items) == 1:
+        return named or items
+    names = ", ".join(sorted(name_of(i) for i in items)[:8])
+    raise BenchError(f"{where} holds none of {', '.join(sorted(wanted))} (found: {names})")
 
 
 def _is_data_name(name: str) -> bool:

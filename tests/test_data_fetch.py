@@ -93,6 +93,14 @@ def test_a_truncated_or_missing_download_is_one_line(data_dir, cache, served, ca
     assert not (cache / AI4I).exists()  # nothing half-written lands in the cache
 
 
+def test_from_a_zip_without_the_file_names_what_it_found(cache, tmp_path, capsys):
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("yelp_labelled.txt", "Great food.\t1\n")
+        archive.writestr("imdb_labelled.txt", "Great film.\t1\n")
+    assert main(["data", "fetch", "amazon_cells", "--from", str(tmp_path / "other.zip")]) == 2
+    assert "holds none of amazon_cells_labelled.txt (found: imdb_labelled.txt, yelp_labelled.txt)" in capsys.readouterr().err
+
+
 def test_from_imports_unsw_by_content_whatever_its_name(data_dir, cache, tmp_path, capsys):
     """Kaggle names the 82,332-row testing partition 'training-set': it must land as testing."""
     plain = tmp_path / "UNSW_NB15_training-set.csv"

@@ -162,18 +162,29 @@ def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> floa
     return flops * rate / peak
 
 
-def _metric_series(results: list[dict[str, Any]], getter) -> dict[str, list[float | None]]:
-    """{"val_f1": [seed values], ...} over every split and metric any result carries."""
-    keys: list[str] = []
-    for r in results:
+def _metric_series(results: list[dict[str, Any]], getter) -> tuple[dict[str, list[float | None]], dict[str, str]]:
+    """{"val_f1": [one value per result], ...} for every split and numeric metric any result carries.
+
+    Splits are whatever the workload reports (val, test, an out-of-domain set...); nested entries
+    (per-threshold reports, detection rates per category) are not quality columns and are skipped.
+    """
+    series: dict[str, list[float | None]] = {}
+    labels: dict[str, str] = {}
+    for i, r in enumerate(results):
         for split, values in (getter(r) or {}).items():
-            if isinstance(values, dict):
-                keys += [f"{split}_{m}" for m in values if f"{split}_{m}" not in keys]
-    series = {}
-    for key in keys:
-        split, metric = key.split("_", 1)
-        series[key] = [((getter(r) or {}).get(split) or {}).get(metric) for r in results]
-    return series
+            if not isinstance(values, dict):
+                continue
+            for metric, value in values.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                series.setdefault(f"{split}_{metric}", [None] * len(results))[i] = float(value)
+                labels[f"{split}_{metric}"] = f"{split} {metric}"
+    return series, labels
+
+
+def _quality(series: dict[str, list[float | None]], labels: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each quality series summarised, with the label its column shows ("test f1")."""
+    return {key: {**summarise(values), "label": labels[key]} for key, values in series.items()}
 
 
 def summarise(values: list[float | None]) -> dict[str, Any]:
@@ -204,7 +215,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
     device = next((d for d in map(cell_device, results) if d), None)
 
     ttt = [r["timings"].get("time_to_target_s") for r in converged]
-    quality = _metric_series(trained, lambda r: r.get("metrics"))
+    quality, labels = _metric_series(trained, lambda r: r.get("metrics"))
     per_seed = {
         "seeds": [r["cell"]["seed"] for r in trained],
         "status": [r["status"] for r in trained],
@@ -237,7 +248,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "statuses": dict(statuses),
         "time_to_target_s": {**summarise(ttt), "olympic_mean": stats.olympic_mean(ttt)},
         "samples_to_target": summarise([r.get("samples_to_target") for r in converged]),
-        "quality": {key: summarise(values) for key, values in quality.items()},
+        "quality": _quality(quality, labels),
         "per_seed": per_seed,
     }
     for key in ("samples_per_s", "tokens_per_s", "peak_rss_mb_per_rank_max", "peak_rss_mb_sum", "cuda_max_allocated_mb",
@@ -296,14 +307,14 @@ def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             by_name[entry["name"]].append({**entry, "seed": r["cell"]["seed"]})
     rows = []
     for name, entries in by_name.items():
-        series = _metric_series(entries, lambda e: e.get("metrics"))
+        series, labels = _metric_series(entries, lambda e: e.get("metrics"))
         rows.append(
             {
                 "kind": "baseline",
                 "workload": results[0]["cell"]["workload"],
                 "model": name,
                 "cells": len(entries),
-                "quality": {key: summarise(values) for key, values in series.items()},
+                "quality": _quality(series, labels),
                 "fit_seconds": summarise([e.get("fit_seconds") for e in entries]),
                 "per_seed": {"seeds": [e["seed"] for e in entries], **series},
             }

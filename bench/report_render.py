@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +85,17 @@ def quality_keys(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) ->
     keys = []
     if report.target:
         keys += [f"val_{report.target['metric']}", f"test_{report.target['metric']}"]
-    keys += [f"test_{m}" for m in extra_metrics]
+    keys += [resolve_metric(m, present) or m for m in extra_metrics]
     return [k for k in dict.fromkeys(keys) if k in present]
+
+
+def resolve_metric(name: str, present: set[str]) -> str | None:
+    """A `--metrics` name as a quality key: `roc_auc` means the test split's, `uci_sentences_accuracy`
+    (split_metric) names another split."""
+    for key in (f"test_{name}", name):
+        if key in present:
+            return key
+    return None
 
 
 def _note(row: dict[str, Any]) -> str:
@@ -95,7 +105,8 @@ def _note(row: dict[str, Any]) -> str:
 
 def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
     keys = quality_keys(report, extra_metrics)
-    headers = ["model", "topology", "procs", "precision", *(k.replace("_", " ", 1) for k in keys), "converged",
+    labels = {k: q["label"] for row in report.rows + report.baselines for k, q in row["quality"].items()}
+    headers = ["model", "topology", "procs", "precision", *(labels[k] for k in keys), "converged",
                "time-to-target s", "TTT olympic s", "samples to target", "samples/s", "tokens/s", "speedup (TTT)",
                "throughput x", "scaling eff.", "RSS/rank MB", "CUDA alloc MB", "CUDA reserved MB",
                "MFU (measured peak)", "MFU (datasheet peak)", "note"]
@@ -271,7 +282,18 @@ def render_csv(report: Report) -> str:
     return buffer.getvalue()
 
 
+def _strict(value: Any) -> Any:
+    """NaN/inf (e.g. an undefined ROC-AUC) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 def render_json(report: Report) -> str:
-    payload = dataclasses.asdict(report)
-    payload["run_dir"] = str(report.run_dir)
-    return json.dumps(payload, indent=2, default=lambda v: str(v) if isinstance(v, Path) else None) + "\n"
+    return json.dumps(_strict(dataclasses.asdict(report)), indent=2, allow_nan=False) + "\n"

@@ -83,7 +83,7 @@ def _reference(report: WorkloadReport, row: dict[str, Any]) -> str:
         parts.append(f"{fmt_seconds(row['time_to_target_s']['median'])} s median time-to-target")
     key = quality_key(report, row)
     if key:
-        parts.append(f"{key.replace('_', ' ', 1)} {fmt(row['quality'][key]['median'])}")
+        parts.append(f"{row['quality'][key]['label']} {fmt(row['quality'][key]['median'])}")
     parts.append(f"{fmt(row['samples_per_s']['median'], 0)} samples/s")
     return f"**{row['topology']} {row['precision']}** ({row['model']}) is the reference (single process, fp32): " + ", ".join(parts) + "."
 
@@ -105,7 +105,7 @@ def _against_reference(report: WorkloadReport, row: dict[str, Any], ref: dict[st
     if key and key in ref["per_seed"]:
         a, b = row["quality"][key]["median"], ref["quality"][key]["median"]
         cmp = stats.compare(row["per_seed"][key], ref["per_seed"][key])
-        name = key.replace("_", " ", 1)
+        name = row["quality"][key]["label"]
         if cmp.verdict == "overlap":
             parts.append(f"{name} unchanged within seed spread ({fmt(a)} vs {fmt(b)})")
         elif cmp.conclusive:

@@ -93,7 +93,7 @@ def test_groups_aggregate_seeds(report):
     assert (ref["time_to_target_s"]["min"], ref["time_to_target_s"]["max"]) == (9, 30)
     assert ref["time_to_target_s"]["olympic_mean"] == pytest.approx(37 / 3)
     assert ref["samples_per_s"]["median"] == 1000
-    assert ref["quality"]["test_f1"] == {"median": 0.55, "min": 0.54, "max": 0.57, "n": 5}
+    assert ref["quality"]["test_f1"] == {"median": 0.55, "min": 0.54, "max": 0.57, "n": 5, "label": "test f1"}
     assert ref["speedup_time_to_target"] == pytest.approx(1.0)
     assert ref["scaling_efficiency"] is None  # single process
 
@@ -127,6 +127,14 @@ def test_quality_columns_follow_each_workloads_target(report):
     assert alpha.target["metric"] == "f1" and beta.target["metric"] == "roc_auc"
     assert "test_roc_auc" in _row(report, "beta", "gpu-1", "bf16")["quality"]
     assert _row(report, "beta", "gpu-1", "bf16")["speedup_time_to_target"] == pytest.approx(2.0)
+
+
+def test_any_split_is_a_quality_column_and_nested_or_nan_entries_are_not_figures(report):
+    quality = _row(report, "beta", "gpu-1", "fp32")["quality"]
+    assert quality["out_of_domain_accuracy"]["median"] == pytest.approx(0.7)  # a split name with "_"
+    assert quality["out_of_domain_accuracy"]["label"] == "out_of_domain accuracy"
+    assert quality["out_of_domain_roc_auc"]["median"] is None and quality["out_of_domain_roc_auc"]["n"] == 0  # NaN
+    assert "test_at_threshold" not in quality  # nested report, not a number
 
 
 def test_baselines_are_aggregated_over_seeds(report):
@@ -190,7 +198,9 @@ def test_csv_and_json_carry_the_same_figures(report):
     assert float(ddp["time_to_target_s_median"]) == pytest.approx(7.5)
     assert float(ddp["scaling_efficiency"]) == pytest.approx(0.9)
     assert ddp["statuses"] == "converged:4;not_converged:1"
-    payload = json.loads(render_json(report))
+    text = render_json(report)  # strict JSON: the fixture's NaN comes out as null
+    payload = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+    assert payload["workloads"][1]["rows"][0]["per_seed"]["out_of_domain_roc_auc"] == [None]
     assert payload["workloads"][0]["name"] == "alpha"
     assert {c["status"] for c in payload["without_numbers"]} == {"unsupported", "skipped", "invalid", "failed"}
 
@@ -231,10 +241,10 @@ def test_matmul_peak_is_a_plausible_rate():
 
 def test_cli_writes_markdown_and_plots(tmp_path):
     out = tmp_path / "rep"
-    proc = run_cli("report", str(FIXTURE), "--out", str(out), "--metrics", "accuracy", timeout=300)
+    proc = run_cli("report", str(FIXTURE), "--out", str(out), "--metrics", "accuracy,out_of_domain_accuracy", timeout=300)
     assert proc.returncode == 0, proc.stderr
     md = (out / "report.md").read_text()
-    assert "test accuracy" in md
+    assert "test accuracy" in md and "out_of_domain accuracy" in md
     assert len(list(out.glob("*.png"))) == 8
 
 

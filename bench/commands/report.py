@@ -37,7 +37,7 @@ def _resolve_run_dir(raw: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from bench.report import build_report
-    from bench.report_render import render_csv, render_json, render_markdown
+    from bench.report_render import render_csv, render_json, render_markdown, resolve_metric
 
     run_dir = _resolve_run_dir(args.run_dir)
     extra = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
@@ -45,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("--out - prints CSV or JSON only; a Markdown report needs a folder for its plots")
     report = build_report(run_dir, measure_peaks=not args.no_peak_measure)
     if extra:
-        known = {key.split("_", 1)[1] for w in report.workloads for r in w.rows + w.baselines for key in r["quality"]}
-        unknown = [m for m in extra if m not in known]
+        present = {key for w in report.workloads for r in w.rows + w.baselines for key in r["quality"]}
+        unknown = [m for m in extra if resolve_metric(m, present) is None]
         if unknown:
-            raise BenchError(f"--metrics: no result carries {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            known = sorted({k[len("test_"):] for k in present if k.startswith("test_")} | present)
+            raise BenchError(f"--metrics: no result carries {', '.join(unknown)}; known: {', '.join(known)}")
 
     if args.format == "csv":
         text = render_csv(report)

@@ -112,7 +112,8 @@ def convergence(w: WorkloadReport, path: Path) -> bool:
         for curve in r["curves"]:
             ax.plot(curve["seconds"], curve["value"], styles.get(r["precision"], "-"), marker=".",
                     color=colors[r["topology"]], label=f"{_label(r)} s{curve['seed']}")
-    ax.axhline(w.target["value"], color="black", linewidth=1, linestyle=":", label=f"target {w.target['value']}")
+    for value in sorted({r["target"]["value"] for r in rows if r.get("target")} or {w.target["value"]}):
+        ax.axhline(value, color="black", linewidth=1, linestyle=":", label=f"target {value}")
     ax.set_xlabel("training clock, s (steps + evaluation, init excluded)")
     ax.set_ylabel(f"{w.target.get('split', 'val')} {w.target['metric']}")
     ax.set_title(f"{w.name}: convergence (one line per cell)")

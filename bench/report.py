@@ -242,6 +242,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "processes": processes,
         "device": device,
         "precision": cell["precision"],
+        "target": next((r["target"] for r in results if r.get("target")), None),
         "cells": len(results),
         "trained": len(trained),
         "converged": len(converged),

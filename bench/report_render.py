@@ -145,12 +145,21 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
 def _target_line(report: WorkloadReport) -> str:
     if not report.target:
         return "No cell of this workload trained, so its target is not known from the results."
-    t = report.target
-    sign = ">=" if t.get("higher_is_better", True) else "<="
-    return f"Target: {t.get('split', 'val')} {t['metric']} {sign} {t['value']} (time-to-target stops at the first evaluation that meets it)."
+    def words(t: dict[str, Any]) -> str:
+        sign = ">=" if t.get("higher_is_better", True) else "<="
+        return f"{t.get('split', 'val')} {t['metric']} {sign} {t['value']}"
+
+    by_model = {r["model"]: words(r["target"]) for r in report.rows if r.get("target")}
+    if len(set(by_model.values())) > 1:  # variants of one workload may be calibrated to different targets
+        text = "; ".join(f"{model}: {t}" for model, t in by_model.items())
+    else:
+        text = words(report.target)
+    return f"Target: {text} (time-to-target stops at the first evaluation that meets it)."
 
 
 def hardware_line(env: dict[str, Any]) -> str:
+    if not env.get("cpu_model"):
+        return "hardware not recorded"
     gpus = env.get("gpus") or []
     gpu = f"{len(gpus)} x {gpus[0]}" if gpus else "no GPU"
     return f"{env.get('cpu_count', '?')}-core {env.get('cpu_model', 'unknown CPU')}, {gpu}"
@@ -184,7 +193,7 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
     env, meta = report.environment, report.meta
     out = [f"# Benchmark report: {report.run_id}", ""]
     out.append(
-        f"{report.cell_count} cells from `{report.run_dir}` on **{hardware_line(env)}**"
+        f"{report.cell_count} cell{'s' if report.cell_count != 1 else ''} from `{report.run_dir}` on **{hardware_line(env)}**"
         + (f", run with `{meta['command']}`" if meta.get("command") else "") + "."
     )
     out.append("Figures are medians over seeds with [min–max] where there are several; "

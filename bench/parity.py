@@ -1,0 +1,310 @@
+"""Accelerate against plain PyTorch: the same losses, and what the Accelerate step costs.
+
+The reference is `plain_train`, a plain PyTorch loop that does exactly what one step of
+bench/train.py does (same data order, model, AdamW, schedule, clipping, autocast) with no
+Accelerate in it. `accelerate_train` runs the real bench/train.py loop in this process. With the
+same workload, data and seed, fp32 losses must agree to 1e-6 (tests/test_parity.py), and the
+ratio of their median step times is Accelerate's overhead:
+
+    python -m bench.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16
+
+Step times follow the harness's rules (measure.StepTimes: warm-up steps dropped; evaluation
+excluded). The two loops are run alternately, A-P then P-A, so a change in the load of a shared
+machine hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import math
+import os
+import random
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from bench import measure
+from workloads.base import Splits, Workload
+
+EVAL_SAMPLES = 128
+"""Evaluation sets are thinned to about this many samples, and the final metrics skipped:
+evaluation is not what is compared, and a full one (a BERT over thousands of reviews) would
+dominate a short parity run."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup shared by both loops
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def loaded(name: str, seed: int = 0) -> tuple[Workload, Splits]:
+    """A workload (default variant and params) with its data loaded once per process, evaluation
+    sets thinned. Cached: the parity test and the micro-benchmarks share it."""
+    from workloads import make_workload
+
+    workload = make_workload(name)
+    splits = workload.load(seed)
+    return workload, Splits(
+        train=splits.train,
+        val=_thinned(splits.val),
+        test=_thinned(splits.test),
+        extra={k: _thinned(v) for k, v in splits.extra.items()},
+        info=splits.info,
+    )
+
+
+def _thinned(dataset: Any) -> Any:
+    stride = max(1, math.ceil(len(dataset) / EVAL_SAMPLES))
+    return dataset if stride == 1 else Subset(dataset, range(0, len(dataset), stride))
+
+
+def fresh_accelerator(precision: str):
+    """A new single-process Accelerator with this precision. Accelerate keeps one global state per
+    process; it is reset first so that fp32 and bf16 can follow each other in one process."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision)
+
+
+@contextlib.contextmanager
+def recording_losses(workload: Workload):
+    """Record every loss the workload computes (as floats) while inside the block."""
+    losses: list[float] = []
+    original = workload.loss
+
+    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        value = original(model, batch)
+        losses.append(float(value.detach().float()))
+        return value
+
+    workload.loss = loss  # type: ignore[method-assign]
+    try:
+        yield losses
+    finally:
+        del workload.loss  # back to the class's method
+
+
+# ---------------------------------------------------------------------------------------------
+# The two loops
+# ---------------------------------------------------------------------------------------------
+
+
+def accelerate_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> dict[str, Any]:
+    """bench/train.py itself, for `steps` optimizer steps; returns its result dict."""
+    from accelerate.utils import set_seed
+
+    from bench.train import Budget, train
+
+    accelerator = fresh_accelerator(precision)
+    set_seed(seed)
+    workload.final_metrics = lambda evaluate: {}  # type: ignore[method-assign]
+    try:
+        return train(accelerator, workload, splits, Budget(max_epochs=10**6, max_seconds=math.inf, max_steps=steps), seed)
+    finally:
+        del workload.final_metrics  # back to the class's method
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> measure.StepTimes:
+    """The same optimisation as bench/train.py with `max_steps=steps`, in plain PyTorch.
+
+    Every line mirrors one in bench/train.py; the parity test fails when the two drift apart.
+    """
+    p = workload.params
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # What accelerate's set_seed does on one process.
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    loader = DataLoader(
+        splits.train,
+        batch_size=p.global_batch,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=workload.collate,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    model = workload.build_model().to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    warmup_steps = int(p.warmup_fraction * steps)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if p.linear_decay:
+            return max(0.0, (steps - step) / max(1, steps - warmup_steps))
+        return 1.0
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    autocast: Callable[[], Any] = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    )
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"plain loop supports fp32 and bf16, not {precision}")
+    on_cuda = device.type == "cuda"
+    times = measure.StepTimes()
+    step = 0
+    while step < steps:
+        tick = measure.now()
+        for batch in loader:
+            batch = _to_device(batch, device)
+            if step == 0:
+                # bench/train.py counts FLOPs on the first batch (a forward and backward that
+                # leave the weights untouched); do the same so both consume the RNG alike.
+                workload.flops_per_sample(model, batch)
+                tick = measure.now()
+            with autocast():
+                loss = workload.loss(model, batch)
+            loss.backward()
+            if p.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if on_cuda:
+                torch.cuda.synchronize()
+            tock = measure.now()
+            times.add(tock - tick, workload.samples_in(batch))
+            tick = tock
+            step += 1
+            if step >= steps:
+                break
+    return times
+
+
+def prepared_step(workload: Workload, splits: Splits, precision: str, use_accelerate: bool, seed: int = 0) -> Callable[[], float]:
+    """One training step on a fixed first batch, ready to be called again and again (the
+    micro-benchmarks time it): the body of bench/train.py's loop through an Accelerator, or the
+    same step in plain PyTorch. Returns the loss of the step."""
+    p = workload.params
+    torch.manual_seed(seed)
+    model = workload.build_model()
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    loader = DataLoader(splits.train, batch_size=p.global_batch, shuffle=False, drop_last=True, collate_fn=workload.collate)
+    if use_accelerate:
+        accelerator = fresh_accelerator(precision)
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        batch = next(iter(loader))
+
+        def step() -> float:
+            with accelerator.autocast():
+                loss = workload.loss(model, batch)
+            accelerator.backward(loss)
+            if p.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), p.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return float(loss.detach())
+
+        return step
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    batch = _to_device(next(iter(loader)), device)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+
+    def plain_step() -> float:
+        with autocast():
+            loss = workload.loss(model, batch)
+        loss.backward()
+        if p.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    return plain_step
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and step-time ratio
+# ---------------------------------------------------------------------------------------------
+
+
+def losses_side_by_side(name: str, steps: int, seed: int = 0) -> tuple[list[float], list[float]]:
+    """fp32 losses of each step (the first being the FLOP count's forward) in both loops."""
+    workload, splits = loaded(name, seed)
+    with recording_losses(workload) as accelerate_losses:
+        accelerate_train(workload, splits, steps, seed, "fp32")
+    with recording_losses(workload) as plain_losses:
+        plain_train(workload, splits, steps, seed, "fp32")
+    return accelerate_losses, plain_losses
+
+
+def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: int = 0) -> dict[str, Any]:
+    """Median steady step time of bench/train.py and of the plain loop, run alternately."""
+    workload, splits = loaded(name, seed)
+    accelerate_times: list[float] = []
+    plain_times: list[float] = []
+    for repeat in range(repeats):
+        order = ("accelerate", "plain") if repeat % 2 == 0 else ("plain", "accelerate")
+        for side in order:
+            if side == "accelerate":
+                result = accelerate_train(workload, splits, steps, seed, precision)
+                accelerate_times += result["timings"]["step_times_s"]
+            else:
+                plain_times += plain_train(workload, splits, steps, seed, precision).steady()[0]
+    a, b = statistics.median(accelerate_times), statistics.median(plain_times)
+    return {
+        "workload": name,
+        "precision": precision,
+        "steps": f"{repeats} x {steps}",
+        "accelerate_ms": a * 1e3,
+        "plain_ms": b * 1e3,
+        "ratio": a / b,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tabulate import tabulate
+
+    from workloads import REGISTRY
+
+    parser = argparse.ArgumentParser(prog="python -m bench.parity", description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run (default 300)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each loop, alternating (default 2)")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table to this file")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rows = []
+    for name in args.workload:
+        for precision in args.precision:
+            row = step_time_ratio(name, precision, args.steps, args.repeats)
+            rows.append(row)
+            print(f"{name} {precision}: ratio {row['ratio']:.3f}", file=sys.stderr)
+    env = measure.environment()
+    table = tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f")
+    text = f"{table}\n\nMeasured on {env['cpu_model']} ({env['cpu_count']} cores), {', '.join(env['gpus']) or 'no GPU'}; " \
+           f"torch {env['packages']['torch']}, accelerate {env['packages']['accelerate']}; load average at the end " \
+           f"{os.getloadavg()[0]:.1f}.\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -71,9 +71,10 @@ class Part:
     x: np.ndarray
     y: np.ndarray
     category: np.ndarray
+    ids: np.ndarray
 
     def where(self, mask: np.ndarray) -> Part:
-        return Part(self.x[mask], self.y[mask], self.category[mask])
+        return Part(self.x[mask], self.y[mask], self.category[mask], self.ids[mask])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -120,6 +121,13 @@ def read_partition(path: Path) -> pd.DataFrame:
     frame = read_csv_checked(
         path, required=[ID, *FEATURES, LABEL, CATEGORY], numeric=[ID], labels={LABEL: {0, 1}}, min_rows=50
     )
+    return read_partition_frame(frame, str(path))
+
+
+def read_partition_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+    """Normalise a partition's table: numbers as floats (blank = NaN, text = error), categories
+    lower-cased with "-"/blank as "none", attack_cat stripped, rows in `id` order."""
+    frame = frame.copy()
     for column in NUMERIC:
         if pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].astype(np.float64)
@@ -129,7 +137,7 @@ def read_partition(path: Path) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise BenchError(
-                f"{path}: column {column!r} has {int(bad.sum())} non-numeric value(s), "
+                f"{source}: column {column!r} has {int(bad.sum())} non-numeric value(s), "
                 f"first at data row {row + 1}: {frame[column].iloc[row]!r}"
             )
         frame[column] = converted.astype(np.float64)
@@ -234,8 +242,9 @@ def make_encoder(rare_fraction: float) -> ColumnTransformer:
 def encode(encoder: ColumnTransformer | Pipeline, frame: pd.DataFrame, categories: list[str]) -> Part:
     x = np.asarray(encoder.transform(frame[FEATURES]), dtype=np.float32)
     index = {name: i for i, name in enumerate(categories)}
-    category = frame[CATEGORY].map(index).fillna(-1).to_numpy(dtype=np.int64)
-    return Part(x, frame[LABEL].to_numpy(dtype=np.float32), category)
+    category = frame[CATEGORY].map(index).fillna(-1).to_numpy(dtype=np.int64, copy=True)
+    ids = frame[ID].to_numpy(dtype=np.int64, copy=True)
+    return Part(x, frame[LABEL].to_numpy(dtype=np.float32, copy=True), category, ids)
 
 
 def prepare(seed: int, dedup: bool, val_fraction: float, test_fraction: float, rare_fraction: float) -> Prepared:

@@ -266,6 +266,7 @@ def render_markdown(results: list[LevelResult], context: dict[str, Any]) -> str:
         f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, no GPU used; client threads and server share "
         f"these cores. Load average (1 min) before / after: {context['loadavg_before']:.2f} / "
         f"{context['loadavg_after']:.2f}.",
+        f"- bf16: {context.get('bf16_support', 'not recorded')}.",
         f"- Software: Python {env['python']}, " + ", ".join(f"{k} {v}" for k, v in server["packages"].items()) + ".",
         "",
     ]
@@ -297,6 +298,17 @@ def server_context(meta: dict[str, Any], threads: int | None) -> dict[str, Any]:
         "inference_slots": serving.get("inference_slots"),
         "packages": serving.get("packages", {}),
     }
+
+
+def bf16_support() -> str:
+    """Whether this CPU has bf16 instructions; without them bf16 autocast is emulated and slower."""
+    from bench.measure import cpu_flags
+
+    native = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    if native:
+        return f"the CPU has native bf16 instructions ({', '.join(native)})"
+    return ("the CPU has no bf16 instructions (no avx512_bf16 or amx_bf16): bf16 matrix products are emulated "
+            "through fp32 and autocast adds casts around them, so bf16 is expected to be slower here")
 
 
 def loadavg() -> float:

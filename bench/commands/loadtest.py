@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.loadtest import (
         ServerProcess,
+        bf16_support,
         get_json,
         load_texts,
         loadavg,
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "max_seconds": args.max_seconds,
         "server": server,
         "environment": environment(),
+        "bf16_support": bf16_support(),
         "loadavg_before": before,
         "loadavg_after": loadavg(),
     }

@@ -6,7 +6,8 @@
 
 Every client mistake is a JSON error, never a 500: 400 for a body that is not a JSON object with
 exactly one of `text` / `texts` holding non-empty strings, 413 for a body, a text or a batch over
-the limits in `ServingLimits`. The model is loaded once, at start-up, by `Predictor`.
+the limits in `ServingLimits`. The model is loaded once, at start-up, by `Predictor`, and texts are
+cleaned as the checkpoint's training texts were (its metadata's "cleaning"), as `bench predict` does.
 
 Threads on a small CPU (this project's reference machine has 2 cores). Two kinds of thread are in
 play: waitress's worker threads, which read requests, parse JSON and write responses, and
@@ -33,6 +34,9 @@ from typing import Any
 from bench.errors import BenchError
 
 PRECISIONS = ("fp32", "bf16")
+# Text cleanings a checkpoint's metadata may name (its "cleaning" key): serving cleans texts as
+# training did. Only these names are honoured; nothing named in a checkpoint is imported blindly.
+CLEANINGS = {"workloads.text_cleaning.clean_for_model": ("workloads.text_cleaning", "clean_for_model")}
 SERVING_PACKAGES = ("torch", "transformers", "flask", "waitress", "werkzeug")
 
 
@@ -83,6 +87,8 @@ class Predictor:
             raise BenchError(f"{checkpoint}: metadata lists {len(self.labels)} labels but the model has "
                              f"{self.model.config.num_labels} outputs")
         self.max_length = int(self.metadata.get("max_length") or self.tokenizer.model_max_length)
+        self.cleaning = self.metadata.get("cleaning")
+        self._clean = _cleaning_function(self.cleaning, checkpoint)
         self.torch_threads = torch.get_num_threads()
         self.inference_slots = max(1, (os.cpu_count() or 1) // self.torch_threads)
         # One forward pass per `torch_threads` cores at a time; more would only oversubscribe them.
@@ -91,8 +97,16 @@ class Predictor:
         # truncation/padding ("Already borrowed"), so tokenisation is serialised; it is cheap.
         self._tokenize_lock = threading.Lock()
 
+    def clean(self, texts: list[str]) -> list[str]:
+        """Texts cleaned as the checkpoint's training texts were (unchanged if it names no cleaning)."""
+        return [self._clean(text) for text in texts] if self._clean else list(texts)
+
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Label and class probabilities for each text, in order."""
+        """Label and class probabilities for each raw text, in order."""
+        return self.predict_cleaned(self.clean(texts))
+
+    def predict_cleaned(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Label and class probabilities for each already-cleaned text, in order."""
         import torch
 
         with self._tokenize_lock:
@@ -120,6 +134,7 @@ class Predictor:
             "base_model": meta.get("base_model"),
             "labels": self.labels,
             "max_length": self.max_length,
+            "cleaning": self.cleaning,
             "metrics": meta.get("metrics", {}),
             "cell": meta.get("cell"),
             "created_utc": meta.get("created_utc"),
@@ -154,7 +169,8 @@ class MicroBatcher:
         for worker in self._workers:
             worker.start()
 
-    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+    def predict_cleaned(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Blocks until a worker has run these (already cleaned) texts, possibly with others'."""
         pending = _Pending(texts)
         self._queue.put(pending)
         pending.done.wait()
@@ -181,7 +197,7 @@ class MicroBatcher:
                     break
                 batch.append(more)
             try:
-                answers = self.predictor.predict([text for p in batch for text in p.texts])
+                answers = self.predictor.predict_cleaned([text for p in batch for text in p.texts])
                 for p in batch:
                     p.result, answers = answers[: len(p.texts)], answers[len(p.texts):]
             except Exception as exc:  # handed to each waiting request thread, which re-raises it
@@ -199,6 +215,17 @@ class _Pending:
     result: list[dict[str, Any]] = field(default_factory=list)
     error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def _cleaning_function(name: str | None, checkpoint: Path):
+    if not name:
+        return None
+    if name not in CLEANINGS:
+        raise BenchError(f"{checkpoint}: unknown text cleaning {name!r} in its metadata; known: {', '.join(CLEANINGS)}")
+    import importlib
+
+    module, function = CLEANINGS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 def _versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -270,7 +297,7 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None, batche
     app.json.sort_keys = False
     described = {**predictor.describe(), "limits": asdict(limits)}
     described["serving"]["micro_batch"] = batcher.max_batch if batcher else None
-    run_model = batcher.predict if batcher else predictor.predict
+    run_model = batcher.predict_cleaned if batcher else predictor.predict_cleaned
 
     def error(message: str, status: int):
         return jsonify({"error": message, "status": status}), status
@@ -300,7 +327,13 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None, batche
         # Read the raw body (any Content-Type) so that malformed JSON is a 400 we word ourselves;
         # reading past MAX_CONTENT_LENGTH raises werkzeug's 413 before anything is parsed.
         texts, single = parse_predict_request(request.get_data(cache=False), limits)
-        predictions = run_model(texts)
+        cleaned = predictor.clean(texts)
+        for i, text in enumerate(cleaned):
+            if not text.strip():
+                where = "'text'" if single else f"'texts'[{i}]"
+                raise RequestError(f"{where} has no text left after cleaning ({predictor.cleaning}: markup and URLs "
+                                   "are removed)")
+        predictions = run_model(cleaned)
         return jsonify(predictions[0] if single else {"predictions": predictions})
 
     return app

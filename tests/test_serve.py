@@ -36,7 +36,7 @@ def checkpoint(tmp_path_factory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(base)
     folder = tmp_path_factory.mktemp("checkpoint")
     meta = {"workload": "sentiment", "base_model": "all-MiniLM-L6-v2", "max_length": 128, "labels": LABELS,
-            "metrics": {"accuracy": 0.5}}
+            "cleaning": "workloads.text_cleaning.clean_for_model", "metrics": {"accuracy": 0.5}}
     return save_checkpoint(model, tokenizer, folder, meta)
 
 
@@ -75,6 +75,7 @@ def test_metadata_names_model_metrics_versions_and_limits(client):
     assert meta["workload"] == "sentiment"
     assert meta["base_model"] == "all-MiniLM-L6-v2"
     assert meta["labels"] == LABELS
+    assert meta["cleaning"] == "workloads.text_cleaning.clean_for_model"
     assert meta["metrics"] == {"accuracy": 0.5}
     assert meta["serving"]["precision"] == "fp32"
     assert {"torch", "transformers", "flask", "waitress"} <= set(meta["serving"]["packages"])
@@ -106,6 +107,12 @@ def test_predict_batch_keeps_order_and_agrees_with_single_texts(client):
             assert answer["probabilities"][label] == pytest.approx(single["probabilities"][label], abs=1e-5)
 
 
+def test_texts_are_cleaned_as_in_training(client):
+    plain = client.post("/predict", json={"text": "Great phone & case"}).get_json()
+    marked_up = client.post("/predict", json={"text": "<b>Great</b>   phone &amp; case https://example.com/x"}).get_json()
+    assert marked_up == plain
+
+
 def test_long_text_is_truncated_to_max_length_not_refused(client):
     response = client.post("/predict", json={"text": "good " * 39})  # 195 chars, > 128 tokens with specials
     assert response.status_code == 200
@@ -134,7 +141,7 @@ class SlowEchoPredictor:
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
 
-    def predict(self, texts):
+    def predict_cleaned(self, texts):
         self.batch_sizes.append(len(texts))
         time.sleep(0.2)
         if "boom" in texts:
@@ -157,7 +164,7 @@ def test_micro_batcher_merges_waiting_requests_and_routes_each_answer_back():
     model = SlowEchoPredictor()
     batcher = MicroBatcher(model, max_batch=5)
     requests = [[f"t{i}"] for i in range(8)] + [["a", "b", "c"]]
-    answers = run_concurrently(batcher.predict, requests)
+    answers = run_concurrently(batcher.predict_cleaned, requests)
     batcher.close()
     assert answers == [[{"label": t} for t in texts] for texts in requests]
     assert sum(model.batch_sizes) == 11
@@ -168,8 +175,8 @@ def test_micro_batcher_merges_waiting_requests_and_routes_each_answer_back():
 def test_micro_batcher_hands_a_model_error_to_every_request_of_the_batch():
     batcher = MicroBatcher(SlowEchoPredictor(), max_batch=8)
     with pytest.raises(RuntimeError, match="model failed"):
-        batcher.predict(["boom"])
-    assert batcher.predict(["fine"]) == [{"label": "fine"}]  # the worker survived
+        batcher.predict_cleaned(["boom"])
+    assert batcher.predict_cleaned(["fine"]) == [{"label": "fine"}]  # the worker survived
     batcher.close()
 
 
@@ -207,6 +214,8 @@ BAD_REQUESTS = [
     ("texts is empty", b'{"texts": []}', 400, "empty"),
     ("texts holds a number", b'{"texts": ["good", 3]}', 400, "'texts'[1] must be a string"),
     ("texts holds an empty text", b'{"texts": ["good", ""]}', 400, "'texts'[1] is empty"),
+    ("text is only markup", b'{"text": "<br/> https://example.com"}', 400, "no text left after cleaning"),
+    ("a text of a batch is only markup", b'{"texts": ["good", "&lt;p&gt;"]}', 400, "'texts'[1] has no text left"),
     ("text too long", json.dumps({"text": "a" * 201}).encode(), 413, "at most 200"),
     ("batch too large", json.dumps({"texts": ["a"] * 5}).encode(), 413, "at most 4"),
     ("body too large", json.dumps({"text": "a" * 5000}).encode(), 413, "larger than 4096 bytes"),
@@ -237,13 +246,17 @@ def test_body_without_json_content_type_is_still_read(client):
     assert response.status_code == 200
 
 
-def test_labels_must_match_the_model_outputs(checkpoint, tmp_path):
+@pytest.mark.parametrize(("change", "message"), [
+    ({"labels": ["neg", "neutral", "pos"]}, "3 labels but the model has 2 outputs"),
+    ({"cleaning": "os.system"}, "unknown text cleaning 'os.system'"),
+])
+def test_checkpoint_metadata_the_server_cannot_honour_is_refused(checkpoint, tmp_path, change, message):
     for item in checkpoint.iterdir():
         (tmp_path / item.name).symlink_to(item)
     meta = json.loads((checkpoint / METADATA_FILE).read_text())
     (tmp_path / METADATA_FILE).unlink()
-    (tmp_path / METADATA_FILE).write_text(json.dumps({**meta, "labels": ["neg", "neutral", "pos"]}))
-    with pytest.raises(BenchError, match="3 labels but the model has 2 outputs"):
+    (tmp_path / METADATA_FILE).write_text(json.dumps({**meta, **change}))
+    with pytest.raises(BenchError, match=message):
         Predictor(tmp_path)
 
 

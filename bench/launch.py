@@ -81,10 +81,18 @@ def launch_commands(
     return commands
 
 
+def host_cores() -> int:
+    """Cores the benchmark may use: BENCH_CPU_CORES if set (e.g. on a shared machine), else all
+    cores this process may run on."""
+    explicit = os.environ.get("BENCH_CPU_CORES", "")
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def threads_per_rank(ranks_on_host: int) -> int:
-    """Cores available to this process divided over the ranks that share the host (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // ranks_on_host)
+    """Cores divided over the ranks that share the host (at least 1 thread each)."""
+    return max(1, host_cores() // ranks_on_host)
 
 
 def launch_env(topology: Topology | None) -> dict[str, str]:

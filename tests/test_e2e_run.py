@@ -1,0 +1,194 @@
+"""End to end: `python -m bench run` really launches `accelerate launch` on the real data.
+
+These tests start real processes (a few seconds each for imports) and train for real; budgets
+are small so the whole file stays around a minute or two on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.launch import threads_per_rank
+from bench.results import load_run, validate_result
+from tests.conftest import PROJECT_ROOT, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def matrix_file(tmp_path: Path, topologies, precisions, params=None, budget=None, timeout_s=180, baselines=False) -> str:
+    spec = {
+        "name": "test",
+        "timeout_s": timeout_s,
+        "topologies": topologies,
+        "precisions": precisions,
+        "workloads": {
+            "maintenance": {
+                "variants": ["gru"],
+                "budget": budget or {"max_epochs": 15, "max_seconds": 120},
+                "params": params or {},
+                "baselines": baselines,
+            }
+        },
+    }
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def only_run(results_dir: Path) -> Path:
+    runs = [p for p in results_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def cells_by_id(run_dir: Path) -> dict[str, dict]:
+    return {r["cell"]["id"]: r for r in load_run(run_dir)}
+
+
+def test_a_maintenance_cell_trains_to_target_through_accelerate_launch(tmp_path):
+    matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32", "fp16"], params={"target": 0.3}, baselines=True)
+    proc = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = cells_by_id(only_run(tmp_path / "results"))
+    fp32 = cells["maintenance-gru__cpu-1proc__fp32__s0"]
+    assert validate_result(fp32) == []
+    assert fp32["status"] == "converged"
+    assert fp32["curve"][-1]["f1"] >= 0.3
+    assert set(fp32["metrics"]["test"]) >= {"accuracy", "f1", "precision", "recall", "roc_auc", "pr_auc"}
+    assert fp32["observed"]["distributed_type"] == "NO"
+    assert fp32["memory"]["peak_rss_mb_max"] > 100
+    assert fp32["environment"]["packages"]["accelerate"] != "not installed"
+    fp16 = cells["maintenance-gru__cpu-1proc__fp16__s0"]
+    assert fp16["status"] == "unsupported"
+    assert "fp16 requested but fp32 computed" in fp16["reason"]
+    assert "metrics" not in fp16
+    baselines = cells["maintenance__baselines__s0"]
+    assert {row["name"] for row in baselines["baselines"]} == {"random_forest", "svm_rbf"}
+    assert "| maintenance" in proc.stdout and "unsupported" in proc.stdout
+
+
+def test_two_process_and_two_node_cells_are_really_synchronised(tmp_path):
+    matrix = matrix_file(
+        tmp_path,
+        ["cpu-ddp2", "cpu-2node"],
+        ["fp32"],
+        params={"target": 0.0, "eval_every_steps": 10},
+        budget={"max_epochs": 1, "max_seconds": 60, "max_steps": 20},
+    )
+    proc = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for cell_id, result in cells_by_id(only_run(tmp_path / "results")).items():
+        assert result["status"] == "converged", (cell_id, result.get("reason"))
+        observed = result["observed"]
+        assert observed["distributed_type"] == "MULTI_CPU"
+        assert observed["num_processes"] == 2
+        assert observed["backend"] == "gloo"
+        assert observed["torch_threads"] == threads_per_rank(2)
+        assert len(result["memory"]["per_rank"]["peak_rss_mb"]) == 2
+        assert result["batch"] == {"global": 64, "per_process": 32}
+
+
+def test_a_multi_process_launch_without_the_cpu_switch_is_invalid(tmp_path):
+    """N processes that each train alone must not be reported as data parallel."""
+    from bench.launch import launch_commands, launch_env, run_group
+    from bench.matrix import Cell
+    from bench.topology import load_topology
+
+    cell = Cell("maintenance", "gru", "cpu-ddp2", "fp32", 0)
+    cell_file, out = tmp_path / "cell.json", tmp_path / "result.json"
+    cell_file.write_text(json.dumps(cell.to_dict()))
+    topology = load_topology("cpu-ddp2")
+    env = launch_env(topology)
+    del env["ACCELERATE_USE_CPU"]
+    commands = launch_commands(topology, "fp32", cell_file, out, port=29611)
+    finished = run_group(commands, env, tmp_path / "log.txt", timeout_s=120)
+    assert not finished.timed_out
+    result = json.loads(out.read_text())
+    assert result["status"] == "invalid", (tmp_path / "log.txt").read_text()[-2000:]
+    assert "2 started and each sees world size 1" in result["reason"]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_a_two_node_cell_whose_peer_never_starts_fails_within_its_timeout(tmp_path, monkeypatch):
+    import bench.runner
+    from bench.matrix import Cell
+
+    real = bench.runner.launch_commands
+    # Start node rank 0 only: it waits for its peer forever, without a word.
+    monkeypatch.setattr(bench.runner, "launch_commands", lambda *a, **k: real(*a, **k)[:1])
+    cell = Cell("maintenance", "gru", "cpu-2node", "fp32", 0, timeout_s=20)
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    [result] = bench.runner.run_cells([cell], run_dir, {"matrix": "test"})
+    elapsed = time.monotonic() - start
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("timed out after 20 s")
+    assert elapsed < 20 + 30  # the timeout plus the kill grace, not forever
+    time.sleep(1)
+    assert processes_mentioning(str(run_dir)) == []
+
+
+def test_a_runner_killed_mid_matrix_resumes_without_redoing_or_losing_cells(tmp_path):
+    matrix = matrix_file(
+        tmp_path,
+        ["cpu-1proc"],
+        ["fp16", "fp32", "bf16"],
+        params={"target": 1.01, "eval_every_steps": 10},
+        budget={"max_epochs": 1, "max_seconds": 60, "max_steps": 30},
+    )
+    results_dir = tmp_path / "results"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--matrix", matrix, "--results-dir", str(results_dir)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        first = None
+        while time.monotonic() < deadline and first is None:
+            found = list(results_dir.glob("*/cells/*.json"))
+            first = found[0] if found else None
+            time.sleep(0.2)
+        assert first is not None, "no cell completed in time"
+        time.sleep(2)  # the second cell is now mid-flight
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    run_dir = first.parent.parent
+    time.sleep(2)  # launchers die with their parent (PR_SET_PDEATHSIG)
+    assert processes_mentioning(str(run_dir)) == []
+    assert list(run_dir.glob("cells/*.tmp")) == [] and list(run_dir.glob("cells/.*")) == []
+    kept = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*.json")}
+    assert first.name in kept
+
+    proc = run_cli("run", "--matrix", matrix, "--results-dir", str(results_dir), "--resume", run_dir.name)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = cells_by_id(run_dir)
+    assert len(cells) == 3
+    for name, mtime in kept.items():  # completed cells were not run again
+        assert (run_dir / "cells" / name).stat().st_mtime_ns == mtime
+    assert cells["maintenance-gru__cpu-1proc__fp16__s0"]["status"] == "unsupported"
+    assert cells["maintenance-gru__cpu-1proc__fp32__s0"]["status"] == "not_converged"

@@ -1,0 +1,151 @@
+"""Topology configs, matrix expansion and the capability check (no launches here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.errors import BenchError
+from bench.matrix import Cell, Host, filter_cells, load_matrix, skip_reason
+from bench.paths import ACCELERATE_CONFIGS_DIR
+from bench.topology import available_topologies, load_topology
+
+NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
+EIGHT_GPUS = Host(gpus=8, bf16_gpu=True, fp8_backend=None)
+
+
+@pytest.mark.parametrize("name", available_topologies())
+def test_every_accelerate_config_loads_with_accelerates_own_classes(name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(ACCELERATE_CONFIGS_DIR / f"{name}.yaml")
+    topology = load_topology(name)
+    assert topology.num_processes == config.num_processes
+    assert topology.num_machines == config.num_machines
+
+
+def test_the_product_topologies_exist():
+    assert {"cpu-1proc", "cpu-ddp2", "cpu-2node", "gpu-1", "gpu-ddp2", "gpu-ddp4", "gpu-ddp8", "gpu-2node-x8", "gpu-fsdp2"} <= set(
+        available_topologies()
+    )
+
+
+def test_cpu_topologies_promise_multi_cpu_when_multi_process():
+    assert load_topology("cpu-1proc").expected("fp32").distributed_types == ("NO",)
+    assert load_topology("cpu-ddp2").expected("bf16").distributed_types == ("MULTI_CPU",)
+    two_node = load_topology("cpu-2node")
+    assert (two_node.num_machines, two_node.num_processes, two_node.processes_per_machine) == (2, 2, 1)
+    assert load_topology("gpu-fsdp2").expected("bf16").distributed_types == ("FSDP",)
+
+
+def test_unknown_keys_in_an_accelerate_config_are_refused(tmp_path):
+    (tmp_path / "odd.yaml").write_text("distributed_type: 'NO'\nnum_processes: 1\nnum_gpus_please: 3\n")
+    with pytest.raises(BenchError, match="unknown keys"):
+        load_topology("odd", directory=tmp_path)
+
+
+def test_unknown_topology_lists_the_choices():
+    with pytest.raises(BenchError, match=r"unknown topology 'cpu-9proc'; valid choices: .*cpu-1proc"):
+        load_topology("cpu-9proc")
+
+
+def test_smoke_matrix_expands_to_workloads_topologies_precisions_and_baselines():
+    cells = load_matrix("smoke")
+    train = [c for c in cells if c.kind == "train"]
+    assert {c.topology for c in train} == {"cpu-1proc", "cpu-ddp2", "cpu-2node"}
+    assert {c.precision for c in train} >= {"fp32", "bf16", "fp16"}
+    assert len({c.id for c in cells}) == len(cells)  # ids are unique
+    baselines = [c for c in cells if c.kind == "baseline"]
+    assert {c.workload for c in baselines} == {c.workload for c in train}
+
+
+def test_seeds_multiply_cells():
+    one = load_matrix("smoke", seeds=1)
+    three = load_matrix("smoke", seeds=3)
+    assert len(three) == 3 * len(one)
+    assert {c.seed for c in three} == {0, 1, 2}
+
+
+def test_cell_round_trips_through_json():
+    cell = load_matrix("smoke")[0]
+    assert Cell.from_dict(cell.to_dict()) == cell
+
+
+def test_filters():
+    cells = filter_cells(load_matrix("smoke"), workload="maintenance", topology="cpu-ddp2", precision="bf16")
+    assert [c.id for c in cells if c.kind == "train"] == ["maintenance-gru__cpu-ddp2__bf16__s0"]
+    with pytest.raises(BenchError, match="unknown precision 'fp64'"):
+        filter_cells(load_matrix("smoke"), precision="fp64")
+
+
+def write_matrix(tmp_path: Path, spec: dict) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+BASE = {"topologies": ["cpu-1proc"], "precisions": ["fp32"], "workloads": {"maintenance": {}}}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"workloads": {"nope": {}}}, "unknown workload 'nope'"),
+        ({"topologies": ["cpu-3proc"]}, "unknown topology 'cpu-3proc'"),
+        ({"precisions": ["fp64"]}, "unknown precision 'fp64'"),
+        ({"workloads": {"maintenance": {"budget": {"max_epochs": 0}}}}, "budget max_epochs must be a positive number"),
+        ({"workloads": {"maintenance": {"budget": {"max_seconds": -5}}}}, "budget max_seconds must be a positive number"),
+        ({"workloads": {"maintenance": {"budget": {"epochs": 5}}}}, "unknown budget key"),
+        ({"workloads": {"maintenance": {"params": {"hiden": 5}}}}, "unknown parameter(s) hiden"),
+        ({"workloads": {"maintenance": {"variants": ["rnn"]}}}, "unknown variant 'rnn'"),
+        ({"seeds": 0}, "seeds must be"),
+        ({"timeout_s": 0}, "timeout_s must be a positive number"),
+        ({"colour": "blue"}, "unknown key(s) colour"),
+    ],
+)
+def test_bad_matrices_get_one_line_errors(tmp_path, change, message):
+    with pytest.raises(BenchError) as err:
+        load_matrix(write_matrix(tmp_path, {**BASE, **change}))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("workloads: [unclosed\n")
+    with pytest.raises(BenchError, match="malformed YAML"):
+        load_matrix(str(path))
+
+
+def test_unknown_matrix_name_lists_choices():
+    with pytest.raises(BenchError, match="unknown matrix 'huge'; valid choices: .*smoke"):
+        load_matrix("huge")
+
+
+def cell(topology: str, precision: str = "fp32") -> Cell:
+    return Cell("maintenance", "gru", topology, precision, 0)
+
+
+def test_gpu_cells_are_skipped_on_a_cpu_host_with_a_reason():
+    assert skip_reason(cell("gpu-ddp2"), load_topology("gpu-ddp2"), NO_GPU) == "needs 2 GPU(s), found 0"
+    assert skip_reason(cell("gpu-1"), load_topology("gpu-1"), NO_GPU) == "needs 1 GPU(s), found 0"
+    reason = skip_reason(cell("gpu-2node-x8"), load_topology("gpu-2node-x8"), NO_GPU)
+    assert reason.startswith("needs 2 nodes x 8 GPUs, found 0 GPU(s)")
+
+
+def test_cpu_cells_run_and_fp16_on_cpu_is_left_to_the_worker_to_expose():
+    for topology in ("cpu-1proc", "cpu-ddp2", "cpu-2node"):
+        for precision in ("fp32", "bf16", "fp16"):
+            assert skip_reason(cell(topology, precision), load_topology(topology), NO_GPU) is None
+
+
+def test_fp8_needs_a_backend_and_a_gpu():
+    assert "needs a GPU" in skip_reason(cell("cpu-1proc", "fp8"), load_topology("cpu-1proc"), NO_GPU)
+    assert "transformer_engine or MS-AMP" in skip_reason(cell("gpu-1", "fp8"), load_topology("gpu-1"), EIGHT_GPUS)
+
+
+def test_a_big_enough_gpu_host_runs_gpu_cells():
+    assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), EIGHT_GPUS) is None
+    assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), Host(8, False, None)) == "needs a GPU with bf16 support"

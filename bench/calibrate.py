@@ -21,11 +21,14 @@ from tabulate import tabulate
 
 def calibrate(workload_name: str, variant: str | None, seeds: list[int], precision: str, budget, params: dict) -> list[dict]:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
 
     from bench.train import train
     from workloads import make_workload
 
+    AcceleratorState._reset_state(True)  # one Accelerator per precision in this process
+    GradientState._reset_state()
     accelerator = Accelerator(cpu=True, mixed_precision="no" if precision == "fp32" else precision)
     runs = []
     for seed in seeds:

@@ -18,7 +18,7 @@ from typing import Any
 from tabulate import tabulate
 from tqdm import tqdm
 
-from bench.launch import format_command, launch_commands, launch_env, free_port, run_group, tail
+from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
 from bench.matrix import Cell, Host, skip_reason
 from bench.measure import environment
 from bench.peak import measure_peak_flops

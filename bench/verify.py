@@ -11,6 +11,7 @@ a cell that is not what it claims to be.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,60 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
             "unsupported",
             f"{expected.precision} requested but {observed['compute_dtype']} computed on {observed['device']} "
             f"(accelerate accepted mixed_precision={observed['mixed_precision_setting']!r} and fell back silently)",
+            observed,
+        )
+    return Verdict(None, "", observed)
+
+
+# Modules whose work is matrix products, which autocast is meant to run in lower precision.
+# Embeddings (lookups) and norms (kept in fp32 by autocast on purpose) are not counted.
+_COMPUTE_MODULES = (torch.nn.Linear, torch.nn.RNNBase, torch.nn.modules.conv._ConvNd, torch.nn.MultiheadAttention)
+
+
+def model_compute_dtypes(model: torch.nn.Module, forward: Callable[[], object]) -> dict[str, dict]:
+    """Run `forward` once with hooks and record the output dtype of every compute module.
+
+    Returns {module name: {"type", "params", "dtype"}}. The first-layer probe in `verify` sees
+    only a Linear; this sees the real model, e.g. that CPU autocast has no bf16 GRU kernel and
+    leaves a GRU in fp32 while its Linear head runs in bf16.
+    """
+    seen: dict[str, dict] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if not isinstance(module, _COMPUTE_MODULES):
+            continue
+
+        def record(mod, _inputs, output, name=name):
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                params = sum(p.numel() for p in mod.parameters())
+                seen[name] = {"type": type(mod).__name__, "params": params, "dtype": DTYPE_NAMES.get(tensor.dtype, str(tensor.dtype))}
+
+        hooks.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def verify_model_precision(modules: dict[str, dict], precision: str, device: str) -> Verdict:
+    """`unsupported` when most of the model's compute parameters do not run in the asked dtype."""
+    observed = {"module_dtypes": modules}
+    if precision in ("fp32", "fp8") or not modules:
+        return Verdict(None, "", observed)
+    total = sum(m["params"] for m in modules.values())
+    in_precision = sum(m["params"] for m in modules.values() if m["dtype"] == precision)
+    share = in_precision / total if total else 0.0
+    observed["compute_params_in_requested_dtype"] = share
+    if share < 0.5:
+        others = sorted({f"{m['type']} ({m['dtype']})" for m in modules.values() if m["dtype"] != precision})
+        return Verdict(
+            "unsupported",
+            f"{precision} requested but only {share:.0%} of the model's compute parameters run in {precision} on {device}: "
+            f"{', '.join(others)} (autocast has no {precision} kernel for it there)",
             observed,
         )
     return Verdict(None, "", observed)

@@ -86,6 +86,19 @@ def run_training(cell: Cell, out: Path) -> None:
         workload = make_workload(cell.workload, cell.variant, cell.params)
         splits = workload.load(cell.seed)
         init_s = time.perf_counter() - init_start
+        # The Linear probe above says what autocast does to a Linear; the model may hold layers
+        # that autocast leaves alone on this device. One forward of a throwaway copy tells.
+        precision_verdict = probe_model_precision(accelerator, workload, splits, cell.precision)
+        verdict.observed.update(precision_verdict.observed)
+        if precision_verdict.status:
+            if launcher_rank0:
+                write_json_atomic(
+                    out,
+                    make_result(cell.to_dict(), precision_verdict.status, precision_verdict.reason,
+                                observed=verdict.observed, environment=environment()),
+                )
+            return
+        set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
         outcome = train(accelerator, workload, splits, cell.budget, cell.seed)
     except BenchError as exc:
         # Data or configuration problems are the same on every rank; report them as the reason.
@@ -138,6 +151,32 @@ def run_training(cell: Cell, out: Path) -> None:
         write_json_atomic(out, result)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def probe_model_precision(accelerator, workload, splits, precision: str):
+    from bench.verify import model_compute_dtypes, verify_model_precision
+
+    model = workload.build_model().to(accelerator.device)
+    batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
+    batch = _to_device(batch, accelerator.device)
+
+    def forward():
+        with accelerator.autocast():
+            workload.loss(model, batch)
+
+    return verify_model_precision(model_compute_dtypes(model, forward), precision, accelerator.device.type)
+
+
+def _to_device(batch, device):
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict) or hasattr(batch, "items"):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
 
 
 def main(argv: list[str] | None = None) -> int:

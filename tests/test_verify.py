@@ -61,3 +61,27 @@ def test_wrong_distributed_type_is_invalid(fresh_state):
     verdict = verify(Accelerator(cpu=True), expected)
     assert verdict.status == "invalid"
     assert "accelerate runs NO" in verdict.reason
+
+
+def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
+    """CPU autocast runs Linear in bf16 but has no bf16 GRU kernel: the GRU stays fp32."""
+    import torch
+
+    from bench.verify import model_compute_dtypes, verify_model_precision
+    from workloads.maintenance import RecurrentClassifier
+
+    x = torch.randn(2, 5, 10)
+    verdicts = {}
+    for cell in ("gru", "lstm"):
+        model = RecurrentClassifier(cell, 10, 16, 1, 0.0)
+
+        def forward(model=model):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(x)
+
+        verdicts[cell] = verify_model_precision(model_compute_dtypes(model, forward), "bf16", "cpu")
+    assert verdicts["gru"].status == "unsupported"
+    assert "GRU (fp32)" in verdicts["gru"].reason
+    assert verdicts["gru"].observed["module_dtypes"]["head"]["dtype"] == "bf16"
+    assert verdicts["lstm"].status is None
+    assert verdicts["lstm"].observed["compute_params_in_requested_dtype"] == 1.0

@@ -23,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, help="run each cell with seeds 0..N-1 (overrides the matrix)")
     parser.add_argument("--dry-run", action="store_true", help="print every cell, its launch command(s) and whether it would run")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue results/RUN_ID, skipping completed cells")
+    parser.add_argument("--run-id", help="name of the new run directory (default: <date>-<time>-<matrix>)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
                         help="save the trained model of the first converged cell of each workload that supports it")
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         if not run_dir.is_dir():
             raise BenchError(f"no run {args.resume!r} under {args.results_dir} to resume")
     else:
-        run_dir = args.results_dir / new_run_id(args.matrix)
+        run_dir = args.results_dir / (args.run_id or new_run_id(args.matrix))
+        if args.run_id and run_dir.exists() and not args.dry_run:
+            raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
     if args.dry_run:

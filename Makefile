@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine:
+#   make smoke   install, then run the smoke matrix and write its report
+#   make test    install (with test tools), then run the unit and end-to-end tests
+# Data: BENCH_DATA_DIR must name the datasets folder (`python -m bench data fetch` fills the
+# default cache); inside this repository's workspace it defaults to ../shared/data.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned: on these machines 2.13.0 is the CPU wheel on disk. Installing the project
+# with no torch present would pull a multi-GB CUDA build. Override TORCH_SPEC for a GPU machine.
+TORCH_SPEC ?= torch==2.13.0
+export BENCH_DATA_DIR ?= $(abspath ../shared/data)
+RUN_ID := $(shell date -u +%Y%m%d-%H%M%S)
+
+.PHONY: install install-test smoke test gate benchmarks
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[test]"
+
+smoke: install
+	$(BIN)/python -m bench run --matrix smoke --run-id smoke-$(RUN_ID); status=$$?; \
+	$(BIN)/python -m bench report results/smoke-$(RUN_ID) --out reports/smoke-$(RUN_ID); exit $$status
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+# The CI regression gate: the smoke matrix, then compare against the committed baseline.
+gate: install
+	$(BIN)/python -m bench run --matrix smoke --run-id gate-$(RUN_ID) || true
+	$(BIN)/python -m bench compare --baseline auto results/gate-$(RUN_ID)
+
+benchmarks: install-test
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-json=results/benchmarks.json

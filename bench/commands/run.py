@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.matrix import Host, available_matrices, filter_cells, load_matrix
 from bench.paths import RESULTS_DIR
+from bench.results import write_json_atomic
 from bench.runner import new_run_id, plan, print_dry_run, run_cells, summary_table
 
 FAILED_STATUSES = ("failed", "invalid")
@@ -44,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
     if args.dry_run:
-        print_dry_run(plan(cells, run_dir, Host.detect()))
+        planned = plan(cells, run_dir, Host.detect())
+        print_dry_run(planned)
+        # Write the cell files the printed commands name, so that each command runs as printed,
+        # e.g. once per node on a cluster (scripts/slurm-multinode.sbatch).
+        for item in planned:
+            write_json_atomic(run_dir / "launch" / f"{item['cell'].id}.json", item["cell"].to_dict())
+        print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
         return 0
     meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
             "filters": {"workload": args.workload, "config": args.config, "precision": args.precision}}

@@ -90,7 +90,7 @@ class Predictor:
         self.cleaning = self.metadata.get("cleaning")
         self._clean = _cleaning_function(self.cleaning, checkpoint)
         self.torch_threads = torch.get_num_threads()
-        self.inference_slots = max(1, (os.cpu_count() or 1) // self.torch_threads)
+        self.inference_slots = max(1, usable_cores() // self.torch_threads)
         # One forward pass per `torch_threads` cores at a time; more would only oversubscribe them.
         self._slots = threading.BoundedSemaphore(self.inference_slots)
         # A fast (Rust) tokenizer is not safe to call from several threads at once when the call sets
@@ -215,6 +215,14 @@ class _Pending:
     result: list[dict[str, Any]] = field(default_factory=list)
     error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _cleaning_function(name: str | None, checkpoint: Path):

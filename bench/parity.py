@@ -253,7 +253,8 @@ def losses_side_by_side(name: str, steps: int, seed: int = 0) -> tuple[list[floa
 
 
 def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Median steady step time of bench/train.py and of the plain loop, run alternately."""
+    """Median steady step time of bench/train.py and of the plain loop, whole runs alternating
+    (data loading included, evaluation excluded)."""
     workload, splits = loaded(name, seed)
     accelerate_times: list[float] = []
     plain_times: list[float] = []
@@ -266,13 +267,33 @@ def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: i
             else:
                 plain_times += plain_train(workload, splits, steps, seed, precision).steady()[0]
     a, b = statistics.median(accelerate_times), statistics.median(plain_times)
+    return {"accelerate_ms": a * 1e3, "plain_ms": b * 1e3, "ratio": a / b}
+
+
+def interleaved_step_ratio(name: str, precision: str, steps: int, seed: int = 0) -> dict[str, Any]:
+    """The step alone (prepared_step), Accelerate and plain alternating step by step.
+
+    On a shared machine the load of other jobs changes within seconds, which whole-run
+    alternation cannot cancel; adjacent steps see the same load. The headline is the median of
+    the per-pair ratios."""
+    workload, splits = loaded(name, seed)
+    accelerate_step = prepared_step(workload, splits, precision, use_accelerate=True, seed=seed)
+    plain_step = prepared_step(workload, splits, precision, use_accelerate=False, seed=seed)
+    for _ in range(5):  # warm-up, untimed
+        accelerate_step()
+        plain_step()
+    pairs = []
+    for i in range(steps):
+        timed = {}
+        for side, step in ((("a", accelerate_step), ("p", plain_step)) if i % 2 == 0 else (("p", plain_step), ("a", accelerate_step))):
+            start = measure.now()
+            step()
+            timed[side] = measure.now() - start
+        pairs.append((timed["a"], timed["p"]))
     return {
-        "workload": name,
-        "precision": precision,
-        "steps": f"{repeats} x {steps}",
-        "accelerate_ms": a * 1e3,
-        "plain_ms": b * 1e3,
-        "ratio": a / b,
+        "step_accelerate_ms": statistics.median(a for a, _ in pairs) * 1e3,
+        "step_plain_ms": statistics.median(p for _, p in pairs) * 1e3,
+        "step_ratio": statistics.median(a / p for a, p in pairs),
     }
 
 
@@ -284,17 +305,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.parity", description=__doc__.splitlines()[0])
     parser.add_argument("--workload", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run (default 300)")
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run of the loops (default 300)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each loop, alternating (default 2)")
+    parser.add_argument("--pairs", type=int, default=200, help="alternating step pairs for the step ratio (default 200)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = []
     for name in args.workload:
         for precision in args.precision:
-            row = step_time_ratio(name, precision, args.steps, args.repeats)
+            row = {"workload": name, "precision": precision, "loops": f"{args.repeats} x {args.steps} steps",
+                   **step_time_ratio(name, precision, args.steps, args.repeats),
+                   "pairs": args.pairs, **interleaved_step_ratio(name, precision, args.pairs)}
             rows.append(row)
-            print(f"{name} {precision}: ratio {row['ratio']:.3f}", file=sys.stderr)
+            print(f"{name} {precision}: loop ratio {row['ratio']:.3f}, step ratio {row['step_ratio']:.3f}", file=sys.stderr)
     env = measure.environment()
     table = tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f")
     text = f"{table}\n\nMeasured on {env['cpu_model']} ({env['cpu_count']} cores), {', '.join(env['gpus']) or 'no GPU'}; " \

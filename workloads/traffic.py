@@ -38,7 +38,7 @@ from workloads.traffic_report import full_report, max_f1_threshold, ranking_metr
 
 # ROC-AUC on validation each variant must reach, calibrated over seeds in fp32 and bf16 on the
 # 2-core CPU (docs/traffic.md). Used when the `target` parameter is left at 0.
-DEFAULT_TARGETS = {"ae": 0.90, "lstm_ae": 0.90}
+DEFAULT_TARGETS = {"ae": 0.80, "lstm_ae": 0.76}
 
 
 class Batch(tuple):

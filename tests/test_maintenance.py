@@ -97,10 +97,12 @@ def test_scaler_uses_training_rows_only(frame):
     assert set(np.unique(scaled[:, n_numeric:])) <= {0.0, 1.0}
 
 
-def test_pos_weight_comes_from_the_training_block(splits):
-    train_labels = splits.train.y.numpy()
+def test_pos_weight_is_the_setting_or_else_the_training_block_ratio(splits):
+    assert splits.info["pos_weight"] == 5.0
+    auto = Maintenance("gru", {"pos_weight": 0.0}).load(seed=0)
+    train_labels = auto.train.y.numpy()
     expected = (len(train_labels) - train_labels.sum()) / train_labels.sum()
-    assert splits.info["pos_weight"] == pytest.approx(expected)
+    assert auto.info["pos_weight"] == pytest.approx(expected)
 
 
 def test_majority_class_scores_zero_f1():

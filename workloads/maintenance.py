@@ -121,8 +121,9 @@ class RecurrentClassifier(nn.Module):
 
 @dataclass
 class MaintenanceParams(TrainParams):
-    target: float = 0.50
-    """Validation F1 (failure class) to reach; calibrated over seeds, see README."""
+    target: float = 0.55
+    """Validation F1 (failure class) to reach: met by 5/5 seeds within 6 epochs in fp32 and bf16
+    (LSTM, docs/maintenance.md); best per seed 0.59-0.67."""
     global_batch: int = 64
     lr: float = 3e-3
     window: int = 20
@@ -133,8 +134,10 @@ class MaintenanceParams(TrainParams):
     """Stacked recurrent layers."""
     dropout: float = 0.0
     """Dropout between stacked recurrent layers."""
-    pos_weight: float = 0.0
-    """Weight of the failure class in the loss; 0 = negatives/positives of the training block."""
+    pos_weight: float = 5.0
+    """Weight of the failure class in the loss; 0 = negatives/positives of the training block (~29).
+    The full ratio pushes the 0.5 threshold so far towards failures that precision collapses:
+    best validation F1 0.43-0.56 over 5 seeds, against 0.59-0.66 with 5 (measured)."""
     threshold: float = 0.5
     """Probability above which a window is called a failure."""
 

@@ -162,21 +162,23 @@ def test_predict_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_tiny_fine_tuning_moves_the_loss_and_saves_a_checkpoint(tmp_path, capsys):
+    """16 steps over the same 32 training reviews (8 epochs): a model that learns fits them, so the
+    mean training loss of steps 9-16 must be clearly below that of steps 1-8."""
     matrix = tmp_path / "tiny.yaml"
     matrix.write_text(
-        "name: tiny\ntimeout_s: 400\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
-        "workloads:\n  sentiment:\n    budget: {max_steps: 16, max_seconds: 300}\n    baselines: false\n"
-        "    params: {target: 1.01, max_length: 32, train_subset: 400, val_subset: 32, test_subset: 32,"
-        " lr: 1.0e-4, warmup_fraction: 0.1, eval_every_steps: 8, eval_batch: 32}\n"
+        "name: tiny\ntimeout_s: 800\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
+        "workloads:\n  sentiment:\n    budget: {max_steps: 16, max_seconds: 600}\n    baselines: false\n"
+        "    params: {target: 1.01, max_length: 32, train_subset: 32, val_subset: 32, test_subset: 32,"
+        " lr: 2.0e-4, warmup_fraction: 0.0, linear_decay: false, eval_every_steps: 8, eval_batch: 32}\n"
     )
     done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"),
-                   "--save-checkpoint", str(tmp_path / "ckpt"), timeout=420)
+                   "--save-checkpoint", str(tmp_path / "ckpt"), timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     [cell_file] = (tmp_path / "runs").glob("*/cells/*.json")
     result = json.loads(cell_file.read_text())
     assert result["status"] == "not_converged" and result["timings"]["steps"] == 16
     losses = [point["train_loss"] for point in result["curve"]]
-    assert len(losses) == 2 and losses[1] < losses[0] - 0.02, losses
+    assert len(losses) == 2 and losses[1] < losses[0] - 0.05, losses
     assert set(result["metrics"]) == {"val", "test", "uci_sentences"}
     assert result["throughput"]["tokens_per_s"] > result["throughput"]["samples_per_s"] > 0
     assert result["data"]["samples"]["uci_sentences"] == 1000

@@ -121,10 +121,13 @@ def run(args: argparse.Namespace) -> int:
     frame = read_input(args.input, args.format)
     output = args.output or Path(f"{args.input.name.removesuffix('.gz')}.predictions.csv")
 
+    from transformers.utils import logging as hf_logging
+
     from bench.checkpoint import load_checkpoint
     from workloads.metrics import binary_metrics
     from workloads.text_cleaning import clean_for_model
 
+    hf_logging.disable_progress_bar()  # "Loading weights" would otherwise interleave with the output
     model, tokenizer, meta = load_checkpoint(args.checkpoint)
     labels = list(meta.get("labels") or [])
     if len(labels) != model.config.num_labels:

@@ -251,14 +251,22 @@ def test_baselines_rows(synthetic_dir: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_tiny_run_of_each_variant(tmp_path: Path, data_dir: Path) -> None:
+def test_tiny_run_of_each_variant(tmp_path: Path) -> None:
+    """Both variants through `bench run` -> accelerate launch -> worker, on a small synthetic
+    UNSW-shaped file (the real data runs in the smoke matrix)."""
+    data = tmp_path / "data"
+    (data / td.FOLDER).mkdir(parents=True)
+    synthetic_frame(2000, seed=7).to_csv(data / td.FOLDER / "UNSW_NB15_testing-set.csv", index=False)
     matrix = tmp_path / "traffic-tiny.yaml"
     matrix.write_text(
         "name: traffic-tiny\ntimeout_s: 240\nseeds: 1\ntopologies: [cpu-1proc]\nprecisions: [bf16]\n"
         "workloads:\n  traffic:\n    variants: [ae, lstm_ae]\n    baselines: false\n"
-        "    budget: {max_epochs: 2, max_seconds: 60}\n    params: {target: 0.6}\n"
+        "    budget: {max_epochs: 3, max_seconds: 60}\n    params: {target: 0.6, global_batch: 64}\n"
     )
-    done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"), timeout=300)
+    done = run_cli(
+        "run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"),
+        env={"BENCH_DATA_DIR": str(data)}, timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     cells = sorted((tmp_path / "runs").glob("*/cells/*.json"))
     assert [c.name for c in cells] == [
@@ -268,10 +276,13 @@ def test_tiny_run_of_each_variant(tmp_path: Path, data_dir: Path) -> None:
     for path in cells:
         result = json.loads(path.read_text())
         assert result["status"] == "converged", result["reason"]
+        assert result["observed"]["compute_dtype"] == "bf16"
         assert result["target"] == {"metric": "roc_auc", "value": 0.6, "split": "val"}
         assert result["curve"][-1]["roc_auc"] >= 0.6
         metrics = result["metrics"]
         assert set(metrics["thresholds"]) == {"val_max_f1", "train_p99"}
         assert metrics["test"]["roc_auc"] > 0.6 and 0.0 < metrics["test"]["pr_auc"] <= 1.0
-        assert "Generic" in metrics["test"]["detection_rate"]["train_p99"]
+        rates = metrics["test"]["detection_rate"]["train_p99"]
+        assert set(rates) == {"Normal", "DoS", "Exploits"}
+        assert sum(r["rows"] for r in rates.values()) == result["data"]["rows"]["test"]
         assert result["data"]["layout"] == "single-partition" and result["data"]["dedup"] is True

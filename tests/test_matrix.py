@@ -75,7 +75,7 @@ def test_cell_round_trips_through_json():
 
 def test_filters():
     cells = filter_cells(load_matrix("smoke"), workload="maintenance", topology="cpu-ddp2", precision="bf16")
-    assert [c.id for c in cells if c.kind == "train"] == ["maintenance-gru__cpu-ddp2__bf16__s0"]
+    assert [c.id for c in cells if c.kind == "train"] == ["maintenance-lstm__cpu-ddp2__bf16__s0"]
     with pytest.raises(BenchError, match="unknown precision 'fp64'"):
         filter_cells(load_matrix("smoke"), precision="fp64")
 

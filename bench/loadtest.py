@@ -293,7 +293,7 @@ def server_context(meta: dict[str, Any], threads: int | None) -> dict[str, Any]:
         "max_length": meta.get("max_length"),
         "trained": ("fine-tuned, checkpoint metrics " + json.dumps(meta["metrics"])) if meta.get("metrics")
         else "no checkpoint metrics (an untrained classification head; latency does not depend on its training)",
-        "threads": threads if threads is not None else "?",
+        "threads": threads if threads is not None else "(unknown: server started elsewhere)",
         "torch_threads": serving.get("torch_threads"),
         "inference_slots": serving.get("inference_slots"),
         "packages": serving.get("packages", {}),

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from bench.train import Budget, train
-from workloads.base import Splits, TrainParams, Workload
+from workloads.base import Splits, Workload
 from workloads.metrics import binary_metrics
 
 

@@ -412,8 +412,15 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 
 def latest_run(results_dir: Path) -> Path:
-    """The newest run directory under results/ (run ids start with a sortable timestamp)."""
-    runs = sorted(p for p in results_dir.glob("*") if (p / "cells").is_dir() and p.name != "baselines")
+    """The most recently started run directory under results/ (by its run.json, else the folder).
+
+    Not by name: run ids may be given by hand (`--run-id`)."""
+
+    def started(run: Path) -> float:
+        meta = run / "run.json"
+        return (meta if meta.exists() else run).stat().st_mtime
+
+    runs = sorted((p for p in results_dir.glob("*") if (p / "cells").is_dir() and p.name != "baselines"), key=started)
     if not runs:
         raise BenchError(f"no run directories under {results_dir}")
     return runs[-1]

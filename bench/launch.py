@@ -8,7 +8,6 @@ waits forever without a word, and only our timeout ends it.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shlex
 import signal
@@ -19,22 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.lifeline import die_with_parent
 from bench.paths import PROJECT_ROOT
 from bench.topology import ACCELERATE_PRECISION, Topology
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to kill this process when its parent dies.
-
-    Launchers run in their own session so that a timeout can kill the whole group; without
-    this, a runner killed with SIGKILL would leave them (and their workers) running.
-    """
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-    except (OSError, AttributeError):
-        pass  # not Linux: the process group kill on timeout still applies
 
 
 def free_port() -> int:
@@ -177,7 +163,9 @@ def kill_group(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
             p.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
-    # Workers are children of the launchers, not of us: make sure none is left in the group.
+    # Launchers may leave children in our group (the single-process path); torchrun puts its
+    # workers in sessions of their own and ends them on SIGTERM, and every worker also dies
+    # with its launcher (bench/lifeline.py). Sweep the group once more.
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:

@@ -115,6 +115,8 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
         if workload not in REGISTRY:
             raise one_of("workload", workload, list(REGISTRY))
         wspec = wspec or {}
+        if not isinstance(wspec, dict):
+            raise BenchError(f"{where}: expected a mapping of {', '.join(sorted(WORKLOAD_KEYS))}, got {wspec!r}")
         unknown = set(wspec) - WORKLOAD_KEYS
         if unknown:
             raise BenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(WORKLOAD_KEYS))}")
@@ -153,6 +155,8 @@ def _positive(value: Any, where: str) -> float:
 
 
 def _budget(raw: dict[str, Any], where: str) -> Budget:
+    if not isinstance(raw, dict):
+        raise BenchError(f"{where}: budget must be a mapping like {{max_epochs: 20, max_seconds: 120}}, got {raw!r}")
     fields = {f.name for f in dataclasses.fields(Budget)}
     unknown = set(raw) - fields
     if unknown:

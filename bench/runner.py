@@ -116,6 +116,7 @@ def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | 
     if existing is not None:
         if finished.timed_out:  # written, then hung on the way out: the numbers stand
             existing.setdefault("notes", []).append(f"processes killed at the {cell.timeout_s:g} s timeout after writing")
+            write_json_atomic(out, existing)
         return existing
     if finished.timed_out:
         reason = f"timed out after {cell.timeout_s:g} s; all processes of the cell killed"

@@ -69,6 +69,8 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     model.train()  # from_pretrained models come back in eval mode
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps_per_epoch = len(train_loader) // world  # before prepare: batches of the full dataset
+    if steps_per_epoch == 0:
+        raise BenchError(f"the training split ({len(splits.train)} samples) is smaller than one global batch ({p.global_batch})")
     total_steps = budget.max_steps or steps_per_epoch * budget.max_epochs
     warmup_steps = int(p.warmup_fraction * total_steps)
 
@@ -84,6 +86,11 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     # for a per-process batch), which would end a fixed-global-batch schedule `world` times early.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
+    # Count training FLOPs per sample once, on the plain model before any wrapper (DDP, FSDP) and
+    # on a batch built by hand, so that the shuffle order is not disturbed.
+    flops_per_sample = workload.flops_per_sample(
+        model, workload.collate([splits.train[i] for i in range(min(per_process_batch, len(splits.train)))])
+    )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
 
@@ -103,13 +110,18 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
 
     def max_over_ranks(value: float) -> float:
         # Decisions that end training must be the same on every rank, or a rank left behind
-        # waits forever in the next all-reduce.
-        return float(accelerator.gather(torch.tensor([value], device=accelerator.device)).max())
+        # waits forever in the next all-reduce. float64: the clock is reported to the microsecond.
+        return float(accelerator.gather(torch.tensor([value], dtype=torch.float64, device=accelerator.device)).max())
+
+    def sum_over_ranks(*values: float) -> list[float]:
+        gathered = accelerator.gather(torch.tensor([values], dtype=torch.float64, device=accelerator.device))
+        return gathered.reshape(-1, len(values)).sum(dim=0).tolist()
 
     # -- the loop ------------------------------------------------------------------------------------
-    measure.reset_peak_rss()
-    measure.reset_cuda_peak()
     on_cuda = accelerator.device.type == "cuda"
+    rss_window_reset = measure.reset_peak_rss()
+    if on_cuda:  # a CPU cell on a GPU host must not create a CUDA context just to measure it
+        measure.reset_cuda_peak()
     step_times = measure.StepTimes()
     curve: list[dict[str, Any]] = []
     status, reason = "not_converged", ""
@@ -117,17 +129,12 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
     clock = 0.0  # training clock: step time plus evaluation time, init excluded
     time_to_target = samples_to_target = None
-    flops_per_sample = None
     done = False
 
     while not done and epoch < budget.max_epochs:
         epoch += 1
         tick = measure.now()
         for batch in train_loader:
-            if flops_per_sample is None and step == 0:
-                # Count FLOPs once, on the first batch, outside the clock.
-                flops_per_sample = workload.flops_per_sample(model, batch)
-                tick = measure.now()
             with accelerator.autocast():
                 loss = workload.loss(model, batch)
             accelerator.backward(loss)
@@ -144,7 +151,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
             samples_seen += step_global
             tokens = workload.tokens_in(batch)
             if tokens is not None:
-                tokens_seen += tokens * world
+                tokens_seen += tokens  # this rank's; summed over ranks after training
             step_times.add(tock - tick, step_global)
             clock += tock - tick
             # Summed as a tensor: .item() here would force a device sync on every step.
@@ -161,8 +168,8 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
                 metrics = workload.val_metrics(evaluate("val"))
                 clock += measure.now() - eval_start
                 clock = max_over_ranks(clock)
-                mean_loss = float(loss_sum) / max(loss_count, 1)
-                mean_loss = max_over_ranks(mean_loss if math.isfinite(mean_loss) else math.inf)
+                total_loss, total_count = sum_over_ranks(float(loss_sum), loss_count)
+                mean_loss = total_loss / max(total_count, 1)  # NaN/inf on any rank shows here
                 curve.append(
                     {"step": step, "epoch": epoch, "samples": samples_seen, "seconds": clock, "train_loss": mean_loss, **metrics}
                 )
@@ -189,7 +196,12 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     if status == "not_converged" and not reason:
         reason = f"epoch budget of {budget.max_epochs} spent"
 
-    memory = {"peak_rss_mb": measure.peak_rss_mb(), "cuda": measure.cuda_peak_mb()}
+    memory = {
+        "peak_rss_mb": measure.peak_rss_mb(),
+        "peak_rss_window": "training" if rss_window_reset else "process lifetime (VmHWM reset refused)",
+        "cuda": measure.cuda_peak_mb() if on_cuda else None,
+    }
+    tokens_seen = int(sum_over_ranks(tokens_seen)[0])
 
     # -- final metrics on the trained model -----------------------------------------------------
     final = workload.final_metrics(evaluate) if status != "failed" else {}

@@ -13,19 +13,23 @@ Baseline cells (classical models) run the same file without accelerate.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
-import traceback
-from pathlib import Path
-from typing import Any
+from bench.lifeline import die_with_parent
 
-from bench.errors import BenchError
-from bench.launch import die_with_parent
-from bench.matrix import Cell
-from bench.results import make_result, write_json_atomic
+if __name__ == "__main__":
+    die_with_parent()  # before anything heavy is imported: see bench/lifeline.py
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench.errors import BenchError  # noqa: E402
+from bench.matrix import Cell  # noqa: E402
+from bench.results import make_result, write_json_atomic  # noqa: E402
 
 
 def _quiet_libraries() -> None:
@@ -145,10 +149,11 @@ def run_training(cell: Cell, out: Path) -> None:
             data=splits.info,
             environment=environment(),
         )
-        if cell.save_checkpoint and hasattr(workload, "save_checkpoint"):
+        write_json_atomic(out, result)  # the result first: a failed save must not lose it
+        if cell.save_checkpoint and hasattr(workload, "save_checkpoint") and outcome["status"] == "converged":
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result)
             result["checkpoint"] = cell.save_checkpoint
-        write_json_atomic(out, result)
+            write_json_atomic(out, result)
     accelerator.wait_for_everyone()
     accelerator.end_training()
 
@@ -184,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell", required=True, type=Path, help="cell JSON written by the runner")
     parser.add_argument("--out", required=True, type=Path, help="where to write the result JSON")
     args = parser.parse_args(argv)
-    die_with_parent()
     _quiet_libraries()
     cell = Cell.from_dict(json.loads(args.cell.read_text()))
     try:

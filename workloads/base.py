@@ -85,15 +85,22 @@ def params_from_dict(cls: type[TrainParams], overrides: dict[str, Any], where: s
     params = cls(**overrides)
     for name, f in names.items():
         value = getattr(params, name)
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if value is None or default is None:
+        if value is None:
             continue
-        if isinstance(default, bool) != isinstance(value, bool):
-            raise BenchError(f"{where}: parameter {name} must be {type(default).__name__}, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-            raise BenchError(f"{where}: parameter {name} must be a number, got {value!r}")
-        if isinstance(default, str) and not isinstance(value, str):
-            raise BenchError(f"{where}: parameter {name} must be a string, got {value!r}")
+        # Annotations are strings here (from __future__ import annotations): "int", "float | None"...
+        kinds = {k.strip() for k in str(f.type).split("|")} - {"None"}
+        if kinds == {"bool"}:
+            ok = isinstance(value, bool)
+        elif kinds == {"int"}:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kinds == {"float"}:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kinds == {"str"}:
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise BenchError(f"{where}: parameter {name} must be {' or '.join(sorted(kinds))}, got {value!r}")
     if params.global_batch <= 0:
         raise BenchError(f"{where}: global_batch must be positive, got {params.global_batch}")
     return params

@@ -17,7 +17,7 @@ FAILED_STATUSES = ("failed", "invalid")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--matrix", default="smoke", help=f"matrix name ({', '.join(available_matrices())}) or YAML path")
+    parser.add_argument("--matrix", help=f"matrix name ({', '.join(available_matrices())}) or YAML path; default smoke")
     parser.add_argument("--workload", help="only this workload")
     parser.add_argument("--config", help="only this topology (a name in configs/accelerate/)")
     parser.add_argument("--precision", help="only this precision (fp32, fp16, bf16, fp8)")
@@ -27,18 +27,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="name of the new run directory (default: <date>-<time>-<matrix>)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
-                        help="save the trained model of the first converged cell of each workload that supports it")
+                        help="save the model of the first training cell of each workload that supports it, if it converges")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
-    cells = filter_cells(load_matrix(args.matrix, args.seeds), args.workload, args.config, args.precision)
     if args.resume:
         run_dir = args.results_dir / args.resume
         if not run_dir.is_dir():
             raise BenchError(f"no run {args.resume!r} under {args.results_dir} to resume")
-    else:
+        _inherit_from_run(args, run_dir)
+    args.matrix = args.matrix or "smoke"
+    cells = filter_cells(load_matrix(args.matrix, args.seeds), args.workload, args.config, args.precision)
+    if not args.resume:
         run_dir = args.results_dir / (args.run_id or new_run_id(args.matrix))
         if args.run_id and run_dir.exists() and not args.dry_run:
             raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
         return 0
     meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
-            "filters": {"workload": args.workload, "config": args.config, "precision": args.precision}}
+            "filters": {"workload": args.workload, "config": args.config, "precision": args.precision},
+            "seeds": args.seeds}
     print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}", file=sys.stderr)
     results = run_cells(cells, run_dir, meta)
     print(summary_table(results))
@@ -63,8 +66,28 @@ def run(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
+    """On --resume, take the matrix, filters and seeds the run was started with (run.json),
+    unless given again; refuse a different matrix rather than mix two into one run."""
+    import json
+
+    try:
+        meta = json.loads((run_dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # an older or hand-made run: the arguments given now decide
+    if args.matrix and meta.get("matrix") and args.matrix != meta["matrix"]:
+        raise BenchError(f"run {run_dir.name!r} was started with --matrix {meta['matrix']}, not {args.matrix}")
+    args.matrix = args.matrix or meta.get("matrix")
+    filters = meta.get("filters") or {}
+    args.workload = args.workload or filters.get("workload")
+    args.config = args.config or filters.get("config")
+    args.precision = args.precision or filters.get("precision")
+    if args.seeds is None:
+        args.seeds = meta.get("seeds")
+
+
 def _with_checkpoint(cells, folder: Path):
-    """Ask the first train cell of each workload to save its model under folder/<workload>."""
+    """Ask the first train cell of each workload to save its model under folder/<workload> (if it converges)."""
     import dataclasses
 
     seen, out = set(), []

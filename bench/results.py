@@ -16,6 +16,8 @@ from typing import Any
 from bench.errors import BenchError
 
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 # What a cell can end as. `converged` and `not_converged` carry numbers; the others carry a reason.
 STATUSES = (
@@ -43,6 +45,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
             json.dump(payload, fh, indent=2, sort_keys=False, default=_jsonable)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

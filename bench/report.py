@@ -159,7 +159,10 @@ def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> floa
     peak = peak_for(peaks, cell_device(result), compute_dtype(result), cell_processes(result) or 1, kind)
     if not flops or not rate or not peak:
         return None
-    return flops * rate / peak
+    utilisation = flops * rate / peak
+    # Above 100% the peak was measured too low (a loaded machine, or a matmul too small to reach
+    # the kernel's best): claim no figure rather than an impossible one.
+    return utilisation if utilisation <= 1.0 else None
 
 
 def _metric_series(results: list[dict[str, Any]], getter) -> tuple[dict[str, list[float | None]], dict[str, str]]:

@@ -156,9 +156,10 @@ def git_commit() -> str | None:
         return None
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    """Installed version of each named distribution ("not installed" where absent)."""
     versions = {}
-    for name in _PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

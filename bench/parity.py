@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from bench import measure
+from bench.train import lr_schedule
 from workloads.base import Splits, Workload
 
 EVAL_SAMPLES = 128
@@ -147,16 +148,11 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
     model = workload.build_model().to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    warmup_steps = int(p.warmup_fraction * steps)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if p.linear_decay:
-            return max(0.0, (steps - step) / max(1, steps - warmup_steps))
-        return 1.0
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(p.warmup_fraction, steps, p.linear_decay))
+    # bench/train.py counts FLOPs before training on a batch built by hand (a forward and backward
+    # that leave the weights untouched); do the same so that both consume the RNG alike.
+    first = [splits.train[i] for i in range(min(p.global_batch, len(splits.train)))]
+    workload.flops_per_sample(model, _to_device(workload.collate(first), device))
     autocast: Callable[[], Any] = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
     )
@@ -169,11 +165,6 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
         tick = measure.now()
         for batch in loader:
             batch = _to_device(batch, device)
-            if step == 0:
-                # bench/train.py counts FLOPs on the first batch (a forward and backward that
-                # leave the weights untouched); do the same so both consume the RNG alike.
-                workload.flops_per_sample(model, batch)
-                tick = measure.now()
             with autocast():
                 loss = workload.loss(model, batch)
             loss.backward()

@@ -27,11 +27,11 @@ import os
 import queue
 import threading
 from dataclasses import asdict, dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.measure import package_versions
 
 PRECISIONS = ("fp32", "bf16")
 # Text cleanings a checkpoint's metadata may name (its "cleaning" key): serving cleans texts as
@@ -143,7 +143,7 @@ class Predictor:
                 "precision": self.precision,
                 "torch_threads": self.torch_threads,
                 "inference_slots": self.inference_slots,
-                "packages": _versions(SERVING_PACKAGES),
+                "packages": package_versions(SERVING_PACKAGES),
             },
         }
 
@@ -234,16 +234,6 @@ def _cleaning_function(name: str | None, checkpoint: Path):
 
     module, function = CLEANINGS[name]
     return getattr(importlib.import_module(module), function)
-
-
-def _versions(names: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def parse_predict_request(body: bytes, limits: ServingLimits) -> tuple[list[str], bool]:

@@ -14,6 +14,7 @@ model, loss and metrics (workloads/base.py). The rules of the clock follow MLPer
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,21 @@ class Budget:
     max_seconds: float = 120.0
     """Training-clock seconds (evaluation included), checked at each evaluation."""
     max_steps: int | None = None
+
+
+def lr_schedule(warmup_fraction: float, total_steps: int, linear_decay: bool) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up over a fraction of the steps, then constant
+    or linearly decayed to zero at `total_steps`."""
+    warmup_steps = int(warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if linear_decay:
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        return 1.0
+
+    return factor
 
 
 def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int) -> dict[str, Any]:
@@ -72,19 +88,10 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     if steps_per_epoch == 0:
         raise BenchError(f"the training split ({len(splits.train)} samples) is smaller than one global batch ({p.global_batch})")
     total_steps = budget.max_steps or steps_per_epoch * budget.max_epochs
-    warmup_steps = int(p.warmup_fraction * total_steps)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if p.linear_decay:
-            return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-        return 1.0
-
     # The scheduler is stepped by hand, once per optimizer step, and NOT passed to prepare():
     # a prepared scheduler steps once per process per call (it assumes the schedule was written
     # for a per-process batch), which would end a fixed-global-batch schedule `world` times early.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(p.warmup_fraction, total_steps, p.linear_decay))
 
     # Count training FLOPs per sample once, on the plain model before any wrapper (DDP, FSDP) and
     # on a batch built by hand, so that the shuffle order is not disturbed.

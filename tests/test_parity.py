@@ -32,8 +32,9 @@ def test_accelerate_and_plain_pytorch_losses_agree_in_fp32(name: str, data_dir) 
     from bench.parity import losses_side_by_side
 
     accelerate_losses, plain_losses = losses_side_by_side(name, STEPS)
-    # One loss for the FLOP count on the first batch, then one per optimizer step.
-    assert len(accelerate_losses) == len(plain_losses) == STEPS + 1
+    # One loss per optimizer step, plus one for the FLOP count where the workload's FLOPs are
+    # countable (not for RNNs: FlopCounterMode has no formula for them).
+    assert len(accelerate_losses) == len(plain_losses) in (STEPS, STEPS + 1)
     assert np.isfinite(accelerate_losses).all()
     np.testing.assert_allclose(accelerate_losses, plain_losses, rtol=0, atol=1e-6)
     # The losses move: the optimizer really stepped in both loops (equal but frozen would pass above).

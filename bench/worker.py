@@ -150,7 +150,8 @@ def run_training(cell: Cell, out: Path) -> None:
             environment=environment(),
         )
         write_json_atomic(out, result)  # the result first: a failed save must not lose it
-        if cell.save_checkpoint and hasattr(workload, "save_checkpoint") and outcome["status"] == "converged":
+        # A model that trained (to target or to budget) is saved; its status goes in the metadata.
+        if cell.save_checkpoint and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed":
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result)
             result["checkpoint"] = cell.save_checkpoint
             write_json_atomic(out, result)

@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="name of the new run directory (default: <date>-<time>-<matrix>)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
-                        help="save the model of the first training cell of each workload that supports it, if it converges")
+                        help="save the model of the first training cell of each workload that supports it (unless it failed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +87,7 @@ def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
 
 
 def _with_checkpoint(cells, folder: Path):
-    """Ask the first train cell of each workload to save its model under folder/<workload> (if it converges)."""
+    """Ask the first train cell of each workload to save its model under folder/<workload> (unless it fails)."""
     import dataclasses
 
     seen, out = set(), []

@@ -213,6 +213,16 @@ class Host:
         return cls(gpus=gpus, bf16_gpu=bool(gpus and torch.cuda.is_bf16_supported()), fp8_backend=fp8)
 
 
+def expected_verdict(cell: Cell, topology: Topology | None) -> str | None:
+    """What a runnable cell is known to come out as, when that is not a result: for the dry run.
+
+    The cell is still launched, so that the worker's check sees the fallback for itself.
+    """
+    if topology is not None and topology.use_cpu and cell.precision == "fp16":
+        return "unsupported (fp16 on CPU computes in fp32)"
+    return None
+
+
 def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None:
     """Why this host cannot run the cell, or None if it can be launched.
 

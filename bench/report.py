@@ -54,6 +54,8 @@ class Report:
     without_numbers: list[dict[str, Any]]
     """Skipped, unsupported, invalid and failed cells, each with its reason."""
     cell_count: int
+    launch_seconds: float | None = None
+    """Sum of the cells' launch-to-exit wall time (`cell_wall_s`); None for runs without it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +388,7 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
         workloads=workloads,
         without_numbers=[_listing(r) for r in results if r["status"] not in WITH_NUMBERS],
         cell_count=len(results),
+        launch_seconds=sum(r["cell_wall_s"] for r in results if r.get("cell_wall_s")) or None,
     )
 
 

@@ -194,7 +194,8 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
     out = [f"# Benchmark report: {report.run_id}", ""]
     out.append(
         f"{report.cell_count} cell{'s' if report.cell_count != 1 else ''} from `{report.run_dir}` on **{hardware_line(env)}**"
-        + (f", run with `{meta['command']}`" if meta.get("command") else "") + "."
+        + (f", run with `{meta['command']}`" if meta.get("command") else "")
+        + (f"; {report.launch_seconds / 60:.1f} min of cell launches, end to end" if report.launch_seconds else "") + "."
     )
     out.append("Figures are medians over seeds with [min–max] where there are several; "
                "column meanings are in docs/report.md.")

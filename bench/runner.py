@@ -19,7 +19,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
-from bench.matrix import Cell, Host, skip_reason
+from bench.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.measure import environment
 from bench.peak import measure_peak_flops
 from bench.results import COMPLETED, make_result, result_path, write_json_atomic
@@ -48,7 +48,12 @@ def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
 def print_dry_run(planned: list[dict[str, Any]]) -> None:
     rows = []
     for item in planned:
-        rows.append([item["cell"].id, "skip: " + item["skip"] if item["skip"] else "run", "\n".join(item["commands"])])
+        if item["skip"]:
+            would = "skip: " + item["skip"]
+        else:
+            expected = expected_verdict(item["cell"], item["topology"])
+            would = f"run; expect {expected}" if expected else "run"
+        rows.append([item["cell"].id, would, "\n".join(item["commands"])])
     print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
 
 
@@ -83,7 +88,8 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[di
                     break
             results[cell.id] = result
             bar.update(1)
-            bar.write(f"{cell.id}: {_status_line(result)}")
+            wall = f" [{result['cell_wall_s']:.0f} s]" if result.get("cell_wall_s") is not None else ""
+            bar.write(f"{cell.id}: {_status_line(result)}{wall}")
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -114,15 +120,18 @@ def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | 
         return None
     existing = _load_existing(out)
     if existing is not None:
+        # Launch to exit, every process of the cell: what the cell cost the matrix, as opposed
+        # to the training clock inside it (imports, data, evaluation and teardown included).
+        existing["cell_wall_s"] = round(finished.seconds, 3)
         if finished.timed_out:  # written, then hung on the way out: the numbers stand
             existing.setdefault("notes", []).append(f"processes killed at the {cell.timeout_s:g} s timeout after writing")
-            write_json_atomic(out, existing)
+        write_json_atomic(out, existing)
         return existing
     if finished.timed_out:
         reason = f"timed out after {cell.timeout_s:g} s; all processes of the cell killed"
     else:
         reason = f"exit codes {finished.returncodes} and no result written"
-    result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(log), seconds=finished.seconds)
+    result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(log), cell_wall_s=round(finished.seconds, 3))
     write_json_atomic(out, result)
     return result
 

@@ -211,7 +211,9 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     tokens_seen = int(sum_over_ranks(tokens_seen)[0])
 
     # -- final metrics on the trained model -----------------------------------------------------
+    final_start = measure.now()
     final = workload.final_metrics(evaluate) if status != "failed" else {}
+    final_eval_s = measure.now() - final_start  # outside every clock above; reported for the cell's cost
 
     steps = step_times.summary()
     # The steady step times themselves, evenly thinned to at most 500 and rounded to microseconds,
@@ -238,6 +240,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
             "step_time_median_s": steps.get("step_time_median_s"),
             "step_time_p90_s": steps.get("step_time_p90_s"),
             "step_times_s": steady_sample,
+            "final_eval_s": final_eval_s,
         },
         "samples_to_target": samples_to_target,
         "samples_seen": samples_seen,

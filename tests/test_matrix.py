@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from bench.errors import BenchError
-from bench.matrix import Cell, Host, filter_cells, load_matrix, skip_reason
+from bench.matrix import Cell, Host, expected_verdict, filter_cells, load_matrix, skip_reason
 from bench.paths import ACCELERATE_CONFIGS_DIR
+from bench.runner import plan, print_dry_run
 from bench.topology import available_topologies, load_topology
 
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
@@ -54,8 +55,13 @@ def test_unknown_topology_lists_the_choices():
 def test_smoke_matrix_expands_to_workloads_topologies_precisions_and_baselines():
     cells = load_matrix("smoke")
     train = [c for c in cells if c.kind == "train"]
+    # The smoke: every workload, every CPU topology, fp32 and bf16 ...
+    for workload in ("maintenance", "traffic", "sentiment"):
+        covered = {(c.topology, c.precision) for c in train if c.workload == workload}
+        assert covered >= {(t, p) for t in ("cpu-1proc", "cpu-ddp2", "cpu-2node") for p in ("fp32", "bf16")}, workload
+    # ... and fp16 somewhere, so that every CI run sees the silent CPU fallback caught
+    assert any(c.precision == "fp16" for c in train)
     assert {c.topology for c in train} == {"cpu-1proc", "cpu-ddp2", "cpu-2node"}
-    assert {c.precision for c in train} >= {"fp32", "bf16", "fp16"}
     assert len({c.id for c in cells}) == len(cells)  # ids are unique
     baselines = [c for c in cells if c.kind == "baseline"]
     assert {c.workload for c in baselines} == {c.workload for c in train}
@@ -139,6 +145,18 @@ def test_cpu_cells_run_and_fp16_on_cpu_is_left_to_the_worker_to_expose():
     for topology in ("cpu-1proc", "cpu-ddp2", "cpu-2node"):
         for precision in ("fp32", "bf16", "fp16"):
             assert skip_reason(cell(topology, precision), load_topology(topology), NO_GPU) is None
+
+
+def test_the_dry_run_says_fp16_on_cpu_will_come_out_unsupported(capsys):
+    cells = [cell("cpu-ddp2", "fp16"), cell("cpu-ddp2", "fp32"), cell("gpu-1", "fp16")]
+    assert expected_verdict(cells[0], load_topology("cpu-ddp2")).startswith("unsupported")
+    assert expected_verdict(cells[1], load_topology("cpu-ddp2")) is None
+    assert expected_verdict(cells[2], load_topology("gpu-1")) is None  # a GPU computes fp16 for real
+    print_dry_run(plan(cells, Path("/nonexistent-run"), NO_GPU))
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if "__" in line}
+    assert "run; expect unsupported" in lines["maintenance-gru__cpu-ddp2__fp16__s0"]
+    assert "expect" not in lines["maintenance-gru__cpu-ddp2__fp32__s0"]
+    assert "skip: needs 1 GPU(s), found 0" in lines["maintenance-gru__gpu-1__fp16__s0"]
 
 
 def test_fp8_needs_a_backend_and_a_gpu():

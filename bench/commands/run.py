@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     results = run_cells(cells, run_dir, meta)
     print(summary_table(results))
     bad = [r for r in results if r["status"] in FAILED_STATUSES]
-    print(f"\n{len(results)} cells in {run_dir}; {len(bad)} failed or invalid")
+    # Summed over the cells' own launches: a resumed run counts its earlier cells too.
+    launched_s = sum(r.get("cell_wall_s") or 0.0 for r in results)
+    print(f"\n{len(results)} cells in {run_dir} ({launched_s / 60:.1f} min of launches); {len(bad)} failed or invalid")
     return 1 if bad else 0
 
 

@@ -81,10 +81,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(reached)}/{len(runs)}",
                 np.median([h["epoch"] for h in reached]) if reached else "-",
                 np.max([h["epoch"] for h in reached]) if reached else "-",
+                np.median([h["step"] for h in reached]) if reached else "-",
+                np.max([h["step"] for h in reached]) if reached else "-",
                 f"{np.median([h['seconds'] for h in reached]):.1f}" if reached else "-",
                 f"{np.max([h['seconds'] for h in reached]):.1f}" if reached else "-",
             ])
-        print(tabulate(rows, headers=["target", "reached", "median epoch", "max epoch", "median s", "max s"], tablefmt="github"))
+        for run in runs:  # the whole curve: where a seed dips matters as much as where it ends
+            print(f"seed {run['seed']}: " + " ".join(f"{p['step']}:{p[metric]:.3f}" for p in run["curve"]))
+        print(tabulate(rows, headers=["target", "reached", "median epoch", "max epoch", "median step", "max step", "median s", "max s"], tablefmt="github"))
     return 0
 
 

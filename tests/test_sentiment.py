@@ -169,7 +169,7 @@ def test_tiny_fine_tuning_moves_the_loss_and_saves_a_checkpoint(tmp_path, capsys
         "name: tiny\ntimeout_s: 800\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
         "workloads:\n  sentiment:\n    budget: {max_steps: 16, max_seconds: 600}\n    baselines: false\n"
         "    params: {target: 1.01, max_length: 32, train_subset: 32, val_subset: 32, test_subset: 32,"
-        " lr: 2.0e-4, warmup_fraction: 0.0, linear_decay: false, eval_every_steps: 8, eval_batch: 32}\n"
+        " ood_subset: 40, lr: 2.0e-4, warmup_fraction: 0.0, linear_decay: false, eval_every_steps: 8, eval_batch: 32}\n"
     )
     done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"),
                    "--save-checkpoint", str(tmp_path / "ckpt"), timeout=900)
@@ -181,7 +181,10 @@ def test_tiny_fine_tuning_moves_the_loss_and_saves_a_checkpoint(tmp_path, capsys
     assert len(losses) == 2 and losses[1] < losses[0] - 0.05, losses
     assert set(result["metrics"]) == {"val", "test", "uci_sentences"}
     assert result["throughput"]["tokens_per_s"] > result["throughput"]["samples_per_s"] > 0
-    assert result["data"]["samples"]["uci_sentences"] == 1000
+    assert result["data"]["samples"]["uci_sentences"] == 40
+    assert result["data"]["positives"]["uci_sentences"] == 20  # stratified: the file is half positive
+    assert result["cell_wall_s"] > result["timings"]["train_seconds"] > 0
+    assert result["timings"]["final_eval_s"] > 0
 
     checkpoint = tmp_path / "ckpt" / "sentiment"
     meta = json.loads((checkpoint / "bench_checkpoint.json").read_text())
@@ -190,3 +193,24 @@ def test_tiny_fine_tuning_moves_the_loss_and_saves_a_checkpoint(tmp_path, capsys
     source.write_text("Excellent, five stars\nAwful. Broke on day one\n")
     assert bench_main(["predict", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(tmp_path / "p.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == 2
+
+
+def test_frozen_embeddings_stay_put_while_the_encoder_trains():
+    torch.manual_seed(0)
+    workload = Sentiment(None, {"freeze_embeddings": True, "max_length": 16})
+    model = workload.build_model()
+    frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
+    assert frozen == {
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.position_embeddings.weight",
+        "bert.embeddings.token_type_embeddings.weight",
+    }
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    batch = workload.tokenizer(["great value", "broke at once"], return_tensors="pt", padding=True)
+    batch["labels"] = torch.tensor([1, 0])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    workload.loss(model, batch).backward()
+    optimizer.step()
+    for name, param in model.named_parameters():
+        moved = not torch.equal(param, before[name])
+        assert moved == (name not in frozen), name

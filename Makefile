@@ -36,11 +36,13 @@ test: install-test
 # The CI regression gate: the smoke matrix, then compare against the committed baseline.
 # CI judges speed at 50%, not the 20-30% defaults: the smallest smoke steps take a few ms, and two
 # idle runs of the same commit here differed by 39% in one cell's median step (traffic AE, 4.4 vs
-# 6.2 ms). Quality and status are judged exactly as by default.
+# 6.2 ms). --recheck re-runs a cell whose only regressions are speed and fails only if the re-run
+# regresses too: a burst of other work on the VM once put one cell's median step 65% over the baseline.
+# Quality and status are judged exactly as by default.
 GATE_THRESHOLDS ?= --threshold samples_per_s=0.5 --threshold step_time_median_s=0.5 --threshold time_to_target_s=0.5
 gate: install
 	$(BIN)/python -m bench run --matrix smoke --run-id gate-$(RUN_ID) || true
-	$(BIN)/python -m bench compare --baseline auto results/gate-$(RUN_ID) $(GATE_THRESHOLDS)
+	$(BIN)/python -m bench compare --baseline auto results/gate-$(RUN_ID) $(GATE_THRESHOLDS) --recheck
 
 benchmarks: install-test
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-json=results/benchmarks.json

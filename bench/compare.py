@@ -125,6 +125,8 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 REGRESSION, IMPROVEMENT, NOISE, OK, NEW = "regression", "improvement", "not significant", "ok", "new"
+UNCONFIRMED = "not confirmed"
+"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/recheck.py)."""
 
 
 @dataclass
@@ -369,7 +371,7 @@ def render_markdown(verdicts: list[Verdict], baseline_name: str, candidate_name:
     """The report: a headline, the regressions and improvements, then changes within noise."""
     order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
     shown = sorted((v for v in verdicts if v.verdict in order), key=lambda v: order[v.verdict])
-    noise = [v for v in verdicts if v.verdict == NOISE]
+    noise = [v for v in verdicts if v.verdict in (NOISE, UNCONFIRMED)]
     regressions = sum(v.verdict == REGRESSION for v in verdicts)
     improvements = sum(v.verdict == IMPROVEMENT for v in verdicts)
     cells = len({v.cell for v in verdicts})
@@ -387,7 +389,7 @@ def render_markdown(verdicts: list[Verdict], baseline_name: str, candidate_name:
         lines += ["No regressions and no improvements.", ""]
     if noise:
         lines += [
-            "Past the threshold but not significant (not failing):",
+            "Past the threshold but not significant, or not confirmed on a re-run (not failing):",
             "",
             tabulate(_rows(noise), headers=_HEADERS, tablefmt="github"),
             "",

@@ -220,3 +220,63 @@ def test_bad_input_exits_2_with_one_line(args: list[str], message: str, capsys) 
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+# -- --recheck: speed regressions must show twice ---------------------------------------------------
+
+
+def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
+    from bench.compare import Verdict
+    from bench.recheck import cells_to_recheck
+
+    verdicts = [
+        Verdict("a", "samples_per_s", REGRESSION), Verdict("a", "time_to_target_s", REGRESSION),
+        Verdict("b", "samples_per_s", REGRESSION), Verdict("b", "f1", REGRESSION),  # quality: fails at once
+        Verdict("c", "peak_rss_mb", REGRESSION),  # memory does not vary with load
+        Verdict("d", "samples_per_s", NOISE),
+    ]
+    assert cells_to_recheck(verdicts) == ["a"]
+
+
+def test_a_recheck_clears_a_slowdown_only_when_the_re_run_does_not_show_it() -> None:
+    from bench.compare import OK, Verdict
+    from bench.recheck import UNCONFIRMED, confirm
+
+    first = [Verdict("a", "samples_per_s", REGRESSION, change="-40%"), Verdict("a", "status", OK),
+             Verdict("b", "samples_per_s", REGRESSION, change="-40%"), Verdict("c", "samples_per_s", REGRESSION)]
+    second = [Verdict("a", "samples_per_s", OK, change="-3%"), Verdict("b", "samples_per_s", REGRESSION, change="-38%"),
+              Verdict("c", "status", REGRESSION, "converged", "failed")]
+    out = confirm(first, second, ["a", "b", "c"])
+    assert [v.verdict for v in out] == [UNCONFIRMED, OK, REGRESSION, REGRESSION]
+    assert "re-run -3% (ok)" in out[0].why and "confirmed, re-run -38%" in out[2].why
+    assert "re-run gave no figure (status failed)" in out[3].why  # a failed re-run clears nothing
+
+
+@pytest.mark.e2e
+def test_recheck_really_re_runs_the_cell(tmp_path: Path) -> None:
+    """One real maintenance cell. Against a baseline equal to it, a 3x slowdown injected into the
+    candidate is cleared by the re-run; against a baseline 3x faster than it, the re-run confirms
+    the slowdown. Thresholds of 100% keep honest re-run noise out of both answers."""
+    from tests.test_e2e_run import matrix_file
+
+    matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], params={"target": 0.3})
+    done = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "runs"), "--run-id", "cand")
+    assert done.returncode == 0, done.stderr[-2000:]
+    cand = tmp_path / "runs" / "cand"
+    [cell_file] = (cand / "cells").glob("*.json")
+    real = json.loads(cell_file.read_text())
+    same = _write_run(tmp_path / "same", [real])
+    faster = _write_run(tmp_path / "faster", [_slower(real, 1 / 3)])
+    cell_file.write_text(json.dumps(_slower(real, 3)))
+    loose = ["--threshold", "samples_per_s=1", "--threshold", "step_time_median_s=1", "--threshold", "time_to_target_s=1"]
+
+    cleared = run_cli("compare", str(same), str(cand), "--recheck", *loose)
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+    rows = [line.replace(" ", "") for line in cleared.stdout.splitlines()]
+    assert "|notconfirmed|maintenance-gru__cpu-1proc__fp32|step_time_median_s|" in "\n".join(rows)
+    assert "0 speed regression(s) confirmed" in cleared.stdout
+
+    confirmed = run_cli("compare", str(faster), str(cand), "--recheck", *loose)
+    assert confirmed.returncode == 1, confirmed.stdout + confirmed.stderr
+    assert "confirmed, re-run" in confirmed.stdout
+    assert len(list(cand.glob("recheck-*/cells/*.json"))) == 2  # one re-run per compare, kept beside the run

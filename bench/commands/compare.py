@@ -49,6 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"significance level of the one-sided Mann-Whitney U test (default {DEFAULT_ALPHA:g})")
     parser.add_argument("--any-hardware", action="store_true",
                         help="judge speed and memory even when the runs come from different hardware classes")
+    parser.add_argument("--recheck", action="store_true",
+                        help="re-run, once, the candidate's cells whose only regressions are speed; such a "
+                             "regression fails only if the re-run shows it too (the candidate must be a run "
+                             "directory made by `bench run`)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument("--save-baseline", type=Path, metavar="RUN_DIR",
                         help="copy RUN_DIR's cells to results/baselines/<hardware-class>/ and exit")
@@ -104,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         judge_speed=same_hardware or args.any_hardware,
     )
     verdicts = compare_results(baseline, candidate, settings)
+    if args.recheck:
+        from bench.recheck import recheck
+
+        verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
+        notes += recheck_notes
     report = render_markdown(verdicts, str(baseline_path), str(candidate_path), notes)
     print(report)
     if args.out:

@@ -4,8 +4,8 @@ On a shared machine a burst of someone else's work can slow a few seconds of one
 here: two runs of the same commit on an idle 2-core VM, and in one of them the 2-node fp32
 sentiment cell took 0.78-0.93 s for its first seven steady steps instead of 0.34-0.43 s, then
 recovered: +65% on the median step, with a Mann-Whitney p of 1e-5, because inside one cell the
-slow steps are real. No threshold tells that from a real slowdown; running the cell again does. A speed
-regression stands only if the re-run shows it too, on the same metric.
+slow steps are real. No threshold tells that from a real slowdown; running the cell again does.
+A speed regression stands only if the re-run shows it too, on the same metric.
 
 Only cells whose every regression is a speed metric are re-run. Status and quality are a function
 of the seed on a given host (the smoke cells reproduce their metrics to the last digit), and a
@@ -47,13 +47,15 @@ def cells_to_recheck(verdicts: list[Verdict]) -> list[str]:
 def launched_cells(run_dir: Path, keys: list[str]) -> list[Cell]:
     """The cells of `run_dir` with these keys, as the run launched them (its launch/ files)."""
     files = sorted((run_dir / "launch").glob("*.json")) if run_dir.is_dir() else []
-    cells = [Cell.from_dict(json.loads(path.read_text())) for path in files]
-    chosen = [cell for cell in cells if cell_key({"cell": {"id": cell.id}}) in keys]
-    missing = sorted(set(keys) - {cell_key({"cell": {"id": cell.id}}) for cell in chosen})
+    by_key: dict[str, list[Cell]] = {}
+    for path in files:
+        cell = Cell.from_dict(json.loads(path.read_text()))
+        by_key.setdefault(cell_key({"cell": {"id": cell.id}}), []).append(cell)
+    missing = sorted(set(keys) - set(by_key))
     if missing:
         raise BenchError(f"--recheck needs the candidate run directory made by `bench run`; "
                          f"no launch file for {', '.join(missing)} under {run_dir}")
-    return chosen
+    return [cell for key in keys for cell in by_key[key]]
 
 
 def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[dict[str, Any]]]:

@@ -254,9 +254,12 @@ def test_a_recheck_clears_a_slowdown_only_when_the_re_run_does_not_show_it() -> 
 
 @pytest.mark.e2e
 def test_recheck_really_re_runs_the_cell(tmp_path: Path) -> None:
-    """One real maintenance cell. Against a baseline equal to it, a 3x slowdown injected into the
-    candidate is cleared by the re-run; against a baseline 3x faster than it, the re-run confirms
-    the slowdown. Thresholds of 100% keep honest re-run noise out of both answers."""
+    """One real maintenance cell, its result made 300x slower. Against a baseline 100x slower than
+    the real cell, the re-run clears the injected slowdown; against a baseline 100x faster, the
+    re-run confirms it. The answers hang on what the re-run does, not on how fast the machine is:
+    only a re-run 50-200x off its own first run could change them, where a loaded 2-core machine
+    has been seen to put one time-to-target 5x off (an earlier version of this test used 3x margins
+    and failed in a fresh clone for that reason)."""
     from tests.test_e2e_run import matrix_file
 
     matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], params={"target": 0.3})
@@ -265,18 +268,18 @@ def test_recheck_really_re_runs_the_cell(tmp_path: Path) -> None:
     cand = tmp_path / "runs" / "cand"
     [cell_file] = (cand / "cells").glob("*.json")
     real = json.loads(cell_file.read_text())
-    same = _write_run(tmp_path / "same", [real])
-    faster = _write_run(tmp_path / "faster", [_slower(real, 1 / 3)])
-    cell_file.write_text(json.dumps(_slower(real, 3)))
+    slow_baseline = _write_run(tmp_path / "slow", [_slower(real, 100)])
+    fast_baseline = _write_run(tmp_path / "fast", [_slower(real, 1 / 100)])
+    cell_file.write_text(json.dumps(_slower(real, 300)))
     loose = ["--threshold", "samples_per_s=1", "--threshold", "step_time_median_s=1", "--threshold", "time_to_target_s=1"]
 
-    cleared = run_cli("compare", str(same), str(cand), "--recheck", *loose)
+    cleared = run_cli("compare", str(slow_baseline), str(cand), "--recheck", *loose)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
     rows = [line.replace(" ", "") for line in cleared.stdout.splitlines()]
     assert "|notconfirmed|maintenance-gru__cpu-1proc__fp32|step_time_median_s|" in "\n".join(rows)
     assert "0 speed regression(s) confirmed" in cleared.stdout
 
-    confirmed = run_cli("compare", str(faster), str(cand), "--recheck", *loose)
+    confirmed = run_cli("compare", str(fast_baseline), str(cand), "--recheck", *loose)
     assert confirmed.returncode == 1, confirmed.stdout + confirmed.stderr
     assert "confirmed, re-run" in confirmed.stdout
     assert len(list(cand.glob("recheck-*/cells/*.json"))) == 2  # one re-run per compare, kept beside the run

@@ -143,7 +143,7 @@ def test_a_two_node_cell_whose_peer_never_starts_fails_within_its_timeout(tmp_pa
     elapsed = time.monotonic() - start
     assert result["status"] == "failed"
     assert result["reason"].startswith("timed out after 20 s")
-    assert elapsed < 20 + 30  # the timeout plus the kill grace, not forever
+    assert elapsed < 20 + 120  # the timeout plus the kill grace and a loaded machine: a hang guard, not a timing
     time.sleep(1)
     assert processes_mentioning(str(run_dir)) == []
 

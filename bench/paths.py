@@ -8,6 +8,7 @@ the user's cache directory, where `python -m bench data fetch` puts them.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,3 +28,25 @@ def data_dir() -> Path:
         return Path(explicit).expanduser().resolve()
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache_home / "bench" / "data"
+
+
+# A run id names one folder directly under the results folder: no separators, no `.`/`..`,
+# nothing that a shell or another OS would read differently.
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=@,-]{0,199}")
+
+
+def check_run_id(value: str, flag: str) -> str:
+    """`value` if it is a safe run id (one folder name under results/); else a one-line error."""
+    from bench.errors import BenchError
+
+    if not _RUN_ID.fullmatch(value):
+        raise BenchError(
+            f"{flag} {value!r}: a run id must be a single folder name under the results folder "
+            "(letters, digits and . _ - + = @ , ; not starting with '.'; no '/' or '..')"
+        )
+    return value
+
+
+def safe_run_id_part(text: str) -> str:
+    """`text` with every character a run id cannot hold replaced by '_' (for generated ids)."""
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9._+=@,-]", "_", text)).strip("_.") or "run"

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
 from bench.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.measure import environment
+from bench.paths import safe_run_id_part
 from bench.peak import measure_peak_flops
 from bench.results import COMPLETED, make_result, result_path, write_json_atomic
 from bench.topology import load_topology
@@ -197,4 +198,4 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def new_run_id(matrix: str) -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + f"-{Path(matrix).stem}"
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{safe_run_id_part(Path(matrix).stem)}"

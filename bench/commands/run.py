@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.matrix import Host, available_matrices, filter_cells, load_matrix
-from bench.paths import RESULTS_DIR
+from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
 from bench.runner import new_run_id, plan, print_dry_run, run_cells, summary_table
 
@@ -33,7 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.resume:
+    if args.run_id is not None:
+        check_run_id(args.run_id, "--run-id")
+    if args.resume is not None:
+        check_run_id(args.resume, "--resume")
         run_dir = args.results_dir / args.resume
         if not run_dir.is_dir():
             raise BenchError(f"no run {args.resume!r} under {args.results_dir} to resume")
@@ -42,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     cells = filter_cells(load_matrix(args.matrix, args.seeds), args.workload, args.config, args.precision)
     if not args.resume:
         run_dir = args.results_dir / (args.run_id or new_run_id(args.matrix))
-        if args.run_id and run_dir.exists() and not args.dry_run:
+        # A folder holding only a dry run's launch files has no results to lose.
+        started = (run_dir / "run.json").exists() or any(run_dir.glob("cells/*.json"))
+        if args.run_id and started and not args.dry_run:
             raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
@@ -70,17 +75,35 @@ def run(args: argparse.Namespace) -> int:
 
 def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
     """On --resume, take the matrix, filters and seeds the run was started with (run.json),
-    unless given again; refuse a different matrix rather than mix two into one run."""
+    unless given again; refuse a different matrix rather than mix two into one run. Without a
+    readable run.json nothing says what the run was: refuse rather than guess (and run smoke)."""
     import json
 
+    where = f"run {run_dir.name!r}: {run_dir / 'run.json'}"
     try:
         meta = json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return  # an older or hand-made run: the arguments given now decide
+    except FileNotFoundError:
+        raise BenchError(f"{where} is missing, so nothing says which matrix the run ran; "
+                         "start a new run (--run-id) instead of resuming this one") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise BenchError(f"{where} cannot be read ({reason}); start a new run (--run-id) instead of resuming this one") from None
+    filters = meta.get("filters") if isinstance(meta, dict) else None
+    problem = None
+    if not isinstance(meta, dict):
+        problem = "not a JSON object"
+    elif not isinstance(meta.get("matrix"), str) or not meta["matrix"]:
+        problem = f"'matrix' must name the matrix, got {meta.get('matrix')!r}"
+    elif filters is not None and (not isinstance(filters, dict) or not all(v is None or isinstance(v, str) for v in filters.values())):
+        problem = f"'filters' must map workload/config/precision to names, got {filters!r}"
+    elif meta.get("seeds") is not None and (isinstance(meta["seeds"], bool) or not isinstance(meta["seeds"], int) or meta["seeds"] < 1):
+        problem = f"'seeds' must be a positive count or null, got {meta['seeds']!r}"
+    if problem:
+        raise BenchError(f"{where} is damaged ({problem}); start a new run (--run-id) instead of resuming this one")
     if args.matrix and meta.get("matrix") and args.matrix != meta["matrix"]:
         raise BenchError(f"run {run_dir.name!r} was started with --matrix {meta['matrix']}, not {args.matrix}")
     args.matrix = args.matrix or meta.get("matrix")
-    filters = meta.get("filters") or {}
+    filters = filters or {}
     args.workload = args.workload or filters.get("workload")
     args.config = args.config or filters.get("config")
     args.precision = args.precision or filters.get("precision")

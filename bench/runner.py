@@ -9,6 +9,8 @@ Layout of a run directory (results/<run-id>/):
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import sys
 import time
@@ -18,6 +20,7 @@ from typing import Any
 from tabulate import tabulate
 from tqdm import tqdm
 
+from bench.errors import BenchError
 from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
 from bench.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.measure import environment
@@ -61,15 +64,16 @@ def print_dry_run(planned: list[dict[str, Any]]) -> None:
 def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Run every cell not yet completed in `run_dir`; return all results in cell order."""
     host = Host.detect()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "run.json").exists():
-        # Peak FLOP/s for MFU, measured once before any cell runs (bench/peak.py; ~1-2 s on a CPU).
-        write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
+    refuse_changed_cells(cells, run_dir)
     planned = plan(cells, run_dir, host)
     results: dict[str, dict[str, Any]] = {}
     interrupted = False
     bar = tqdm(total=len(planned), unit="cell", file=sys.stderr, dynamic_ncols=True, disable=None)
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / "run.json").exists():
+            # Peak FLOP/s for MFU, measured once before any cell runs (bench/peak.py; ~1-2 s on a CPU).
+            write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
         for item in planned:
             cell: Cell = item["cell"]
             out = result_path(run_dir, cell.id)
@@ -93,12 +97,94 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[di
             bar.write(f"{cell.id}: {_status_line(result)}{wall}")
     except KeyboardInterrupt:
         interrupted = True
+    except OSError as exc:
+        # A full disk (or a folder gone read-only) ends the run, not the results: every result is
+        # written atomically, so what was written stays whole and --resume takes it from there.
+        raise BenchError(_stopped_by(exc, run_dir, len(planned))) from None
     finally:
         bar.close()
     if interrupted:
         print(f"interrupted: {len(results)} of {len(planned)} cells kept in {run_dir}; continue with --resume {run_dir.name}")
         raise KeyboardInterrupt
     return [results[item["cell"].id] for item in planned if item["cell"].id in results]
+
+
+def _stopped_by(exc: OSError, run_dir: Path, total: int) -> str:
+    what = f"{exc.filename}: {exc.strerror}" if exc.filename else (exc.strerror or str(exc))
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what += " (the disk is full)"
+    written = len(list((run_dir / "cells").glob("*.json")))
+    return (
+        f"{what}; stopped after {written} of {total} cells, their results kept in {run_dir}; "
+        f"make room, then continue with --resume {run_dir.name}"
+    )
+
+
+# What defines a cell's result. A completed cell stored with other values than the matrix gives
+# now would put two settings in one report row; the timeout and checkpoint folder do not count.
+DEFINING = ("workload", "variant", "kind", "seed", "topology", "precision", "budget", "params")
+
+
+def definition_changes(stored: dict[str, Any], cell: Cell) -> list[str]:
+    """How a stored cell definition differs from `cell`: ["budget.max_steps 30 -> 40", ...]."""
+    now = cell.to_dict()
+    if not isinstance(stored, dict):
+        return [f"cell definition {stored!r} -> {cell.id}"]
+    changes = []
+    for key in DEFINING:
+        old, new = stored.get(key), now.get(key)
+        if key == "params":
+            old, new = _effective_params(cell.workload, old), _effective_params(cell.workload, new)
+        if isinstance(old, dict) and isinstance(new, dict):
+            for sub in sorted(set(old) | set(new), key=str):
+                if old.get(sub, _ABSENT) != new.get(sub, _ABSENT):
+                    changes.append(f"{key}.{sub} {_show(old.get(sub, _ABSENT))} -> {_show(new.get(sub, _ABSENT))}")
+        elif old != new:
+            changes.append(f"{key} {_show(old)} -> {_show(new)}")
+    return changes
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    if value is _ABSENT:
+        return "(unset)"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _effective_params(workload: str, overrides: Any) -> Any:
+    """The workload's full params for these overrides, so that `target: 0.55` written out equals
+    the default 0.55 left unsaid; the raw overrides when they are not valid (any more)."""
+    from workloads import workload_class
+    from workloads.base import params_from_dict
+
+    if not isinstance(overrides, dict):
+        return overrides
+    try:
+        return dataclasses.asdict(params_from_dict(workload_class(workload).Params, overrides, workload))
+    except (BenchError, TypeError):
+        return overrides
+
+
+def refuse_changed_cells(cells: list[Cell], run_dir: Path) -> None:
+    """--resume: refuse, before running anything, if a completed cell was run with another
+    definition than the matrix gives it now (params, budget, topology, precision...)."""
+    changed = []
+    for cell in cells:
+        existing = _load_existing(result_path(run_dir, cell.id))
+        if isinstance(existing, dict) and existing.get("status") in COMPLETED:
+            changes = definition_changes(existing.get("cell"), cell)
+            if changes:
+                changed.append((cell.id, changes))
+    if changed:
+        (first, changes), more = changed[0], len(changed) - 1
+        others = f" (and {more} more cell{'s' if more > 1 else ''})" if more else ""
+        raise BenchError(
+            f"cannot resume run {run_dir.name!r}: completed cell {first} no longer matches the matrix "
+            f"(stored -> now: {', '.join(changes)}){others}, and its report would mix two settings; "
+            f"start a new run, or delete the changed cells' results from {run_dir / 'cells'} to run them again"
+        )
 
 
 def _load_existing(path: Path) -> dict[str, Any] | None:

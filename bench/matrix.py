@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
         spec = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise BenchError(f"{path}: cannot read matrix ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a matrix is a YAML file") from None
     except yaml.YAMLError as exc:
         raise BenchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("workloads"), dict) or not spec["workloads"]:
@@ -104,9 +107,13 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
         raise BenchError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(MATRIX_KEYS))}")
 
     seed_spec = spec.get("seeds", 1) if seeds is None else seeds
-    seed_list = list(range(seed_spec)) if isinstance(seed_spec, int) else _listed(seed_spec, str(path), "seeds")
-    if not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
-        raise BenchError(f"{path}: seeds must be a positive count or a list of non-negative integers")
+    counted = isinstance(seed_spec, int) and not isinstance(seed_spec, bool)
+    seed_list = list(range(seed_spec)) if counted else _listed(seed_spec, str(path), "seeds") if isinstance(seed_spec, list) else []
+    if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed_list):
+        raise BenchError(f"{path}: seeds must be a positive count or a list of non-negative integers, got {seed_spec!r}")
+    repeated = next((s for i, s in enumerate(seed_list) if s in seed_list[:i]), None)
+    if repeated is not None:
+        raise BenchError(f"{path}: seeds must not repeat: {repeated} is listed twice in {seed_spec}")
     timeout = _positive(spec.get("timeout_s", 600), f"{path}: timeout_s")
 
     cells: list[Cell] = []
@@ -149,6 +156,9 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
 
 
 def _positive(value: Any, where: str) -> float:
+    # NaN compares false with everything: `nan <= 0` is False, and a NaN timeout never expires.
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+        raise BenchError(f"{where} must be a positive finite number, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise BenchError(f"{where} must be a positive number, got {value!r}")
     return float(value)
@@ -161,9 +171,14 @@ def _budget(raw: dict[str, Any], where: str) -> Budget:
     unknown = set(raw) - fields
     if unknown:
         raise BenchError(f"{where}: unknown budget key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}")
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(Budget)}
     for key, value in raw.items():
-        if value is not None:
-            _positive(value, f"{where}: budget {key}")
+        if value is None:
+            continue
+        # Counts (epochs, steps) are whole numbers: the annotation says which keys count.
+        if "int" in kinds[key] and (isinstance(value, bool) or not isinstance(value, int)):
+            raise BenchError(f"{where}: budget {key} must be a whole number, got {value!r}")
+        _positive(value, f"{where}: budget {key}")
     return Budget(**raw)
 
 

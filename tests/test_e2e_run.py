@@ -153,7 +153,7 @@ def test_a_runner_killed_mid_matrix_resumes_without_redoing_or_losing_cells(tmp_
         tmp_path,
         ["cpu-1proc"],
         ["fp16", "fp32", "bf16"],
-        params={"target": 1.01, "eval_every_steps": 10},
+        params={"target": 1.0, "eval_every_steps": 10},
         budget={"max_epochs": 1, "max_seconds": 60, "max_steps": 30},
     )
     results_dir = tmp_path / "results"

@@ -168,7 +168,7 @@ def test_tiny_fine_tuning_moves_the_loss_and_saves_a_checkpoint(tmp_path, capsys
     matrix.write_text(
         "name: tiny\ntimeout_s: 800\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
         "workloads:\n  sentiment:\n    budget: {max_steps: 16, max_seconds: 600}\n    baselines: false\n"
-        "    params: {target: 1.01, max_length: 32, train_subset: 32, val_subset: 32, test_subset: 32,"
+        "    params: {target: 1.0, max_length: 32, train_subset: 32, val_subset: 32, test_subset: 32,"
         " ood_subset: 40, lr: 2.0e-4, warmup_fraction: 0.0, linear_decay: false, eval_every_steps: 8, eval_batch: 32}\n"
     )
     done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"),

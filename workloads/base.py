@@ -9,6 +9,7 @@ branches on a workload's name.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,19 @@ class Splits:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+# The range of every metric a workload may train to: a target outside it can never be met (or is
+# always met), so it is refused before launch.
+METRIC_RANGES: dict[str, tuple[float, float]] = {"f1": (0.0, 1.0), "accuracy": (0.0, 1.0), "roc_auc": (0.0, 1.0)}
+
+
+def limits(default: Any, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None) -> Any:
+    """A params field with a range, checked by `params_from_dict` before anything runs:
+    ge/gt = at least / above, le/lt = at most / below. Whole numbers are the `int` annotation's
+    business. A subclass that only changes the default keeps the range declared here."""
+    return field(default=default, metadata={"range": {"ge": ge, "gt": gt, "le": le, "lt": lt}})
+
+
 @dataclass
 class TrainParams:
     """Hyperparameters every workload has. Workloads subclass this with their own fields.
@@ -57,23 +71,28 @@ class TrainParams:
     """
 
     target: float = 0.0
-    """Quality target on the validation split, for the workload's target metric."""
-    global_batch: int = 64
+    """Quality target on the validation split, for the workload's target metric (within the
+    metric's range, METRIC_RANGES: checked by the Workload, which knows the metric)."""
+    global_batch: int = limits(64, ge=1)
     """Samples per optimizer step summed over all processes; fixed across world sizes."""
-    lr: float = 1e-3
+    lr: float = limits(1e-3, gt=0)
     """Peak learning rate of AdamW."""
-    weight_decay: float = 0.0
+    weight_decay: float = limits(0.0, ge=0)
     """AdamW weight decay."""
-    warmup_fraction: float = 0.0
+    warmup_fraction: float = limits(0.0, ge=0, lt=1)
     """Fraction of the step budget spent in linear warm-up (0 = constant learning rate)."""
     linear_decay: bool = False
     """Decay the learning rate linearly to zero over the step budget after warm-up."""
-    grad_clip: float | None = None
+    grad_clip: float | None = limits(None, gt=0)
     """Clip the global gradient norm to this value (None = no clipping)."""
-    eval_every_steps: int | None = None
+    eval_every_steps: int | None = limits(None, ge=1)
     """Evaluate every N optimizer steps; None = at the end of each epoch."""
-    eval_batch: int = 512
+    eval_batch: int = limits(512, ge=1)
     """Per-process batch size for evaluation."""
+
+    def cross_check(self) -> str | None:
+        """What is wrong across fields (each field's own range is declared with `limits`), or None."""
+        return None
 
 
 def params_from_dict(cls: type[TrainParams], overrides: dict[str, Any], where: str) -> TrainParams:
@@ -101,9 +120,35 @@ def params_from_dict(cls: type[TrainParams], overrides: dict[str, Any], where: s
             ok = True
         if not ok:
             raise BenchError(f"{where}: parameter {name} must be {' or '.join(sorted(kinds))}, got {value!r}")
-    if params.global_batch <= 0:
-        raise BenchError(f"{where}: global_batch must be positive, got {params.global_batch}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BenchError(f"{where}: parameter {name} must be a finite number, got {value!r}")
+        problem = _out_of_range(value, _declared_range(cls, name))
+        if problem:
+            raise BenchError(f"{where}: parameter {name} must be {problem}, got {value!r}")
+    problem = params.cross_check()
+    if problem:
+        raise BenchError(f"{where}: {problem}")
     return params
+
+
+def _declared_range(cls: type, name: str) -> dict[str, float | None]:
+    """The range declared for a field, by the class or the nearest base that declares one."""
+    for klass in cls.__mro__:
+        declared = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if declared is not None and "range" in declared.metadata:
+            return declared.metadata["range"]
+    return {}
+
+
+def _out_of_range(value: Any, bounds: dict[str, float | None]) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    for key, test, words in (("ge", lambda v, b: v >= b, "at least"), ("gt", lambda v, b: v > b, "above"),
+                             ("le", lambda v, b: v <= b, "at most"), ("lt", lambda v, b: v < b, "below")):
+        bound = bounds.get(key)
+        if bound is not None and not test(value, bound):
+            return f"{words} {bound:g}"
+    return None
 
 
 class Workload(ABC):
@@ -123,6 +168,12 @@ class Workload(ABC):
             )
         self.variant = variant
         self.params = params_from_dict(self.Params, params or {}, f"workload {self.name}")
+        low, high = METRIC_RANGES.get(self.target_metric, (-math.inf, math.inf))
+        if not low <= self.params.target <= high:
+            raise BenchError(
+                f"workload {self.name}: parameter target must be in the range of {self.target_metric}, "
+                f"[{low:g}, {high:g}], got {self.params.target!r}"
+            )
 
     @classmethod
     def unavailable_reason(cls, params: dict[str, Any]) -> str | None:

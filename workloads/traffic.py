@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from workloads.base import Splits, Target, TrainParams, Workload
+from workloads.base import Splits, Target, TrainParams, Workload, limits
 from workloads.traffic_data import Part, Prepared, prepare
 from workloads.traffic_report import full_report, max_f1_threshold, ranking_metrics
 
@@ -134,22 +134,28 @@ class TrafficParams(TrainParams):
     """Samples per optimizer step over all processes (even, so that 2-process cells divide it)."""
     lr: float = 1e-2
     eval_batch: int = 2048
-    ae_hidden: int = 128
+    ae_hidden: int = limits(128, ge=2)
     """Width of the first hidden layer of the dense autoencoder (the next is half of it)."""
-    lstm_hidden: int = 32
+    lstm_hidden: int = limits(32, ge=1)
     """Hidden size of both LSTMs of the LSTM-autoencoder."""
-    code: int = 8
+    code: int = limits(8, ge=1)
     """Bottleneck width (per record for lstm_ae)."""
-    window: int = 4
+    window: int = limits(4, ge=1)
     """Consecutive records per window (lstm_ae only)."""
     dedup: bool = True
     """Drop exact feature duplicates before splitting (see workloads/traffic_data.py)."""
-    val_fraction: float = 0.2
+    val_fraction: float = limits(0.2, gt=0, lt=1)
     """Share of the rows held out for validation (of the training partition, in the two-file layout)."""
-    test_fraction: float = 0.2
+    test_fraction: float = limits(0.2, gt=0, lt=1)
     """Share of the rows held out for test (one-file layout only)."""
-    rare_fraction: float = 0.002
+    rare_fraction: float = limits(0.002, gt=0, lt=1)
     """Categories rarer than this among training normals are pooled into one column."""
+
+    def cross_check(self) -> str | None:
+        total = self.val_fraction + self.test_fraction
+        if total >= 1:
+            return f"val_fraction + test_fraction must be below 1 (the rest is the training part), got {total:g}"
+        return None
 
 
 class Traffic(Workload):

@@ -13,8 +13,11 @@ reports MULTI_CPU over gloo. See ../shared/docs/accelerate-on-cpu.md.
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -85,10 +88,17 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
         raise one_of("topology", name, available_topologies(directory))
     try:
         raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read accelerate config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not a text file (byte {exc.start} is not UTF-8); an accelerate config is a YAML file") from None
     except yaml.YAMLError as exc:
         raise BenchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping of accelerate config keys")
+    problem = _mistyped(raw)
+    if problem:
+        raise BenchError(f"{path}: not a valid accelerate config ({problem})")
     try:
         config = ClusterConfig.from_yaml_file(path)
     except (ValueError, TypeError) as exc:
@@ -108,3 +118,37 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
         use_cpu=bool(config.use_cpu),
         main_process_port=config.main_process_port,
     )
+
+
+# Keys whose value `accelerate config` itself writes off its own annotation (downcast_bf16: 'no').
+_TOLERATED = {"downcast_bf16": (bool, str)}
+_TYPE_WORDS = {int: "int", float: "float", str: "str", bool: "bool", dict: "a mapping", list: "a list"}
+
+
+def _mistyped(raw: dict[str, Any]) -> str | None:
+    """The first key whose value has the wrong type for accelerate's own ClusterConfig annotation
+    (num_processes: "two", use_cpu: "yes"...), which ClusterConfig itself takes as given and
+    `accelerate launch` trips over later; None when every known key is well typed."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    hints = typing.get_type_hints(ClusterConfig)
+    for key, value in raw.items():
+        if key == "mixed_precision":
+            if value not in ACCELERATE_PRECISION.values():
+                return f"mixed_precision must be one of {', '.join(ACCELERATE_PRECISION.values())}, got {value!r}"
+            continue
+        if key not in hints:
+            continue  # unknown keys: ClusterConfig names them
+        args = typing.get_args(hints[key]) if typing.get_origin(hints[key]) in (typing.Union, types.UnionType) else ()
+        optional = type(None) in args
+        plain = [typing.get_origin(t) or t for t in (args or (hints[key],)) if t is not type(None)]
+        if len(plain) != 1 or plain[0] not in _TYPE_WORDS:
+            continue  # enums (distributed_type...): ClusterConfig converts and checks them
+        expected = _TOLERATED.get(key, (plain[0],))
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+            return f"{key} must be {_TYPE_WORDS[plain[0]]}, got {value!r}"
+        if key == "main_process_port" and not 1 <= value <= 65535:
+            return f"main_process_port must be a port number 1-65535, got {value!r}"
+    return None

@@ -9,6 +9,7 @@ A user mistake anywhere raises BenchError, printed here as one line with its exi
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -53,3 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # The machine, not the program: a full disk or a read-only folder gets one line too.
+        # (The runner says more: which cells it kept and how to resume.)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror}", file=sys.stderr)
+        return 2

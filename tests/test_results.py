@@ -76,3 +76,27 @@ def test_load_run_ignores_temporary_leftovers_and_rejects_broken_files(tmp_path)
 def test_load_run_on_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(BenchError, match="not a run directory"):
         load_run(tmp_path)
+
+
+def _strict_loads(text: str):
+    def refuse(constant: str):
+        raise ValueError(f"bare {constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_are_written_as_null_with_a_reason(tmp_path):
+    import numpy as np
+
+    result = converged()
+    result["metrics"]["test"]["roc_auc"] = float("nan")
+    result["metrics"]["val"] = {"f1": np.float32("inf"), "pr_auc": np.float64("-inf")}
+    path = result_path(tmp_path, "x")
+    write_json_atomic(path, result)
+    written = _strict_loads(path.read_text())  # a strict parser reads it
+    assert written["metrics"]["test"] == {"f1": 0.6, "roc_auc": None}
+    assert written["metrics"]["val"] == {"f1": None, "pr_auc": None}
+    assert written["non_finite"] == {"/metrics/test/roc_auc": "nan", "/metrics/val/f1": "inf", "/metrics/val/pr_auc": "-inf"}
+    assert load_run(tmp_path)[0]["metrics"]["test"]["roc_auc"] is None
+    assert result["metrics"]["test"]["roc_auc"] != result["metrics"]["test"]["roc_auc"]  # the caller's dict is untouched
+

@@ -15,7 +15,9 @@ aggregated over seeds. Each metric has a direction and a kind, and each kind its
   whether it is more than noise. See `_significance` for which measurements are tested.
 
 Committed baselines live in results/baselines/<hardware-class>/ (one run's cells plus a
-baseline.json naming the exact hardware class); `find_baseline` picks the one for this host.
+baseline.json naming its hardware; the ones it replaced under history/). `find_baseline` picks one
+whose hardware matches on what decides the figures (`match_hardware`: cores, the CPU flags that
+decide precision, GPUs), else the nearest, against which only status and quality are judged.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from scipy.stats import mannwhitneyu
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.results import WITH_NUMBERS, load_run
+from bench.results import WITH_NUMBERS, load_run, write_atomic, write_json_atomic
 
 # ---------------------------------------------------------------------------------------------
 # Metrics and settings
@@ -50,10 +54,14 @@ class Metric:
     name: str
     kind: str  # "speed" or "memory"
     higher_is_better: bool
-    value: Callable[[dict[str, Any]], float | None]
+    keys: tuple[str, ...]
+    """Where the figure is in a result: ("throughput", "samples_per_s")."""
     per_step: int = 0
     """+1 if the metric grows with the step time, -1 if it is its inverse, 0 if not step-derived.
     For step-derived metrics the per-step times are the repeated measurements."""
+
+    def value(self, result: dict[str, Any]) -> float | None:
+        return _get(*self.keys)(result)
 
 
 def _get(*keys: str) -> Callable[[dict[str, Any]], float | None]:
@@ -66,12 +74,37 @@ def _get(*keys: str) -> Callable[[dict[str, Any]], float | None]:
     return value
 
 
+NUMBER, NOT_FINITE, NULL, ABSENT = "number", "not finite", "null", "absent"
+
+
+def lookup(result: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, str]:
+    """What a result holds at `keys`: (NUMBER, "") for a finite number; (NOT_FINITE, "nan") for
+    NaN or an infinity, as older files hold them, or for a null that the writer recorded as one
+    under `non_finite` (bench.results.write_json_atomic); (NULL, "") for a plain null (e.g. no
+    time-to-target: the target was not met); (ABSENT, "") where the key is missing."""
+    node: Any = result
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or keys[-1] not in node:
+        return ABSENT, ""
+    value = node[keys[-1]]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return NUMBER, ""
+        return NOT_FINITE, "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    pointer = "/" + "/".join(k.replace("~", "~0").replace("/", "~1") for k in keys)
+    reason = (result.get("non_finite") or {}).get(pointer) if isinstance(result.get("non_finite"), dict) else None
+    if value is None:
+        return (NOT_FINITE, str(reason)) if reason else (NULL, "")
+    return NOT_FINITE, type(value).__name__
+
+
 SPEED_AND_MEMORY = (
-    Metric("samples_per_s", "speed", True, _get("throughput", "samples_per_s"), per_step=-1),
-    Metric("step_time_median_s", "speed", False, _get("timings", "step_time_median_s"), per_step=1),
-    Metric("time_to_target_s", "speed", False, _get("timings", "time_to_target_s")),
-    Metric("peak_rss_mb", "memory", False, _get("memory", "peak_rss_mb_max")),
-    Metric("cuda_max_allocated_mb", "memory", False, _get("memory", "cuda_max_allocated_mb_max")),
+    Metric("samples_per_s", "speed", True, ("throughput", "samples_per_s"), per_step=-1),
+    Metric("step_time_median_s", "speed", False, ("timings", "step_time_median_s"), per_step=1),
+    Metric("time_to_target_s", "speed", False, ("timings", "time_to_target_s")),
+    Metric("peak_rss_mb", "memory", False, ("memory", "peak_rss_mb_max")),
+    Metric("cuda_max_allocated_mb", "memory", False, ("memory", "cuda_max_allocated_mb_max")),
 )
 
 # Relative change that counts, per metric: past the noise of honest runs of the same commit, inside
@@ -234,13 +267,18 @@ def _compare_quality(
     verdicts = []
     for split in splits:
         base_vals = [v for v in (_get("metrics", split, metric)(r) for r in base) if v is not None]
-        cand_vals = [v for v in (_get("metrics", split, metric)(r) for r in cand) if v is not None]
-        if not base_vals or not cand_vals:
+        if not base_vals:
+            continue  # the baseline has no number here: nothing to hold the candidate to
+        name = f"{split} {metric}"
+        missing = _not_numbers(cand, ("metrics", split, metric), absent_too=True)
+        if missing:
+            b = statistics.mean(base_vals)
+            verdicts.append(Verdict(key, name, REGRESSION, baseline=f"{b:.4f}", candidate=missing[0], why=missing[1]))
             continue
+        cand_vals = [v for v in (_get("metrics", split, metric)(r) for r in cand) if v is not None]
         b, c = statistics.mean(base_vals), statistics.mean(cand_vals)
         spread = max(base_vals) - min(base_vals)
         allowed = max(spread, settings.quality_tolerance)
-        name = f"{split} {metric}"
         shown = dict(baseline=f"{b:.4f}", candidate=f"{c:.4f}", change=f"{c - b:+.4f}")
         meets = (lambda v: v >= target["value"]) if higher else (lambda v: v <= target["value"])
         if split == target.get("split", "val") and meets(b) and not meets(c):
@@ -252,6 +290,27 @@ def _compare_quality(
         else:
             verdicts.append(Verdict(key, name, OK, **shown))
     return verdicts
+
+
+def _not_numbers(results: list[dict[str, Any]], keys: tuple[str, ...], absent_too: bool) -> tuple[str, str] | None:
+    """(what the candidate shows, why it fails) when any result holds no finite number at `keys`
+    where the baseline has one: NaN, an infinity, a null (for a quality metric, where a null is
+    never "not measured"), or, with `absent_too`, no value at all. None when every result has one."""
+    found: list[str] = []
+    for r in results:
+        state, reason = lookup(r, keys)
+        if state == NOT_FINITE or (state == NULL and absent_too):
+            found.append(reason or "null")
+        elif state == ABSENT and absent_too:
+            found.append("missing")
+    if not found:
+        return None
+    seeds = f" in {len(found)} of {len(results)} seeds" if len(results) > 1 else ""
+    label = " ".join(keys[1:])
+    if all(f == "missing" for f in found):
+        return "missing", f"the candidate has no {label}{seeds}; the baseline has a number"
+    shown = ", ".join(dict.fromkeys(f for f in found if f != "missing"))
+    return shown, f"not a finite number ({shown}){seeds}; the baseline has a number"
 
 
 def _allowance(base_vals: list[float]) -> str:
@@ -333,8 +392,15 @@ def _compare_speed(
     verdicts = []
     for metric in SPEED_AND_MEMORY:
         base_vals = [v for v in map(metric.value, base) if v is not None]
+        if not base_vals:
+            continue
+        broken = _not_numbers(cand, metric.keys, absent_too=False)
+        if broken:
+            b = statistics.median(base_vals)
+            verdicts.append(Verdict(key, metric.name, REGRESSION, baseline=f"{b:.4g}", candidate=broken[0], why=broken[1]))
+            continue
         cand_vals = [v for v in map(metric.value, cand) if v is not None]
-        if not base_vals or not cand_vals:
+        if not cand_vals:
             continue
         b, c = statistics.median(base_vals), statistics.median(cand_vals)
         if b == 0:
@@ -367,7 +433,9 @@ def _rows(verdicts: list[Verdict]) -> list[list[str]]:
     ]
 
 
-def render_markdown(verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str]) -> str:
+def render_markdown(
+    verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+) -> str:
     """The report: a headline, the regressions and improvements, then changes within noise."""
     order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
     shown = sorted((v for v in verdicts if v.verdict in order), key=lambda v: order[v.verdict])
@@ -379,7 +447,8 @@ def render_markdown(verdicts: list[Verdict], baseline_name: str, candidate_name:
         f"# bench compare: {candidate_name} against {baseline_name}",
         "",
         f"**{'FAIL' if regressions else 'PASS'}**: {regressions} regression(s), {improvements} improvement(s) "
-        f"over {cells} cell(s) and {len(verdicts)} check(s).",
+        f"over {cells} cell(s) and {len(verdicts)} check(s)."
+        + ("" if speed_judged else " Status and quality only: speed and memory not judged (different hardware)."),
         "",
     ]
     lines += [f"> {note}" for note in notes] + ([""] if notes else [])
@@ -404,6 +473,98 @@ def render_markdown(verdicts: list[Verdict], baseline_name: str, candidate_name:
 
 def hardware_classes(results: list[dict[str, Any]]) -> set[str]:
     return {r["environment"]["hardware_class"] for r in results if (r.get("environment") or {}).get("hardware_class")}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What decides a run's speed and memory figures: core count, the CPU flags that decide
+    precision (bench.measure.PRECISION_FLAGS) and the GPU models. The CPU model string does not
+    (one VM class reports "Intel(R) Xeon(R) Processor @ 2.50GHz" or "AMD EPYC"); it is kept in
+    `name` (the hardware class) for people and takes no part in equality."""
+
+    cpu_count: int | None
+    flags: tuple[str, ...] | None
+    """None: not recorded (results measured before bench recorded them)."""
+    gpus: tuple[str, ...]
+    """One model name per device, sorted; () on a CPU-only host."""
+    name: str = field(default="", compare=False)
+
+    @classmethod
+    def of_environment(cls, env: Any) -> Hardware | None:
+        """From a result's `environment` (or bench.measure.hardware()); None if it records none."""
+        if not isinstance(env, dict) or not (env.get("hardware_class") or env.get("cpu_count")):
+            return None
+        name = str(env.get("hardware_class") or "")
+        gpus = tuple(sorted(str(g) for g in env.get("gpus") or ()))
+        if not gpus and name.startswith("gpu-"):
+            gpus = (name[len("gpu-"):],)  # a result that names its GPUs only in its class
+        flags = env.get("cpu_precision_flags")
+        return cls(env.get("cpu_count"), None if flags is None else tuple(sorted(flags)), gpus, name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cpu_count": self.cpu_count, "cpu_precision_flags": None if self.flags is None else list(self.flags),
+                "gpus": list(self.gpus), "hardware_class": self.name}
+
+    def describe(self) -> str:
+        cores = f"{self.cpu_count} cores" if self.cpu_count else "core count unknown"
+        flags = ("CPU precision flags not recorded" if self.flags is None
+                 else f"CPU precision flags: {', '.join(self.flags) or 'none'}")
+        return f"{cores}, {flags}, {_gpu_text(self.gpus) or 'no GPU'}"
+
+
+def _gpu_text(gpus: tuple[str, ...]) -> str:
+    counts: dict[str, int] = {}
+    for g in gpus:
+        counts[g] = counts.get(g, 0) + 1
+    return " + ".join(f"{n}x {g}" for g, n in counts.items())
+
+
+def run_hardware(results: list[dict[str, Any]]) -> list[Hardware]:
+    """The distinct hardware a run's results were measured on (none where no result records it)."""
+    found = (Hardware.of_environment(r.get("environment")) for r in results)
+    return list(dict.fromkeys(h for h in found if h is not None))
+
+
+def hardware_of(results: list[dict[str, Any]]) -> Hardware | None:
+    """The one hardware of a run; None when its results record none or more than one."""
+    found = run_hardware(results)
+    return found[0] if len(found) == 1 else None
+
+
+def match_hardware(base: Hardware, cand: Hardware) -> tuple[bool, str]:
+    """(whether speed and memory figures are comparable, why). A GPU run never matches a CPU run.
+    A side that records no precision flags matches on core count and GPUs only, and `why` says so."""
+    if base.gpus != cand.gpus:
+        if not base.gpus or not cand.gpus:
+            return False, (f"a GPU run against a CPU run: baseline {_gpu_text(base.gpus) or 'no GPU'}, "
+                           f"candidate {_gpu_text(cand.gpus) or 'no GPU'}")
+        return False, f"GPUs differ: baseline {_gpu_text(base.gpus)}, candidate {_gpu_text(cand.gpus)}"
+    if base.cpu_count != cand.cpu_count:
+        return False, f"core counts differ: baseline {base.cpu_count}, candidate {cand.cpu_count}"
+    if base.flags is not None and cand.flags is not None and base.flags != cand.flags:
+        return False, (f"CPU precision flags differ: baseline {', '.join(base.flags) or 'none'}, "
+                       f"candidate {', '.join(cand.flags) or 'none'}")
+    names = (f"; the hardware classes {base.name} and {cand.name} differ only in the CPU model string, "
+             "which does not decide the figures") if base.name != cand.name else ""
+    if base.flags is None or cand.flags is None:
+        who = ("neither run records its" if base.flags is None and cand.flags is None
+               else f"{'the baseline' if base.flags is None else 'the candidate'} records no")
+        return True, (f"{who} CPU precision flags (measured before bench recorded them), so matched on core count "
+                      f"and GPUs only: {cand.cpu_count} cores, {_gpu_text(cand.gpus) or 'no GPU'}{names}")
+    return True, f"same core count, CPU precision flags and GPUs: {cand.describe()}{names}"
+
+
+def compare_hardware(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> tuple[bool, str]:
+    """(whether the two runs' speed and memory are comparable, why), from their results' environments."""
+    base, cand = run_hardware(baseline), run_hardware(candidate)
+    if not base and not cand:
+        return True, "neither run records its hardware"
+    if len(base) != 1 or len(cand) != 1:
+        def listed(hw: list[Hardware]) -> str:
+            return "; ".join(h.describe() for h in hw) or "not recorded"
+
+        return False, f"the runs do not each come from one hardware: baseline {listed(base)}; candidate {listed(cand)}"
+    return match_hardware(base[0], cand[0])
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -436,47 +597,146 @@ def baseline_slug(hardware_class: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", hardware_class).strip("-")
 
 
-def find_baseline(baselines_dir: Path, hardware_class: str) -> Path:
-    """The committed baseline measured on this hardware class, or a one-line error saying none fits."""
-    available = []
+HISTORY = "history"
+"""Inside a baseline's folder: the baselines it replaced, one folder each, named by when they were
+saved. `--baseline auto` never looks there."""
+
+
+@dataclass
+class BaselineChoice:
+    path: Path
+    hardware: Hardware
+    matched: bool
+    """Whether speed and memory are comparable (`match_hardware`); if not, this is the nearest."""
+    how: str
+
+
+def baseline_hardware(folder: Path, meta: dict[str, Any]) -> Hardware | None:
+    """A committed baseline's hardware: from its baseline.json, or, for one saved before
+    baseline.json recorded it, from its cells' environments."""
+    hardware = Hardware.of_environment(meta.get("hardware"))
+    if hardware is not None:
+        return hardware
+    try:
+        return hardware_of(load_run(folder))
+    except BenchError:
+        return None
+
+
+def _distance(base: Hardware, want: Hardware) -> tuple:
+    """How far a baseline's hardware is from the wanted one, for picking the nearest: a GPU host
+    is farther than any CPU of another size; then other GPUs; then the ratio of core counts;
+    then the precision flags that differ."""
+    kind = bool(base.gpus) != bool(want.gpus)
+    cores = abs(math.log2(base.cpu_count / want.cpu_count)) if base.cpu_count and want.cpu_count else math.inf
+    flags = len(set(base.flags) ^ set(want.flags)) if base.flags is not None and want.flags is not None else 0
+    return kind, base.gpus != want.gpus, cores, flags
+
+
+def find_baseline(baselines_dir: Path, hardware: Hardware) -> BaselineChoice:
+    """The committed baseline for `hardware`: one that matches it (`match_hardware`), preferring a
+    match on recorded precision flags, then the same hardware class, then the newest; where none
+    matches, the nearest, with `matched` False (judge status and quality only). An error only
+    when there is no baseline at all."""
+    candidates = []
     for meta_path in sorted(baselines_dir.glob(f"*/{BASELINE_META}")):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if meta.get("hardware_class") == hardware_class:
-            return meta_path.parent
-        available.append(str(meta.get("hardware_class")))
-    raise BenchError(
-        f"no committed baseline fits this hardware ({hardware_class}); "
-        f"available: {', '.join(available) or 'none'} under {baselines_dir}; "
-        "save one with `bench compare --save-baseline RUN_DIR`",
-        exit_code=2,
-    )
+        if not isinstance(meta, dict):
+            continue
+        found = baseline_hardware(meta_path.parent, meta)
+        if found is None:
+            continue
+        matched, how = match_hardware(found, hardware)
+        full = found.flags is not None and hardware.flags is not None
+        saved = str(meta.get("saved_utc") or "")
+        rank = (not matched, not full, _distance(found, hardware), found.name != hardware.name)
+        candidates.append((rank, saved, BaselineChoice(meta_path.parent, found, matched, how)))
+    if not candidates:
+        raise BenchError(
+            f"no committed baseline fits this hardware ({hardware.name or hardware.describe()}): none under {baselines_dir}; "
+            "save one with `bench compare --save-baseline RUN_DIR`",
+            exit_code=2,
+        )
+    candidates.sort(key=lambda c: c[1], reverse=True)  # the newest first among equals (the sort is stable)
+    candidates.sort(key=lambda c: c[0])
+    return candidates[0][2]
 
 
 def save_baseline(run_dir: Path, baselines_dir: Path) -> Path:
-    """Copy a run's cells to baselines_dir/<hardware-class>/, replacing the previous baseline."""
+    """Make a run the committed baseline of its hardware: baselines_dir/<hardware-class>/.
+
+    The previous baseline of that folder is kept under its history/<saved time>/. Nothing is
+    written in place: the new cells and baseline.json are written whole into a hidden folder
+    beside them, the previous baseline is copied whole into history/, and only then do two
+    renames swap the new cells in and one replaces baseline.json. A failure before the swap
+    leaves the previous baseline as it was."""
     results = load(run_dir)
     if not Path(run_dir).is_dir():
         raise BenchError(f"{run_dir}: --save-baseline wants a run directory, not a single file")
     classes = hardware_classes(results)
-    if len(classes) != 1:
-        raise BenchError(f"{run_dir}: a baseline needs results from one hardware class, found {len(classes)}")
+    hardware = hardware_of(results)
+    if len(classes) != 1 or hardware is None:
+        raise BenchError(f"{run_dir}: a baseline needs results from one hardware class, found {max(len(classes), len(run_hardware(results)))}")
     hardware_class = classes.pop()
     target = baselines_dir / baseline_slug(hardware_class)
-    if (target / "cells").is_dir():
-        shutil.rmtree(target / "cells")
-    (target / "cells").mkdir(parents=True)
-    for cell in sorted((Path(run_dir) / "cells").glob("*.json")):
-        shutil.copy2(cell, target / "cells" / cell.name)
     commits = sorted({str((r.get("environment") or {}).get("git_commit")) for r in results})
-    meta = {
+    meta: dict[str, Any] = {
         "hardware_class": hardware_class,
+        "hardware": hardware.to_json(),
         "source_run": Path(run_dir).resolve().name,
         "git_commits": commits,
         "cells": len(results),
         "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (target / BASELINE_META).write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=target))
+        try:
+            for cell in sorted((Path(run_dir) / "cells").glob("*.json")):
+                write_atomic(staging / "cells" / cell.name, cell.read_bytes())
+            (staging / "cells").mkdir(exist_ok=True)
+            previous = _archive(target)
+            if previous:
+                meta["previous"] = f"{HISTORY}/{previous.name}"
+            write_json_atomic(staging / BASELINE_META, meta)
+            if (target / "cells").exists():
+                os.rename(target / "cells", staging / "replaced-cells")
+            os.rename(staging / "cells", target / "cells")
+            os.replace(staging / BASELINE_META, target / BASELINE_META)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise BenchError(f"cannot save the baseline in {target}: {exc.strerror or exc}") from None
     return target
+
+
+def _archive(target: Path) -> Path | None:
+    """Copy the baseline in `target` (if any) whole into target/history/<saved time>/."""
+    meta_path = target / BASELINE_META
+    if not meta_path.exists() and not (target / "cells").is_dir():
+        return None
+    try:
+        saved = str(json.loads(meta_path.read_text()).get("saved_utc") or "")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        saved = ""
+    stamp = re.sub(r"[^0-9A-Za-z]", "", saved) or time.strftime(
+        "%Y%m%dT%H%M%SZ", time.gmtime(meta_path.stat().st_mtime if meta_path.exists() else time.time()))
+    history = target / HISTORY
+    history.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".archiving-", dir=history))
+    try:
+        for path in sorted((target / "cells").glob("*.json")):
+            write_atomic(staging / "cells" / path.name, path.read_bytes())
+        if meta_path.exists():
+            write_atomic(staging / BASELINE_META, meta_path.read_bytes())
+        final, n = history / stamp, 1
+        while final.exists():
+            n += 1
+            final = history / f"{stamp}-{n}"
+        os.rename(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -167,8 +167,22 @@ def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
     return versions
 
 
+# The CPU flags that decide what a bf16 or fp16 cell computes with, and so its speed: with them
+# the CPU has native bf16/fp16 dot products (AVX-512 BF16/FP16) or matrix tiles (AMX); without
+# them bf16 and fp16 values are converted to fp32 to compute. Two CPUs with the same cores and these flags give comparable figures
+# whatever model string they report (cloud VMs of one class report "Intel(R) Xeon(R) Processor"
+# with or without its clock, or "AMD EPYC").
+PRECISION_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16")
+
+
+def precision_flags() -> list[str]:
+    """This CPU's flags among PRECISION_FLAGS, sorted."""
+    return sorted(cpu_flags() & set(PRECISION_FLAGS))
+
+
 def hardware_class() -> str:
-    """A coarse key to match results against committed baselines: same class, comparable numbers."""
+    """A readable name for this host's hardware, and the folder name of its committed baseline.
+    Baselines are matched on `hardware()` (cores, precision flags, GPUs), not on this string."""
     import torch
 
     if torch.cuda.is_available():
@@ -177,19 +191,29 @@ def hardware_class() -> str:
     return f"cpu-{os.cpu_count()}core-{cpu_model().replace(' ', '-')}"
 
 
+def hardware() -> dict[str, Any]:
+    """What decides this host's figures (core count, CPU precision flags, GPU models), with the
+    CPU model and hardware class for people. Every result's environment carries these keys."""
+    import torch
+
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_precision_flags": precision_flags(),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "hardware_class": hardware_class(),
+    }
+
+
 def environment() -> dict[str, Any]:
     """What a figure was measured on: hardware, software, code version."""
     import torch
 
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "gpus": gpus,
-        "hardware_class": hardware_class(),
+        **hardware(),
         "torch_threads": torch.get_num_threads(),
         "packages": package_versions(),
         "git_commit": git_commit(),

@@ -183,27 +183,31 @@ def test_speed_is_not_judged_across_hardware_classes(tmp_path: Path, honest, cap
 
 
 def test_auto_picks_the_baseline_of_this_hardware_or_says_none_fits(tmp_path: Path, honest, capsys) -> None:
-    from bench.measure import hardware_class
+    from bench.compare import Hardware
+    from bench.measure import hardware
 
     base, cand = honest
-    here = hardware_class()
+    here = hardware()
     local = []
     for r in (base[0], cand[0]):
         r = copy.deepcopy(r)
-        r["environment"]["hardware_class"] = here
+        r["environment"].update(here)
         local.append(r)
     run_a = _write_run(tmp_path / "20990101-000000-a", [local[0]])
     results_dir = tmp_path / "results"
     _write_run(results_dir / "20990101-000001-b", [local[1]])
 
     with pytest.raises(BenchError, match="no committed baseline fits this hardware"):
-        find_baseline(results_dir / "baselines", here)
+        find_baseline(results_dir / "baselines", Hardware.of_environment(here))
     assert main(["compare", "--baseline", "auto", "latest", "--results-dir", str(results_dir)]) == 2
     assert "no committed baseline fits" in capsys.readouterr().err
 
     saved = save_baseline(run_a, results_dir / "baselines")
-    assert json.loads((saved / "baseline.json").read_text())["hardware_class"] == here
-    assert find_baseline(results_dir / "baselines", here) == saved
+    meta = json.loads((saved / "baseline.json").read_text())
+    assert meta["hardware_class"] == here["hardware_class"]
+    assert meta["hardware"]["cpu_precision_flags"] == here["cpu_precision_flags"]
+    choice = find_baseline(results_dir / "baselines", Hardware.of_environment(here))
+    assert choice.path == saved and choice.matched
     assert main(["compare", "--baseline", "auto", "latest", "--results-dir", str(results_dir)]) == 0
     assert str(saved) in capsys.readouterr().out
 

@@ -18,9 +18,11 @@ from bench.compare import (
     DEFAULT_THRESHOLDS,
     REGRESSION,
     GateSettings,
+    Hardware,
+    compare_hardware,
     compare_results,
     find_baseline,
-    hardware_classes,
+    hardware_of,
     latest_run,
     load,
     parse_thresholds,
@@ -29,6 +31,7 @@ from bench.compare import (
 )
 from bench.errors import BenchError
 from bench.paths import RESULTS_DIR
+from bench.results import write_atomic
 
 AUTO, LATEST = "auto", "latest"
 
@@ -38,7 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="BASELINE CANDIDATE, or only CANDIDATE with --baseline; a run directory, a result "
                              f"file, '{LATEST}' (newest run under the results dir) or, as baseline, '{AUTO}'")
     parser.add_argument("--baseline", metavar="RUN",
-                        help=f"the baseline run; '{AUTO}' picks the committed one for this hardware from results/baselines/")
+                        help=f"the baseline run; '{AUTO}' picks the committed one from results/baselines/ whose "
+                             "hardware matches the candidate's (cores, CPU precision flags, GPUs), else the nearest, "
+                             "against which only status and quality are judged")
     parser.add_argument("--threshold", action="append", default=[], metavar="METRIC=FRACTION",
                         help="relative change that counts, per metric (repeatable); defaults: "
                              + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_THRESHOLDS.items()))
@@ -55,7 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "directory made by `bench run`)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument("--save-baseline", type=Path, metavar="RUN_DIR",
-                        help="copy RUN_DIR's cells to results/baselines/<hardware-class>/ and exit")
+                        help="copy RUN_DIR's cells to results/baselines/<hardware-class>/ (the baseline it replaces "
+                             "moves to history/ there) and exit")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where run directories and baselines/ live (default: results/)")
 
@@ -84,28 +90,35 @@ def run(args: argparse.Namespace) -> int:
 
     candidate_path = latest_run(args.results_dir) if candidate_arg == LATEST else Path(candidate_arg)
     candidate = load(candidate_path)
+    notes = []
     if baseline_arg == AUTO:
-        from bench.measure import hardware_class
+        from bench.measure import hardware
 
-        baseline_path = find_baseline(baselines_dir, hardware_class())
+        # The baseline for the hardware the candidate ran on (this host's, if its results record none).
+        wanted = hardware_of(candidate) or Hardware.of_environment(hardware())
+        choice = find_baseline(baselines_dir, wanted)
+        baseline_path = choice.path
+        if not choice.matched:
+            notes.append(f"No committed baseline matches the candidate's hardware ({wanted.describe()}); "
+                         f"judged against the nearest, {choice.path.name} ({choice.hardware.describe()}).")
     else:
         baseline_path = Path(baseline_arg)
     baseline = load(baseline_path)
 
-    notes = []
-    base_hw, cand_hw = hardware_classes(baseline), hardware_classes(candidate)
-    same_hardware = base_hw == cand_hw
-    if not same_hardware:
-        where = f"baseline on {', '.join(sorted(base_hw)) or '?'}, candidate on {', '.join(sorted(cand_hw)) or '?'}"
-        if args.any_hardware:
-            notes.append(f"Different hardware ({where}); speed and memory judged anyway (--any-hardware).")
-        else:
-            notes.append(f"Different hardware ({where}): speed and memory not judged, only status and quality.")
+    same_hardware, how = compare_hardware(baseline, candidate)
+    if same_hardware:
+        notes.append(f"Hardware matches ({how}): speed and memory judged.")
+    elif args.any_hardware:
+        notes.append(f"Different hardware ({how}); speed and memory judged anyway (--any-hardware).")
+    else:
+        notes.append(f"Different hardware ({how}): speed and memory not judged, only status and quality; "
+                     "the difference alone never fails the comparison.")
+    judge_speed = same_hardware or args.any_hardware
     settings = GateSettings(
         thresholds=parse_thresholds(args.threshold),
         quality_tolerance=args.quality_tolerance,
         alpha=args.alpha,
-        judge_speed=same_hardware or args.any_hardware,
+        judge_speed=judge_speed,
     )
     verdicts = compare_results(baseline, candidate, settings)
     if args.recheck:
@@ -113,10 +126,12 @@ def run(args: argparse.Namespace) -> int:
 
         verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
         notes += recheck_notes
-    report = render_markdown(verdicts, str(baseline_path), str(candidate_path), notes)
+    report = render_markdown(verdicts, str(baseline_path), str(candidate_path), notes, speed_judged=judge_speed)
     print(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        try:
+            write_atomic(args.out, report)
+        except OSError as exc:
+            raise BenchError(f"{args.out}: cannot write the report ({exc.strerror or exc})") from None
         print(f"report written to {args.out}", file=sys.stderr)
     return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0

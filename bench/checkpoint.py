@@ -25,6 +25,7 @@ CHECKPOINT_SCHEMA = 1
 def save_checkpoint(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> Path:
     """Write model (safetensors), tokenizer and metadata JSON into `folder`."""
     from bench.measure import package_versions
+    from bench.results import write_json_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,8 @@ def save_checkpoint(model: Any, tokenizer: Any, folder: Path, metadata: dict[str
         "packages": package_versions(),
         **metadata,
     }
-    (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    # Strict JSON (NaN as null, with its reason under "non_finite"), written whole or not at all.
+    write_json_atomic(folder / METADATA_FILE, json.loads(json.dumps(meta, default=str)))
     return folder
 
 

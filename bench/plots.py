@@ -30,7 +30,13 @@ def _new_figure(height: float = 4.0) -> tuple[Figure, Any]:
 
 
 def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, format="png")
+    import io
+
+    from bench.results import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())  # a failed write leaves the previous plot, not half a PNG
 
 
 def _colors(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.paths import REPORTS_DIR, RESULTS_DIR
+from bench.results import write_atomic
 
 FILES = {"md": "report.md", "csv": "report.csv", "json": "report.json"}
 
@@ -67,10 +68,16 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "md":
         from bench.plots import write_plots
 
-        plots = write_plots(report, out_dir)
+        try:
+            plots = write_plots(report, out_dir)
+        except OSError as exc:
+            raise BenchError(f"{out_dir}: cannot write the report's plots ({exc.strerror or exc})") from None
         command = shlex.join(["python", "-m", "bench", "report", *sys.argv[2:]]) if sys.argv[1:2] == ["report"] else None
         text = render_markdown(report, plots, extra, command)
     path = out_dir / FILES[args.format]
-    path.write_text(text)
+    try:
+        write_atomic(path, text)  # whole or not at all: a failed write leaves the previous report
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
     print(f"report written to {path}")
     return 0

@@ -192,3 +192,49 @@ def test_a_runner_killed_mid_matrix_resumes_without_redoing_or_losing_cells(tmp_
         assert (run_dir / "cells" / name).stat().st_mtime_ns == mtime
     assert cells["maintenance-gru__cpu-1proc__fp16__s0"]["status"] == "unsupported"
     assert cells["maintenance-gru__cpu-1proc__fp32__s0"]["status"] == "not_converged"
+
+
+# Loaded by every Python process of the run through PYTHONPATH (runner, launcher, worker): the disk
+# that holds the results fills up once the run's cells/ folder holds N result files.
+FULL_DISK_HOOK = '''
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+_mkstemp = tempfile.mkstemp
+_HOLDS = int(os.environ["BENCH_TEST_CELLS_BEFORE_FULL"])
+
+
+def mkstemp(*args, **kwargs):
+    folder = Path(kwargs.get("dir") or ".")
+    if folder.name == "cells" and len(list(folder.glob("*.json"))) >= _HOLDS:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+    return _mkstemp(*args, **kwargs)
+
+
+tempfile.mkstemp = mkstemp
+'''
+
+
+def test_a_full_disk_mid_run_stops_with_one_line_and_keeps_the_cells_written(tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FULL_DISK_HOOK)
+    # The GPU cell is skipped (a result written by the runner), then the disk is full when the
+    # CPU cell's worker writes its result, and again when the runner records that it failed.
+    matrix = matrix_file(tmp_path, ["gpu-1", "cpu-1proc"], ["fp32"], params={"target": 0.0, "eval_every_steps": 5},
+                         budget={"max_epochs": 1, "max_seconds": 60, "max_steps": 5})
+    results = tmp_path / "results"
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
+           "BENCH_TEST_CELLS_BEFORE_FULL": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = run_cli("run", "--matrix", matrix, "--results-dir", str(results), "--run-id", "full", env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and not any(line.startswith("error") for line in lines[:-1]), lines
+    assert "No space left on device" in lines[-1] and "1 of 2 cells" in lines[-1] and "--resume full" in lines[-1], lines[-1]
+    [kept] = load_run(results / "full")
+    assert validate_result(kept) == [] and kept["status"] == "skipped" and kept["cell"]["topology"] == "gpu-1"
+    worker_log = (results / "full" / "logs" / "maintenance-gru__cpu-1proc__fp32__s0.log").read_text()
+    assert "No space left on device" in worker_log  # the worker met the full disk first

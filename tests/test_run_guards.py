@@ -332,3 +332,27 @@ def test_a_full_disk_outside_the_runner_is_one_line_too(tmp_path, capsys, monkey
     assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--dry-run"]) == 2
     line = one_error_line(capsys)
     assert "No space left on device" in line and "maintenance-gru__gpu-1__fp32__s0.json" in line, line
+
+
+@pytest.mark.parametrize("case", ["binary matrix", "unsafe run id", "NaN timeout"])
+def test_refusals_through_the_real_entry_point(tmp_path, case):
+    """As a user meets them: exit 2, one `error:` line on stderr, no traceback."""
+    from tests.conftest import run_cli
+
+    matrix = tmp_path / "m.yaml"
+    argv = ["run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "results"), "--dry-run"]
+    if case == "binary matrix":
+        matrix.write_bytes(BINARY)
+        expected = "m.yaml: not a text file"
+    elif case == "unsafe run id":
+        write_matrix(matrix)
+        argv += ["--run-id", "../../escape"]
+        expected = "--run-id '../../escape': a run id must be a single folder name"
+    else:
+        matrix.write_text("timeout_s: .nan\ntopologies: [cpu-1proc]\nprecisions: [fp32]\nworkloads: {maintenance: {}}\n")
+        expected = "timeout_s must be a positive finite number, got nan"
+    proc = run_cli(*argv, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not (tmp_path / "escape").exists()

@@ -5,6 +5,11 @@ Layout of a run directory (results/<run-id>/):
     launch/<cell>.json    the cell as handed to the worker
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
     logs/<cell>.log       everything the cell's processes printed
+
+--resume keeps every completed cell (results.COMPLETED) and re-runs the rest; it refuses, before
+running anything, when the matrix now defines a completed cell differently (DEFINING), naming the
+cell and the changed fields. A write that fails (a full disk) stops the run with one line; every
+result is written atomically, so those already written stay whole for the next --resume.
 """
 
 from __future__ import annotations

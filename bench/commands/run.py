@@ -23,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", help="only this precision (fp32, fp16, bf16, fp8)")
     parser.add_argument("--seeds", type=int, help="run each cell with seeds 0..N-1 (overrides the matrix)")
     parser.add_argument("--dry-run", action="store_true", help="print every cell, its launch command(s) and whether it would run")
-    parser.add_argument("--resume", metavar="RUN_ID", help="continue results/RUN_ID, skipping completed cells")
+    parser.add_argument("--resume", metavar="RUN_ID",
+                        help="continue results/RUN_ID, skipping completed cells; refused if run.json is missing or damaged, "
+                             "or if the matrix now gives a completed cell other params, budget, topology or precision")
     parser.add_argument("--run-id", help="name of the new run directory (default: <date>-<time>-<matrix>)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",

@@ -77,6 +77,8 @@ def test_resume_refuses_cells_whose_definition_changed_naming_the_cell_and_field
     assert len(kept) == 2
     write_matrix(tmp_path / "m.yaml", budget={"max_epochs": 1, "max_steps": 40}, params={"target": 0.5})
     capsys.readouterr()
+    assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--resume", "r1", "--dry-run"]) == 2
+    assert "maintenance-gru__gpu-1__fp32__s0" in one_error_line(capsys)  # the dry run says so too
     assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--resume", "r1"]) == 2
     line = one_error_line(capsys)
     assert "maintenance-gru__gpu-1__fp32__s0" in line and "(and 1 more cell)" in line, line

@@ -11,7 +11,7 @@ from bench.errors import BenchError
 from bench.matrix import Host, available_matrices, filter_cells, load_matrix
 from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
-from bench.runner import new_run_id, plan, print_dry_run, run_cells, summary_table
+from bench.runner import new_run_id, plan, print_dry_run, refuse_changed_cells, run_cells, summary_table
 
 FAILED_STATUSES = ("failed", "invalid")
 
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
     if args.dry_run:
+        if args.resume:
+            refuse_changed_cells(cells, run_dir)  # what the real resume would refuse
         planned = plan(cells, run_dir, Host.detect())
         print_dry_run(planned)
         # Write the cell files the printed commands name, so that each command runs as printed,
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(run_dir / "launch" / f"{item['cell'].id}.json", item["cell"].to_dict())
         print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
         return 0
+    from bench.datasets import preflight
+
+    preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any launch
     meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
             "filters": {"workload": args.workload, "config": args.config, "precision": args.precision},
             "seeds": args.seeds}

@@ -39,24 +39,36 @@ def _quiet_libraries() -> None:
 
 
 def run_baselines(cell: Cell, out: Path) -> None:
+    from bench.datasets import check_workload_data
     from bench.measure import environment
     from workloads import make_workload
 
-    workload = make_workload(cell.workload, None, cell.params)
-    start = time.perf_counter()
-    splits = workload.load(cell.seed)
-    init_s = time.perf_counter() - start
-    rows = workload.baselines(splits, cell.seed)
+    try:
+        start = time.perf_counter()
+        data_files = check_workload_data(cell.workload)  # as `bench data verify` checks, before any fit
+        workload = make_workload(cell.workload, None, cell.params)
+        splits = workload.load(cell.seed)
+        init_s = time.perf_counter() - start
+        rows = workload.baselines(splits, cell.seed)
+    except BenchError as exc:
+        write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment()))
+        raise
     result = make_result(
         cell.to_dict(),
         "baseline",
         baselines=rows,
         metrics={row["name"]: row["metrics"] for row in rows},
         timings={"init_s": init_s},
-        data=splits.info,
+        data=data_record(splits.info, data_files),
         environment=environment(),
     )
     write_json_atomic(out, result)
+
+
+def data_record(info: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+    """The result's `data`: what the workload's preprocessing decided, what each cleaning step changed
+    (`cleaning`, a list of {step, rows_changed, ...}) and the content SHA-256 of every file read (`sha256`)."""
+    return {**info, "cleaning": info.get("cleaning", []), "sha256": files}
 
 
 def run_training(cell: Cell, out: Path) -> None:
@@ -64,6 +76,7 @@ def run_training(cell: Cell, out: Path) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from bench.datasets import check_workload_data
     from bench.measure import environment
     from bench.topology import load_topology
     from bench.train import train
@@ -86,6 +99,8 @@ def run_training(cell: Cell, out: Path) -> None:
 
     try:
         init_start = time.perf_counter()
+        # The data as `bench data verify` checks it, on every rank (each refuses alike, none waits on another).
+        data_files = check_workload_data(cell.workload)
         set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
         workload = make_workload(cell.workload, cell.variant, cell.params)
         splits = workload.load(cell.seed)
@@ -146,7 +161,7 @@ def run_training(cell: Cell, out: Path) -> None:
             batch=outcome["batch"],
             memory=memory,
             curve=outcome["curve"],
-            data=splits.info,
+            data=data_record(splits.info, data_files),
             environment=environment(),
         )
         write_json_atomic(out, result)  # the result first: a failed save must not lose it

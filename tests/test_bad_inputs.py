@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.cli import main
@@ -82,6 +83,67 @@ def _rename_column(old: str, new: str) -> Callable[[list[list[str]]], None]:
     return edit
 
 
+def _copy_row(row: int, source: int) -> Callable[[list[list[str]]], None]:
+    """Data row `row` becomes a copy of data row `source` (row count unchanged: a duplicated row)."""
+
+    def edit(cells: list[list[str]]) -> None:
+        cells[row] = list(cells[source])
+
+    return edit
+
+
+def _first_rows(n: int) -> Callable[[list[list[str]]], None]:
+    """Keep the header and the first `n` data rows: a file cut at a line boundary, every row whole."""
+
+    def edit(cells: list[list[str]]) -> None:
+        del cells[n + 1 :]
+
+    return edit
+
+
+def _no_failures(cells: list[list[str]]) -> None:
+    """Every row healthy: `Machine failure` and the five failure modes all 0 (one class)."""
+    header = [h.lstrip("\ufeff") for h in cells[0]]
+    for column in ("Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF"):
+        index = header.index(column)
+        for row in cells[1:]:
+            row[index] = "0"
+
+
+def _polarity_frame_edit(edit: Callable[[pd.DataFrame], None]) -> Callable[[Path], None]:
+    def build(root: Path) -> None:
+        frame = pd.read_csv(_real(POLARITY))
+        edit(frame)
+        _write(root, POLARITY, gzip.compress(frame.to_csv(index=False).encode()))
+
+    return build
+
+
+def _all_positive(frame: pd.DataFrame) -> None:
+    frame["label"] = 1
+
+
+def _unsw_blank_number(root: Path) -> None:
+    frame = pd.read_csv(_real(UNSW_TEST))
+    frame["sbytes"] = frame["sbytes"].astype(object)
+    frame.loc[40, "sbytes"] = ""
+    _write(root, UNSW_TEST, gzip.compress(frame.to_csv(index=False).encode(), compresslevel=1))
+
+
+def _run_matrix(build_data: Callable[[Path], None], workload: str, variant: str) -> Callable[[Path], Path]:
+    """Bad data plus a one-cell matrix that would train on it for one step."""
+
+    def build(root: Path) -> Path:
+        build_data(root)
+        text = (
+            f"name: t\ntopologies: [cpu-1proc]\nprecisions: [fp32]\nworkloads:\n  {workload}:\n"
+            f"    variants: [{variant}]\n    baselines: false\n    budget: {{max_steps: 1, max_seconds: 60}}\n"
+        )
+        return _write(root, "m.yaml", text.encode())
+
+    return build
+
+
 def _empty_ai4i(root: Path) -> None:
     _write(root, AI4I, b"")
 
@@ -128,6 +190,8 @@ GOOD_MATRIX = """\
         budget: {BUDGET}
 """
 
+RUN = ["run", "--matrix", "{m}", "--results-dir", "{root}/runs"]
+
 # (id, builder of the data dir (or of a matrix file, returned), argv ({m} = that file), message, exit code)
 CASES: list[tuple[str, Callable[[Path], object], list[str], str, int]] = [
     ("empty file", _empty_ai4i, ["data", "verify", "ai4i2020"], "ai4i2020/ai4i2020.csv: the file is empty", 2),
@@ -153,6 +217,23 @@ CASES: list[tuple[str, Callable[[Path], object], list[str], str, int]] = [
      "training partition (175,341 rows); the file names circulate swapped: store it as UNSW_NB15_testing-set.csv.gz", 2),
     ("empty review text", _polarity_empty_text, ["data", "verify", "amazon_polarity"],
      "amazon_polarity_subset.csv.gz: column 'text' has 1 empty value(s), first at data row 3", 2),
+    ("non-finite sensor", _ai4i_edit(_set(5, "Torque [Nm]", "inf")), ["data", "verify", "ai4i2020"],
+     "ai4i2020.csv: column 'Torque [Nm]' has 1 non-finite value(s), first at data row 5: inf", 2),
+    ("duplicated row", _ai4i_edit(_copy_row(100, 99)), ["data", "verify", "ai4i2020"],
+     "ai4i2020.csv: 1 row(s) repeat another row's UDI (duplicated rows?), first at data row 100: UDI 99", 2),
+    ("one-class labels", _polarity_frame_edit(_all_positive), ["data", "verify", "amazon_polarity"],
+     "amazon_polarity_subset.csv.gz: label column 'label' holds one class only (1 in all 12,443 rows); "
+     "a classifier needs both classes to learn and to be judged", 2),
+    ("run on truncated rows", _run_matrix(_ai4i_edit(_first_rows(5000)), "maintenance", "gru"), RUN,
+     "ai4i2020.csv: 5,000 rows, expected 10,000 (truncated file?)", 2),
+    ("run on duplicated rows", _run_matrix(_ai4i_edit(_copy_row(100, 99)), "maintenance", "gru"), RUN,
+     "ai4i2020.csv: 1 row(s) repeat another row's UDI (duplicated rows?)", 2),
+    ("run on non-finite sensor", _run_matrix(_ai4i_edit(_set(8000, "Air temperature [K]", "-inf")), "maintenance", "gru"),
+     RUN, "ai4i2020.csv: column 'Air temperature [K]' has 1 non-finite value(s), first at data row 8000: -inf", 2),
+    ("run on one-class labels", _run_matrix(_ai4i_edit(_no_failures), "maintenance", "gru"), RUN,
+     "ai4i2020.csv: label column 'Machine failure' holds one class only (0 in all 10,000 rows)", 2),
+    ("run on blank numbers", _run_matrix(_unsw_blank_number, "traffic", "ae"), RUN,
+     "UNSW_NB15_testing-set.csv.gz: column 'sbytes' has 1 missing value(s)", 2),
     ("missing dataset", _nothing, ["data", "verify", "ai4i2020"],
      "ai4i2020/ai4i2020.csv not found; run `python -m bench data fetch ai4i2020`", 2),
     ("eda on bad data", _ai4i_edit(_set(7, "Machine failure", "")), ["eda", "maintenance", "--out", "{root}/eda"],
@@ -188,7 +269,7 @@ CASES: list[tuple[str, Callable[[Path], object], list[str], str, int]] = [
 ]
 
 # Run again as real subprocesses: one per kind of input (data file, EDA, fetch, config).
-SUBPROCESS = ("truncated csv", "UNSW swapped name", "eda on bad data", "offline fetch", "zero budget")
+SUBPROCESS = ("truncated csv", "UNSW swapped name", "eda on bad data", "offline fetch", "zero budget", "run on truncated rows")
 
 
 def _argv(case: tuple, root: Path, made: object) -> list[str]:
@@ -209,6 +290,8 @@ def test_bad_input_gives_one_line_error(case, tmp_path, monkeypatch, capsys):
     # one error line, last; before it at most progress lines (fetch says what it is trying)
     assert err[-1].startswith("error: ") and not any(line.startswith("error") for line in err[:-1]), err
     assert message in err[-1]
+    if case[2] is RUN:  # refused before launching: no run directory, no cell
+        assert not (root / "runs").exists()
 
 
 def test_the_table_is_at_least_15_distinct_inputs():

@@ -119,3 +119,56 @@ def test_unknown_variant_and_parameter_are_one_line_errors():
         Maintenance("transformer")
     with pytest.raises(BenchError, match="unknown parameter"):
         Maintenance("gru", {"hiddne": 3})
+
+
+# -- bad data: refused at load, never trained or scored ------------------------------------------------
+
+
+def _ai4i_copy(tmp_path, monkeypatch, edit) -> None:
+    """A copy of the real AI4I table with `edit` applied (rows 0-based), as the data directory."""
+    import pandas as pd
+
+    from bench.paths import data_dir
+
+    frame = pd.read_csv(data_dir() / "ai4i2020" / "ai4i2020.csv")
+    edit(frame)
+    (tmp_path / "ai4i2020").mkdir()
+    frame.to_csv(tmp_path / "ai4i2020" / "ai4i2020.csv", index=False)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+
+
+def test_non_finite_sensor_value_is_refused_not_scored_as_negative(tmp_path, monkeypatch):
+    # A row of the validation block: its windows would score NaN, and NaN >= 0.5 is "no failure".
+    _ai4i_copy(tmp_path, monkeypatch, lambda f: f.__setitem__("Torque [Nm]", f["Torque [Nm]"].where(f.index != 7999, np.inf)))
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"column 'Torque \[Nm\]' has 1 non-finite value\(s\), first at data row 8000: inf"):
+        Maintenance("gru").load(seed=0)
+
+
+def test_duplicated_rows_are_refused(tmp_path, monkeypatch):
+    def duplicate(frame):
+        frame.iloc[100] = frame.iloc[99]
+
+    _ai4i_copy(tmp_path, monkeypatch, duplicate)
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"1 row\(s\) repeat another row's UDI \(duplicated rows\?\), first at data row 101: UDI 100"):
+        Maintenance("gru").load(seed=0)
+
+
+def test_a_block_holding_one_class_is_refused(tmp_path, monkeypatch):
+    _ai4i_copy(tmp_path, monkeypatch, lambda f: f.__setitem__(LABEL, f[LABEL].where(f.index < 8500, 0)))
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"ai4i2020.csv: the test block \(UDI 8501-10000\) holds one class only \(Machine failure 0 in all 1,500 rows\)"):
+        Maintenance("gru").load(seed=0)
+
+
+def test_reordering_by_udi_is_recorded_as_cleaning(tmp_path, monkeypatch):
+    def swap(frame):
+        frame.iloc[[10, 11]] = frame.iloc[[11, 10]].to_numpy()
+
+    _ai4i_copy(tmp_path, monkeypatch, swap)
+    splits = Maintenance("gru").load(seed=0)
+    assert splits.info["cleaning"] == [{"step": "sort rows by UDI", "rows_changed": 2}]

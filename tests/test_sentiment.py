@@ -68,6 +68,50 @@ def test_unresolvable_model_makes_the_cell_skipped_not_launched(tmp_path):
     assert "skip: cannot resolve model 'no-such-org/no-such-model'" in done.stdout
 
 
+# -- data: empty reviews counted, one class refused ---------------------------------------------------
+
+
+def _reviews_copy(tmp_path: Path, monkeypatch, edit) -> None:
+    """The first 1,100 reviews of the real subset with `edit` applied, plus the real UCI file."""
+    import gzip
+    import shutil
+
+    from bench.paths import data_dir
+
+    real = data_dir() / "amazon_reviews"
+    folder = tmp_path / "amazon_reviews"
+    folder.mkdir()
+    frame = pd.read_csv(real / "amazon_polarity_subset.csv.gz").head(1100)
+    edit(frame)
+    (folder / "amazon_polarity_subset.csv.gz").write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    shutil.copyfile(real / "amazon_cells_labelled.txt", folder / "amazon_cells_labelled.txt")
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+
+
+SMALL = {"max_length": 16, "train_subset": 40, "val_subset": 40, "test_subset": 40, "ood_subset": 40}
+
+
+def test_empty_reviews_are_dropped_and_counted(tmp_path, monkeypatch):
+    def empty_three(frame):
+        frame.loc[[3, 4], "text"] = ""  # blank in the file
+        frame.loc[5, "text"] = "<br /> http://example.com/x"  # empty once cleaned
+
+    _reviews_copy(tmp_path, monkeypatch, empty_three)
+    info = Sentiment(params=SMALL).load(0).info
+    steps = {(step["file"], step["step"]): step["rows_changed"] for step in info["cleaning"]}
+    reviews = "amazon_reviews/amazon_polarity_subset.csv.gz"
+    assert steps[(reviews, "drop reviews empty after cleaning")] == 3
+    assert steps[(reviews, "clean text for the model (HTML entities and tags, URLs, unicode, whitespace)")] >= 1
+    assert steps[(reviews, "drop duplicate reviews (same cleaned text up to case and whitespace), first kept")] == 0
+    assert steps[("amazon_reviews/amazon_cells_labelled.txt", "drop sentences empty after cleaning")] == 0
+
+
+def test_reviews_of_one_class_are_refused(tmp_path, monkeypatch):
+    _reviews_copy(tmp_path, monkeypatch, lambda frame: frame.__setitem__("label", 1))
+    with pytest.raises(BenchError, match=r"label column 'label' holds one class only \(1 in all 1,100 rows\)"):
+        Sentiment(params=SMALL).load(0)
+
+
 # -- predict -----------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from workloads.traffic import Traffic
 from workloads.traffic_report import full_report, max_f1_threshold, split_report
 
 COLUMNS = [td.ID, *td.FEATURES, td.LABEL, td.CATEGORY]
+TESTING_SHA256 = "734fe6642edf758f7c94d7d9149426b49d202fe8e7bf0bef47392489c3c0a559"
 
 
 def synthetic_frame(n: int, seed: int = 0, start_id: int = 1) -> pd.DataFrame:
@@ -112,6 +113,49 @@ def test_missing_numbers_are_imputed_and_text_in_numbers_is_refused(synthetic_di
         td.prepare(0, True, 0.2, 0.2, 0.002)
 
 
+def test_blank_values_are_filled_and_counted(synthetic_dir: Path) -> None:
+    path = synthetic_dir / "UNSW_NB15_testing-set.csv"
+    frame = pd.read_csv(path)
+    frame.loc[[3, 8], "sbytes"] = np.nan
+    frame.loc[8, "dur"] = np.nan
+    frame.loc[5, "service"] = np.nan
+    frame.to_csv(path, index=False)
+    cleaning = td.prepare(0, True, 0.2, 0.2, 0.002).info["cleaning"]
+    steps = {step["step"]: step for step in cleaning}
+    assert steps["fill blank numbers with the median of the training normals"] == {
+        "step": "fill blank numbers with the median of the training normals",
+        "rows_changed": 2,
+        "values_changed": 3,
+        "columns": {"dur": 1, "sbytes": 2},
+    }
+    assert steps["fill blank proto/service/state with the category 'none'"]["rows_changed"] == 1
+    assert steps["drop exact feature duplicates, first in id order kept"]["rows_changed"] == 0
+
+
+def test_non_finite_numbers_and_repeated_ids_are_refused(synthetic_dir: Path) -> None:
+    path = synthetic_dir / "UNSW_NB15_testing-set.csv"
+    frame = pd.read_csv(path)
+    inf = frame.copy()
+    inf.loc[4, "rate"] = np.inf
+    inf.to_csv(path, index=False)
+    with pytest.raises(BenchError, match=r"'rate' has 1 non-finite value\(s\), first at data row 5: inf"):
+        td.prepare(0, True, 0.2, 0.2, 0.002)
+    repeated = frame.copy()
+    repeated.loc[9, td.ID] = repeated.loc[8, td.ID]
+    repeated.to_csv(path, index=False)
+    with pytest.raises(BenchError, match=r"1 row\(s\) repeat another row's id \(duplicated rows\?\), first at data row 10"):
+        td.prepare(0, True, 0.2, 0.2, 0.002)
+
+
+def test_a_split_holding_one_class_is_refused(synthetic_dir: Path) -> None:
+    frame = synthetic_frame(600)
+    frame[td.LABEL] = 0
+    frame[td.CATEGORY] = "Normal"
+    frame.to_csv(synthetic_dir / "UNSW_NB15_testing-set.csv", index=False)
+    with pytest.raises(BenchError, match=r"label column 'label' holds one class only \(0 in all 600 rows\)"):
+        Traffic().load(0)
+
+
 def test_missing_dataset_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(BenchError, match="UNSW_NB15_testing-set.csv.gz not found") as info:
@@ -143,7 +187,8 @@ def test_two_partitions_are_told_apart_by_row_count(synthetic_dir: Path) -> None
     # Swapped names: the file called "testing" is the larger one, so it is the training partition.
     synthetic_frame(900, seed=3).to_csv(synthetic_dir / "UNSW_NB15_testing-set.csv", index=False)
     held_out = synthetic_frame(300, seed=4, start_id=1)
-    held_out = pd.concat([held_out, pd.read_csv(synthetic_dir / "UNSW_NB15_testing-set.csv").head(5)])
+    copies = pd.read_csv(synthetic_dir / "UNSW_NB15_testing-set.csv").head(5).assign(**{td.ID: range(301, 306)})
+    held_out = pd.concat([held_out, copies])  # copies of training rows under their own ids
     held_out.to_csv(synthetic_dir / "UNSW_NB15_training-set.csv.gz", index=False)
     prepared = td.prepare(0, True, 0.2, 0.2, 0.002)
     info = prepared.info
@@ -251,22 +296,16 @@ def test_baselines_rows(synthetic_dir: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_tiny_run_of_each_variant(tmp_path: Path) -> None:
-    """Both variants through `bench run` -> accelerate launch -> worker, on a small synthetic
-    UNSW-shaped file (the real data runs in the smoke matrix)."""
-    data = tmp_path / "data"
-    (data / td.FOLDER).mkdir(parents=True)
-    synthetic_frame(2000, seed=7).to_csv(data / td.FOLDER / "UNSW_NB15_testing-set.csv", index=False)
+def test_tiny_run_of_each_variant(tmp_path: Path, data_dir: Path) -> None:
+    """Both variants through `bench run` -> accelerate launch -> worker, on the real testing partition
+    (a run checks its data as `bench data verify` does, so a synthetic file is refused before launch)."""
     matrix = tmp_path / "traffic-tiny.yaml"
     matrix.write_text(
         "name: traffic-tiny\ntimeout_s: 240\nseeds: 1\ntopologies: [cpu-1proc]\nprecisions: [bf16]\n"
         "workloads:\n  traffic:\n    variants: [ae, lstm_ae]\n    baselines: false\n"
-        "    budget: {max_epochs: 3, max_seconds: 60}\n    params: {target: 0.6, global_batch: 64}\n"
+        "    budget: {max_epochs: 3, max_seconds: 60}\n    params: {target: 0.6}\n"
     )
-    done = run_cli(
-        "run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"),
-        env={"BENCH_DATA_DIR": str(data)}, timeout=300,
-    )
+    done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     cells = sorted((tmp_path / "runs").glob("*/cells/*.json"))
     assert [c.name for c in cells] == [
@@ -283,6 +322,11 @@ def test_tiny_run_of_each_variant(tmp_path: Path) -> None:
         assert set(metrics["thresholds"]) == {"val_max_f1", "train_p99"}
         assert metrics["test"]["roc_auc"] > 0.6 and 0.0 < metrics["test"]["pr_auc"] <= 1.0
         rates = metrics["test"]["detection_rate"]["train_p99"]
-        assert set(rates) == {"Normal", "DoS", "Exploits"}
+        assert {"Normal", "Generic", "Exploits", "DoS"} <= set(rates)
         assert sum(r["rows"] for r in rates.values()) == result["data"]["rows"]["test"]
         assert result["data"]["layout"] == "single-partition" and result["data"]["dedup"] is True
+        # what the cell read and what its cleaning changed
+        assert result["data"]["sha256"] == {"unsw_nb15/UNSW_NB15_testing-set.csv.gz": TESTING_SHA256}
+        steps = {step["step"]: step["rows_changed"] for step in result["data"]["cleaning"]}
+        assert steps["drop exact feature duplicates, first in id order kept"] > 0
+        assert steps["fill blank numbers with the median of the training normals"] == 0

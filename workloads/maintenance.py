@@ -25,9 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from bench.errors import BenchError
 from workloads.base import Splits, TrainParams, Workload, limits
 from workloads.metrics import binary_metrics
-from workloads.tabular import dataset_file, read_csv_checked
+from workloads.tabular import check_classes, cleaning_step, dataset_file, read_csv_checked
 
 CSV = "ai4i2020/ai4i2020.csv"
 LABEL = "Machine failure"
@@ -44,8 +45,10 @@ TYPES = ["L", "M", "H"]
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 
 
-def load_frame() -> pd.DataFrame:
-    """The AI4I CSV, checked, in UDI order."""
+def load_frame(cleaning: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """The AI4I CSV, checked (finite sensors, unique UDI, both classes), in UDI order.
+
+    What the reordering changed is appended to `cleaning` (the result's `data.cleaning`)."""
     path = dataset_file(CSV, "ai4i2020")
     frame = read_csv_checked(
         path,
@@ -53,8 +56,14 @@ def load_frame() -> pd.DataFrame:
         numeric=["UDI", *SENSORS],
         labels={LABEL: {0, 1}, "Type": set(TYPES)},
         min_rows=1000,
+        unique=["UDI"],
+        target=LABEL,
     )
-    return frame.sort_values("UDI").reset_index(drop=True)
+    ordered = frame.sort_values("UDI", kind="stable")
+    if cleaning is not None:
+        moved = int((ordered.index.to_numpy() != np.arange(len(frame))).sum())
+        cleaning.append(cleaning_step("sort rows by UDI", moved))
+    return ordered.reset_index(drop=True)
 
 
 def feature_matrix(frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -149,12 +158,20 @@ class Maintenance(Workload):
     Params = MaintenanceParams
 
     def load(self, seed: int) -> Splits:
-        frame = load_frame()
+        cleaning: list[dict[str, Any]] = []
+        frame = load_frame(cleaning)
         features, names = feature_matrix(frame)
         labels = frame[LABEL].to_numpy(dtype=np.float32)
         bounds = block_bounds(len(frame))
+        source = dataset_file(CSV, "ai4i2020")
+        for name, (a, b) in bounds.items():
+            # every block trains or judges: F1, ROC-AUC and the baselines need both classes in each
+            part = f"{name} block (UDI {int(frame.UDI[a])}-{int(frame.UDI[b - 1])})"
+            check_classes(source, labels[a:b].astype(int), LABEL, part)
         n_numeric = len(names) - len(TYPES)
         scaled = scale_with_train(features, n_numeric, bounds["train"])
+        if not np.isfinite(scaled).all():  # finite readings can still overflow (power = torque x speed)
+            raise BenchError(f"{source}: the scaled inputs hold non-finite values; their windows would score NaN")
         w = self.params.window
         parts = {name: WindowDataset(scaled[a:b], labels[a:b], w) for name, (a, b) in bounds.items()}
         train_pos = float(labels[bounds["train"][0] : bounds["train"][1]].sum())
@@ -169,6 +186,7 @@ class Maintenance(Workload):
             "positives": {k: int(v.last_rows()[1].sum()) for k, v in parts.items()},
             "samples": {k: len(v) for k, v in parts.items()},
             "pos_weight": self._pos_weight,
+            "cleaning": cleaning,
         }
         return Splits(train=parts["train"], val=parts["val"], test=parts["test"], info=info)
 

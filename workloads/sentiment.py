@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from bench.errors import BenchError
 from workloads.base import Splits, TrainParams, Workload, limits
 from workloads.metrics import binary_metrics
-from workloads.tabular import dataset_file, read_csv_checked
+from workloads.tabular import check_classes, cleaning_step, dataset_file, read_csv_checked
 from workloads.text_cleaning import clean_for_baseline, clean_for_model, dedupe_key
 
 REVIEWS = "amazon_reviews/amazon_polarity_subset.csv.gz"
@@ -127,11 +127,13 @@ def _quiet_transformers() -> None:
 
 
 def load_reviews() -> pd.DataFrame:
-    """The amazon_polarity subset (label 0 negative / 1 positive, text), checked."""
+    """The amazon_polarity subset (label 0 negative / 1 positive, text), checked (both classes).
+
+    A blank text is kept as "": `clean_and_dedupe` drops it and counts it with the other empty reviews."""
     path = dataset_file(REVIEWS, "amazon_reviews")
-    frame = read_csv_checked(path, required=["label", "text"], numeric=[], labels={"label": {0, 1}}, min_rows=1000)
-    if frame["text"].isna().any():
-        frame = frame[frame["text"].notna()]
+    frame = read_csv_checked(path, required=["label", "text"], numeric=[], labels={"label": {0, 1}}, min_rows=1000,
+                             target="label")
+    frame = frame.assign(text=frame["text"].fillna(""))
     return frame[["label", "text"]].astype({"label": int, "text": str}).reset_index(drop=True)
 
 
@@ -156,9 +158,12 @@ def read_labelled_sentences(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"label": labels.astype(int), "text": frame["text"].astype(str)})
 
 
-def clean_and_dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+def clean_and_dedupe(
+    frame: pd.DataFrame, cleaning: list[dict[str, Any]] | None = None, file: str = REVIEWS
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Clean for the model, drop empty texts, then drop duplicates (first kept) and texts that
-    occur with both labels (contradictory: no label can be right)."""
+    occur with both labels (contradictory: no label can be right). Each step's count is appended
+    to `cleaning` (the result's `data.cleaning`) with the file's name."""
     cleaned = frame.assign(text=frame["text"].map(clean_for_model))
     nonempty = cleaned[cleaned["text"] != ""]
     keys = nonempty["text"].map(dedupe_key)
@@ -172,7 +177,31 @@ def clean_and_dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]
         "dropped_conflicting_labels": int(conflicting.sum()),
         "kept": len(kept),
     }
+    if cleaning is not None:
+        changed = int((cleaned["text"] != frame["text"]).sum())
+        cleaning += [
+            cleaning_step(CLEAN_STEP, changed, file=file),
+            cleaning_step("drop reviews empty after cleaning", counts["dropped_empty"], file=file),
+            cleaning_step("drop duplicate reviews (same cleaned text up to case and whitespace), first kept",
+                          counts["dropped_duplicates"], file=file),
+            cleaning_step("drop reviews whose text occurs with both labels", counts["dropped_conflicting_labels"], file=file),
+        ]
     return kept.reset_index(drop=True), counts
+
+
+CLEAN_STEP = "clean text for the model (HTML entities and tags, URLs, unicode, whitespace)"
+
+
+def clean_sentences(frame: pd.DataFrame, cleaning: list[dict[str, Any]], file: str = UCI_SENTENCES) -> pd.DataFrame:
+    """The UCI sentences cleaned as the reviews are; empty ones dropped; both counted in `cleaning`.
+    Not de-duplicated: the file is a fixed published test set, scored as published."""
+    cleaned = frame.assign(text=frame["text"].map(clean_for_model))
+    nonempty = cleaned[cleaned["text"] != ""]
+    cleaning += [
+        cleaning_step(CLEAN_STEP, int((cleaned["text"] != frame["text"]).sum()), file=file),
+        cleaning_step("drop sentences empty after cleaning", len(cleaned) - len(nonempty), file=file),
+    ]
+    return nonempty.reset_index(drop=True)
 
 
 def split_stratified(frame: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
@@ -289,12 +318,17 @@ class Sentiment(Workload):
         p = self.params
         if p.max_length < 8:
             raise BenchError(f"workload sentiment: max_length must be at least 8, got {p.max_length}")
-        frame, counts = clean_and_dedupe(load_reviews())
+        cleaning: list[dict[str, Any]] = []
+        frame, _ = clean_and_dedupe(load_reviews(), cleaning)
         parts = split_stratified(frame, p.split_seed)
         sizes = {"train": p.train_subset, "val": p.val_subset, "test": p.test_subset}
         parts = {name: stratified_subset(part, sizes[name], p.split_seed) for name, part in parts.items()}
-        uci = read_labelled_sentences(dataset_file(UCI_SENTENCES, "amazon_reviews"))
-        uci = stratified_subset(uci.assign(text=uci["text"].map(clean_for_model)), p.ood_subset, p.split_seed)
+        uci_path = dataset_file(UCI_SENTENCES, "amazon_reviews")
+        uci = stratified_subset(clean_sentences(read_labelled_sentences(uci_path), cleaning), p.ood_subset, p.split_seed)
+        sources = {name: dataset_file(REVIEWS, "amazon_reviews") for name in parts} | {OOD_SPLIT: uci_path}
+        for name, part in {**parts, OOD_SPLIT: uci}.items():
+            # accuracy on one class is 1.0 by construction, and the TF-IDF baseline cannot fit it
+            check_classes(sources[name], part["label"], "label", f"{name} split ({len(part):,} rows)")
         datasets = {
             name: ReviewDataset(part, self.tokenizer, p.max_length, sort_by_length=name != "train")
             for name, part in {**parts, OOD_SPLIT: uci}.items()
@@ -302,7 +336,7 @@ class Sentiment(Workload):
         info = {
             "source": REVIEWS,
             "out_of_domain": UCI_SENTENCES,
-            "cleaning": counts,
+            "cleaning": cleaning,
             "split": f"pooled, de-duplicated, stratified {SPLIT_FRACTIONS} with split_seed {p.split_seed}",
             "samples": {name: len(ds) for name, ds in datasets.items()},
             "positives": {name: int(ds.labels.sum()) for name, ds in datasets.items()},

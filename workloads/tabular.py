@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
@@ -28,15 +30,18 @@ def read_csv_checked(
     numeric: list[str],
     labels: dict[str, set] | None = None,
     min_rows: int = 1,
+    unique: list[str] | None = None,
+    target: str | None = None,
     **read_kwargs,
 ) -> pd.DataFrame:
     """Read a CSV and check its columns, numeric columns and label values.
 
     Raises BenchError (one line, naming the file) on an unreadable, empty or truncated file,
-    missing columns, non-numeric values in numeric columns, or NaN / unexpected labels.
+    missing columns, non-numeric, missing or non-finite values in numeric columns, NaN /
+    unexpected labels, rows repeating the `unique` key, or a `target` label of one class only.
     """
     frame = read_csv_frame(path, **read_kwargs)
-    return check_frame(path, frame, required, numeric, labels, min_rows)
+    return check_frame(path, frame, required, numeric, labels, min_rows, unique, target)
 
 
 def read_csv_frame(path: Path, **read_kwargs) -> pd.DataFrame:
@@ -58,6 +63,8 @@ def check_frame(
     numeric: list[str],
     labels: dict[str, set] | None = None,
     min_rows: int = 1,
+    unique: list[str] | None = None,
+    target: str | None = None,
 ) -> pd.DataFrame:
     """The checks of read_csv_checked on a table already read; numeric columns come back converted."""
     missing = [c for c in required if c not in frame.columns]
@@ -80,6 +87,7 @@ def check_frame(
             only_last = bool(converted.isna().sum() == 1 and converted.isna().iloc[-1])
             hint = " (in the last row only: truncated file?)" if only_last else ""
             raise BenchError(f"{path}: column {column!r} has {int(converted.isna().sum())} missing value(s){hint}")
+        check_finite(path, column, converted)
         frame[column] = converted
     for column, allowed in (labels or {}).items():
         values = frame[column]
@@ -91,7 +99,63 @@ def check_frame(
                 f"{path}: label column {column!r} has unexpected value(s) {unexpected[:5]}; "
                 f"expected {sorted(allowed, key=str)}"
             )
+    if unique:
+        check_unique(path, frame, unique)
+    if target is not None:
+        check_classes(path, frame[target], target)
     return frame
+
+
+def check_finite(source: Path | str, column: str, values: pd.Series) -> None:
+    """Numbers must be finite: an inf reading scores NaN downstream and counts as neither class."""
+    infinite = np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan))
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise BenchError(
+            f"{source}: column {column!r} has {int(infinite.sum())} non-finite value(s), "
+            f"first at data row {row + 1}: {float(values.iloc[row])!r}"
+        )
+
+
+def check_unique(source: Path | str, frame: pd.DataFrame, key: list[str]) -> None:
+    """No two rows may share the key (the row identifier): a repeated key is a duplicated row."""
+    repeated = frame.duplicated(key).to_numpy()
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        where = ", ".join(f"{c} {_plain(frame[c].iloc[row])}" for c in key)
+        raise BenchError(
+            f"{source}: {int(repeated.sum())} row(s) repeat another row's {', '.join(key)} (duplicated rows?), "
+            f"first at data row {row + 1}: {where}"
+        )
+
+
+def check_classes(source: Path | str, labels: pd.Series | np.ndarray, column: str, part: str = "") -> None:
+    """A label column must hold at least two classes: on one class a classifier learns nothing, its
+    accuracy is 1.0 by construction and ROC-AUC is undefined, and baselines refuse to fit.
+    `part` names the split or block checked ("" = the whole file)."""
+    values = pd.Series(np.asarray(labels)).dropna()
+    classes = values.unique()
+    if len(classes) == 1:
+        where = f"the {part} holds" if part else f"label column {column!r} holds"
+        what = f"{column} {_plain(classes[0])}" if part else f"{_plain(classes[0])}"
+        raise BenchError(
+            f"{source}: {where} one class only ({what} in all {len(values):,} rows); "
+            "a classifier needs both classes to learn and to be judged"
+        )
+
+
+def cleaning_step(step: str, rows_changed: int, **details: Any) -> dict[str, Any]:
+    """One entry of a result's `data.cleaning`: what a cleaning step did, and to how many rows."""
+    return {"step": step, "rows_changed": int(rows_changed), **details}
+
+
+def _plain(value: Any) -> str:
+    """A value as a person writes it: 99 rather than 99.0 or np.int64(99)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from bench.errors import BenchError
-from workloads.tabular import dataset_file, read_csv_checked
+from workloads.tabular import check_classes, check_finite, cleaning_step, dataset_file, read_csv_checked
 
 FOLDER = "unsw_nb15"
 FETCH_NAME = "unsw_nb15"
@@ -116,21 +116,27 @@ def _existing(relative: str) -> Path | None:
         return None
 
 
-def read_partition(path: Path) -> pd.DataFrame:
-    """One partition file, checked: columns, numeric values, labels. Missing numbers stay NaN."""
+def read_partition(path: Path, cleaning: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """One partition file, checked: columns, numeric values, labels (both classes), unique `id`.
+    Missing numbers stay NaN (imputed at encoding, counted); infinite ones are refused."""
     frame = read_csv_checked(
-        path, required=[ID, *FEATURES, LABEL, CATEGORY], numeric=[ID], labels={LABEL: {0, 1}}, min_rows=50
+        path, required=[ID, *FEATURES, LABEL, CATEGORY], numeric=[ID], labels={LABEL: {0, 1}}, min_rows=50,
+        unique=[ID], target=LABEL,
     )
-    return read_partition_frame(frame, str(path))
+    return read_partition_frame(frame, str(path), cleaning)
 
 
-def read_partition_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
-    """Normalise a partition's table: numbers as floats (blank = NaN, text = error), categories
-    lower-cased with "-"/blank as "none", attack_cat stripped, rows in `id` order."""
+def read_partition_frame(
+    frame: pd.DataFrame, source: str = "data", cleaning: list[dict[str, Any]] | None = None
+) -> pd.DataFrame:
+    """Normalise a partition's table: numbers as floats (blank = NaN, text or inf = error), categories
+    lower-cased with "-"/blank as "none", attack_cat stripped, rows in `id` order. The blanks filled
+    are appended to `cleaning`, with the file's name."""
     frame = frame.copy()
     for column in NUMERIC:
         if pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].astype(np.float64)
+            check_finite(source, column, frame[column])
             continue
         converted = pd.to_numeric(frame[column], errors="coerce")
         bad = converted.isna() & frame[column].notna() & (frame[column].astype(str).str.strip() != "")
@@ -140,15 +146,26 @@ def read_partition_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFr
                 f"{source}: column {column!r} has {int(bad.sum())} non-numeric value(s), "
                 f"first at data row {row + 1}: {frame[column].iloc[row]!r}"
             )
+        check_finite(source, column, converted)
         frame[column] = converted.astype(np.float64)
+    blank_rows = np.zeros(len(frame), dtype=bool)
     for column in CATEGORICAL:
         values = frame[column].astype("string").str.strip().str.lower()
+        blank = (values.isna() | (values == "")).to_numpy(dtype=bool)
+        blank_rows |= blank
         frame[column] = values.mask(values.isna() | (values == "") | (values == "-"), NO_SERVICE).astype(str)
     category = frame[CATEGORY].astype("string").str.strip()
     # The raw UNSW files leave attack_cat empty for normal traffic; the partitions say "Normal".
     category = category.mask(category.isna() | (category == ""), None)
+    blank_category = int(category.isna().sum())
     category = category.fillna(pd.Series(np.where(frame[LABEL] == 0, NORMAL, "Unknown"), index=frame.index))
     frame[CATEGORY] = category.astype(str)
+    if cleaning is not None:
+        name = Path(source).name
+        cleaning.append(cleaning_step(f"fill blank {'/'.join(CATEGORICAL)} with the category '{NO_SERVICE}'",
+                                      int(blank_rows.sum()), file=name))
+        cleaning.append(cleaning_step(f"fill blank {CATEGORY} from the label ({NORMAL} if 0, else Unknown)",
+                                      blank_category, file=name))
     return frame.sort_values(ID, kind="stable").reset_index(drop=True)
 
 
@@ -219,6 +236,23 @@ def stratified_split(frame: pd.DataFrame, fractions: tuple[float, ...], seed: in
     return [p.sort_values(ID, kind="stable").reset_index(drop=True) for p in parts]
 
 
+def _dedup_steps(facts: dict[str, int], file: str) -> list[dict[str, Any]]:
+    """`deduplicate`'s counts as cleaning steps."""
+    return [
+        cleaning_step("drop exact feature duplicates, first in id order kept", facts["duplicate_rows_dropped"], file=file),
+        cleaning_step("drop duplicate groups whose copies disagree on the label", facts["label_conflicting_rows_dropped"],
+                      file=file),
+    ]
+
+
+def _imputation_step(rows: pd.DataFrame) -> dict[str, Any]:
+    """What the encoder's median imputation fills in the rows it encodes (every split)."""
+    blank = rows[NUMERIC].isna()
+    columns = {column: int(n) for column, n in blank.sum().items() if n}
+    return cleaning_step("fill blank numbers with the median of the training normals", int(blank.any(axis=1).sum()),
+                         values_changed=int(blank.to_numpy().sum()), columns=dict(sorted(columns.items())))
+
+
 # -- encoding ------------------------------------------------------------------------------------
 
 
@@ -250,13 +284,15 @@ def encode(encoder: ColumnTransformer | Pipeline, frame: pd.DataFrame, categorie
 def prepare(seed: int, dedup: bool, val_fraction: float, test_fraction: float, rare_fraction: float) -> Prepared:
     """Read whichever partitions are present and return the encoded train/val/test parts."""
     files = partition_files()
-    frames = {path: read_partition(path) for path in files}
+    cleaning: list[dict[str, Any]] = []
+    frames = {path: read_partition(path, cleaning) for path in files}
     layout = identify(frames)
     info: dict[str, Any] = {"layout": layout["layout"], "files": layout["files"], "dedup": dedup}
     if layout["layout"] == "single-partition":
         frame = frames[layout["partition"]]
         if dedup:
             frame, info["duplicates"] = deduplicate(frame)
+            cleaning += _dedup_steps(info["duplicates"], layout["partition"].name)
         train_fraction = 1.0 - val_fraction - test_fraction
         train, val, test = stratified_split(frame, (train_fraction, val_fraction, test_fraction), seed)
         info["split"] = (
@@ -271,15 +307,24 @@ def prepare(seed: int, dedup: bool, val_fraction: float, test_fraction: float, r
             published, info["duplicates_training_file"] = deduplicate(published)
             held, info["duplicates_testing_file"] = deduplicate(held)
             held, info["testing_rows_copying_training_rows_dropped"] = drop_copies_of(held, published)
+            cleaning += _dedup_steps(info["duplicates_training_file"], layout["training_file"].name)
+            cleaning += _dedup_steps(info["duplicates_testing_file"], layout["testing_file"].name)
+            cleaning.append(cleaning_step("drop testing rows that copy a training row",
+                                          info["testing_rows_copying_training_rows_dropped"],
+                                          file=layout["testing_file"].name))
         train, val = stratified_split(published, (1.0 - val_fraction, val_fraction), seed)
         test = held
         info["split"] = (
             f"official partitions: train/val = {1 - val_fraction:.0%}/{val_fraction:.0%} of the training "
             f"partition (seeded, stratified by {CATEGORY}); test = the testing partition"
         )
+    for name, part in (("train", train), ("val", val), ("test", test)):
+        # val and test are scored by ROC-AUC; the supervised baseline fits on train's two classes
+        check_classes(", ".join(p.name for p in files), part[LABEL], LABEL, f"{name} split ({len(part):,} rows)")
     normal_train = train[train[LABEL] == 0]
     if len(normal_train) < 10:
         raise BenchError(f"only {len(normal_train)} normal rows in the training part; cannot fit the autoencoder")
+    cleaning.append(_imputation_step(pd.concat([train, val, test])))
     encoder = make_encoder(rare_fraction).fit(normal_train[FEATURES])
     categories = [NORMAL] + sorted(set(pd.concat([train, val, test])[CATEGORY]) - {NORMAL})
     parts = {name: encode(encoder, frame, categories) for name, frame in (("train", train), ("val", val), ("test", test))}
@@ -295,6 +340,7 @@ def prepare(seed: int, dedup: bool, val_fraction: float, test_fraction: float, r
             "inputs": len(names),
             "feature_names": names,
             "encoder_fitted_on": f"the {len(normal_train)} normal rows of the training part",
+            "cleaning": cleaning,
             "pooled_categories": {
                 column: [str(c) for c in (cats if cats is not None else [])]
                 for column, cats in zip(CATEGORICAL, encoder.named_transformers_["cat"].infrequent_categories_, strict=True)

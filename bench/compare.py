@@ -210,6 +210,39 @@ def compare_results(
     return verdicts
 
 
+def data_differences(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> list[str]:
+    """Notes naming each data file whose content (`data.sha256` of the results) differs between the two
+    runs in a cell both ran. A result without hashes (written before they were recorded, as the
+    committed baselines were) is unknown, not different: it gives no note."""
+    base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
+
+    def hashes(results: list[dict[str, Any]]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for r in results:
+            for name, sha in ((r.get("data") or {}).get("sha256") or {}).items():
+                found.setdefault(name, set()).add(sha)
+        return found
+
+    differing: dict[str, tuple[set[str], set[str], set[str]]] = {}
+    for key in base_groups.keys() & cand_groups.keys():
+        base, cand = hashes(base_groups[key]), hashes(cand_groups[key])
+        for name in base.keys() & cand.keys():
+            if base[name] != cand[name]:
+                base_shas, cand_shas, keys = differing.setdefault(name, (set(), set(), set()))
+                base_shas.update(base[name])
+                cand_shas.update(cand[name])
+                keys.add(key)
+
+    def short(shas: set[str]) -> str:
+        return " / ".join(f"{sha[:12]}..." for sha in sorted(shas))
+
+    return [
+        f"Different data: {name} has SHA-256 {short(base)} in the baseline and {short(cand)} in the candidate "
+        f"({len(keys)} cell(s)); their figures do not compare like for like."
+        for name, (base, cand, keys) in sorted(differing.items())
+    ]
+
+
 def _statuses(results: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for r in results:

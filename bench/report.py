@@ -39,6 +39,8 @@ class WorkloadReport:
     baselines: list[dict[str, Any]] = field(default_factory=list)
     not_converged: list[dict[str, Any]] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
+    """What the cells read (file, SHA-256), and a **Different data** line where cells read different content."""
 
 
 @dataclass
@@ -374,6 +376,7 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
             rows=rows,
             baselines=baseline_rows([r for r in cells if r["status"] == "baseline"]),
             not_converged=[_listing(r) for r in train if r["status"] == "not_converged"],
+            data=data_notes(cells),
         )
         report.verdict = verdict(report)
         workloads.append(report)
@@ -390,6 +393,35 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
         cell_count=len(results),
         launch_seconds=sum(r["cell_wall_s"] for r in results if r.get("cell_wall_s")) or None,
     )
+
+
+def data_notes(results: list[dict[str, Any]]) -> list[str]:
+    """One line per data file the cells read (`data.sha256` of their results): its SHA-256 and whether it is
+    the published content, or, where cells read different content, which cells read which. Results that
+    record no hashes (written before they were recorded) are left out: unknown, not different."""
+    from bench.datasets import published_sha256
+
+    seen: dict[str, dict[str, list[str]]] = {}
+    for r in results:
+        for name, sha in ((r.get("data") or {}).get("sha256") or {}).items():
+            seen.setdefault(name, {}).setdefault(sha, []).append(r["cell"].get("id") or _listing(r)["id"])
+    lines = []
+    for name, by_sha in sorted(seen.items()):
+        if len(by_sha) == 1:
+            (sha,) = by_sha
+            published = published_sha256(name)
+            what = "content not fixed by its publisher" if published is None else (
+                "the published file" if sha == published else "**not** the published file")
+            lines.append(f"Data: `{name}` SHA-256 `{sha[:12]}...` ({what}).")
+            continue
+        parts = [
+            f"{sha[:12]}... in {len(ids)} cell{'s' if len(ids) != 1 else ''}"
+            + (f" ({', '.join(f'`{i}`' for i in ids)})" if len(ids) <= 3 else "")
+            for sha, ids in by_sha.items()
+        ]
+        lines.append(f"**Different data**: {name} has SHA-256 {', '.join(parts[:-1])} and {parts[-1]}; "
+                     "their figures do not compare like for like.")
+    return lines
 
 
 def _listing(result: dict[str, Any]) -> dict[str, Any]:

@@ -200,7 +200,10 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
     out.append("Figures are medians over seeds with [min–max] where there are several; "
                "column meanings are in docs/report.md.")
     for w in report.workloads:
-        out += ["", f"## {w.name}", "", _target_line(w), "", "### Verdict", ""]
+        out += ["", f"## {w.name}", "", _target_line(w), ""]
+        for line in w.data:  # the data files read, and whether cells read different content
+            out += [line, ""]
+        out += ["### Verdict", ""]
         out += [f"- {line}" for line in w.verdict]
         headers, rows = table_rows(w, extra_metrics)
         out += ["", "### Results", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]

@@ -21,6 +21,7 @@ from bench.compare import (
     Hardware,
     compare_hardware,
     compare_results,
+    data_differences,
     find_baseline,
     hardware_of,
     latest_run,
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         judge_speed=judge_speed,
     )
     verdicts = compare_results(baseline, candidate, settings)
+    notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)
     if args.recheck:
         from bench.recheck import recheck
 

@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                         help=f"significance level of the one-sided Mann-Whitney U test (default {DEFAULT_ALPHA:g})")
     parser.add_argument("--any-hardware", action="store_true",
-                        help="judge speed and memory even when the runs come from different hardware classes")
+                        help="judge speed and memory even when the runs' hardware does not match (cores, CPU precision flags, GPUs)")
     parser.add_argument("--recheck", action="store_true",
                         help="re-run, once, the candidate's cells whose only regressions are speed; such a "
                              "regression fails only if the re-run shows it too (the candidate must be a run "

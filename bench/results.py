@@ -176,6 +176,8 @@ _FIELD_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
     ("", "observed"): (_object, "an object"),
     ("", "topology"): (_object, "an object"),
     ("", "non_finite"): (_object, "an object"),
+    ("", "data"): (_object, "an object"),
+    ("data", "sha256"): (_object, "an object"),
     ("", "samples_to_target"): (_number_or_null, "a number or null"),
     ("", "flops_per_sample"): (_number_or_null, "a number or null"),
     ("", "cell_wall_s"): (_number_or_null, "a number or null"),

@@ -92,6 +92,8 @@ WRONGLY_TYPED = {
     "cpu_count is a string": lambda r: r["environment"].update(cpu_count="two"),
     "curve is a dict": lambda r: r.update(curve={"seconds": 1.0}),
     "memory is a list": lambda r: r.update(memory=[400]),
+    "data is a string": lambda r: r.update(data="maintenance.csv"),
+    "data hashes are a list": lambda r: r.update(data={"sha256": ["0a1b"]}),
 }
 
 

@@ -31,6 +31,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from scipy.stats import mannwhitneyu
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.results import WITH_NUMBERS, load_run, write_atomic, write_json_atomic
+from bench.results import WITH_NUMBERS, load_run, strict_json, write_atomic, write_json_atomic
 
 # ---------------------------------------------------------------------------------------------
 # Metrics and settings
@@ -497,6 +498,104 @@ def render_markdown(
             "",
         ]
     return "\n".join(lines)
+
+
+NOT_JUDGED = "not judged"
+"""A speed or memory metric left unjudged because the runs' hardware differs (`speed_not_judged`).
+Only the JSON and JUnit outputs list them; compare_results never returns one."""
+
+FORMATS = ("text", "json", "junit")
+
+
+def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], reason: str) -> list[Verdict]:
+    """The speed and memory checks compare_results would have made had the hardware matched: one
+    per cell both runs have numbers for and metric the baseline has a figure for, with `reason`."""
+    base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
+    skipped = []
+    for key, base in base_groups.items():
+        base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
+        cand_n = [r for r in cand_groups.get(key, []) if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
+        if not base_n or not cand_n:
+            continue
+        for metric in SPEED_AND_MEMORY:
+            if any(metric.value(r) is not None for r in base_n):
+                skipped.append(Verdict(key, metric.name, NOT_JUDGED, why=reason))
+    return skipped
+
+
+def _summary(verdicts: list[Verdict]) -> tuple[int, int, int]:
+    judged = [v for v in verdicts if v.verdict != NOT_JUDGED]
+    regressions = sum(v.verdict == REGRESSION for v in judged)
+    improvements = sum(v.verdict == IMPROVEMENT for v in judged)
+    return regressions, improvements, len({v.cell for v in judged})
+
+
+def render_json(
+    verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+) -> str:
+    """The verdicts as one strict JSON document (no NaN: a non-finite p-value is null)."""
+    regressions, improvements, cells = _summary(verdicts)
+    document = {
+        "baseline": baseline_name,
+        "candidate": candidate_name,
+        "passed": regressions == 0,
+        "regressions": regressions,
+        "improvements": improvements,
+        "cells": cells,
+        "checks": sum(v.verdict != NOT_JUDGED for v in verdicts),
+        "speed_judged": speed_judged,
+        "notes": notes,
+        "verdicts": [
+            {"cell": v.cell, "metric": v.metric, "verdict": v.verdict, "baseline": v.baseline, "candidate": v.candidate,
+             "change": v.change, "p_value": v.p_value, "why": v.why}
+            for v in verdicts
+        ],
+    }
+    return strict_json(document)
+
+
+def render_junit(
+    verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+) -> str:
+    """The verdicts as JUnit XML, as CI systems read test results: one testcase per (cell, metric),
+    its classname the cell and its name the metric. A regression is a <failure> with its reason;
+    a metric not judged (different hardware) is <skipped> with the reason; every other verdict
+    (ok, improvement, not significant, not confirmed, new) passes, its verdict and reason in
+    <system-out>."""
+    failures = sum(v.verdict == REGRESSION for v in verdicts)
+    skipped = sum(v.verdict == NOT_JUDGED for v in verdicts)
+    counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
+    root = ET.Element("testsuites", {"name": "bench compare", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": f"bench compare: {candidate_name} against {baseline_name}", **counts})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("baseline", baseline_name), ("candidate", candidate_name), ("speed_judged", str(speed_judged).lower())):
+        ET.SubElement(properties, "property", {"name": name, "value": value})
+    for i, note in enumerate(notes):
+        ET.SubElement(properties, "property", {"name": f"note{i + 1}", "value": note})
+    for v in verdicts:
+        case = ET.SubElement(suite, "testcase", {"classname": v.cell, "name": v.metric, "time": "0"})
+        figures = _figures(v)
+        if v.verdict == REGRESSION:
+            failure = ET.SubElement(case, "failure", {"type": REGRESSION, "message": v.why or "regression"})
+            failure.text = figures
+        elif v.verdict == NOT_JUDGED:
+            ET.SubElement(case, "skipped", {"message": v.why})
+        else:
+            ET.SubElement(case, "system-out").text = f"{v.verdict}: {figures}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _figures(v: Verdict) -> str:
+    parts = [f"baseline {v.baseline or '-'}", f"candidate {v.candidate or '-'}"]
+    if v.change:
+        parts.append(f"change {v.change}")
+    if v.p_value is not None and math.isfinite(v.p_value):
+        parts.append(f"p {v.p_value:.2g}")
+    return ", ".join(parts) + (f"; {v.why}" if v.why else "")
+
+
+RENDERERS = {"text": render_markdown, "json": render_json, "junit": render_junit}
 
 
 # ---------------------------------------------------------------------------------------------

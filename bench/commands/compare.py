@@ -4,6 +4,7 @@
     bench compare --baseline auto CANDIDATE    # the committed baseline for this hardware
     bench compare --baseline auto latest       # ... against the newest run under results/
     bench compare --save-baseline RUN_DIR      # commit a run as this hardware's baseline
+    bench compare A B --format junit --out compare.xml   # JUnit XML for CI (json: a JSON document)
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from bench.compare import (
     DEFAULT_ALPHA,
     DEFAULT_QUALITY_TOLERANCE,
     DEFAULT_THRESHOLDS,
+    FORMATS,
     REGRESSION,
+    RENDERERS,
     GateSettings,
     Hardware,
     compare_hardware,
@@ -29,6 +32,7 @@ from bench.compare import (
     parse_thresholds,
     render_markdown,
     save_baseline,
+    speed_not_judged,
 )
 from bench.errors import BenchError
 from bench.paths import RESULTS_DIR
@@ -59,7 +63,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="re-run, once, the candidate's cells whose only regressions are speed; such a "
                              "regression fails only if the re-run shows it too (the candidate must be a run "
                              "directory made by `bench run`)")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="text: the Markdown report (default); json: the verdicts as a JSON document; junit: "
+                             "JUnit XML, one testcase per cell and metric (a regression fails, speed not judged is "
+                             "skipped). Printed on stdout, or with --out written to FILE while stdout shows the text report")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the report, in --format, to FILE")
     parser.add_argument("--save-baseline", type=Path, metavar="RUN_DIR",
                         help="copy RUN_DIR's cells to results/baselines/<hardware-class>/ (the baseline it replaces "
                              "moves to history/ there) and exit")
@@ -128,12 +136,21 @@ def run(args: argparse.Namespace) -> int:
 
         verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
         notes += recheck_notes
-    report = render_markdown(verdicts, str(baseline_path), str(candidate_path), notes, speed_judged=judge_speed)
-    print(report)
+    names = (str(baseline_path), str(candidate_path))
+    text = render_markdown(verdicts, *names, notes, speed_judged=judge_speed)
+    report = text
+    if args.format != "text":
+        # JSON and JUnit also list the speed and memory checks left unjudged (different hardware).
+        unjudged = [] if judge_speed else speed_not_judged(
+            baseline, candidate, f"speed and memory not judged: different hardware ({how})")
+        report = RENDERERS[args.format](verdicts + unjudged, *names, notes, speed_judged=judge_speed)
+    # stdout: the chosen format, unless it goes to --out; then the text report, for people.
+    shown = text if args.out else report
+    print(shown, end="" if shown.endswith("\n") else "\n")
     if args.out:
         try:
             write_atomic(args.out, report)
         except OSError as exc:
             raise BenchError(f"{args.out}: cannot write the report ({exc.strerror or exc})") from None
-        print(f"report written to {args.out}", file=sys.stderr)
+        print(f"{args.format} report written to {args.out}", file=sys.stderr)
     return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0

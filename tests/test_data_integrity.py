@@ -216,3 +216,12 @@ def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
     # cells that record no hashes (older results) say nothing either way
     plain = _write_run(tmp_path / "plain", load_run(REPORT_FIXTURE))
     assert "Different data" not in render_markdown(build_report(plain, measure_peaks=False))
+
+
+def test_every_workload_names_the_datasets_it_reads():
+    """A workload missing from WORKLOAD_DATA would have no data checked before its cells train."""
+    from bench.datasets import WORKLOAD_DATA
+    from workloads import REGISTRY
+
+    assert set(WORKLOAD_DATA) == set(REGISTRY)
+    assert all(name in DATASETS for names in WORKLOAD_DATA.values() for name in names)

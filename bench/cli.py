@@ -25,6 +25,7 @@ COMMANDS = {
     "serve": "serve a fine-tuned sentiment checkpoint over HTTP (Flask behind waitress)",
     "loadtest": "measure serving latency and requests/s at 1, 8 and 32 concurrent clients on loopback",
     "compare": "judge a candidate run against a baseline (or the committed one for this hardware); exit 1 on a regression",
+    "env": "print what every result records about this machine (cores, memory, CPU flags, GPUs, CUDA, load), for a bug report",
 }
 
 

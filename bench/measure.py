@@ -109,7 +109,7 @@ def now() -> float:
 # Environment
 # ---------------------------------------------------------------------------------------------
 
-_PACKAGES = ("torch", "accelerate", "transformers", "numpy", "scikit-learn", "pandas")
+_PACKAGES = ("torch", "accelerate", "transformers", "numpy", "scikit-learn", "pandas", "deepspeed")
 
 
 def cpu_model() -> str:
@@ -205,8 +205,81 @@ def hardware() -> dict[str, Any]:
     }
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else all the host's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def load_average() -> list[float] | None:
+    """The host's 1-, 5- and 15-minute load averages (runnable processes), None where unknown.
+    Above the core count, other work is queueing for the cores a cell's clock runs on."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def memory_total_mb() -> float | None:
+    """The host's physical memory in MiB (MemTotal), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20, 1)
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def cuda_driver_version() -> str | None:
+    """The NVIDIA driver's version (NVML if installed, else nvidia-smi), None without one."""
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # not installed, or no driver to talk to: ask nvidia-smi
+        pass
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def gpu_software() -> dict[str, Any]:
+    """CUDA as torch was built with it, the driver, NCCL, and each GPU's memory (MiB). On a host
+    without a usable GPU: the build's CUDA (None for a CPU build), None for the rest, no memory."""
+    import torch
+
+    info: dict[str, Any] = {"cuda_version": torch.version.cuda, "cuda_driver": None, "nccl_version": None,
+                            "gpu_memory_mb": []}
+    if not torch.cuda.is_available():
+        return info
+    info["gpu_memory_mb"] = [round(torch.cuda.get_device_properties(i).total_memory / 2**20, 1)
+                             for i in range(torch.cuda.device_count())]
+    info["cuda_driver"] = cuda_driver_version()
+    try:
+        nccl = torch.cuda.nccl.version()
+        info["nccl_version"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl)
+    except Exception:  # a build without NCCL
+        pass
+    return info
+
+
 def environment() -> dict[str, Any]:
-    """What a figure was measured on: hardware, software, code version."""
+    """What a figure was measured on: hardware (cores, memory, GPUs and their software), the
+    host's load when it was taken, software, code version. `bench env` prints it."""
     import torch
 
     return {
@@ -214,6 +287,10 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         **hardware(),
+        "usable_cores": usable_cores(),
+        "memory_total_mb": memory_total_mb(),
+        "load_average": load_average(),
+        **gpu_software(),
         "torch_threads": torch.get_num_threads(),
         "packages": package_versions(),
         "git_commit": git_commit(),

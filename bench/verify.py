@@ -139,3 +139,27 @@ def verify_model_precision(modules: dict[str, dict], precision: str, device: str
             observed,
         )
     return Verdict(None, "", observed)
+
+
+def probe_kernels(forward_backward: Callable[[], object], precision: str, device: str) -> Verdict:
+    """Run one forward and backward of a throwaway copy of the model in the cell's precision.
+
+    Some CPUs have no kernel at all for a precision: on an AVX2-only CPU (no AVX-512) oneDNN
+    cannot build a bf16 LSTM and raises "could not create a primitive descriptor for the LSTM
+    forward propagation primitive", where an AVX-512 CPU without bf16 instructions emulates it.
+    Such a cell is `unsupported` on this host, with the library's own words as the reason, not a
+    crashed cell. In fp32 a failure here is a bug, not a missing kernel: it is raised."""
+    try:
+        forward_backward()
+    except RuntimeError as exc:
+        if precision == "fp32":
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Verdict(
+            "unsupported",
+            f"{precision} does not run on this {device}: one forward and backward of the model failed with "
+            f"{first!r} (no {precision} kernel for a layer of this model here)",
+            {"kernel_probe": "failed"},
+        )
+    return Verdict(None, "", {"kernel_probe": "ok"})
+

@@ -175,7 +175,7 @@ def run_training(cell: Cell, out: Path) -> None:
 
 
 def probe_model_precision(accelerator, workload, splits, precision: str):
-    from bench.verify import model_compute_dtypes, verify_model_precision
+    from bench.verify import model_compute_dtypes, probe_kernels, verify_model_precision
 
     model = workload.build_model().to(accelerator.device)
     batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
@@ -183,9 +183,19 @@ def probe_model_precision(accelerator, workload, splits, precision: str):
 
     def forward():
         with accelerator.autocast():
-            workload.loss(model, batch)
+            return workload.loss(model, batch)
 
-    return verify_model_precision(model_compute_dtypes(model, forward), precision, accelerator.device.type)
+    def forward_backward():
+        forward().float().backward()
+
+    device = accelerator.device.type
+    # First: does the model run in this precision here at all (a training step's forward and backward)?
+    kernels = probe_kernels(forward_backward, precision, device)
+    if kernels.status:
+        return kernels
+    verdict = verify_model_precision(model_compute_dtypes(model, forward), precision, device)
+    verdict.observed.update(kernels.observed)
+    return verdict
 
 
 def _to_device(batch, device):

@@ -79,9 +79,75 @@ def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 model(x)
 
+        if cell == "lstm" and not _cpu_runs_a_bf16_lstm():
+            continue  # an AVX2-only CPU has no bf16 LSTM at all: the next test covers that host
         verdicts[cell] = verify_model_precision(model_compute_dtypes(model, forward), "bf16", "cpu")
     assert verdicts["gru"].status == "unsupported"
     assert "GRU (fp32)" in verdicts["gru"].reason
     assert verdicts["gru"].observed["module_dtypes"]["head"]["dtype"] == "bf16"
-    assert verdicts["lstm"].status is None
-    assert verdicts["lstm"].observed["compute_params_in_requested_dtype"] == 1.0
+    if "lstm" in verdicts:
+        assert verdicts["lstm"].status is None
+        assert verdicts["lstm"].observed["compute_params_in_requested_dtype"] == 1.0
+
+
+def _cpu_runs_a_bf16_lstm() -> bool:
+    """Whether this CPU trains a bf16 LSTM (oneDNN needs AVX-512 for it; an AVX2-only CPU raises)."""
+    import torch
+
+    from bench.measure import cpu_flags
+
+    if "avx512f" in cpu_flags():
+        return True
+    model = torch.nn.LSTM(4, 8, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(torch.randn(2, 3, 4))[0].float().sum().backward()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_precision_this_cpu_has_no_kernel_for_is_unsupported_not_a_crash():
+    """The worker's kernel probe: a model whose bf16 step raises (as a bf16 LSTM does on an
+    AVX2-only CPU) makes the cell `unsupported` with the library's words; in fp32 it raises."""
+    import torch
+
+    from bench.verify import probe_kernels
+
+    class NoBf16Kernel(torch.nn.Module):
+        def forward(self, x):
+            if torch.is_autocast_enabled("cpu"):
+                raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.")
+            return x * 2
+
+    def step(precision):
+        def forward_backward():
+            x = torch.ones(2, requires_grad=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                NoBf16Kernel()(x).sum().backward()
+        return forward_backward
+
+    verdict = probe_kernels(step("bf16"), "bf16", "cpu")
+    assert verdict.status == "unsupported"
+    assert "could not create a primitive descriptor" in verdict.reason
+    assert probe_kernels(step("fp32"), "fp32", "cpu").status is None
+    with pytest.raises(RuntimeError):
+        probe_kernels(lambda: (_ for _ in ()).throw(RuntimeError("a real bug")), "fp32", "cpu")
+
+
+def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():
+    """On any CPU: the probe calls the maintenance LSTM unsupported in bf16 exactly when a bf16
+    training step of it fails here (AVX2-only CPUs), and lets it run where it runs."""
+    import torch
+
+    from bench.verify import probe_kernels
+    from workloads.maintenance import RecurrentClassifier
+
+    model = RecurrentClassifier("lstm", 10, 16, 1, 0.0)
+
+    def forward_backward():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(torch.randn(2, 5, 10)).float().sum().backward()
+
+    verdict = probe_kernels(forward_backward, "bf16", "cpu")
+    assert (verdict.status is None) == _cpu_runs_a_bf16_lstm()

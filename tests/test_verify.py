@@ -7,6 +7,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 from bench.verify import Expected, autocast_dtype, verify
+from tests.conftest import cpu_runs_a_bf16_lstm
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 model(x)
 
-        if cell == "lstm" and not _cpu_runs_a_bf16_lstm():
+        if cell == "lstm" and not cpu_runs_a_bf16_lstm():
             continue  # an AVX2-only CPU has no bf16 LSTM at all: the next test covers that host
         verdicts[cell] = verify_model_precision(model_compute_dtypes(model, forward), "bf16", "cpu")
     assert verdicts["gru"].status == "unsupported"
@@ -88,23 +89,6 @@ def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
     if "lstm" in verdicts:
         assert verdicts["lstm"].status is None
         assert verdicts["lstm"].observed["compute_params_in_requested_dtype"] == 1.0
-
-
-def _cpu_runs_a_bf16_lstm() -> bool:
-    """Whether this CPU trains a bf16 LSTM (oneDNN needs AVX-512 for it; an AVX2-only CPU raises)."""
-    import torch
-
-    from bench.measure import cpu_flags
-
-    if "avx512f" in cpu_flags():
-        return True
-    model = torch.nn.LSTM(4, 8, batch_first=True)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            model(torch.randn(2, 3, 4))[0].float().sum().backward()
-    except RuntimeError:
-        return False
-    return True
 
 
 def test_a_precision_this_cpu_has_no_kernel_for_is_unsupported_not_a_crash():
@@ -150,4 +134,4 @@ def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():
             model(torch.randn(2, 5, 10)).float().sum().backward()
 
     verdict = probe_kernels(forward_backward, "bf16", "cpu")
-    assert (verdict.status is None) == _cpu_runs_a_bf16_lstm()
+    assert (verdict.status is None) == cpu_runs_a_bf16_lstm()

@@ -45,7 +45,8 @@ def launch_commands(
     port: int | None = None,
 ) -> list[list[str]]:
     """The command line(s) that run a cell: one per node rank; one plain python for baselines."""
-    worker = ["-m", "bench.worker", "--cell", str(cell_file), "--out", str(out_file)]
+    # Absolute: the launchers run in PROJECT_ROOT (see run_group), not in the user's folder.
+    worker = ["-m", "bench.worker", "--cell", str(Path(cell_file).absolute()), "--out", str(Path(out_file).absolute())]
     if topology is None:
         return [[sys.executable, *worker]]
     base = accelerate_executable()

@@ -1,5 +1,13 @@
 """Where the project's inputs and outputs live.
 
+The built-in configs (Accelerate config YAMLs and matrices) are package data, under bench/configs/,
+so they are found the same way in a checkout and in an installed wheel.
+
+Run outputs go under the current folder: results/ (BENCH_RESULTS_DIR overrides it) and reports/,
+whether bench runs from a checkout or is installed. From the repository root that is the
+checkout's results/, whose baselines/ holds the committed baselines `bench compare --baseline auto`
+looks for.
+
 Datasets are never shipped with the project: they live in a data directory named by
 the environment variable BENCH_DATA_DIR (tests and CI point it at ../shared/data), falling back to
 the user's cache directory, where `python -m bench data fetch` puts them.
@@ -11,12 +19,16 @@ import os
 import re
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIGS_DIR = PROJECT_ROOT / "configs"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The folder that holds the `bench` and `workloads` packages: the checkout, or site-packages once
+# installed. Launched workers import from it (bench/launch.py), so they run the same code as the runner.
+PROJECT_ROOT = PACKAGE_DIR.parent
+CONFIGS_DIR = PACKAGE_DIR / "configs"
 ACCELERATE_CONFIGS_DIR = CONFIGS_DIR / "accelerate"
 MATRIX_CONFIGS_DIR = CONFIGS_DIR / "matrix"
-RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR", PROJECT_ROOT / "results"))
-REPORTS_DIR = PROJECT_ROOT / "reports"
+# Relative: under the folder bench runs in (never inside an installed package).
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+REPORTS_DIR = Path("reports")
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 

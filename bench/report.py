@@ -169,6 +169,20 @@ def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> floa
     return utilisation if utilisation <= 1.0 else None
 
 
+def busy_host(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The cell's host load (`host_load`, recorded by the runner) when its 1-min load average at the
+    cell's start or end was above the cores it could use: other work queued for those cores, so its
+    speed figures are contaminated. None for a quiet host or a result that records no load."""
+    load = result.get("host_load")
+    if not isinstance(load, dict) or not load.get("cores"):
+        return None
+    one_min = {when: load[when][0] for when in ("start", "end") if load.get(when)}
+    if not any(value > load["cores"] for value in one_min.values()):
+        return None
+    return {"id": result["cell"]["id"], "seed": result["cell"]["seed"], "cores": load["cores"],
+            "load_start": one_min.get("start"), "load_end": one_min.get("end")}
+
+
 def _metric_series(results: list[dict[str, Any]], getter) -> tuple[dict[str, list[float | None]], dict[str, str]]:
     """{"val_f1": [one value per result], ...} for every split and numeric metric any result carries.
 
@@ -263,6 +277,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
                 "cuda_max_reserved_mb", "flops_per_sample", "mfu_measured", "mfu_datasheet"):
         row[key] = summarise(per_seed[key])
     row["per_seed"]["time_to_target_s_converged"] = ttt
+    row["busy_host"] = [b for b in map(busy_host, trained) if b]
     row["curves"] = [_curve(r) for r in trained if r.get("curve") and r.get("target")]
     return row
 
@@ -310,9 +325,12 @@ def add_comparisons(rows: list[dict[str, Any]]) -> None:
 def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per classical model, its seeds aggregated."""
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    busy: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in results:
         for entry in r.get("baselines") or []:
             by_name[entry["name"]].append({**entry, "seed": r["cell"]["seed"]})
+            if busy_host(r):
+                busy[entry["name"]][r["cell"]["id"]] = busy_host(r)
     rows = []
     for name, entries in by_name.items():
         series, labels = _metric_series(entries, lambda e: e.get("metrics"))
@@ -325,6 +343,7 @@ def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "quality": _quality(series, labels),
                 "fit_seconds": summarise([e.get("fit_seconds") for e in entries]),
                 "per_seed": {"seeds": [e["seed"] for e in entries], **series},
+                "busy_host": list(busy[name].values()),
             }
         )
     return rows

@@ -100,7 +100,30 @@ def resolve_metric(name: str, present: set[str]) -> str | None:
 
 def _note(row: dict[str, Any]) -> str:
     others = {s: n for s, n in row["statuses"].items() if s != "converged"}
-    return ", ".join(f"{n} {s}" for s, n in others.items())
+    busy = [_busy_mark(row, row["trained"], "seeds")] if row.get("busy_host") else []
+    return ", ".join([f"{n} {s}" for s, n in others.items()] + busy)
+
+
+def _busy_mark(row: dict[str, Any], of: int, unit: str) -> str:
+    """The mark on a row some of whose cells ran on a busy host (footnote under the table)."""
+    return f"busy host ({len(row['busy_host'])}/{of} {unit})"
+
+
+def busy_host_note(rows: list[dict[str, Any]]) -> str | None:
+    """The footnote under a results table naming the cells that ran on a busy host, or None."""
+    busy = list({b["id"]: b for r in rows for b in r.get("busy_host") or []}.values())
+    if not busy:
+        return None
+
+    def load(b: dict[str, Any]) -> str:
+        when = [f"{b[k]:.2f} at {k[5:]}" for k in ("load_start", "load_end") if b.get(k) is not None]
+        return f"`{b['id']}` {', '.join(when)} on {b['cores']} cores"
+
+    shown = "; ".join(load(b) for b in busy[:5]) + (f"; and {len(busy) - 5} more" if len(busy) > 5 else "")
+    return (f"**Busy host**: {len(busy)} cell{'s' if len(busy) != 1 else ''} (marked *busy host* in *note*) started or ended "
+            f"with the host's 1-minute load average above the cores they could use ({shown}). Other work queued for "
+            "those cores, so their speed figures (time-to-target, samples/s, tokens/s, speedups, scaling, MFU, fit times) "
+            "are contaminated; their quality and memory figures are not.")
 
 
 def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
@@ -136,7 +159,8 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
             f"{b['model']} (baseline)", "classical", DASH, DASH,
             *(fmt_range(b["quality"].get(k) or {}) for k in keys),
             *[DASH] * 14,
-            f"baseline, fit {fmt_seconds_range(b['fit_seconds'])} s",
+            f"baseline, fit {fmt_seconds_range(b['fit_seconds'])} s"
+            + (f", {_busy_mark(b, b['cells'], 'cells')}" if b.get("busy_host") else ""),
         ])
     keep = [i for i, h in enumerate(headers) if h in IDENTITY_COLUMNS or any(row[i] not in (DASH, "") for row in rows)]
     return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
@@ -163,6 +187,15 @@ def hardware_line(env: dict[str, Any]) -> str:
     gpus = env.get("gpus") or []
     gpu = f"{len(gpus)} x {gpus[0]}" if gpus else "no GPU"
     return f"{env.get('cpu_count', '?')}-core {env.get('cpu_model', 'unknown CPU')}, {gpu}"
+
+
+def _host_line(env: dict[str, Any]) -> str:
+    """Memory and load when the run started (recorded since bench env was added)."""
+    memory = env.get("memory_total_mb")
+    load = env.get("load_average")
+    return (f"- Host: {'memory unknown' if memory is None else f'{memory / 1024:.1f} GiB memory'}; load average "
+            + (", ".join(f"{x:.2f}" for x in load) + " (1, 5, 15 min)" if load else "unknown")
+            + f" when the run started, on {env.get('usable_cores', '?')} usable cores")
 
 
 def _peaks_table(report: Report) -> str:
@@ -207,6 +240,9 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         out += [f"- {line}" for line in w.verdict]
         headers, rows = table_rows(w, extra_metrics)
         out += ["", "### Results", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+        busy = busy_host_note(w.rows + w.baselines)
+        if busy:
+            out += ["", busy]
         if w.not_converged:
             out += ["", "Seeds that trained to their budget without meeting the target:", ""]
             for c in w.not_converged:
@@ -230,6 +266,7 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         f"- Hardware: {hardware_line(env)} (`{env.get('hardware_class', '?')}`), host `{env.get('host', '?')}`, "
         f"{env.get('torch_threads', '?')} torch threads",
         f"- Software: Python {env.get('python', '?')} on {env.get('platform', '?')}; {packages}",
+        *([_host_line(env)] if "load_average" in env or "memory_total_mb" in env else []),
         f"- Code: git commit `{env.get('git_commit') or 'unknown'}`",
         f"- Run started: {env.get('date_utc', 'unknown')}",
         f"- Command: `{meta.get('command', 'not recorded (no run.json)')}`",
@@ -273,6 +310,7 @@ def flat_rows(report: Report) -> list[dict[str, Any]]:
                 "speedup_time_to_target": r.get("speedup_time_to_target", ""),
                 "throughput_ratio": r.get("throughput_ratio", ""),
                 "scaling_efficiency": r.get("scaling_efficiency", ""),
+                "busy_host_cells": len(r.get("busy_host") or []),
             }
             ttt = r.get("time_to_target_s") or {}
             row.update({f"time_to_target_s_{k}": ttt.get(k, "") for k in ("median", "min", "max", "olympic_mean")})

@@ -193,6 +193,17 @@ _FIELD_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
     ("environment", "hardware_class"): (_string, "a string"),
     ("environment", "cpu_model"): (_string, "a string"),
 }
+# The host's load as a cell started and ended (bench/runner.py), which the report reads to mark busy hosts.
+_LOAD = (lambda v: v is None or _list_of(_number)(v), "a list of numbers or null")
+_FIELD_TYPES.update({
+    ("", "host_load"): (_object, "an object"),
+    ("host_load", "start"): _LOAD,
+    ("host_load", "end"): _LOAD,
+    ("host_load", "cores"): (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer"),
+    ("environment", "load_average"): _LOAD,
+    ("environment", "usable_cores"): (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer"),
+    ("environment", "memory_total_mb"): (_number_or_null, "a number or null"),
+})
 for _key in ("time_to_target_s", "train_seconds", "init_s", "step_time_median_s", "step_time_p90_s"):
     _FIELD_TYPES[("timings", _key)] = (_number_or_null, "a number or null")
 for _key in ("samples_per_s", "tokens_per_s"):

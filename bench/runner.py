@@ -28,7 +28,7 @@ from tqdm import tqdm
 from bench.errors import BenchError
 from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
 from bench.matrix import Cell, Host, expected_verdict, skip_reason
-from bench.measure import environment
+from bench.measure import environment, load_average, usable_cores
 from bench.paths import safe_run_id_part
 from bench.peak import measure_peak_flops
 from bench.results import COMPLETED, make_result, result_path, write_json_atomic
@@ -207,14 +207,20 @@ def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | 
     log.unlink(missing_ok=True)
     port = free_port() if topology is not None and topology.num_processes > 1 else None
     commands = launch_commands(topology, cell.precision, cell_file, out, port)
+    # The host's load (1-, 5-, 15-min averages) as the cell starts and ends, beside the cores it may
+    # use: a 1-min load above the cores means other work queued for them, and the cell's speed
+    # figures are contaminated (the report marks it). The load counts the cell's own threads too.
+    load_start = load_average()
     finished = run_group(commands, launch_env(topology), log, cell.timeout_s)
     if finished.interrupted:
         return None
+    host_load = {"start": load_start, "end": load_average(), "cores": usable_cores()}
     existing = _load_existing(out)
     if existing is not None:
         # Launch to exit, every process of the cell: what the cell cost the matrix, as opposed
         # to the training clock inside it (imports, data, evaluation and teardown included).
         existing["cell_wall_s"] = round(finished.seconds, 3)
+        existing["host_load"] = host_load
         if finished.timed_out:  # written, then hung on the way out: the numbers stand
             existing.setdefault("notes", []).append(f"processes killed at the {cell.timeout_s:g} s timeout after writing")
         write_json_atomic(out, existing)
@@ -223,7 +229,8 @@ def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | 
         reason = f"timed out after {cell.timeout_s:g} s; all processes of the cell killed"
     else:
         reason = f"exit codes {finished.returncodes} and no result written"
-    result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(log), cell_wall_s=round(finished.seconds, 3))
+    result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(log), cell_wall_s=round(finished.seconds, 3),
+                         host_load=host_load)
     write_json_atomic(out, result)
     return result
 

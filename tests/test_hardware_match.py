@@ -138,13 +138,48 @@ def test_every_result_records_the_cpu_flags_that_decide_precision(monkeypatch):
     assert measure.environment()["cpu_precision_flags"] == []
 
 
-def test_the_gate_passes_on_this_kind_of_machine_against_the_committed_baseline(tmp_path, capsys):
-    """The committed baseline's cells, as if re-measured on a 2-core "AMD EPYC" without
-    precision flags: what `make gate` compares on this machine. Matched on core count."""
-    [committed] = [p.parent for p in COMMITTED.glob("*/baseline.json")]
-    here = [_on(r, "AMD EPYC", 2, []) for r in load_run(committed)]
+def _committed(cpu_model_prefix: str) -> Path:
+    [found] = [p.parent for p in COMMITTED.glob("*/baseline.json")
+               if json.loads(p.read_text())["hardware_class"].startswith(f"cpu-2core-{cpu_model_prefix}")]
+    return found
+
+
+def test_the_gate_passes_on_an_avx512_host_of_this_kind_against_the_committed_xeon_baseline(tmp_path, capsys):
+    """The committed Xeon baseline's cells, as if re-measured on a 2-core Xeon that reports no
+    clock in its model string ("Intel(R) Xeon(R) Processor") and records its flags (AVX-512, no
+    bf16 instructions): matched on cores and flags, speed judged, passes."""
+    xeon = _committed("Intel")
+    here = [_on(r, "Intel(R) Xeon(R) Processor", 2, ["avx512f"]) for r in load_run(xeon)]
     run = _write_run(tmp_path / "gate-run", here)
     assert main(["compare", "--baseline", "auto", str(run)]) == 0
     out = capsys.readouterr().out
-    assert str(committed) in out and "records no CPU precision flags" in out
+    assert xeon.name in out and "Hardware matches" in out
+    assert "**PASS**: 0 regression(s)" in out and "not judged" not in out
+
+
+def test_an_avx2_only_host_is_not_judged_against_avx512_figures_and_its_unsupported_bf16_lstms_do_not_fail(tmp_path, capsys):
+    """An AVX2-only 2-core host ("AMD EPYC"), where a bf16 LSTM has no kernel and its cells come
+    out `unsupported`, against the Xeon baseline alone (where they converged): other hardware,
+    so speed is not judged and those statuses are explained by the hardware, not failures. A cell
+    that fails outright still fails."""
+    xeon = _committed("Intel")
+    results = tmp_path / "results"
+    shutil.copytree(xeon, results / "baselines" / xeon.name)
+    here = []
+    for r in load_run(xeon):
+        r = _on(r, "AMD EPYC", 2, [])
+        if r["cell"]["id"].startswith("maintenance-lstm") and r["cell"]["precision"] == "bf16":
+            r = {"schema_version": r.get("schema_version", 1), "cell": r["cell"], "status": "unsupported",
+                 "reason": "bf16 does not run on this cpu: ... 'could not create a primitive descriptor ...'",
+                 "environment": r["environment"]}
+        here.append(r)
+    run = _write_run(tmp_path / "gate-run", here)
+    assert main(["compare", "--baseline", "auto", str(run), "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "speed and memory not judged" in out
+    assert sum("not judged (other hardware)" in line for line in out.splitlines()) == 3
     assert "**PASS**: 0 regression(s)" in out
+
+    broken = [dict(r, status="failed", reason="exit codes [1]") if r["status"] == "unsupported" else r for r in here]
+    run = _write_run(tmp_path / "broken-run", broken)
+    assert main(["compare", "--baseline", "auto", str(run), "--results-dir", str(results)]) == 1

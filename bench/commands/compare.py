@@ -114,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         baseline_path = Path(baseline_arg)
     baseline = load(baseline_path)
 
-    same_hardware, how = compare_hardware(baseline, candidate)
+    if baseline_arg == AUTO:
+        # A committed baseline's hardware is its baseline.json's, which may record what its
+        # cells' environments predate (the CPU flags of the first baselines).
+        same_hardware, how = choice.matched, choice.how
+    else:
+        same_hardware, how = compare_hardware(baseline, candidate)
     if same_hardware:
         notes.append(f"Hardware matches ({how}): speed and memory judged.")
     elif args.any_hardware:

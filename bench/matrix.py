@@ -30,7 +30,7 @@ import yaml
 
 from bench.errors import BenchError, one_of
 from bench.paths import MATRIX_CONFIGS_DIR
-from bench.topology import PRECISIONS, Topology, load_topology
+from bench.topology import PRECISIONS, Topology, load_topology, topology_label
 from bench.train import Budget
 
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}
@@ -57,7 +57,7 @@ class Cell:
     def id(self) -> str:
         if self.kind == "baseline":
             return f"{self.workload}__baselines__s{self.seed}"
-        return f"{self.workload}-{self.variant}__{self.topology}__{self.precision}__s{self.seed}"
+        return f"{self.workload}-{self.variant}__{topology_label(self.topology)}__{self.precision}__s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -213,6 +213,9 @@ def filter_cells(
 # ---------------------------------------------------------------------------------------------
 
 
+FP8_BACKENDS = ("torchao", "transformer_engine", "msamp")
+
+
 @dataclass(frozen=True)
 class Host:
     gpus: int
@@ -224,7 +227,8 @@ class Host:
         import torch
 
         gpus = torch.cuda.device_count()
-        fp8 = next((m for m in ("transformer_engine", "msamp") if importlib.util.find_spec(m)), None)
+        # In accelerate's own order of preference when no backend is configured: torchao, TE, MS-AMP.
+        fp8 = next((m for m in FP8_BACKENDS if importlib.util.find_spec(m)), None)
         return cls(gpus=gpus, bf16_gpu=bool(gpus and torch.cuda.is_bf16_supported()), fp8_backend=fp8)
 
 
@@ -259,9 +263,9 @@ def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None
             return "needs a GPU with bf16 support"
     if cell.precision == "fp8":
         if topology.use_cpu:
-            return "fp8 needs a GPU (and transformer_engine or MS-AMP)"
+            return "fp8 needs a GPU (and torchao, transformer_engine or MS-AMP)"
         if host.fp8_backend is None:
-            return "fp8 needs transformer_engine or MS-AMP installed, found neither"
+            return "fp8 needs torchao, transformer_engine or MS-AMP installed, found none"
     from workloads import workload_class
 
     return workload_class(cell.workload).unavailable_reason(cell.params)

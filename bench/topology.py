@@ -1,4 +1,7 @@
-"""Topologies: Accelerate's own config YAMLs in configs/accelerate/, and what each promises.
+"""Topologies: Accelerate's own config YAMLs in bench/configs/accelerate/, and what each promises.
+
+A topology is named by a built-in config (`cpu-ddp2`), or is the path of a user's own file
+(`~/.cache/huggingface/accelerate/default_config.yaml`, what `accelerate config` writes).
 
 A topology file is exactly what `accelerate config` writes and `accelerate launch --config_file`
 reads; it is loaded with Accelerate's own `ClusterConfig`, which rejects unknown keys. From it we
@@ -13,6 +16,7 @@ reports MULTI_CPU over gloo. See ../shared/docs/accelerate-on-cpu.md.
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from typing import Any
 import yaml
 
 from bench.errors import BenchError, one_of
-from bench.paths import ACCELERATE_CONFIGS_DIR
+from bench.paths import ACCELERATE_CONFIGS_DIR, safe_run_id_part
 from bench.verify import Expected
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
@@ -65,9 +69,11 @@ class Topology:
         )
 
     def describe(self) -> dict:
+        builtin = self.path.parent == ACCELERATE_CONFIGS_DIR
         return {
             "name": self.name,
-            "config_file": str(self.path.relative_to(self.path.parents[2])) if len(self.path.parents) > 2 else str(self.path),
+            # A built-in config as the results have always named it; a user's own file by its path.
+            "config_file": f"configs/accelerate/{self.path.name}" if builtin else str(self.path),
             "distributed_type": self.distributed_type,
             "num_processes": self.num_processes,
             "num_machines": self.num_machines,
@@ -79,13 +85,30 @@ def available_topologies(directory: Path = ACCELERATE_CONFIGS_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
 
+def is_config_path(value: str) -> bool:
+    """Whether a topology is given as the path of a config file rather than a built-in name."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or os.sep in value
+
+
+def topology_label(value: str) -> str:
+    """The short name a topology goes by in cell ids: a built-in's name, a user file's stem."""
+    return safe_run_id_part(Path(value).stem) if is_config_path(value) else value
+
+
 def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topology:
-    """Load configs/accelerate/<name>.yaml through accelerate's ClusterConfig."""
+    """Load <directory>/<name>.yaml, or the config file `name` is the path of, through accelerate's ClusterConfig."""
     from accelerate.commands.config.config_args import ClusterConfig
 
-    path = directory / f"{name}.yaml"
-    if not path.is_file():
-        raise one_of("topology", name, available_topologies(directory))
+    if is_config_path(name):
+        # Absolute: the launchers and workers run in another folder than the user's.
+        path = Path(name).expanduser().absolute()
+        if not path.is_file():
+            raise BenchError(f"{name}: no such accelerate config file "
+                             f"(built-in topologies: {', '.join(available_topologies(directory))})")
+    else:
+        path = directory / f"{name}.yaml"
+        if not path.is_file():
+            raise one_of("topology", name, available_topologies(directory))
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -110,7 +133,7 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
     if num_processes < 1 or num_machines < 1 or num_processes % num_machines:
         raise BenchError(f"{path}: num_processes ({num_processes}) must be a positive multiple of num_machines ({num_machines})")
     return Topology(
-        name=name,
+        name=topology_label(name),
         path=path,
         distributed_type=distributed_type,
         num_processes=num_processes,

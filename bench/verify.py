@@ -58,6 +58,10 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
         "backend": getattr(accelerator.state, "backend", None),
         "torch_threads": torch.get_num_threads(),
     }
+    if accelerator.mixed_precision == "fp8":
+        # Which library computes the fp8 matmuls (accelerate picks torchao, then TE, then MS-AMP).
+        backend = getattr(accelerator, "fp8_backend", None)
+        observed["fp8_backend"] = getattr(backend, "value", backend)
     # Topology first: numbers from a broken launch mean nothing whatever the precision.
     if accelerator.num_processes != expected.num_processes or started != expected.num_processes:
         return Verdict(
@@ -75,7 +79,7 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
         )
     if observed["device"] != expected.device:
         return Verdict("invalid", f"asked for device {expected.device}, running on {observed['device']}", observed)
-    # fp8 computes its matmuls in fp8 inside Transformer Engine / MS-AMP layers; the plain-Linear
+    # fp8 computes its matmuls in fp8 inside torchao / Transformer Engine / MS-AMP layers; the plain-Linear
     # probe cannot see that, so only the setting is checked for it.
     if expected.precision != "fp8" and observed["compute_dtype"] != expected.precision:
         return Verdict(

@@ -12,6 +12,7 @@ from bench.matrix import Host, available_matrices, filter_cells, load_matrix
 from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
 from bench.runner import new_run_id, plan, print_dry_run, refuse_changed_cells, run_cells, summary_table
+from bench.topology import available_topologies, is_config_path, load_topology
 
 FAILED_STATUSES = ("failed", "invalid")
 
@@ -19,7 +20,9 @@ FAILED_STATUSES = ("failed", "invalid")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", help=f"matrix name ({', '.join(available_matrices())}) or YAML path; default smoke")
     parser.add_argument("--workload", help="only this workload")
-    parser.add_argument("--config", help="only this topology (a name in configs/accelerate/)")
+    parser.add_argument("--config", metavar="NAME|YAML",
+                        help=f"only this topology ({', '.join(available_topologies())}); or the path of your own "
+                             "`accelerate config` YAML, under which every training cell of the matrix then runs")
     parser.add_argument("--precision", help="only this precision (fp32, fp16, bf16, fp8)")
     parser.add_argument("--seeds", type=int, help="run each cell with seeds 0..N-1 (overrides the matrix)")
     parser.add_argument("--dry-run", action="store_true", help="print every cell, its launch command(s) and whether it would run")
@@ -44,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError(f"no run {args.resume!r} under {args.results_dir} to resume")
         _inherit_from_run(args, run_dir)
     args.matrix = args.matrix or "smoke"
-    cells = filter_cells(load_matrix(args.matrix, args.seeds), args.workload, args.config, args.precision)
+    cells = load_matrix(args.matrix, args.seeds)
+    if args.config and is_config_path(args.config):
+        # Absolute, so that run.json's filters name the same file to a --resume from anywhere.
+        args.config = str(Path(args.config).expanduser().absolute())
+        cells = _under_config(cells, args.config)
+        cells = filter_cells(cells, args.workload, None, args.precision)
+    else:
+        cells = filter_cells(cells, args.workload, args.config, args.precision)
     if not args.resume:
         run_dir = args.results_dir / (args.run_id or new_run_id(args.matrix))
         # A folder holding only a dry run's launch files has no results to lose.
@@ -116,6 +126,22 @@ def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
     args.precision = args.precision or filters.get("precision")
     if args.seeds is None:
         args.seeds = meta.get("seeds")
+
+
+def _under_config(cells, config_file: str):
+    """Every training cell of the matrix once under the user's own accelerate config (checked
+    first): the matrix's topologies are replaced, its workloads, precisions and seeds kept."""
+    import dataclasses
+
+    load_topology(config_file)
+    seen, out = set(), []
+    for cell in cells:
+        if cell.kind == "train":
+            cell = dataclasses.replace(cell, topology=config_file)
+        if cell.id not in seen:
+            seen.add(cell.id)
+            out.append(cell)
+    return out
 
 
 def _with_checkpoint(cells, folder: Path):

@@ -109,14 +109,15 @@ class ServerProcess:
     """`python -m bench serve --port 0` in a subprocess, for as long as the `with` block lasts.
 
     The server picks a free loopback port and prints it; stop() sends SIGTERM (a clean waitress
-    shutdown) and waits, killing the process only if it does not exit in time.
+    shutdown) and waits, killing the process only if it does not exit in time. `extra_args` are
+    more `bench serve` flags (e.g. --connection-limit, --channel-timeout, --max-body-bytes).
     """
 
     def __init__(self, checkpoint: Path, precision: str = "fp32", threads: int = 32, torch_threads: int = 1,
-                 startup_timeout: float = 300.0, micro_batch: int = 16) -> None:
+                 startup_timeout: float = 300.0, micro_batch: int = 16, extra_args: list[str] | tuple[str, ...] = ()) -> None:
         self.command = [sys.executable, "-m", "bench", "serve", "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
                         "--port", "0", "--precision", precision, "--threads", str(threads),
-                        "--torch-threads", str(torch_threads), "--micro-batch", str(micro_batch)]
+                        "--torch-threads", str(torch_threads), "--micro-batch", str(micro_batch), *extra_args]
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.url = ""

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import select
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,18 @@ PRECISIONS = ("fp32", "bf16")
 CLEANINGS = {"workloads.text_cleaning.clean_for_model": ("workloads.text_cleaning", "clean_for_model")}
 SERVING_PACKAGES = ("torch", "transformers", "flask", "waitress", "werkzeug")
 
+# Connection handling (waitress). Waitress's own defaults, 100 connections and 120 s before an idle
+# connection is closed, let 100 idle or half-sent connections shut every other client out for two
+# minutes. poll() has no FD_SETSIZE ceiling (select() stops at 1024 sockets, 512 on Windows, which
+# has no poll()), so the connection limit can be ten times waitress's default where poll() exists.
+HAS_POLL = hasattr(select, "poll")
+DEFAULT_THREADS = 32
+DEFAULT_CONNECTION_LIMIT = 1000 if HAS_POLL else 500
+DEFAULT_CHANNEL_TIMEOUT = 30
+SELECT_MAX_CONNECTIONS = 500
+OPEN_FILES_MARGIN = 128
+"""Open files the server needs besides its client sockets: model files, pipes, torch's and Python's."""
+MIN_BODY_BYTES = 1024
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 log = logging.getLogger("bench.serve")
@@ -424,24 +437,67 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None, batche
     return app
 
 
-def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 32,
-                limits: ServingLimits | None = None):
+def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = DEFAULT_THREADS,
+                limits: ServingLimits | None = None, connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+                channel_timeout: int = DEFAULT_CHANNEL_TIMEOUT):
     """A waitress server bound to host:port (port 0 = a free port; read `server_url(server)`).
 
     Waitress buffers a whole body before the app sees it (up to 1 GiB by default), so it is told to
     refuse absurd bodies itself; bodies just over the app's limit still reach Flask, which answers
-    with a JSON 413.
+    with a JSON 413. Waitress reads requests and holds idle connections in one asyncore loop, not in
+    its worker threads, so slow clients cost a socket each, not a thread: `connection_limit` bounds
+    the sockets, and `channel_timeout` closes one that has seen no byte in or out for that many
+    seconds (a half-sent request included), checked every channel_timeout / 2 seconds.
     """
     from waitress import create_server
 
     limits = limits or ServingLimits()
-    if threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {threads}")
+    check_server_settings(threads, connection_limit, channel_timeout, limits.max_body_bytes)
+    ensure_open_files(connection_limit)
     try:
         return create_server(app, host=host, port=port, threads=threads, ident="bench-serve",
-                             max_request_body_size=4 * limits.max_body_bytes)
+                             max_request_body_size=4 * limits.max_body_bytes, connection_limit=connection_limit,
+                             channel_timeout=channel_timeout, cleanup_interval=max(1, min(30, channel_timeout // 2)),
+                             asyncore_use_poll=HAS_POLL)
     except OSError as exc:
         raise BenchError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def check_server_settings(threads: int, connection_limit: int, channel_timeout: int, max_body_bytes: int) -> None:
+    """BenchError, naming the flag, for a setting `bench serve` cannot run with."""
+    if threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {threads}")
+    if connection_limit < 1:
+        raise BenchError(f"--connection-limit must be at least 1, got {connection_limit}")
+    if not HAS_POLL and connection_limit > SELECT_MAX_CONNECTIONS:
+        raise BenchError(f"--connection-limit {connection_limit}: at most {SELECT_MAX_CONNECTIONS} on this platform "
+                         "(no poll(); select() handles no more sockets)")
+    if channel_timeout < 1:
+        raise BenchError(f"--channel-timeout must be at least 1 second, got {channel_timeout}")
+    if max_body_bytes < MIN_BODY_BYTES:
+        raise BenchError(f"--max-body-bytes must be at least {MIN_BODY_BYTES}, got {max_body_bytes}")
+
+
+def ensure_open_files(connection_limit: int) -> None:
+    """Raise this process's soft limit on open files so that `connection_limit` sockets fit, or
+    BenchError where the hard limit does not allow it (a server out of file descriptors fails every
+    accept() and spins). Nothing to do where the OS has no such per-process limit (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return
+    needed = connection_limit + OPEN_FILES_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise BenchError(f"--connection-limit {connection_limit} needs about {needed} open files but this process may "
+                         f"open only {hard} (ulimit -n); lower --connection-limit or raise the limit")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError) as exc:
+        raise BenchError(f"--connection-limit {connection_limit} needs about {needed} open files; raising the limit "
+                         f"from {soft} failed ({exc})") from None
 
 
 def server_url(server) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -497,3 +499,113 @@ def test_real_server_answers_concurrent_clients_and_stops_cleanly(checkpoint, tm
     assert server.process.returncode == 0  # SIGTERM -> clean waitress shutdown, exit 0
     with pytest.raises(OSError):
         socket.create_connection((host, port), timeout=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections: waitress's limits as flags, idle and half-sent connections
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--connection-limit", "0"], "--connection-limit"),
+    (["--channel-timeout", "0"], "--channel-timeout"),
+    (["--max-body-bytes", "100"], "--max-body-bytes"),
+    (["--threads", "0"], "--threads"),
+])
+def test_serve_flag_out_of_range_is_a_one_line_error(tmp_path, capsys, flags, words):
+    # Checked before the checkpoint is read (tmp_path is not one), so a typo costs no model load.
+    assert main(["serve", "--checkpoint", str(tmp_path), "--port", "0", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and words in err and len(err.strip().splitlines()) == 1
+
+
+def open_slow_clients(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` connections that never finish a request: a third only connect, a third stop inside the
+    headers, a third inside the body (slowloris-style clients)."""
+    sockets = []
+    for i in range(count):
+        sock = socket.create_connection((host, port), timeout=10)
+        if i % 3 == 1:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        elif i % 3 == 2:
+            sock.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"te')
+        sockets.append(sock)
+    return sockets
+
+
+def test_idle_and_half_sent_connections_are_closed_after_the_channel_timeout():
+    from flask import Flask
+
+    from bench.serve import make_server
+
+    app = Flask("idle")
+    app.get("/health")(lambda: {"status": "ok"})
+    server = make_server(app, port=0, threads=2, channel_timeout=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    sockets = open_slow_clients("127.0.0.1", server.effective_port, 3)
+    try:
+        for sock in sockets:
+            sock.settimeout(30)  # a bound against a hang only: the server should close it after 2 to 3 s
+            while sock.recv(4096):  # b"" once the server has closed the connection
+                pass
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.close()
+        server.task_dispatcher.shutdown()
+        thread.join(10)
+
+
+def test_real_server_answers_past_hundreds_of_idle_and_half_sent_connections(checkpoint):
+    """With waitress's defaults (at most 100 connections, idle ones closed after 120 s) 100 idle
+    sockets shut /health out for two minutes; `bench serve`'s defaults keep it answering."""
+    server = ServerProcess(checkpoint, threads=8, torch_threads=1, micro_batch=16, startup_timeout=180,
+                           extra_args=["--max-body-bytes", "2048"])
+    with server:
+        host, port = loopback_address(server.url)
+        sockets = open_slow_clients(host, port, 250)
+        try:
+            assert get_json(server.url, "/health", timeout=30) == {"status": "ok"}
+            conn = http.client.HTTPConnection(host, port, timeout=60)
+            conn.request("POST", "/predict", body=json.dumps({"text": "works great"}),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200 and "label" in json.loads(response.read())
+            # --max-body-bytes reaches the app: a 3 kB body is over the 2048 bytes asked for.
+            conn.request("POST", "/predict", body=json.dumps({"text": "a" * 3000}),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 413 and "2048" in json.loads(response.read())["error"]
+            conn.close()
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert server.process.returncode == 0
+
+
+def test_serve_refuses_a_connection_limit_beyond_the_open_file_limit(tmp_path):
+    resource = pytest.importorskip("resource")
+    from tests.conftest import PROJECT_ROOT
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    result = subprocess.run([sys.executable, "-m", "bench", "serve", "--checkpoint", str(tmp_path), "--port", "0",
+                             "--connection-limit", "1000"], preexec_fn=low_limit, cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and "open files" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_raises_its_soft_open_file_limit_to_fit_its_connections():
+    pytest.importorskip("resource")
+    from tests.conftest import PROJECT_ROOT
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); "
+            "from bench.serve import ensure_open_files; ensure_open_files(1000); "
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 1000 < int(result.stdout) <= 4096

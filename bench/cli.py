@@ -19,7 +19,8 @@ from bench.errors import BenchError
 COMMANDS = {
     "run": "run a matrix of cells: train each workload to target under each Accelerate config",
     "predict": "classify reviews with a fine-tuned sentiment checkpoint; metrics when labels are present",
-    "report": "turn a run directory into a Markdown report with tables and plots (or CSV/JSON)",
+    "report": "turn a run directory into a Markdown report with tables and plots (or CSV/JSON, or Parquet per cell)",
+    "export": "a run as a Hugging Face datasets.Dataset, one row per cell: save_to_disk and/or push_to_hub",
     "data": "fetch, verify and describe the datasets (data fetch|verify|info [DATASET])",
     "eda": "exploratory analysis of a dataset: Markdown report with plots (eda maintenance|traffic|sentiment)",
     "serve": "serve a fine-tuned sentiment checkpoint over HTTP (Flask behind waitress)",

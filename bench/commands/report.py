@@ -1,4 +1,5 @@
-"""`bench report RUN_DIR`: a run's results as a Markdown report with plots, or as CSV/JSON."""
+"""`bench report RUN_DIR`: a run's results as a Markdown report with plots, or as CSV/JSON, or as
+Parquet (one flat row per cell, bench/export.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from bench.errors import BenchError
 from bench.paths import REPORTS_DIR, RESULTS_DIR
 from bench.results import write_atomic
 
-FILES = {"md": "report.md", "csv": "report.csv", "json": "report.json"}
+FILES = {"md": "report.md", "csv": "report.csv", "json": "report.json", "parquet": "report.parquet"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR",
                         help="where the report goes (default: reports/<run-id>/); '-' prints CSV or JSON to stdout")
     parser.add_argument("--format", choices=tuple(FILES), default="md",
-                        help="md: Markdown with PNG plots (default); csv or json: one row per configuration, for machines")
+                        help="md: Markdown with PNG plots (default); csv or json: one row per configuration, for machines; "
+                             "parquet: one flat row per cell, every field of its result (needs pyarrow)")
     parser.add_argument("--metrics", default="",
                         help="comma-separated extra test metrics for the Markdown tables (e.g. roc_auc,accuracy)")
     parser.add_argument("--no-peak-measure", action="store_true",
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.report_render import render_csv, render_json, render_markdown, resolve_metric
 
     run_dir = _resolve_run_dir(args.run_dir)
+    if args.format == "parquet":
+        return _parquet(run_dir, args.out)
     extra = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     if args.out == "-" and args.format == "md":
         raise BenchError("--out - prints CSV or JSON only; a Markdown report needs a folder for its plots")
@@ -80,4 +84,22 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BenchError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
     print(f"report written to {path}")
+    return 0
+
+
+def _parquet(run_dir: Path, out: str | None) -> int:
+    from bench.export import cells_frame, require, run_id_of, write_parquet
+
+    if out == "-":
+        raise BenchError("--out - prints CSV or JSON only; Parquet is binary, give a folder")
+    require("pyarrow", "--format parquet")
+    frame = cells_frame(run_dir)
+    out_dir = Path(out) if out else REPORTS_DIR / run_id_of(run_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"{out_dir}: cannot create the report folder ({exc.strerror})") from None
+    path = out_dir / FILES["parquet"]
+    write_parquet(frame, path)
+    print(f"{len(frame)} cells written to {path}")
     return 0

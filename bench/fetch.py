@@ -5,7 +5,7 @@ belong to, written to a temporary file, checked exactly as `bench data verify` c
 labels, rows, then the published SHA-256), and only then moved into place. A file that fails never
 lands in the data directory.
 
-The clients of the sources (kagglehub, datasets) are optional extras (`pip install 'bench[fetch]'`),
+The clients of the sources (kagglehub, datasets) are optional extras (`pip install 'accelerate-bench[fetch]'`),
 imported only when their dataset is fetched. The UCI zips need nothing beyond urllib.
 """
 
@@ -219,7 +219,7 @@ def import_client(module: str, ds: Dataset) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise BenchError(
-            f"fetching {ds.name} needs the {module} package: pip install {module} (or pip install 'bench[fetch]'); "
+            f"fetching {ds.name} needs the {module} package: pip install {module} (or pip install 'accelerate-bench[fetch]'); "
             f"or download {ds.manual} and run `python -m bench data fetch {ds.name} --from FILE`"
         ) from None
 

@@ -167,12 +167,14 @@ def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
     return versions
 
 
-# The CPU flags that decide what a bf16 or fp16 cell computes with, and so its speed: with them
-# the CPU has native bf16/fp16 dot products (AVX-512 BF16/FP16) or matrix tiles (AMX); without
-# them bf16 and fp16 values are converted to fp32 to compute. Two CPUs with the same cores and these flags give comparable figures
-# whatever model string they report (cloud VMs of one class report "Intel(R) Xeon(R) Processor"
-# with or without its clock, or "AMD EPYC").
-PRECISION_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16")
+# The CPU flags that decide what a bf16 or fp16 cell computes with, and so its speed and whether
+# it runs at all: with AVX-512 BF16/FP16 or AMX tiles the CPU has native bf16/fp16 dot products;
+# with AVX-512 alone (avx512f) oneDNN emulates bf16 by converting to fp32; with neither (an
+# AVX2-only CPU) some bf16 kernels do not exist: a bf16 LSTM raises, and its cell is
+# `unsupported`. Two CPUs with the same cores and these flags give comparable figures whatever
+# model string they report (one VM class of this project reports "Intel(R) Xeon(R) Processor"
+# with or without its clock; another reports "AMD EPYC" and has AVX2 only).
+PRECISION_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512f")
 
 
 def precision_flags() -> list[str]:

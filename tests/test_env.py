@@ -57,7 +57,7 @@ def test_a_gpu_host_is_listed_with_its_models_memory_and_versions() -> None:
     assert "- GPUs: 0: NVIDIA H200, 140.4 GiB (143,771 MiB); 1: NVIDIA H200, 140.4 GiB" in out
     assert "- CUDA: 12.8 (torch build)" in out
     assert "- NVIDIA driver: 570.124.06" in out and "- NCCL: 2.26.2" in out
-    assert "amx_bf16 yes, amx_tile yes, avx512_bf16 no, avx512_fp16 no (native bf16/fp16 compute)" in out
+    assert "amx_bf16 yes, amx_tile yes, avx512_bf16 no, avx512_fp16 no, avx512f no (native bf16/fp16 compute)" in out
     assert "above the 16 usable cores: busy" in out
 
 

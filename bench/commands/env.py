@@ -38,8 +38,12 @@ def _mib(value: float | None) -> str:
 def _flags(env: dict[str, Any]) -> str:
     have = set(env.get("cpu_precision_flags") or [])
     listed = ", ".join(f"{flag} {'yes' if flag in have else 'no'}" for flag in PRECISION_FLAGS)
-    meaning = ("native bf16/fp16 compute" if have
-               else "none: bf16 and fp16 cells compute through fp32 on this CPU")
+    if have & {"amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16"}:
+        meaning = "native bf16/fp16 compute"
+    elif "avx512f" in have:
+        meaning = "AVX-512 without bf16/fp16 instructions: bf16 cells compute through fp32"
+    else:
+        meaning = "AVX2 or less: bf16 cells compute through fp32, and a bf16 LSTM has no kernel (unsupported)"
     return f"{listed} ({meaning})"
 
 

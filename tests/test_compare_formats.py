@@ -150,3 +150,16 @@ def test_an_unwritable_out_file_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["compare", str(RUN_A), str(RUN_B), "--format", "junit", "--out", str(blocker / "x.xml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "cannot write the report" in err and len(err.splitlines()) == 1
+
+
+def test_junit_skips_a_status_that_other_hardware_explains(tmp_path: Path, honest, capsys) -> None:
+    _, cand = honest
+    environment = {**cand[0]["environment"], "cpu_count": 8}
+    unsupported = {"schema_version": 1, "cell": cand[0]["cell"], "status": "unsupported",
+                   "reason": "bf16 LSTM has no kernel on this CPU", "environment": environment}
+    run = _write_run(tmp_path / "avx2", [unsupported])
+    assert main(["compare", str(RUN_A), str(run), "--format", "junit"]) == 0
+    [case] = _cases(capsys.readouterr().out)
+    assert (case.get("classname"), case.get("name")) == (CELL, "status")
+    assert case.find("failure") is None
+    assert "unsupported on this hardware" in case.find("skipped").get("message")

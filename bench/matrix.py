@@ -1,6 +1,6 @@
 """Matrix YAML -> cells, and the capability check that turns unrunnable cells into `skipped`.
 
-A matrix file (configs/matrix/NAME.yaml):
+A matrix file (bench/configs/matrix/NAME.yaml, or the path of your own):
 
     name: smoke
     timeout_s: 300              # per cell, wall clock, every process included

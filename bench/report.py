@@ -107,7 +107,7 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
 
 @functools.cache
 def _topology_file(name: str) -> dict[str, Any]:
-    """What configs/accelerate/<name>.yaml promises, for cells that never ran (skipped, invalid...)."""
+    """What the topology's config file (bench/configs/accelerate/<name>.yaml or a user's path) promises, for cells that never ran (skipped, invalid...)."""
     from bench.topology import load_topology
 
     try:

@@ -1,6 +1,6 @@
 """What runs inside `accelerate launch`: one cell, from verification to its JSON result.
 
-    accelerate launch --config_file configs/accelerate/X.yaml --mixed_precision P \\
+    accelerate launch --config_file bench/configs/accelerate/X.yaml --mixed_precision P \\
         -m bench.worker --cell launch/<cell>.json --out cells/<cell>.json
 
 1. Build the Accelerator from the launched environment and verify that the topology and the

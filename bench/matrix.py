@@ -30,7 +30,7 @@ import yaml
 
 from bench.errors import BenchError, one_of
 from bench.paths import MATRIX_CONFIGS_DIR
-from bench.topology import PRECISIONS, Topology, load_topology, topology_label
+from bench.topology import PRECISIONS, Topology, is_config_path, load_topology, topology_label
 from bench.train import Budget
 
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}
@@ -136,6 +136,8 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
             cls(variant=variant, params=params)  # validates variant and params now, not mid-run
         budget = _budget(wspec.get("budget") or {}, where)
         topologies = _listed(wspec.get("topologies", spec.get("topologies")), where, "topologies")
+        # A config file the matrix names by path is found beside the matrix; cells carry it absolute.
+        topologies = [str((path.parent / Path(t).expanduser()).absolute()) if is_config_path(t) else t for t in topologies]
         precisions = _listed(wspec.get("precisions", spec.get("precisions")), where, "precisions")
         if not topologies or not precisions:
             raise BenchError(f"{where}: needs at least one topology and one precision")

@@ -87,7 +87,7 @@ def available_topologies(directory: Path = ACCELERATE_CONFIGS_DIR) -> list[str]:
 
 def is_config_path(value: str) -> bool:
     """Whether a topology is given as the path of a config file rather than a built-in name."""
-    return value.endswith((".yaml", ".yml")) or "/" in value or os.sep in value
+    return isinstance(value, str) and (value.endswith((".yaml", ".yml")) or "/" in value or os.sep in value)
 
 
 def topology_label(value: str) -> str:

@@ -65,6 +65,23 @@ def test_a_config_path_runs_every_training_cell_under_it(tmp_path, monkeypatch, 
     assert f"--config_file {config} " in out
 
 
+def test_a_matrix_names_config_files_beside_it(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    config = write_config(folder, "laptop.yaml")
+    (folder / "m.yaml").write_text("topologies: [laptop.yaml, cpu-1proc]\nprecisions: [fp32]\n"
+                                   "workloads:\n  traffic: {baselines: false}\n")
+    monkeypatch.chdir(tmp_path)  # not the matrix's folder
+    assert main(["run", "--matrix", "mine/m.yaml", "--results-dir", "runs", "--run-id", "dry", "--dry-run"]) == 0
+    launch = tmp_path / "runs" / "dry" / "launch"
+    assert sorted(p.name for p in launch.iterdir()) == ["traffic-ae__cpu-1proc__fp32__s0.json", "traffic-ae__laptop__fp32__s0.json"]
+    assert json.loads((launch / "traffic-ae__laptop__fp32__s0.json").read_text())["topology"] == str(config)
+    (folder / "m.yaml").write_text("topologies: [3]\nprecisions: [fp32]\nworkloads:\n  traffic: {}\n")
+    capsys.readouterr()
+    assert main(["run", "--matrix", "mine/m.yaml", "--dry-run", "--results-dir", "runs"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown topology 3; valid choices: cpu-1proc")
+
+
 def test_a_config_path_with_a_wrongly_typed_key_is_one_line(tmp_path, capsys):
     config = write_config(tmp_path, num_processes="two")
     assert main(["run", "--config", str(config), "--dry-run", "--results-dir", str(tmp_path)]) == 2

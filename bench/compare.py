@@ -135,6 +135,10 @@ class GateSettings:
     """Significance level of the one-sided Mann-Whitney U test."""
     judge_speed: bool = True
     """False when the two runs come from different hardware: speed and memory are not comparable."""
+    same_hardware: bool = True
+    """Whether the two runs' hardware matches. Where it does not, a cell the candidate's host
+    reports `unsupported` (no kernel there) is not a status regression. Apart from judge_speed:
+    --any-hardware judges speed on other hardware but does not make it the same hardware."""
 
 
 def parse_thresholds(items: list[str]) -> dict[str, float]:
@@ -160,9 +164,9 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 
 REGRESSION, IMPROVEMENT, NOISE, OK, NEW = "regression", "improvement", "not significant", "ok", "new"
 UNCONFIRMED = "not confirmed"
+"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/recheck.py)."""
 HARDWARE_DIFFERS = "not judged (other hardware)"
 """A status that other hardware explains: the candidate's host has no kernel for the cell."""
-"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/recheck.py)."""
 
 
 @dataclass
@@ -200,7 +204,7 @@ def compare_results(
         if not cand:
             verdicts.append(Verdict(key, "status", REGRESSION, _statuses(base), "missing", why="cell missing from the candidate"))
             continue
-        verdicts.extend(_compare_status(key, base, cand, same_hardware=settings.judge_speed))
+        verdicts.extend(_compare_status(key, base, cand, same_hardware=settings.same_hardware))
         base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
         cand_n = [r for r in cand if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
         if base_n and cand_n:
@@ -847,7 +851,12 @@ def save_baseline(run_dir: Path, baselines_dir: Path) -> Path:
             write_json_atomic(staging / BASELINE_META, meta)
             if (target / "cells").exists():
                 os.rename(target / "cells", staging / "replaced-cells")
-            os.rename(staging / "cells", target / "cells")
+            try:
+                os.rename(staging / "cells", target / "cells")
+            except OSError:
+                if (staging / "replaced-cells").exists():  # put the previous cells back before staging goes
+                    os.rename(staging / "replaced-cells", target / "cells")
+                raise
             os.replace(staging / BASELINE_META, target / BASELINE_META)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

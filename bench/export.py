@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import load_run, write_atomic
+from bench.results import load_run, without_non_finite, write_atomic
 
 # First, in this order; the other columns follow in the order json_normalize gives them.
 KEY_COLUMNS = ("run_id", "cell.id", "cell.workload", "cell.variant", "cell.topology", "cell.precision",
@@ -84,7 +84,8 @@ def _one_kind(column: pd.Series) -> pd.Series:
         return column.astype(object).where(~column.map(_missing), None)
     if not kinds:
         return pd.Series([None] * len(column), index=column.index, dtype=object)  # no value at all: nulls
-    return column.map(lambda v: None if _missing(v) else json.dumps(v, allow_nan=False))
+    # Strict JSON text: a NaN inside a list of an older result (written before results were strict) becomes null.
+    return column.map(lambda v: None if _missing(v) else json.dumps(without_non_finite(v), allow_nan=False))
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -93,6 +93,11 @@ def _finite(value: Any, pointer: str, reasons: dict[str, str]) -> Any:
     return None
 
 
+def without_non_finite(value: Any) -> Any:
+    """`value` with every NaN or infinity, however deep, replaced by None (for strict JSON)."""
+    return _finite(value, "", {})
+
+
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 

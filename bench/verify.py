@@ -145,6 +145,14 @@ def verify_model_precision(modules: dict[str, dict], precision: str, device: str
     return Verdict(None, "", observed)
 
 
+MISSING_KERNEL = (
+    "could not create a primitive",  # oneDNN: no implementation of this op for this dtype on this CPU
+    "not implemented for 'BFloat16'",  # ATen: no kernel for the dtype
+    "not implemented for 'Half'",
+)
+"""The words of the errors that mean "no kernel for this precision here", as opposed to a bug."""
+
+
 def probe_kernels(forward_backward: Callable[[], object], precision: str, device: str) -> Verdict:
     """Run one forward and backward of a throwaway copy of the model in the cell's precision.
 
@@ -152,13 +160,14 @@ def probe_kernels(forward_backward: Callable[[], object], precision: str, device
     cannot build a bf16 LSTM and raises "could not create a primitive descriptor for the LSTM
     forward propagation primitive", where an AVX-512 CPU without bf16 instructions emulates it.
     Such a cell is `unsupported` on this host, with the library's own words as the reason, not a
-    crashed cell. In fp32 a failure here is a bug, not a missing kernel: it is raised."""
+    crashed cell. Only the errors a library gives for a kernel it lacks count (MISSING_KERNEL);
+    any other error, and any error in fp32, is a bug and is raised: the cell fails."""
     try:
         forward_backward()
     except RuntimeError as exc:
-        if precision == "fp32":
-            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if precision == "fp32" or not any(words in first for words in MISSING_KERNEL):
+            raise
         return Verdict(
             "unsupported",
             f"{precision} does not run on this {device}: one forward and backward of the model failed with "

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.compare import save_baseline
 from bench.results import load_run
 from tests.test_compare import RUN_A, RUN_B
@@ -137,3 +139,27 @@ def test_checkpoint_metadata_is_strict_json_written_whole(tmp_path: Path) -> Non
     assert (folder / METADATA_FILE).read_text() == text
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
+
+
+def test_a_baseline_swap_that_fails_puts_the_previous_cells_back(tmp_path: Path, monkeypatch) -> None:
+    """The swap moves the previous cells aside, then the new ones in; if the second rename fails
+    (a full or read-only disk), the previous cells go back in place before the staging folder is
+    removed, so the baseline is still whole, not only its history copy."""
+    import bench.compare
+    from bench.errors import BenchError
+
+    baselines = tmp_path / "baselines"
+    saved = save_baseline(RUN_A, baselines)
+    before = {p.relative_to(saved): p.read_bytes() for p in saved.rglob("*") if p.is_file() and "history" not in p.parts}
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if Path(src).name == "cells" and Path(dst) == saved / "cells":
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(bench.compare.os, "rename", rename)
+    with pytest.raises(BenchError, match="cannot save the baseline"):
+        save_baseline(RUN_B, baselines)
+    after = {p.relative_to(saved): p.read_bytes() for p in saved.rglob("*") if p.is_file() and "history" not in p.parts}
+    assert after == before

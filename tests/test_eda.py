@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.paths import REPORTS_DIR
+from tests.conftest import PROJECT_ROOT
 
 NAMES = ("maintenance", "traffic", "sentiment")
 SECTIONS = {
@@ -73,7 +73,7 @@ def test_traffic_and_sentiment_numbers_are_the_data(reports, data_dir):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_reports_link_only_committed_figures(name):
-    folder = REPORTS_DIR / "eda" / name
+    folder = PROJECT_ROOT / "reports" / "eda" / name
     assert (folder / "README.md").is_file(), f"run `python -m bench eda {name}` and commit reports/eda/{name}"
     for figure in _figures(folder / "README.md"):
         assert (folder / figure).is_file()

@@ -149,3 +149,18 @@ def test_bad_export_arguments_are_one_line(tmp_path, monkeypatch, capsys, argv, 
     assert capsys.readouterr().err.strip().splitlines() == [message]
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_an_older_result_with_nan_inside_a_list_exports_as_strict_json(tmp_path):
+    """Results written before bench wrote strict JSON may hold a bare NaN inside a list (a curve
+    point); load_run still reads them, and the export writes that NaN as null, not a traceback."""
+    run = tmp_path / "old"
+    (run / "cells").mkdir(parents=True)
+    text = (FIXTURE / "cells" / "alpha-gru__cpu-1proc__fp32__s0.json").read_text()
+    result = json.loads(text)
+    result["curve"] = [{"step": 1, "f1": float("nan")}, {"step": 2, "f1": 0.5}]
+    (run / "cells" / "a.json").write_text(json.dumps(result))  # json.dumps writes a bare NaN
+    assert "NaN" in (run / "cells" / "a.json").read_text()
+    assert main(["report", str(run), "--format", "parquet", "--out", str(tmp_path)]) == 0
+    [curve] = pd.read_parquet(tmp_path / "report.parquet")["curve"].tolist()
+    assert json.loads(curve) == [{"step": 1, "f1": None}, {"step": 2, "f1": 0.5}]

@@ -2,7 +2,8 @@
 for want of a matching baseline.
 
 What decides the figures: the core count, the CPU flags that decide precision (avx512_bf16,
-amx_bf16, amx_tile, avx512_fp16), and the GPU model and count. The CPU model string does not:
+amx_bf16, amx_tile, avx512_fp16, and avx512f, without which a bf16 LSTM has no kernel at all),
+and the GPU model and count. The CPU model string does not:
 two VMs of one class report "Intel(R) Xeon(R) Processor @ 2.50GHz" and "AMD EPYC". Where no
 baseline matches, status and quality are judged against the nearest and speed and memory are not.
 """
@@ -151,7 +152,7 @@ def test_the_gate_passes_on_an_avx512_host_of_this_kind_against_the_committed_xe
     xeon = _committed("Intel")
     here = [_on(r, "Intel(R) Xeon(R) Processor", 2, ["avx512f"]) for r in load_run(xeon)]
     run = _write_run(tmp_path / "gate-run", here)
-    assert main(["compare", "--baseline", "auto", str(run)]) == 0
+    assert main(["compare", "--baseline", "auto", str(run), "--results-dir", str(PROJECT_ROOT / "results")]) == 0
     out = capsys.readouterr().out
     assert xeon.name in out and "Hardware matches" in out
     assert "**PASS**: 0 regression(s)" in out and "not judged" not in out
@@ -183,3 +184,23 @@ def test_an_avx2_only_host_is_not_judged_against_avx512_figures_and_its_unsuppor
     broken = [dict(r, status="failed", reason="exit codes [1]") if r["status"] == "unsupported" else r for r in here]
     run = _write_run(tmp_path / "broken-run", broken)
     assert main(["compare", "--baseline", "auto", str(run), "--results-dir", str(results)]) == 1
+    capsys.readouterr()
+
+    # --any-hardware judges speed on other hardware; it does not make the hardware the same, so
+    # the unsupported cells stay explained by it.
+    run = _write_run(tmp_path / "any-run", here)
+    main(["compare", "--baseline", "auto", str(run), "--results-dir", str(results), "--any-hardware"])
+    out = capsys.readouterr().out
+    assert sum("not judged (other hardware)" in line for line in out.splitlines()) == 3
+    assert not any(line.startswith("| regression") and "| status" in line for line in out.splitlines())
+
+
+def test_a_candidate_measured_on_several_machines_matches_no_baseline(tmp_path, honest, capsys):
+    base, cand = honest
+    results = tmp_path / "results"
+    _baseline(results, _on(base, XEON, 2, ["avx512f"]))
+    other = dict(_on(cand, XEON, 2, ["avx512f"]), cell=dict(cand["cell"], seed=1, id=cand["cell"]["id"].replace("__s0", "__s1")))
+    mixed = _write_run(tmp_path / "mixed", [_on(cand, XEON, 2, ["avx512f"]), _on(other, "AMD EPYC", 2, [])])
+    assert main(["compare", "--baseline", "auto", str(mixed), "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "speed and memory not judged" in out

@@ -117,6 +117,9 @@ def test_a_precision_this_cpu_has_no_kernel_for_is_unsupported_not_a_crash():
     assert probe_kernels(step("fp32"), "fp32", "cpu").status is None
     with pytest.raises(RuntimeError):
         probe_kernels(lambda: (_ for _ in ()).throw(RuntimeError("a real bug")), "fp32", "cpu")
+    # Any other error in bf16 is a bug too, not a missing kernel: the cell must fail, not hide.
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        probe_kernels(lambda: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be multiplied")), "bf16", "cpu")
 
 
 def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():

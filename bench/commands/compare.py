@@ -31,6 +31,7 @@ from bench.compare import (
     load,
     parse_thresholds,
     render_markdown,
+    run_hardware,
     save_baseline,
     speed_not_judged,
 )
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         # A committed baseline's hardware is its baseline.json's, which may record what its
         # cells' environments predate (the CPU flags of the first baselines).
         same_hardware, how = choice.matched, choice.how
+        if len(run_hardware(candidate)) > 1:  # a run measured on several machines matches none
+            same_hardware, how = compare_hardware(baseline, candidate)
     else:
         same_hardware, how = compare_hardware(baseline, candidate)
     if same_hardware:
@@ -133,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         quality_tolerance=args.quality_tolerance,
         alpha=args.alpha,
         judge_speed=judge_speed,
+        same_hardware=same_hardware,
     )
     verdicts = compare_results(baseline, candidate, settings)
     notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)

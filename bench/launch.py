@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.lifeline import die_with_parent
+from bench.measure import usable_cores
 from bench.paths import PROJECT_ROOT
 from bench.topology import ACCELERATE_PRECISION, Topology
 
@@ -74,7 +75,7 @@ def host_cores() -> int:
     explicit = os.environ.get("BENCH_CPU_CORES", "")
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 def threads_per_rank(ranks_on_host: int) -> int:

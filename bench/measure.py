@@ -208,9 +208,10 @@ def hardware() -> dict[str, Any]:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), else all the host's."""
+    """The cores this process may run on (its CPU affinity where the OS reports it, else all the
+    host's), at least 1."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 
 

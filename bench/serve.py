@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import select
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.measure import package_versions
+from bench.measure import package_versions, usable_cores
 
 PRECISIONS = ("fp32", "bf16")
 # Text cleanings a checkpoint's metadata may name (its "cleaning" key): serving cleans texts as
@@ -285,14 +284,6 @@ class _Pending:
     result: list[dict[str, Any]] = field(default_factory=list)
     error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS reports it), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _cleaning_function(name: str | None, checkpoint: Path):

@@ -169,15 +169,22 @@ def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> floa
     return utilisation if utilisation <= 1.0 else None
 
 
+BUSY_MARGIN = 1.0
+"""Runnable threads beyond the cores that make a host busy. A cell keeps up to `cores` threads busy
+itself and leaves that in the 1-minute average for the next cell: on the idle 2-core machine a
+classical-baseline cell started at 2.07 right after a training cell, with nothing else running."""
+
+
 def busy_host(result: dict[str, Any]) -> dict[str, Any] | None:
     """The cell's host load (`host_load`, recorded by the runner) when its 1-min load average at the
-    cell's start or end was above the cores it could use: other work queued for those cores, so its
-    speed figures are contaminated. None for a quiet host or a result that records no load."""
+    cell's start or end was more than BUSY_MARGIN above the cores it could use: other work queued
+    for those cores, so its speed figures are contaminated. None for a quiet host or a result that
+    records no load."""
     load = result.get("host_load")
     if not isinstance(load, dict) or not load.get("cores"):
         return None
     one_min = {when: load[when][0] for when in ("start", "end") if load.get(when)}
-    if not any(value > load["cores"] for value in one_min.values()):
+    if not any(value > load["cores"] + BUSY_MARGIN for value in one_min.values()):
         return None
     return {"id": result["cell"]["id"], "seed": result["cell"]["seed"], "cores": load["cores"],
             "load_start": one_min.get("start"), "load_end": one_min.get("end")}

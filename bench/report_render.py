@@ -121,7 +121,7 @@ def busy_host_note(rows: list[dict[str, Any]]) -> str | None:
 
     shown = "; ".join(load(b) for b in busy[:5]) + (f"; and {len(busy) - 5} more" if len(busy) > 5 else "")
     return (f"**Busy host**: {len(busy)} cell{'s' if len(busy) != 1 else ''} (marked *busy host* in *note*) started or ended "
-            f"with the host's 1-minute load average above the cores they could use ({shown}). Other work queued for "
+            f"with the host's 1-minute load average more than one above the cores they could use ({shown}). Other work queued for "
             "those cores, so their speed figures (time-to-target, samples/s, tokens/s, speedups, scaling, MFU, fit times) "
             "are contaminated; their quality and memory figures are not.")
 

@@ -55,10 +55,13 @@ def test_unknown_topology_lists_the_choices():
 def test_smoke_matrix_expands_to_workloads_topologies_precisions_and_baselines():
     cells = load_matrix("smoke")
     train = [c for c in cells if c.kind == "train"]
-    # The smoke: every workload, every CPU topology, fp32 and bf16 ...
+    # The smoke: every workload on every CPU topology in fp32, bf16 on every topology for the
+    # workloads whose bf16 cells are cheap on every CPU of the project's kind (not MiniLM:
+    # smoke.yaml says why) ...
     for workload in ("maintenance", "traffic", "sentiment"):
         covered = {(c.topology, c.precision) for c in train if c.workload == workload}
-        assert covered >= {(t, p) for t in ("cpu-1proc", "cpu-ddp2", "cpu-2node") for p in ("fp32", "bf16")}, workload
+        precisions = ("fp32",) if workload == "sentiment" else ("fp32", "bf16")
+        assert covered >= {(t, p) for t in ("cpu-1proc", "cpu-ddp2", "cpu-2node") for p in precisions}, workload
     # ... and fp16 somewhere, so that every CI run sees the silent CPU fallback caught
     assert any(c.precision == "fp16" for c in train)
     assert {c.topology for c in train} == {"cpu-1proc", "cpu-ddp2", "cpu-2node"}

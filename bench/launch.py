@@ -44,12 +44,16 @@ def launch_commands(
     cell_file: Path,
     out_file: Path,
     port: int | None = None,
+    mllog_file: Path | None = None,
 ) -> list[list[str]]:
-    """The command line(s) that run a cell: one per node rank; one plain python for baselines."""
+    """The command line(s) that run a cell: one per node rank; one plain python for baselines.
+    A training cell given `mllog_file` writes its MLPerf log there (bench/mlperf_log.py)."""
     # Absolute: the launchers run in PROJECT_ROOT (see run_group), not in the user's folder.
     worker = ["-m", "bench.worker", "--cell", str(Path(cell_file).absolute()), "--out", str(Path(out_file).absolute())]
     if topology is None:
         return [[sys.executable, *worker]]
+    if mllog_file is not None:
+        worker += ["--mllog", str(Path(mllog_file).absolute())]
     base = accelerate_executable()
     if base[-1] != "accelerate.commands.launch":
         base = [*base, "launch"]

@@ -4,6 +4,7 @@ Layout of a run directory (results/<run-id>/):
     run.json              what was asked (matrix, filters, command, host)
     launch/<cell>.json    the cell as handed to the worker
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
+    mllog/<cell>.log      a training cell's MLPerf log (bench/mlperf_log.py)
     logs/<cell>.log       everything the cell's processes printed
 
 --resume keeps every completed cell (results.COMPLETED) and re-runs the rest; it refuses, before
@@ -29,6 +30,7 @@ from bench.errors import BenchError
 from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
 from bench.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.measure import environment, load_average, usable_cores
+from bench.mlperf_log import mllog_path
 from bench.paths import safe_run_id_part
 from bench.peak import measure_peak_flops
 from bench.results import COMPLETED, make_result, result_path, write_json_atomic
@@ -41,7 +43,8 @@ def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
     for cell in cells:
         topology = load_topology(cell.topology) if cell.kind == "train" else None
         cell_file = run_dir / "launch" / f"{cell.id}.json"
-        commands = launch_commands(topology, cell.precision, cell_file, result_path(run_dir, cell.id))
+        commands = launch_commands(topology, cell.precision, cell_file, result_path(run_dir, cell.id),
+                                   mllog_file=mllog_path(run_dir, cell.id))
         env_note = "ACCELERATE_USE_CPU=1" if topology is not None and topology.use_cpu else ""
         planned.append(
             {
@@ -205,8 +208,10 @@ def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | 
     out.unlink(missing_ok=True)  # a failed result from an earlier try is replaced
     log = run_dir / "logs" / f"{cell.id}.log"
     log.unlink(missing_ok=True)
+    mllog = mllog_path(run_dir, cell.id)
+    mllog.unlink(missing_ok=True)  # like the result: an earlier try's log must not stand for this one
     port = free_port() if topology is not None and topology.num_processes > 1 else None
-    commands = launch_commands(topology, cell.precision, cell_file, out, port)
+    commands = launch_commands(topology, cell.precision, cell_file, out, port, mllog)
     # The host's load (1-, 5-, 15-min averages) as the cell starts and ends, beside the cores it may
     # use: a 1-min load above the cores means other work queued for them, and the cell's speed
     # figures are contaminated (the report marks it). The load counts the cell's own threads too.

@@ -14,6 +14,7 @@ model, loss and metrics (workloads/base.py). The rules of the clock follow MLPer
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +139,9 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     time_to_target = samples_to_target = None
     done = False
 
+    # Dates (Unix seconds) for logs that place the run in time (bench/mlperf_log.py, trackers): the
+    # clock's zero, the end of each evaluation and the end of the loop. They measure nothing.
+    run_start_unix = time.time()
     while not done and epoch < budget.max_epochs:
         epoch += 1
         tick = measure.now()
@@ -174,11 +178,13 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
                 eval_start = measure.now()
                 metrics = workload.val_metrics(evaluate("val"))
                 clock += measure.now() - eval_start
+                eval_end_unix = time.time()
                 clock = max_over_ranks(clock)
                 total_loss, total_count = sum_over_ranks(float(loss_sum), loss_count)
                 mean_loss = total_loss / max(total_count, 1)  # NaN/inf on any rank shows here
                 curve.append(
-                    {"step": step, "epoch": epoch, "samples": samples_seen, "seconds": clock, "train_loss": mean_loss, **metrics}
+                    {"step": step, "epoch": epoch, "samples": samples_seen, "seconds": clock, "train_loss": mean_loss,
+                     "time_unix": eval_end_unix, **metrics}
                 )
                 loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
                 if not math.isfinite(mean_loss):
@@ -200,6 +206,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
                 reason = f"step budget of {budget.max_steps} spent"
                 done = True
                 break
+    run_stop_unix = time.time()
     if status == "not_converged" and not reason:
         reason = f"epoch budget of {budget.max_epochs} spent"
 
@@ -249,4 +256,5 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         "batch": {"global": p.global_batch, "per_process": per_process_batch},
         "memory": memory,
         "curve": curve,
+        "wall_clock": {"run_start": run_start_unix, "run_stop": run_stop_unix},
     }

@@ -1,13 +1,14 @@
 """What runs inside `accelerate launch`: one cell, from verification to its JSON result.
 
     accelerate launch --config_file bench/configs/accelerate/X.yaml --mixed_precision P \\
-        -m bench.worker --cell launch/<cell>.json --out cells/<cell>.json
+        -m bench.worker --cell launch/<cell>.json --out cells/<cell>.json --mllog mllog/<cell>.log
 
 1. Build the Accelerator from the launched environment and verify that the topology and the
    precision in effect are the ones the cell asked for (bench/verify.py). If not: one result with
    status invalid/unsupported and no numbers.
 2. Seed, build data and model (init time, reported apart), train to target (bench/train.py).
-3. Gather each rank's peak memory; rank 0 writes the result atomically.
+3. Gather each rank's peak memory; rank 0 writes the result atomically, then its MLPerf log
+   (bench/mlperf_log.py).
 Baseline cells (classical models) run the same file without accelerate.
 """
 
@@ -71,13 +72,14 @@ def data_record(info: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
     return {**info, "cleaning": info.get("cleaning", []), "sha256": files}
 
 
-def run_training(cell: Cell, out: Path) -> None:
+def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from bench.datasets import check_workload_data
     from bench.measure import environment
+    from bench.mlperf_log import write_mllog
     from bench.topology import load_topology
     from bench.train import train
     from bench.verify import verify
@@ -98,13 +100,13 @@ def run_training(cell: Cell, out: Path) -> None:
         return
 
     try:
-        init_start = time.perf_counter()
+        init_start, init_start_unix = time.perf_counter(), time.time()
         # The data as `bench data verify` checks it, on every rank (each refuses alike, none waits on another).
         data_files = check_workload_data(cell.workload)
         set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
         workload = make_workload(cell.workload, cell.variant, cell.params)
         splits = workload.load(cell.seed)
-        init_s = time.perf_counter() - init_start
+        init_s, init_stop_unix = time.perf_counter() - init_start, time.time()
         # The Linear probe above says what autocast does to a Linear; the model may hold layers
         # that autocast leaves alone on this device. One forward of a throwaway copy tells.
         precision_verdict = probe_model_precision(accelerator, workload, splits, cell.precision)
@@ -161,10 +163,14 @@ def run_training(cell: Cell, out: Path) -> None:
             batch=outcome["batch"],
             memory=memory,
             curve=outcome["curve"],
+            # Dates (Unix seconds) of the cell's phases, for the MLPerf log; the timings are durations.
+            wall_clock={"init_start": init_start_unix, "init_stop": init_stop_unix, **outcome["wall_clock"]},
             data=data_record(splits.info, data_files),
             environment=environment(),
         )
         write_json_atomic(out, result)  # the result first: a failed save must not lose it
+        if mllog:
+            write_mllog(mllog, result)
         # A model that trained (to target or to budget) is saved; its status goes in the metadata.
         if cell.save_checkpoint and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed":
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result)
@@ -214,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--cell", required=True, type=Path, help="cell JSON written by the runner")
     parser.add_argument("--out", required=True, type=Path, help="where to write the result JSON")
+    parser.add_argument("--mllog", type=Path, help="where a training cell writes its MLPerf log (bench/mlperf_log.py)")
     args = parser.parse_args(argv)
     _quiet_libraries()
     cell = Cell.from_dict(json.loads(args.cell.read_text()))
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if cell.kind == "baseline":
             run_baselines(cell, args.out)
         else:
-            run_training(cell, args.out)
+            run_training(cell, args.out, args.mllog)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -52,6 +52,8 @@ class Cell:
     timeout_s: float = 600.0
     save_checkpoint: str | None = None
     """Folder where the worker saves the trained model (workloads that support it)."""
+    tracking: dict[str, str] | None = None
+    """The Accelerate tracker the worker logs the cell to (`bench run --log-with`; bench/trackers.py)."""
 
     @property
     def id(self) -> str:

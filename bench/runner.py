@@ -5,6 +5,7 @@ Layout of a run directory (results/<run-id>/):
     launch/<cell>.json    the cell as handed to the worker
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
     mllog/<cell>.log      a training cell's MLPerf log (bench/mlperf_log.py)
+    trackers/             what `--log-with` trackers write locally (bench/trackers.py)
     logs/<cell>.log       everything the cell's processes printed
 
 --resume keeps every completed cell (results.COMPLETED) and re-runs the rest; it refuses, before

@@ -8,7 +8,7 @@
    status invalid/unsupported and no numbers.
 2. Seed, build data and model (init time, reported apart), train to target (bench/train.py).
 3. Gather each rank's peak memory; rank 0 writes the result atomically, then its MLPerf log
-   (bench/mlperf_log.py).
+   (bench/mlperf_log.py) and, with `bench run --log-with`, sends it to a tracker (bench/trackers.py).
 Baseline cells (classical models) run the same file without accelerate.
 """
 
@@ -77,6 +77,7 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from bench import trackers
     from bench.datasets import check_workload_data
     from bench.measure import environment
     from bench.mlperf_log import write_mllog
@@ -89,7 +90,14 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     # in a broken launch every process believes it is the main one.
     launcher_rank0 = os.environ.get("RANK", "0") == "0"
     topology = load_topology(cell.topology)
-    accelerator = Accelerator()
+    if cell.tracking:
+        try:
+            trackers.require_tracker(cell.tracking["log_with"])
+        except BenchError as exc:
+            if launcher_rank0:
+                write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment()))
+            raise
+    accelerator = Accelerator(**trackers.accelerator_kwargs(cell.tracking))
     verdict = verify(accelerator, topology.expected(cell.precision))
     if verdict.status:
         if launcher_rank0:
@@ -176,6 +184,8 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result)
             result["checkpoint"] = cell.save_checkpoint
             write_json_atomic(out, result)
+        if cell.tracking:
+            trackers.log_result(accelerator, cell.tracking, result)
     accelerator.wait_for_everyone()
     accelerator.end_training()
 

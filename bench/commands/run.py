@@ -13,6 +13,7 @@ from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
 from bench.runner import new_run_id, plan, print_dry_run, refuse_changed_cells, run_cells, summary_table
 from bench.topology import available_topologies, is_config_path, load_topology
+from bench.trackers import TRACKERS, require_tracker, tracking_for
 
 FAILED_STATUSES = ("failed", "invalid")
 
@@ -33,6 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
                         help="save the model of the first training cell of each workload that supports it (unless it failed)")
+    parser.add_argument("--log-with", metavar="TRACKER",
+                        help="also log each training cell (configuration, convergence curve, final metrics) to an "
+                             f"Accelerate tracker: {', '.join(TRACKERS)}; local files under results/RUN_ID/trackers/ "
+                             "(docs/integrations.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
     if args.run_id is not None:
         check_run_id(args.run_id, "--run-id")
+    if args.log_with is not None:
+        require_tracker(args.log_with)  # before anything launches: accelerate would drop a missing one silently
     if args.resume is not None:
         check_run_id(args.resume, "--resume")
         run_dir = args.results_dir / args.resume
@@ -63,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
+    if args.log_with:
+        cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
     if args.dry_run:
         if args.resume:
             refuse_changed_cells(cells, run_dir)  # what the real resume would refuse
@@ -142,6 +151,14 @@ def _under_config(cells, config_file: str):
             seen.add(cell.id)
             out.append(cell)
     return out
+
+
+def _with_tracking(cells, tracking: dict[str, str]):
+    """Every training cell logs to the tracker. Not part of what defines a cell's result: a --resume
+    may add, change or drop --log-with (bench/runner.py DEFINING)."""
+    import dataclasses
+
+    return [dataclasses.replace(cell, tracking=tracking) if cell.kind == "train" else cell for cell in cells]
 
 
 def _with_checkpoint(cells, folder: Path):

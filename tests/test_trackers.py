@@ -1,0 +1,97 @@
+"""`bench run --log-with`: a real cell logged through Accelerate's TensorBoard tracker, read back
+from its event files with TensorBoard's own reader; and the one-line refusals before any launch."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from bench.cli import main
+from bench.results import load_run
+from bench.trackers import TRACKERS
+from tests.conftest import run_cli
+from tests.test_e2e_run import matrix_file, only_run
+
+
+def events(folder) -> EventAccumulator:
+    accumulator = EventAccumulator(str(folder))
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.mark.e2e
+def test_a_cell_logged_to_tensorboard_has_its_curve_hparams_and_final_metrics(tmp_path):
+    matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], params={"target": 0.3})
+    proc = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--log-with", "tensorboard")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path / "results")
+    [result] = load_run(run_dir)
+    assert result["status"] == "converged", result.get("reason")
+    assert result["cell"]["tracking"]["log_with"] == "tensorboard"
+    folder = run_dir / "trackers" / result["cell"]["id"]
+
+    # The convergence curve: one point per evaluation, at step = training samples seen, dated when it ended.
+    board, curve = events(folder), result["curve"]
+    f1 = board.Scalars("val/f1")
+    assert [e.step for e in f1] == [p["samples"] for p in curve]
+    assert [e.value for e in f1] == pytest.approx([p["f1"] for p in curve], rel=1e-6)
+    assert [e.wall_time for e in f1] == pytest.approx([p["time_unix"] for p in curve], abs=1e-3)
+    loss = board.Scalars("train/loss")
+    assert [e.value for e in loss] == pytest.approx([p["train_loss"] for p in curve], rel=1e-6)
+
+    # The final metrics, at the last step.
+    [test_f1] = board.Scalars("final/test/f1")
+    assert test_f1.step == result["samples_seen"]
+    assert test_f1.value == pytest.approx(result["metrics"]["test"]["f1"], rel=1e-6)
+    assert board.Scalars("final/converged")[0].value == 1.0
+    assert board.Scalars("final/time_to_target_s")[0].value == pytest.approx(result["timings"]["time_to_target_s"], rel=1e-6)
+
+    # The cell's configuration as hyperparameters (add_hparams writes them in a subfolder).
+    found = [hparams_metadata.parse_session_start_info_plugin_data(content)
+             for sub in folder.iterdir() if any(sub.glob("events.out.tfevents.*"))
+             for tag, content in events(sub).PluginTagToContent(hparams_metadata.PLUGIN_NAME).items()
+             if tag == hparams_metadata.SESSION_START_INFO_TAG]
+    assert len(found) == 1
+    hparams = found[0].hparams
+    assert hparams["workload"].string_value == "maintenance"
+    assert hparams["precision"].string_value == "fp32"
+    assert hparams["seed"].number_value == 0
+    assert hparams["params.target"].number_value == pytest.approx(0.3)
+    assert hparams["params.lr"].number_value == pytest.approx(result["workload"]["params"]["lr"])
+    assert hparams["global_batch"].number_value == result["batch"]["global"]
+
+
+def test_the_tracker_is_not_part_of_what_a_resume_compares():
+    """A run resumed with another --log-with (or none) keeps its completed cells."""
+    from bench.matrix import Cell
+    from bench.runner import definition_changes
+    from bench.trackers import tracking_for
+
+    cell = Cell("maintenance", "gru", "cpu-1proc", "fp32", 0)
+    logged = dataclasses.replace(cell, tracking=tracking_for("tensorboard", Path("results/run")))
+    assert definition_changes(logged.to_dict(), cell) == []
+    assert definition_changes(cell.to_dict(), logged) == []
+    assert definition_changes(logged.to_dict(), dataclasses.replace(cell, seed=1)) == ["seed 0 -> 1"]
+
+
+def test_an_unknown_tracker_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["run", "--matrix", "smoke", "--results-dir", str(tmp_path), "--log-with", "tensorbored"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: unknown --log-with tracker 'tensorbored'; valid choices: mlflow, tensorboard, trackio, wandb"
+    ]
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_tracker_whose_package_is_missing_is_refused_before_anything_launches(tmp_path, capsys):
+    missing = next((name for name, package in TRACKERS.items() if importlib.util.find_spec(package) is None), None)
+    if missing is None:
+        pytest.skip("every tracker's package is installed here")
+    assert main(["run", "--matrix", "smoke", "--results-dir", str(tmp_path), "--log-with", missing]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --log-with {missing} needs the {TRACKERS[missing]} package: pip install")
+    assert not any(tmp_path.iterdir())

@@ -73,12 +73,13 @@ def test_time_to_train_from_the_log_is_the_results_time_to_target(cell):
     the end of the evaluation that met the target. The log's ends are dates taken at the clock's zero
     and when the loop ended, each truncated to a whole millisecond (hence -2 ms). The clock leaves out
     only the loop's bookkeeping between steps (the end of an epoch, the all-reduces after each
-    evaluation), microseconds each on one process: 100 ms bounds them even on a busy machine."""
+    evaluation), microseconds each on one process. 500 ms bounds them with room for a busy machine
+    preempting the worker inside those windows; the test below pins init to its own interval."""
     run_dir, result = cell
     log = parsed(mllog_path(run_dir, result["cell"]["id"]))
     time_to_train_ms = log["run_stop"][0].timestamp - log["run_start"][0].timestamp
     time_to_target_ms = result["timings"]["time_to_target_s"] * 1000
-    assert -2 <= time_to_train_ms - time_to_target_ms <= 100
+    assert -2 <= time_to_train_ms - time_to_target_ms <= 500
     # init_start..init_stop is the result's init_s: the same two instants on another clock.
     init_ms = log["init_stop"][0].timestamp - log["init_start"][0].timestamp
     assert init_ms == pytest.approx(result["timings"]["init_s"] * 1000, abs=2)

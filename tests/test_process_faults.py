@@ -81,7 +81,7 @@ def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_pa
         ["cpu-ddp2", "cpu-1proc"],
         ["fp32"],
         params={"target": 1.0, "eval_every_steps": 10},
-        budget={"max_epochs": 50, "max_seconds": 20},
+        budget={"max_epochs": 50, "max_seconds": 6},
         timeout_s=200,
     )
     results_dir = tmp_path / "results"
@@ -113,7 +113,7 @@ def test_ctrl_c_stops_the_run_keeps_completed_cells_and_leaves_no_process(tmp_pa
         ["cpu-1proc"],
         ["fp16", "fp32"],
         params={"target": 1.0, "eval_every_steps": 10},
-        budget={"max_epochs": 50, "max_seconds": 20},
+        budget={"max_epochs": 50, "max_seconds": 6},
         timeout_s=200,
     )
     results_dir = tmp_path / "results"

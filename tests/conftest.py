@@ -57,3 +57,16 @@ def cpu_runs_a_bf16_lstm() -> bool:
         except RuntimeError:
             return False
     return True
+
+
+@pytest.fixture
+def fresh_state(monkeypatch):
+    """No Accelerator state left by an earlier test: each test's Accelerator() starts anew."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils.dataclasses import FP8BackendType
 
 from bench.cli import main
@@ -150,16 +149,6 @@ def test_an_fp8_cell_runs_with_torchao_alone():
     assert skip_reason(fp8, load_topology("gpu-1"), Host(1, True, "torchao")) is None
     reason = skip_reason(fp8, load_topology("gpu-1"), Host(1, True, None))
     assert reason == "fp8 needs torchao, transformer_engine or MS-AMP installed, found none"
-
-
-@pytest.fixture
-def fresh_state(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def test_an_fp8_cell_records_which_backend_computed(fresh_state):

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import pytest
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 
 from bench.verify import Expected, autocast_dtype, verify
 from tests.conftest import cpu_runs_a_bf16_lstm
-
-
-@pytest.fixture
-def fresh_state(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def single_cpu(precision: str) -> Expected:

@@ -73,17 +73,27 @@ def _wait_for(predicate, what: str):
     raise AssertionError(f"gave up waiting for {what}")
 
 
-def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_path):
-    # Two cells: a 2-process cell whose rank 1 is killed while it trains, then a 1-process cell.
-    # The unreachable target keeps the first cell training until its budget, long enough to kill.
-    matrix = matrix_file(
+def _untargeted_matrix(tmp_path: Path, topologies: list[str], precisions: list[str]) -> str:
+    """Maintenance cells with an unreachable target: each trains its short budget unless a fault ends it."""
+    return matrix_file(
         tmp_path,
-        ["cpu-ddp2", "cpu-1proc"],
-        ["fp32"],
+        topologies,
+        precisions,
         params={"target": 1.0, "eval_every_steps": 10},
         budget={"max_epochs": 50, "max_seconds": 6},
         timeout_s=200,
     )
+
+
+def _assert_nothing_left(run_dir: Path) -> None:
+    """No process of the run is alive and no half-written result is left."""
+    assert processes_mentioning(str(run_dir)) == []
+    assert list(run_dir.glob("cells/*.tmp")) == [] and list(run_dir.glob("cells/.*")) == []
+
+
+def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_path):
+    # Two cells: a 2-process cell whose rank 1 is killed while it trains, then a 1-process cell.
+    matrix = _untargeted_matrix(tmp_path, ["cpu-ddp2", "cpu-1proc"], ["fp32"])
     results_dir = tmp_path / "results"
     run_dir = results_dir / "faults"
     runner = _start_run(matrix, results_dir, "faults")
@@ -103,19 +113,11 @@ def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_pa
     assert "exit codes" in killed["reason"] or "timed out" in killed["reason"]
     # The killed rank cost its own cell only: the next cell ran and trained.
     assert cells["maintenance-gru__cpu-1proc__fp32__s0"]["status"] in ("converged", "not_converged")
-    assert processes_mentioning(str(run_dir)) == []
-    assert list(run_dir.glob("cells/*.tmp")) == [] and list(run_dir.glob("cells/.*")) == []
+    _assert_nothing_left(run_dir)
 
 
 def test_ctrl_c_stops_the_run_keeps_completed_cells_and_leaves_no_process(tmp_path):
-    matrix = matrix_file(
-        tmp_path,
-        ["cpu-1proc"],
-        ["fp16", "fp32"],
-        params={"target": 1.0, "eval_every_steps": 10},
-        budget={"max_epochs": 50, "max_seconds": 6},
-        timeout_s=200,
-    )
+    matrix = _untargeted_matrix(tmp_path, ["cpu-1proc"], ["fp16", "fp32"])
     results_dir = tmp_path / "results"
     run_dir = results_dir / "ctrlc"
     runner = _start_run(matrix, results_dir, "ctrlc")
@@ -136,5 +138,4 @@ def test_ctrl_c_stops_the_run_keeps_completed_cells_and_leaves_no_process(tmp_pa
     assert kept == ["maintenance-gru__cpu-1proc__fp16__s0.json"]
     assert json.loads((run_dir / "cells" / kept[0]).read_text())["status"] == "unsupported"
     time.sleep(1)
-    assert processes_mentioning(str(run_dir)) == []
-    assert list(run_dir.glob("cells/*.tmp")) == [] and list(run_dir.glob("cells/.*")) == []
+    _assert_nothing_left(run_dir)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The folder that holds the `bench` and `workloads` packages: the checkout, or site-packages once
-# installed. Launched workers import from it (bench/launch.py), so they run the same code as the runner.
+# installed. Launched workers import from it (bench/harness/launch.py), so they run the same code as the runner.
 PROJECT_ROOT = PACKAGE_DIR.parent
 CONFIGS_DIR = PACKAGE_DIR / "configs"
 ACCELERATE_CONFIGS_DIR = CONFIGS_DIR / "accelerate"

@@ -198,7 +198,7 @@ _FIELD_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
     ("environment", "hardware_class"): (_string, "a string"),
     ("environment", "cpu_model"): (_string, "a string"),
 }
-# The host's load as a cell started and ended (bench/runner.py), which the report reads to mark busy hosts.
+# The host's load as a cell started and ended (bench/harness/runner.py), which the report reads to mark busy hosts.
 _LOAD = (lambda v: v is None or _list_of(_number)(v), "a list of numbers or null")
 _FIELD_TYPES.update({
     ("", "host_load"): (_object, "an object"),

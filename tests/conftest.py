@@ -50,7 +50,7 @@ def cpu_runs_a_bf16_lstm() -> bool:
     """Whether this CPU trains a bf16 LSTM. oneDNN needs AVX-512 for one: an AVX2-only CPU (one
     machine of the project's kind reports "AMD EPYC" with AVX2 only) raises "could not create a
     primitive descriptor for the LSTM forward propagation primitive", and bench reports such a
-    cell `unsupported` (bench.verify.probe_kernels). Tests of bf16 LSTMs ask this first."""
+    cell `unsupported` (bench.harness.verify.probe_kernels). Tests of bf16 LSTMs ask this first."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
         try:
             torch.nn.LSTM(4, 8, batch_first=True)(torch.randn(2, 3, 4))[0].float().sum().backward()

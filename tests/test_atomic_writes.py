@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare import save_baseline
+from bench.analysis.compare import save_baseline
 from bench.results import load_run
 from tests.test_compare import RUN_A, RUN_B
 
@@ -59,7 +59,7 @@ def test_saving_a_baseline_keeps_the_previous_one_in_history_and_auto_ignores_it
     assert json.loads((old / "baseline.json").read_text()) == first_meta
     assert load_run(old)[0] == load_run(RUN_A)[0]
 
-    from bench.compare import find_baseline, hardware_of
+    from bench.analysis.compare import find_baseline, hardware_of
 
     hardware = hardware_of(load_run(RUN_B))
     assert find_baseline(baselines, hardware).path == second  # history is never the current baseline
@@ -110,7 +110,7 @@ class _Saves:
 
 
 def test_checkpoint_metadata_is_strict_json_written_whole(tmp_path: Path) -> None:
-    from bench.checkpoint import METADATA_FILE, save_checkpoint
+    from bench.harness.checkpoint import METADATA_FILE, save_checkpoint
 
     folder = tmp_path / "ckpt"
     save_checkpoint(_Saves("model.safetensors"), _Saves("tokenizer.json"), folder,
@@ -122,7 +122,7 @@ def test_checkpoint_metadata_is_strict_json_written_whole(tmp_path: Path) -> Non
 
     # Re-saving with metadata too big for the disk leaves the previous metadata as it was.
     script = (
-        "import sys\nfrom pathlib import Path\nfrom bench.checkpoint import save_checkpoint\n"
+        "import sys\nfrom pathlib import Path\nfrom bench.harness.checkpoint import save_checkpoint\n"
         "class Saves:\n"
         "    def __init__(self, name): self.name = name\n"
         "    def save_pretrained(self, folder, **_): (Path(folder) / self.name).write_text('{}')\n"
@@ -145,7 +145,7 @@ def test_a_baseline_swap_that_fails_puts_the_previous_cells_back(tmp_path: Path,
     """The swap moves the previous cells aside, then the new ones in; if the second rename fails
     (a full or read-only disk), the previous cells go back in place before the staging folder is
     removed, so the baseline is still whole, not only its history copy."""
-    import bench.compare
+    import bench.analysis.compare
     from bench.errors import BenchError
 
     baselines = tmp_path / "baselines"
@@ -158,7 +158,7 @@ def test_a_baseline_swap_that_fails_puts_the_previous_cells_back(tmp_path: Path,
             raise OSError(28, "No space left on device")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(bench.compare.os, "rename", rename)
+    monkeypatch.setattr(bench.analysis.compare.os, "rename", rename)
     with pytest.raises(BenchError, match="cannot save the baseline"):
         save_baseline(RUN_B, baselines)
     after = {p.relative_to(saved): p.read_bytes() for p in saved.rglob("*") if p.is_file() and "history" not in p.parts}

@@ -316,8 +316,8 @@ def test_bad_input_through_the_real_entry_point(name, tmp_path):
 def test_accelerate_config_with_unknown_key(tmp_path):
     """Topologies are read by accelerate's own ClusterConfig, which rejects unknown keys."""
     from bench.errors import BenchError
+    from bench.harness.topology import load_topology
     from bench.paths import ACCELERATE_CONFIGS_DIR
-    from bench.topology import load_topology
 
     text = (ACCELERATE_CONFIGS_DIR / "cpu-1proc.yaml").read_text() + "num_gpus_please: 3\n"
     (tmp_path / "odd.yaml").write_text(text)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.compare import (
+from bench.analysis.compare import (
     IMPROVEMENT,
     NOISE,
     REGRESSION,
@@ -24,6 +23,7 @@ from bench.compare import (
     parse_thresholds,
     save_baseline,
 )
+from bench.cli import main
 from bench.errors import BenchError
 from bench.results import load_run
 from tests.conftest import run_cli
@@ -183,8 +183,8 @@ def test_speed_is_not_judged_across_hardware_classes(tmp_path: Path, honest, cap
 
 
 def test_auto_picks_the_baseline_of_this_hardware_or_says_none_fits(tmp_path: Path, honest, capsys) -> None:
-    from bench.compare import Hardware
-    from bench.measure import hardware
+    from bench.analysis.compare import Hardware
+    from bench.harness.measure import hardware
 
     base, cand = honest
     here = hardware()
@@ -230,8 +230,8 @@ def test_bad_input_exits_2_with_one_line(args: list[str], message: str, capsys) 
 
 
 def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
-    from bench.compare import Verdict
-    from bench.recheck import cells_to_recheck
+    from bench.analysis.compare import Verdict
+    from bench.analysis.recheck import cells_to_recheck
 
     verdicts = [
         Verdict("a", "samples_per_s", REGRESSION), Verdict("a", "time_to_target_s", REGRESSION),
@@ -243,8 +243,8 @@ def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
 
 
 def test_a_recheck_clears_a_slowdown_only_when_the_re_run_does_not_show_it() -> None:
-    from bench.compare import OK, Verdict
-    from bench.recheck import UNCONFIRMED, confirm
+    from bench.analysis.compare import OK, Verdict
+    from bench.analysis.recheck import UNCONFIRMED, confirm
 
     first = [Verdict("a", "samples_per_s", REGRESSION, change="-40%"), Verdict("a", "status", OK),
              Verdict("b", "samples_per_s", REGRESSION, change="-40%"), Verdict("c", "samples_per_s", REGRESSION)]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.compare import Verdict, render_json
 from bench.cli import main
-from bench.compare import Verdict, render_json
 from bench.results import load_run
 from tests.conftest import run_cli
 from tests.test_compare import CELL, RUN_A, RUN_B, _slower, _write_run

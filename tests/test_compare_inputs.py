@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.compare import REGRESSION, GateSettings, compare_results
 from bench.cli import main
-from bench.compare import REGRESSION, GateSettings, compare_results
 from bench.results import load_run, result_path, write_json_atomic
 from tests.test_compare import RUN_A, RUN_B, _write_run
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import bench.serve
-from bench.checkpoint import METADATA_FILE
+import bench.serving.serve
 from bench.cli import main
+from bench.harness.checkpoint import METADATA_FILE
 from tests.conftest import run_cli
 from tests.test_serve import build_checkpoint
 
@@ -89,7 +89,7 @@ CORRUPTIONS = [
     ("max_length negative", _metadata(max_length=-5), "'max_length'"),
     ("max_length fractional", _metadata(max_length=12.5), "'max_length'"),
     ("max_length beyond the model's positions", _metadata(max_length=100_000), "'max_length' 100000"),
-    ("cleaning a list", _metadata(cleaning=["workloads.text_cleaning.clean_for_model"]), "'cleaning'"),
+    ("cleaning a list", _metadata(cleaning=["bench.data.text_cleaning.clean_for_model"]), "'cleaning'"),
     ("metrics a string", _metadata(metrics="good"), "'metrics'"),
     ("schema from a newer bench", _metadata(schema_version=99), "schema_version 99"),
     ("schema a string", _metadata(schema_version="1"), "schema_version"),
@@ -136,7 +136,7 @@ def test_serve_refuses_a_corrupt_checkpoint_before_listening(corrupt, monkeypatc
     def no_server(*args, **kwargs):
         raise AssertionError("bench serve accepted the damaged checkpoint and was about to listen")
 
-    monkeypatch.setattr(bench.serve, "make_server", no_server)
+    monkeypatch.setattr(bench.serving.serve, "make_server", no_server)
     folder, words = corrupt
     assert main(["serve", "--checkpoint", str(folder), "--port", "0"]) == 2
     assert_one_line_error(capsys.readouterr().err, words)

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.datasets import DATASETS, POLARITY_COLUMNS, check_file, dataset, selected
-from bench.fetch import polarity_subset
+from bench.data.datasets import DATASETS, POLARITY_COLUMNS, check_file, dataset, selected
+from bench.data.fetch import polarity_subset
 
 AI4I = "ai4i2020/ai4i2020.csv"
 UNSW_TEST = "unsw_nb15/UNSW_NB15_testing-set.csv.gz"

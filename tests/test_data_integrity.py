@@ -1,7 +1,7 @@
 """The data a cell trains on: checked inside the cell as `bench data verify` checks it, cleaning counted,
 and the SHA-256 of every file read recorded, so that report and compare can say when data differed.
 
-Cells run in-process through `bench.worker.main` (a baseline cell, or a training cell with the
+Cells run in-process through `bench.harness.worker.main` (a baseline cell, or a training cell with the
 Accelerator built in this process): the worker is where a launched cell meets its data, and an
 uncaught exception would show here as the traceback a user would see.
 """
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import worker
 from bench.cli import main
-from bench.datasets import DATASETS
+from bench.data.datasets import DATASETS
 from bench.errors import BenchError
-from bench.matrix import Cell
+from bench.harness import worker
+from bench.harness.matrix import Cell
+from bench.harness.train import Budget
 from bench.results import load_run
-from bench.train import Budget
 
 AI4I = "ai4i2020/ai4i2020.csv"
 AI4I_SHA256 = DATASETS["ai4i2020"].files[0].sha256
@@ -117,7 +117,7 @@ def test_workload_data_check_refuses_what_verify_refuses(tmp_path, monkeypatch):
 
     import pandas as pd
 
-    from bench.datasets import check_workload_data
+    from bench.data.datasets import check_workload_data
     from bench.paths import data_dir
 
     real = data_dir()
@@ -149,7 +149,7 @@ def test_result_records_the_sha256_of_each_file_read_and_the_cleaning(tmp_path, 
 def test_check_workload_data_hashes_each_file_once_per_version(tmp_path, monkeypatch):
     import os
 
-    from bench.datasets import check_workload_data
+    from bench.data.datasets import check_workload_data
 
     _ai4i_copy(tmp_path / "data")
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
@@ -197,8 +197,8 @@ def test_compare_says_when_the_two_runs_read_different_data(tmp_path, capsys, ba
 
 
 def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
-    from bench.report import build_report
-    from bench.report_render import render_markdown
+    from bench.analysis.report import build_report
+    from bench.analysis.report_render import render_markdown
 
     results = load_run(REPORT_FIXTURE)
     alpha = [r for r in results if r["cell"]["workload"] == "alpha"]
@@ -220,7 +220,7 @@ def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
 
 def test_every_workload_names_the_datasets_it_reads():
     """A workload missing from WORKLOAD_DATA would have no data checked before its cells train."""
-    from bench.datasets import WORKLOAD_DATA
+    from bench.data.datasets import WORKLOAD_DATA
     from workloads import REGISTRY
 
     assert set(WORKLOAD_DATA) == set(REGISTRY)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.launch import threads_per_rank
+from bench.harness.launch import threads_per_rank
 from bench.results import load_run, validate_result
 from tests.conftest import PROJECT_ROOT, run_cli
 
@@ -99,9 +99,9 @@ def test_two_process_and_two_node_cells_are_really_synchronised(tmp_path):
 
 def test_a_multi_process_launch_without_the_cpu_switch_is_invalid(tmp_path):
     """N processes that each train alone must not be reported as data parallel."""
-    from bench.launch import launch_commands, launch_env, run_group
-    from bench.matrix import Cell
-    from bench.topology import load_topology
+    from bench.harness.launch import launch_commands, launch_env, run_group
+    from bench.harness.matrix import Cell
+    from bench.harness.topology import load_topology
 
     cell = Cell("maintenance", "gru", "cpu-ddp2", "fp32", 0)
     cell_file, out = tmp_path / "cell.json", tmp_path / "result.json"
@@ -130,16 +130,16 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def test_a_two_node_cell_whose_peer_never_starts_fails_within_its_timeout(tmp_path, monkeypatch):
-    import bench.runner
-    from bench.matrix import Cell
+    import bench.harness.runner
+    from bench.harness.matrix import Cell
 
-    real = bench.runner.launch_commands
+    real = bench.harness.runner.launch_commands
     # Start node rank 0 only: it waits for its peer forever, without a word.
-    monkeypatch.setattr(bench.runner, "launch_commands", lambda *a, **k: real(*a, **k)[:1])
+    monkeypatch.setattr(bench.harness.runner, "launch_commands", lambda *a, **k: real(*a, **k)[:1])
     cell = Cell("maintenance", "gru", "cpu-2node", "fp32", 0, timeout_s=20)
     run_dir = tmp_path / "run"
     start = time.monotonic()
-    [result] = bench.runner.run_cells([cell], run_dir, {"matrix": "test"})
+    [result] = bench.harness.runner.run_cells([cell], run_dir, {"matrix": "test"})
     elapsed = time.monotonic() - start
     assert result["status"] == "failed"
     assert result["reason"].startswith("timed out after 20 s")

@@ -7,7 +7,7 @@ import json
 import torch
 
 from bench.commands.env import render
-from bench.measure import PRECISION_FLAGS, environment
+from bench.harness.measure import PRECISION_FLAGS, environment
 from tests.conftest import run_cli
 
 

@@ -46,7 +46,7 @@ def _on(result: dict, cpu_model: str, cores: int, flags: list[str] | None, gpus:
 def _baseline(results_dir: Path, result: dict, hardware_in_meta: bool = True) -> Path:
     """A committed baseline of one cell; `hardware_in_meta=False` writes baseline.json as the
     committed one is, with only its hardware class."""
-    from bench.compare import save_baseline
+    from bench.analysis.compare import save_baseline
 
     run = _write_run(results_dir / "source", [result])
     saved = save_baseline(run, results_dir / "baselines")
@@ -130,7 +130,7 @@ def test_a_gpu_result_never_matches_a_cpu_baselines_speed(tmp_path, honest, caps
 
 
 def test_every_result_records_the_cpu_flags_that_decide_precision(monkeypatch):
-    import bench.measure as measure
+    import bench.harness.measure as measure
 
     monkeypatch.setattr(measure, "cpu_flags", lambda: {"sse2", "avx2", "avx512_bf16", "amx_tile", "amx_bf16"})
     env = measure.environment()

@@ -1,4 +1,4 @@
-"""The host's load at each cell's start and end (`host_load`, bench/runner.py), and the report's
+"""The host's load at each cell's start and end (`host_load`, bench/harness/runner.py), and the report's
 *busy host* mark on cells whose 1-minute load average was more than one above the cores they could use."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.report import BUSY_MARGIN, build_report
+from bench.analysis.report_render import render_csv, render_json, render_markdown
 from bench.cli import main
-from bench.measure import usable_cores
-from bench.report import BUSY_MARGIN, build_report
-from bench.report_render import render_csv, render_json, render_markdown
+from bench.harness.measure import usable_cores
 from tests.conftest import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report-run"

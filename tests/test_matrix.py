@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from bench.errors import BenchError
-from bench.matrix import Cell, Host, expected_verdict, filter_cells, load_matrix, skip_reason
+from bench.harness.matrix import Cell, Host, expected_verdict, filter_cells, load_matrix, skip_reason
+from bench.harness.runner import plan, print_dry_run
+from bench.harness.topology import available_topologies, load_topology
 from bench.paths import ACCELERATE_CONFIGS_DIR
-from bench.runner import plan, print_dry_run
-from bench.topology import available_topologies, load_topology
 
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 EIGHT_GPUS = Host(gpus=8, bf16_gpu=True, fp8_backend=None)

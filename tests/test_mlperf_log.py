@@ -1,4 +1,4 @@
-"""Every training cell writes an MLPerf log (bench/mlperf_log.py), and mlperf-logging's own parser
+"""Every training cell writes an MLPerf log (bench/harness/mlperf_log.py), and mlperf-logging's own parser
 reads it: a real maintenance cell launched by `bench run`, then its results/<run>/mllog/<cell>.log."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 from mlperf_logging.compliance_checker.mlp_parser import parse_file
 
-from bench.mlperf_log import mllog_path, mllog_text
+from bench.harness.mlperf_log import mllog_path, mllog_text
 from bench.results import load_run
 from tests.conftest import run_cli
 from tests.test_e2e_run import matrix_file, only_run
@@ -95,8 +95,8 @@ def test_a_run_that_missed_its_target_stops_aborted(cell, tmp_path):
 
 
 def test_only_training_cells_are_given_a_log_to_write(tmp_path):
-    from bench.launch import launch_commands
-    from bench.topology import load_topology
+    from bench.harness.launch import launch_commands
+    from bench.harness.topology import load_topology
 
     cell_file, out, log = tmp_path / "c.json", tmp_path / "r.json", tmp_path / "c.log"
     [train] = launch_commands(load_topology("cpu-1proc"), "fp32", cell_file, out, mllog_file=log)

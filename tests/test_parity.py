@@ -1,6 +1,6 @@
 """Accelerate's training step against a plain PyTorch loop: the same fp32 losses, step by step.
 
-bench/train.py (through an in-process Accelerator) and bench/parity.py's plain loop train the
+bench/harness/train.py (through an in-process Accelerator) and bench/harness/parity.py's plain loop train the
 same model on the same data with the same seed; their losses must agree to 1e-6. Every
 registered workload is checked; one whose module does not import yet is skipped.
 """
@@ -29,7 +29,7 @@ def _importable(name: str) -> bool:
 def test_accelerate_and_plain_pytorch_losses_agree_in_fp32(name: str, data_dir) -> None:
     if not _importable(name):
         pytest.skip(f"workload {name} does not import yet")
-    from bench.parity import losses_side_by_side
+    from bench.harness.parity import losses_side_by_side
 
     accelerate_losses, plain_losses = losses_side_by_side(name, STEPS)
     # One loss per optimizer step, plus one for the FLOP count where the workload's FLOPs are
@@ -43,7 +43,7 @@ def test_accelerate_and_plain_pytorch_losses_agree_in_fp32(name: str, data_dir) 
 
 def test_a_different_seed_breaks_parity(data_dir) -> None:
     """The comparison can fail: the plain loop with another seed gives other losses."""
-    from bench.parity import accelerate_train, loaded, plain_train, recording_losses
+    from bench.harness.parity import accelerate_train, loaded, plain_train, recording_losses
 
     workload, splits = loaded("maintenance")
     with recording_losses(workload) as accelerate_losses:
@@ -57,7 +57,7 @@ def test_a_different_seed_breaks_parity(data_dir) -> None:
 def test_prepared_steps_train_and_agree(precision: str, data_dir) -> None:
     """The micro-benchmarks' step functions (tests/benchmarks) work in both loops: repeated steps on
     one batch lower its loss, and in fp32 both loops give the same losses."""
-    from bench.parity import loaded, prepared_step
+    from bench.harness.parity import loaded, prepared_step
 
     workload, splits = loaded("maintenance")
     accelerate_step = prepared_step(workload, splits, precision, use_accelerate=True)

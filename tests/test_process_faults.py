@@ -40,7 +40,7 @@ def _start_run(matrix: str, results_dir: Path, run_id: str) -> subprocess.Popen:
 
 
 def _workers(run_dir: Path) -> dict[int, list[str]]:
-    """The environment of each bench.worker process launched for `run_dir`, by pid."""
+    """The environment of each bench.harness.worker process launched for `run_dir`, by pid."""
     workers = {}
     for pid in processes_mentioning(str(run_dir)):
         try:
@@ -48,7 +48,7 @@ def _workers(run_dir: Path) -> dict[int, list[str]]:
             environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if "bench.worker" in cmdline:
+        if "bench.harness.worker" in cmdline:
             workers[pid] = environ
     return workers
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import stats
+from bench.analysis import stats
+from bench.analysis.plots import write_plots
+from bench.analysis.report import build_report, resolve_peaks
+from bench.analysis.report_render import render_csv, render_json, render_markdown
 from bench.cli import main
-from bench.peak import datasheet_peak, matmul_flops
-from bench.plots import write_plots
-from bench.report import build_report, resolve_peaks
-from bench.report_render import render_csv, render_json, render_markdown
+from bench.harness.peak import datasheet_peak, matmul_flops
 from tests.conftest import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report-run"
@@ -217,9 +217,9 @@ def test_plots_are_written_as_non_empty_pngs(report, tmp_path):
 
 
 def test_peaks_are_never_taken_from_another_machine(monkeypatch):
-    import bench.measure
+    import bench.harness.measure
 
-    monkeypatch.setattr(bench.measure, "hardware_class", lambda: "cpu-64core-Other")
+    monkeypatch.setattr(bench.harness.measure, "hardware_class", lambda: "cpu-64core-Other")
     peaks, source = resolve_peaks({}, {"hardware_class": "cpu-2core-Fixture-CPU"})
     assert peaks is None and "MFU omitted" in source
     peaks, source = resolve_peaks({}, {}, measure=False)

@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 import bench.commands.run
-import bench.matrix
-import bench.runner
+import bench.harness.matrix
+import bench.harness.runner
 from bench.cli import main
 from bench.errors import BenchError
-from bench.matrix import Host, load_matrix
+from bench.harness.matrix import Host, load_matrix
+from bench.harness.topology import load_topology
 from bench.paths import ACCELERATE_CONFIGS_DIR
 from bench.results import load_run, validate_result
-from bench.topology import load_topology
 from workloads import REGISTRY, workload_class
 
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
@@ -31,8 +31,8 @@ NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 @pytest.fixture(autouse=True)
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
-    monkeypatch.setattr(bench.matrix.Host, "detect", classmethod(lambda cls: NO_GPU))
-    monkeypatch.setattr(bench.runner, "measure_peak_flops", lambda: 1.0e9)
+    monkeypatch.setattr(bench.harness.matrix.Host, "detect", classmethod(lambda cls: NO_GPU))
+    monkeypatch.setattr(bench.harness.runner, "measure_peak_flops", lambda: 1.0e9)
 
 
 def write_matrix(path: Path, budget=None, params=None, seeds=1, topologies=("gpu-1", "gpu-ddp2")) -> str:
@@ -136,7 +136,7 @@ def test_a_run_id_must_be_one_safe_folder_name(tmp_path, capsys, flag, bad):
 
 
 def test_a_generated_run_id_from_an_odd_matrix_file_name_is_one_folder(tmp_path):
-    from bench.runner import new_run_id
+    from bench.harness.runner import new_run_id
 
     run_id = new_run_id(str(tmp_path / "my matrix;v2.yaml"))
     assert "/" not in run_id and " " not in run_id and ";" not in run_id and run_id.endswith("my_matrix_v2")
@@ -298,7 +298,7 @@ def test_a_wrongly_typed_accelerate_key_is_one_error(tmp_path, key, value, messa
 
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_path, capsys, monkeypatch):
     matrix = write_matrix(tmp_path / "m.yaml", topologies=("gpu-1", "gpu-ddp2", "gpu-ddp4"))
-    real = bench.runner.write_json_atomic
+    real = bench.harness.runner.write_json_atomic
     written = []
 
     def fills_up(path, payload):
@@ -308,7 +308,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_pa
         if path.parent.name == "cells":
             written.append(path)
 
-    monkeypatch.setattr(bench.runner, "write_json_atomic", fills_up)
+    monkeypatch.setattr(bench.harness.runner, "write_json_atomic", fills_up)
     results = tmp_path / "results"
     assert main(["run", "--matrix", matrix, "--results-dir", str(results), "--run-id", "r1"]) == 2
     line = one_error_line(capsys)
@@ -317,7 +317,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_pa
     assert [validate_result(r) for r in load_run(results / "r1")] == [[]]
     assert json.loads(kept.read_text())["cell"]["topology"] == "gpu-1"
 
-    monkeypatch.setattr(bench.runner, "write_json_atomic", real)  # space freed: the resume finishes
+    monkeypatch.setattr(bench.harness.runner, "write_json_atomic", real)  # space freed: the resume finishes
     mtime = kept.stat().st_mtime_ns
     assert main(["run", "--results-dir", str(results), "--resume", "r1"]) == 0
     assert len(load_run(results / "r1")) == 3 and kept.stat().st_mtime_ns == mtime

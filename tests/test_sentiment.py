@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from bench.cli import main as bench_main
+from bench.data.text_cleaning import clean_for_model
 from bench.errors import BenchError
 from tests.conftest import run_cli
 from workloads.sentiment import LABELS, Sentiment, default_model_path, resolve_model
-from workloads.text_cleaning import clean_for_model
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +120,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """The base MiniLM with a fresh (seeded) classification head, saved as a bench checkpoint."""
     from transformers import AutoModelForSequenceClassification
 
-    from bench.checkpoint import save_checkpoint
+    from bench.harness.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     workload = Sentiment(params={"max_length": 32})
@@ -132,7 +132,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def _direct_probabilities(folder: Path, texts: list[str]) -> np.ndarray:
-    from bench.checkpoint import load_checkpoint
+    from bench.harness.checkpoint import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(folder)
     with torch.no_grad():

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.checkpoint import METADATA_FILE, save_checkpoint
 from bench.cli import main
 from bench.errors import BenchError
-from bench.loadtest import ServerProcess, get_json, loopback_address, measure, write_report
-from bench.serve import MicroBatcher, Predictor, RequestError, ServingLimits, create_app
+from bench.harness.checkpoint import METADATA_FILE, save_checkpoint
+from bench.serving.loadtest import ServerProcess, get_json, loopback_address, measure, write_report
+from bench.serving.serve import MicroBatcher, Predictor, RequestError, ServingLimits, create_app
 
 LABELS = ["negative", "positive"]
 LIMITS = ServingLimits(max_body_bytes=4096, max_texts=4, max_text_chars=200)
@@ -36,7 +36,7 @@ def build_checkpoint(folder: Path) -> Path:
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(base)
     meta = {"workload": "sentiment", "base_model": "all-MiniLM-L6-v2", "max_length": 128, "labels": LABELS,
-            "cleaning": "workloads.text_cleaning.clean_for_model", "metrics": {"accuracy": 0.5}}
+            "cleaning": "bench.data.text_cleaning.clean_for_model", "metrics": {"accuracy": 0.5}}
     return save_checkpoint(model, tokenizer, folder, meta)
 
 
@@ -80,7 +80,7 @@ def test_metadata_names_model_metrics_versions_and_limits(client):
     assert meta["workload"] == "sentiment"
     assert meta["base_model"] == "all-MiniLM-L6-v2"
     assert meta["labels"] == LABELS
-    assert meta["cleaning"] == "workloads.text_cleaning.clean_for_model"
+    assert meta["cleaning"] == "bench.data.text_cleaning.clean_for_model"
     assert meta["metrics"] == {"accuracy": 0.5}
     assert meta["serving"]["precision"] == "fp32"
     assert {"torch", "transformers", "flask", "waitress"} <= set(meta["serving"]["packages"])
@@ -536,7 +536,7 @@ def open_slow_clients(host: str, port: int, count: int) -> list[socket.socket]:
 def test_idle_and_half_sent_connections_are_closed_after_the_channel_timeout():
     from flask import Flask
 
-    from bench.serve import make_server
+    from bench.serving.serve import make_server
 
     app = Flask("idle")
     app.get("/health")(lambda: {"status": "ok"})
@@ -604,7 +604,7 @@ def test_serve_raises_its_soft_open_file_limit_to_fit_its_connections():
     from tests.conftest import PROJECT_ROOT
 
     code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); "
-            "from bench.serve import ensure_open_files; ensure_open_files(1000); "
+            "from bench.serving.serve import ensure_open_files; ensure_open_files(1000); "
             "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

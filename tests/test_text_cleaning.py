@@ -8,9 +8,9 @@ import sys
 
 import pandas as pd
 
+from bench.data.text_cleaning import baseline_tokens, clean_for_baseline, clean_for_model, dedupe_key
 from tests.conftest import PROJECT_ROOT
 from workloads.sentiment import clean_and_dedupe, load_reviews, split_stratified
-from workloads.text_cleaning import baseline_tokens, clean_for_baseline, clean_for_model, dedupe_key
 
 
 def test_html_entities_are_unescaped_even_when_escaped_twice():
@@ -50,7 +50,7 @@ def test_baseline_keeps_negations_drops_stop_words_and_stems():
 
 def test_cleaning_needs_no_nltk_download(tmp_path):
     """Run the cleaning with NLTK's data search paths pointing nowhere: no corpus may be needed."""
-    code = "from workloads.text_cleaning import clean_for_baseline as c; print(c(\"Wasn't the best, not bad\"))"
+    code = "from bench.data.text_cleaning import clean_for_baseline as c; print(c(\"Wasn't the best, not bad\"))"
     env = {**os.environ, "NLTK_DATA": str(tmp_path), "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

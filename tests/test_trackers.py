@@ -12,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from bench.cli import main
+from bench.harness.trackers import TRACKERS
 from bench.results import load_run
-from bench.trackers import TRACKERS
 from tests.conftest import run_cli
 from tests.test_e2e_run import matrix_file, only_run
 
@@ -68,9 +68,9 @@ def test_a_cell_logged_to_tensorboard_has_its_curve_hparams_and_final_metrics(tm
 
 def test_the_tracker_is_not_part_of_what_a_resume_compares():
     """A run resumed with another --log-with (or none) keeps its completed cells."""
-    from bench.matrix import Cell
-    from bench.runner import definition_changes
-    from bench.trackers import tracking_for
+    from bench.harness.matrix import Cell
+    from bench.harness.runner import definition_changes
+    from bench.harness.trackers import tracking_for
 
     cell = Cell("maintenance", "gru", "cpu-1proc", "fp32", 0)
     logged = dataclasses.replace(cell, tracking=tracking_for("tensorboard", Path("results/run")))

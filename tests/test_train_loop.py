@@ -14,7 +14,7 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from bench.train import Budget, train
+from bench.harness.train import Budget, train
 from workloads.base import Splits, Workload
 from workloads.metrics import binary_metrics
 

@@ -13,9 +13,9 @@ from accelerate import Accelerator
 from accelerate.utils.dataclasses import FP8BackendType
 
 from bench.cli import main
-from bench.matrix import Host, load_matrix, skip_reason
-from bench.topology import load_topology
-from bench.verify import Expected, verify
+from bench.harness.matrix import Host, load_matrix, skip_reason
+from bench.harness.topology import load_topology
+from bench.harness.verify import Expected, verify
 from tests.conftest import run_cli
 
 # What `accelerate config` writes for "This machine, no distributed training, CPU only".
@@ -143,7 +143,7 @@ def test_the_host_finds_torchao_as_an_fp8_backend(monkeypatch, installed, chosen
 
 
 def test_an_fp8_cell_runs_with_torchao_alone():
-    from bench.matrix import Cell
+    from bench.harness.matrix import Cell
 
     fp8 = Cell("maintenance", "lstm", "gpu-1", "fp8", 0)
     assert skip_reason(fp8, load_topology("gpu-1"), Host(1, True, "torchao")) is None

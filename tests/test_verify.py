@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from accelerate import Accelerator
 
-from bench.verify import Expected, autocast_dtype, verify
+from bench.harness.verify import Expected, autocast_dtype, verify
 from tests.conftest import cpu_runs_a_bf16_lstm
 
 
@@ -57,7 +57,7 @@ def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
     """CPU autocast runs Linear in bf16 but has no bf16 GRU kernel: the GRU stays fp32."""
     import torch
 
-    from bench.verify import model_compute_dtypes, verify_model_precision
+    from bench.harness.verify import model_compute_dtypes, verify_model_precision
     from workloads.maintenance import RecurrentClassifier
 
     x = torch.randn(2, 5, 10)
@@ -85,7 +85,7 @@ def test_a_precision_this_cpu_has_no_kernel_for_is_unsupported_not_a_crash():
     AVX2-only CPU) makes the cell `unsupported` with the library's words; in fp32 it raises."""
     import torch
 
-    from bench.verify import probe_kernels
+    from bench.harness.verify import probe_kernels
 
     class NoBf16Kernel(torch.nn.Module):
         def forward(self, x):
@@ -116,7 +116,7 @@ def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():
     training step of it fails here (AVX2-only CPUs), and lets it run where it runs."""
     import torch
 
-    from bench.verify import probe_kernels
+    from bench.harness.verify import probe_kernels
     from workloads.maintenance import RecurrentClassifier
 
     model = RecurrentClassifier("lstm", 10, 16, 1, 0.0)

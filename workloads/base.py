@@ -1,6 +1,6 @@
 """The seam between the harness and a workload.
 
-The training loop in bench/train.py drives any `Workload` without knowing what it is: it asks
+The training loop in bench/harness/train.py drives any `Workload` without knowing what it is: it asks
 for data, a model, a loss per batch, per-sample evaluation outputs, and metrics computed from
 those outputs. A workload never touches Accelerate, clocks or memory; the harness never
 branches on a workload's name.

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from bench.data.tabular import check_classes, cleaning_step, dataset_file, read_csv_checked
 from bench.errors import BenchError
 from workloads.base import Splits, TrainParams, Workload, limits
 from workloads.metrics import binary_metrics
-from workloads.tabular import check_classes, cleaning_step, dataset_file, read_csv_checked
 
 CSV = "ai4i2020/ai4i2020.csv"
 LABEL = "Machine failure"

@@ -1,7 +1,7 @@
 """Sentiment: fine-tune a pre-trained BERT on Amazon reviews (negative / positive).
 
 Data: the 12,443 amazon_polarity reviews of the shared data folder ("title: content"), pooled,
-cleaned (workloads/text_cleaning.py), de-duplicated BEFORE splitting so that no duplicate can
+cleaned (bench/data/text_cleaning.py), de-duplicated BEFORE splitting so that no duplicate can
 straddle train and test, then split 70/15/15 stratified with `split_seed` (fixed across training
 seeds, so every cell of a matrix is judged on the same validation and test reviews). The UCI
 "Sentiment Labelled Sentences" Amazon file (1,000 short sentences) is an out-of-domain test set
@@ -36,11 +36,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from bench.data.tabular import check_classes, cleaning_step, dataset_file, read_csv_checked
+from bench.data.text_cleaning import clean_for_baseline, clean_for_model, dedupe_key
 from bench.errors import BenchError
 from workloads.base import Splits, TrainParams, Workload, limits
 from workloads.metrics import binary_metrics
-from workloads.tabular import check_classes, cleaning_step, dataset_file, read_csv_checked
-from workloads.text_cleaning import clean_for_baseline, clean_for_model, dedupe_key
 
 REVIEWS = "amazon_reviews/amazon_polarity_subset.csv.gz"
 UCI_SENTENCES = "amazon_reviews/amazon_cells_labelled.txt"
@@ -437,15 +437,15 @@ class Sentiment(Workload):
         return [{"name": "tfidf_logreg", "metrics": metrics, "fit_seconds": fit_seconds, "clean_seconds": clean_seconds}]
 
     def save_checkpoint(self, model: nn.Module, folder: Path, result: dict[str, Any]) -> Path:
-        """Save the fine-tuned model, its tokenizer and what it scored (bench/checkpoint.py)."""
-        from bench.checkpoint import save_checkpoint
+        """Save the fine-tuned model, its tokenizer and what it scored (bench/harness/checkpoint.py)."""
+        from bench.harness.checkpoint import save_checkpoint
 
         metadata = {
             "workload": self.name,
             "base_model": self.params.model or DEFAULT_MODEL_NAME,
             "max_length": self.params.max_length,
             "labels": LABELS,
-            "cleaning": "workloads.text_cleaning.clean_for_model",
+            "cleaning": "bench.data.text_cleaning.clean_for_model",
             "status": result.get("status"),
             "target": result.get("target"),
             "metrics": result.get("metrics"),

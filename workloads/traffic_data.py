@@ -36,8 +36,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from bench.data.tabular import check_classes, check_finite, cleaning_step, dataset_file, read_csv_checked
 from bench.errors import BenchError
-from workloads.tabular import check_classes, check_finite, cleaning_step, dataset_file, read_csv_checked
 
 FOLDER = "unsw_nb15"
 FETCH_NAME = "unsw_nb15"

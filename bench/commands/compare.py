@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.compare import (
+from bench.analysis.compare import (
     DEFAULT_ALPHA,
     DEFAULT_QUALITY_TOLERANCE,
     DEFAULT_THRESHOLDS,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     candidate = load(candidate_path)
     notes = []
     if baseline_arg == AUTO:
-        from bench.measure import hardware
+        from bench.harness.measure import hardware
 
         # The baseline for the hardware the candidate ran on (this host's, if its results record none).
         wanted = hardware_of(candidate) or Hardware.of_environment(hardware())
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     verdicts = compare_results(baseline, candidate, settings)
     notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)
     if args.recheck:
-        from bench.recheck import recheck
+        from bench.analysis.recheck import recheck
 
         verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
         notes += recheck_notes

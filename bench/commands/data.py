@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.datasets import DATASETS, GROUPS, Dataset, check_file, selected
+from bench.data.datasets import DATASETS, GROUPS, Dataset, check_file, selected
 from bench.errors import BenchError
 from bench.paths import DATA_DIR_ENV, data_dir
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from bench.fetch import fetch, import_path, present_and_valid
+    from bench.data.fetch import fetch, import_path, present_and_valid
 
     chosen = selected(args.datasets)
     if args.source is not None:

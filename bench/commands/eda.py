@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.names:
         if name not in NAMES:
             raise one_of("EDA", name, NAMES)
-    from bench.eda import run_eda  # matplotlib and pandas only when a report is made
+    from bench.data.eda import run_eda  # matplotlib and pandas only when a report is made
 
     root = args.out or REPORTS_DIR / "eda"
     for name in args.names:

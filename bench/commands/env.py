@@ -3,7 +3,7 @@
     bench env           # a readable list
     bench env --json    # the same fields as a result's `environment`, as JSON
 
-The fields come from bench.measure.environment(), the function whose output every result stores,
+The fields come from bench.harness.measure.environment(), the function whose output every result stores,
 so what this prints is what a run on this machine would record.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.measure import PRECISION_FLAGS, environment
+from bench.harness.measure import PRECISION_FLAGS, environment
 from bench.results import strict_json
 
 NONE = "none"

@@ -1,5 +1,5 @@
 """`bench export RUN_DIR`: a run as a Hugging Face `datasets.Dataset`, one flat row per cell
-(bench/export.py), saved with `save_to_disk` (`datasets.load_from_disk` reads it back) and/or
+(bench/analysis/export.py), saved with `save_to_disk` (`datasets.load_from_disk` reads it back) and/or
 pushed to the Hugging Face Hub."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.export import cells_frame, push_dataset, require, run_id_of, save_dataset, to_dataset
+    from bench.analysis.export import cells_frame, push_dataset, require, run_id_of, save_dataset, to_dataset
 
     if args.out is None and args.push_to_hub is None:
         raise BenchError("give --out DIR, --push-to-hub REPO, or both")

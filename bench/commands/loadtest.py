@@ -1,4 +1,4 @@
-"""`bench loadtest`: latency p50/p95/p99 and requests/s of `bench serve` at 1, 8 and 32 clients (bench/loadtest.py)."""
+"""`bench loadtest`: latency p50/p95/p99 and requests/s of `bench serve` at 1, 8 and 32 clients (bench/serving/loadtest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.paths import REPORTS_DIR
-from bench.serve import PRECISIONS
+from bench.serving.serve import PRECISIONS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
-    from bench.loadtest import (
+    from bench.harness.measure import environment
+    from bench.serving.loadtest import (
         ServerProcess,
         bf16_support,
         get_json,
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
         server_context,
         write_report,
     )
-    from bench.measure import environment
 
     if args.requests < 1 or args.max_seconds <= 0 or min(args.concurrency) < 1 or min(args.micro_batch) < 0:
         raise BenchError("--requests, --max-seconds and every --concurrency must be positive, --micro-batch at least 0")

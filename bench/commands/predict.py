@@ -6,7 +6,7 @@ Input formats (auto-detected, or named with --format):
     tsv    the UCI "Sentiment Labelled Sentences" layout: `sentence<TAB>label` per line, no header.
     lines  one review per line, no labels (empty lines are skipped).
 Output: a CSV with the input row number, the text, the predicted label and one probability per
-label. Texts are cleaned exactly as for training (workloads.text_cleaning.clean_for_model).
+label. Texts are cleaned exactly as for training (bench.data.text_cleaning.clean_for_model).
 """
 
 from __future__ import annotations
@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from bench.checkpoint import load_checkpoint
+    from bench.data.text_cleaning import clean_for_model
+    from bench.harness.checkpoint import load_checkpoint
     from workloads.metrics import binary_metrics
-    from workloads.text_cleaning import clean_for_model
 
     hf_logging.disable_progress_bar()  # "Loading weights" would otherwise interleave with the output
     model, tokenizer, meta = load_checkpoint(args.checkpoint)

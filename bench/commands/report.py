@@ -1,5 +1,5 @@
 """`bench report RUN_DIR`: a run's results as a Markdown report with plots, or as CSV/JSON, or as
-Parquet (one flat row per cell, bench/export.py)."""
+Parquet (one flat row per cell, bench/analysis/export.py)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _resolve_run_dir(raw: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.report import build_report
-    from bench.report_render import render_csv, render_json, render_markdown, resolve_metric
+    from bench.analysis.report import build_report
+    from bench.analysis.report_render import render_csv, render_json, render_markdown, resolve_metric
 
     run_dir = _resolve_run_dir(args.run_dir)
     if args.format == "parquet":
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BenchError(f"{out_dir}: cannot create the report folder ({exc.strerror})") from None
     if args.format == "md":
-        from bench.plots import write_plots
+        from bench.analysis.plots import write_plots
 
         try:
             plots = write_plots(report, out_dir)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parquet(run_dir: Path, out: str | None) -> int:
-    from bench.export import cells_frame, require, run_id_of, write_parquet
+    from bench.analysis.export import cells_frame, require, run_id_of, write_parquet
 
     if out == "-":
         raise BenchError("--out - prints CSV or JSON only; Parquet is binary, give a folder")

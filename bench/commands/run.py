@@ -8,12 +8,19 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.matrix import Host, available_matrices, filter_cells, load_matrix
+from bench.harness.matrix import Host, available_matrices, filter_cells, load_matrix
+from bench.harness.runner import (
+    new_run_id,
+    plan,
+    print_dry_run,
+    refuse_changed_cells,
+    run_cells,
+    summary_table,
+)
+from bench.harness.topology import available_topologies, is_config_path, load_topology
+from bench.harness.trackers import TRACKERS, require_tracker, tracking_for
 from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
-from bench.runner import new_run_id, plan, print_dry_run, refuse_changed_cells, run_cells, summary_table
-from bench.topology import available_topologies, is_config_path, load_topology
-from bench.trackers import TRACKERS, require_tracker, tracking_for
 
 FAILED_STATUSES = ("failed", "invalid")
 
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(run_dir / "launch" / f"{item['cell'].id}.json", item["cell"].to_dict())
         print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
         return 0
-    from bench.datasets import preflight
+    from bench.data.datasets import preflight
 
     preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any launch
     meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
@@ -155,7 +162,7 @@ def _under_config(cells, config_file: str):
 
 def _with_tracking(cells, tracking: dict[str, str]):
     """Every training cell logs to the tracker. Not part of what defines a cell's result: a --resume
-    may add, change or drop --log-with (bench/runner.py DEFINING)."""
+    may add, change or drop --log-with (bench/harness/runner.py DEFINING)."""
     import dataclasses
 
     return [dataclasses.replace(cell, tracking=tracking) if cell.kind == "train" else cell for cell in cells]

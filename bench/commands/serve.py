@@ -1,4 +1,4 @@
-"""`bench serve`: answer sentiment predictions over HTTP from a fine-tuned checkpoint (bench/serve.py)."""
+"""`bench serve`: answer sentiment predictions over HTTP from a fine-tuned checkpoint (bench/serving/serve.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.serve import (
+from bench.serving.serve import (
     DEFAULT_CHANNEL_TIMEOUT,
     DEFAULT_CONNECTION_LIMIT,
     DEFAULT_THREADS,
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.serve import (
+    from bench.serving.serve import (
         MicroBatcher,
         Predictor,
         check_server_settings,

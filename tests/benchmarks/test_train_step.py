@@ -2,7 +2,7 @@
 
 Generic over the workload registry: a new workload is benchmarked as soon as it is registered;
 one whose module does not import yet is skipped. Each benchmark repeats one step on a fixed
-batch (bench.parity.prepared_step), so it times the step alone: no data loading, no evaluation.
+batch (bench.harness.parity.prepared_step), so it times the step alone: no data loading, no evaluation.
 Compare `accelerate` against `plain` of the same workload and precision for Accelerate's overhead.
 
     pytest tests/benchmarks --benchmark-enable --benchmark-json=micro.json
@@ -32,7 +32,7 @@ def _importable(name: str) -> bool:
 def test_train_step(benchmark, name: str, precision: str, loop: str, data_dir) -> None:
     if not _importable(name):
         pytest.skip(f"workload {name} does not import yet")
-    from bench.parity import loaded, prepared_step
+    from bench.harness.parity import loaded, prepared_step
 
     workload, splits = loaded(name)
     step = prepared_step(workload, splits, precision, use_accelerate=loop == "accelerate")

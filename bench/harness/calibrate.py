@@ -1,6 +1,6 @@
 """Pick a workload's quality target from measurements, not hope.
 
-    python -m bench.calibrate --workload maintenance --variant gru --seeds 5 --max-epochs 40 \\
+    python -m bench.harness.calibrate --workload maintenance --variant gru --seeds 5 --max-epochs 40 \\
         --precision fp32 --precision bf16
 
 Trains each seed in this process (single process, no launcher) with an unreachable target, so
@@ -24,7 +24,7 @@ def calibrate(workload_name: str, variant: str | None, seeds: list[int], precisi
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
 
-    from bench.train import train
+    from bench.harness.train import train
     from workloads import make_workload
 
     AcceleratorState._reset_state(True)  # one Accelerator per precision in this process
@@ -47,9 +47,9 @@ def first_reaching(curve: list[dict], metric: str, value: float) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.train import Budget
+    from bench.harness.train import Budget
 
-    parser = argparse.ArgumentParser(prog="bench.calibrate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench.harness.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--workload", required=True)
     parser.add_argument("--variant")
     parser.add_argument("--seeds", type=int, default=5)

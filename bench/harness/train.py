@@ -24,8 +24,8 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from bench import measure
 from bench.errors import BenchError
+from bench.harness import measure
 from workloads.base import Splits, Workload
 
 
@@ -139,7 +139,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     time_to_target = samples_to_target = None
     done = False
 
-    # Dates (Unix seconds) for logs that place the run in time (bench/mlperf_log.py, trackers): the
+    # Dates (Unix seconds) for logs that place the run in time (bench/harness/mlperf_log.py, trackers): the
     # clock's zero, the end of each evaluation and the end of the loop. They measure nothing.
     run_start_unix = time.time()
     while not done and epoch < budget.max_epochs:

@@ -1,4 +1,4 @@
-"""The report's four plots per workload, drawn from the computed rows (bench/report.py), PNG.
+"""The report's four plots per workload, drawn from the computed rows (bench/analysis/report.py), PNG.
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot state, no display
 needed), so a report can be made on a headless CI runner or inside a test.
@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from bench.report import Report, WorkloadReport
+    from bench.analysis.report import Report, WorkloadReport
 
 MARKERS = {"fp32": "o", "bf16": "s", "fp16": "^", "fp8": "D"}
 DPI = 110

@@ -4,8 +4,8 @@ Layout of a run directory (results/<run-id>/):
     run.json              what was asked (matrix, filters, command, host)
     launch/<cell>.json    the cell as handed to the worker
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
-    mllog/<cell>.log      a training cell's MLPerf log (bench/mlperf_log.py)
-    trackers/             what `--log-with` trackers write locally (bench/trackers.py)
+    mllog/<cell>.log      a training cell's MLPerf log (bench/harness/mlperf_log.py)
+    trackers/             what `--log-with` trackers write locally (bench/harness/trackers.py)
     logs/<cell>.log       everything the cell's processes printed
 
 --resume keeps every completed cell (results.COMPLETED) and re-runs the rest; it refuses, before
@@ -28,14 +28,14 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
-from bench.matrix import Cell, Host, expected_verdict, skip_reason
-from bench.measure import environment, load_average, usable_cores
-from bench.mlperf_log import mllog_path
+from bench.harness.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
+from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
+from bench.harness.measure import environment, load_average, usable_cores
+from bench.harness.mlperf_log import mllog_path
+from bench.harness.peak import measure_peak_flops
+from bench.harness.topology import load_topology
 from bench.paths import safe_run_id_part
-from bench.peak import measure_peak_flops
 from bench.results import COMPLETED, make_result, result_path, write_json_atomic
-from bench.topology import load_topology
 
 
 def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
@@ -81,7 +81,7 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[di
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not (run_dir / "run.json").exists():
-            # Peak FLOP/s for MFU, measured once before any cell runs (bench/peak.py; ~1-2 s on a CPU).
+            # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
             write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
         for item in planned:
             cell: Cell = item["cell"]

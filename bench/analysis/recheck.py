@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.compare import (
+from bench.analysis.compare import (
     REGRESSION,
     SPEED_AND_MEMORY,
     UNCONFIRMED,
@@ -30,7 +30,7 @@ from bench.compare import (
     compare_results,
 )
 from bench.errors import BenchError
-from bench.matrix import Cell
+from bench.harness.matrix import Cell
 
 SPEED_METRICS = frozenset(m.name for m in SPEED_AND_MEMORY if m.kind == "speed")
 
@@ -61,7 +61,7 @@ def launched_cells(run_dir: Path, keys: list[str]) -> list[Cell]:
 def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[dict[str, Any]]]:
     """Launch the cells again into a run directory inside `run_dir` (where neither `bench report`
     nor `latest` looks); return it and their results."""
-    from bench.runner import run_cells
+    from bench.harness.runner import run_cells
 
     # A re-run measures again; it saves no model and logs to no tracker (that would mix two runs of a cell there).
     cells = [dataclasses.replace(cell, save_checkpoint=None, tracking=None) for cell in launched_cells(run_dir, keys)]

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.measure import package_versions, usable_cores
+from bench.harness.measure import package_versions, usable_cores
 
 PRECISIONS = ("fp32", "bf16")
 # Text cleanings a checkpoint's metadata may name (its "cleaning" key): serving cleans texts as
 # training did. Only these names are honoured; nothing named in a checkpoint is imported blindly.
-CLEANINGS = {"workloads.text_cleaning.clean_for_model": ("workloads.text_cleaning", "clean_for_model")}
+CLEANINGS = {"bench.data.text_cleaning.clean_for_model": ("bench.data.text_cleaning", "clean_for_model")}
 SERVING_PACKAGES = ("torch", "transformers", "flask", "waitress", "werkzeug")
 
 # Connection handling (waitress). Waitress's own defaults, 100 connections and 120 s before an idle
@@ -57,7 +57,7 @@ OPEN_FILES_MARGIN = 128
 MIN_BODY_BYTES = 1024
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
-log = logging.getLogger("bench.serve")
+log = logging.getLogger("bench.serving.serve")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Predictor:
     """A checkpoint loaded once, answering `predict(texts)` from any number of threads."""
 
     def __init__(self, checkpoint: Path, precision: str = "fp32", torch_threads: int | None = None) -> None:
-        from bench.checkpoint import load_checkpoint, read_metadata
+        from bench.harness.checkpoint import load_checkpoint, read_metadata
 
         read_metadata(checkpoint)  # a wrong folder fails here, before torch is imported
         import torch
@@ -371,7 +371,7 @@ def create_app(predictor: Predictor, limits: ServingLimits | None = None, batche
     from werkzeug.exceptions import HTTPException
 
     limits = limits or ServingLimits()
-    app = Flask("bench.serve")
+    app = Flask("bench.serving.serve")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     app.json.sort_keys = False
     described = {**predictor.describe(), "limits": asdict(limits)}

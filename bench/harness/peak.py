@@ -8,7 +8,7 @@ Two kinds of peak, never mixed:
 - datasheet: the vendor's dense (no sparsity) tensor-core figure for known GPUs. Higher than any
   measured peak; MFU against it is the number papers quote.
 
-The measurement is recorded once per run in run.json's environment (bench/runner.py) so that a
+The measurement is recorded once per run in run.json's environment (bench/harness/runner.py) so that a
 report made later, or elsewhere, divides by the peak of the machine that ran the cells.
 """
 
@@ -87,7 +87,7 @@ def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cud
     """
     import torch
 
-    from bench.measure import cpu_model
+    from bench.harness.measure import cpu_model
 
     peaks: dict[str, Any] = {
         "method": f"best of repeated square matmuls (CPU {cpu_size}x{cpu_size}, CUDA {cuda_size}x{cuda_size}), 2*n^3 FLOPs each",

@@ -1,23 +1,23 @@
 """What runs inside `accelerate launch`: one cell, from verification to its JSON result.
 
     accelerate launch --config_file bench/configs/accelerate/X.yaml --mixed_precision P \\
-        -m bench.worker --cell launch/<cell>.json --out cells/<cell>.json --mllog mllog/<cell>.log
+        -m bench.harness.worker --cell launch/<cell>.json --out cells/<cell>.json --mllog mllog/<cell>.log
 
 1. Build the Accelerator from the launched environment and verify that the topology and the
-   precision in effect are the ones the cell asked for (bench/verify.py). If not: one result with
+   precision in effect are the ones the cell asked for (bench/harness/verify.py). If not: one result with
    status invalid/unsupported and no numbers.
-2. Seed, build data and model (init time, reported apart), train to target (bench/train.py).
+2. Seed, build data and model (init time, reported apart), train to target (bench/harness/train.py).
 3. Gather each rank's peak memory; rank 0 writes the result atomically, then its MLPerf log
-   (bench/mlperf_log.py) and, with `bench run --log-with`, sends it to a tracker (bench/trackers.py).
+   (bench/harness/mlperf_log.py) and, with `bench run --log-with`, sends it to a tracker (bench/harness/trackers.py).
 Baseline cells (classical models) run the same file without accelerate.
 """
 
 from __future__ import annotations
 
-from bench.lifeline import die_with_parent
+from bench.harness.lifeline import die_with_parent
 
 if __name__ == "__main__":
-    die_with_parent()  # before anything heavy is imported: see bench/lifeline.py
+    die_with_parent()  # before anything heavy is imported: see bench/harness/lifeline.py
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench.errors import BenchError  # noqa: E402
-from bench.matrix import Cell  # noqa: E402
+from bench.harness.matrix import Cell  # noqa: E402
 from bench.results import make_result, write_json_atomic  # noqa: E402
 
 
@@ -40,8 +40,8 @@ def _quiet_libraries() -> None:
 
 
 def run_baselines(cell: Cell, out: Path) -> None:
-    from bench.datasets import check_workload_data
-    from bench.measure import environment
+    from bench.data.datasets import check_workload_data
+    from bench.harness.measure import environment
     from workloads import make_workload
 
     try:
@@ -77,13 +77,13 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from bench import trackers
-    from bench.datasets import check_workload_data
-    from bench.measure import environment
-    from bench.mlperf_log import write_mllog
-    from bench.topology import load_topology
-    from bench.train import train
-    from bench.verify import verify
+    from bench.data.datasets import check_workload_data
+    from bench.harness import trackers
+    from bench.harness.measure import environment
+    from bench.harness.mlperf_log import write_mllog
+    from bench.harness.topology import load_topology
+    from bench.harness.train import train
+    from bench.harness.verify import verify
     from workloads import make_workload
 
     # Only the process the launcher calls rank 0 writes. Ask the environment, not accelerate:
@@ -191,7 +191,7 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
 
 
 def probe_model_precision(accelerator, workload, splits, precision: str):
-    from bench.verify import model_compute_dtypes, probe_kernels, verify_model_precision
+    from bench.harness.verify import model_compute_dtypes, probe_kernels, verify_model_precision
 
     model = workload.build_model().to(accelerator.device)
     batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
@@ -227,10 +227,10 @@ def _to_device(batch, device):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench.harness.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--cell", required=True, type=Path, help="cell JSON written by the runner")
     parser.add_argument("--out", required=True, type=Path, help="where to write the result JSON")
-    parser.add_argument("--mllog", type=Path, help="where a training cell writes its MLPerf log (bench/mlperf_log.py)")
+    parser.add_argument("--mllog", type=Path, help="where a training cell writes its MLPerf log (bench/harness/mlperf_log.py)")
     args = parser.parse_args(argv)
     _quiet_libraries()
     cell = Cell.from_dict(json.loads(args.cell.read_text()))

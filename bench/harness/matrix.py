@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 
 from bench.errors import BenchError, one_of
+from bench.harness.topology import PRECISIONS, Topology, is_config_path, load_topology, topology_label
+from bench.harness.train import Budget
 from bench.paths import MATRIX_CONFIGS_DIR
-from bench.topology import PRECISIONS, Topology, is_config_path, load_topology, topology_label
-from bench.train import Budget
 
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}
 WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s"}
@@ -53,7 +53,7 @@ class Cell:
     save_checkpoint: str | None = None
     """Folder where the worker saves the trained model (workloads that support it)."""
     tracking: dict[str, str] | None = None
-    """The Accelerate tracker the worker logs the cell to (`bench run --log-with`; bench/trackers.py)."""
+    """The Accelerate tracker the worker logs the cell to (`bench run --log-with`; bench/harness/trackers.py)."""
 
     @property
     def id(self) -> str:

@@ -33,9 +33,9 @@ from typing import Any
 from mlperf_logging.mllog import constants
 from mlperf_logging.mllog.mllog import MLLogger
 
+from bench.harness.topology import topology_label
 from bench.paths import PROJECT_ROOT
 from bench.results import write_atomic
-from bench.topology import topology_label
 
 
 def mllog_path(run_dir: Path, cell_id: str) -> Path:

@@ -303,7 +303,7 @@ def server_context(meta: dict[str, Any], threads: int | None) -> dict[str, Any]:
 
 def bf16_support() -> str:
     """Whether this CPU has bf16 instructions; without them bf16 autocast is emulated and slower."""
-    from bench.measure import cpu_flags
+    from bench.harness.measure import cpu_flags
 
     native = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     if native:

@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from bench.data.tabular import check_frame, read_csv_frame
 from bench.errors import BenchError, one_of
 from bench.paths import DATA_DIR_ENV, data_dir
-from workloads.tabular import check_frame, read_csv_frame
 
 
 @dataclass(frozen=True)

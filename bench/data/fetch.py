@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.datasets import DataFile, Dataset, check_file
+from bench.data.datasets import DataFile, Dataset, check_file
 from bench.errors import BenchError
 from bench.paths import data_dir
 

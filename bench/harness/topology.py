@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from bench.errors import BenchError, one_of
+from bench.harness.verify import Expected
 from bench.paths import ACCELERATE_CONFIGS_DIR, safe_run_id_part
-from bench.verify import Expected
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
 # accelerate's own spelling of each precision, for --mixed_precision

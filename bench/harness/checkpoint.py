@@ -24,7 +24,7 @@ CHECKPOINT_SCHEMA = 1
 
 def save_checkpoint(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> Path:
     """Write model (safetensors), tokenizer and metadata JSON into `folder`."""
-    from bench.measure import package_versions
+    from bench.harness.measure import package_versions
     from bench.results import write_json_atomic
 
     folder = Path(folder)

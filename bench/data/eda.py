@@ -1,6 +1,6 @@
 """Exploratory analysis of the three datasets: a Markdown report with its figures per dataset.
 
-Each `eda_<name>(out_dir)` reads its data through the catalogue's checked reader (bench.datasets),
+Each `eda_<name>(out_dir)` reads its data through the catalogue's checked reader (bench.data.datasets),
 so a bad file stops with the same one-line error as `bench data verify`, then writes
 `out_dir/README.md` and PNG figures beside it. Numbers in the text are computed here, never typed.
 """
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from bench.datasets import (  # noqa: E402
+from bench.data.datasets import (  # noqa: E402
     AI4I_MODES,
     AI4I_SENSORS,
     UNSW_NUMERIC,
@@ -292,10 +292,10 @@ def eda_traffic(out_dir: Path) -> Path:
 def _tokeniser() -> tuple[Callable[[str], list[str]], str]:
     """The sentiment workload's baseline cleaning when present, else a minimal regexp equivalent."""
     try:
-        from workloads.text_cleaning import baseline_tokens, clean_for_model
+        from bench.data.text_cleaning import baseline_tokens, clean_for_model
 
         return (lambda text: baseline_tokens(clean_for_model(text))), (
-            "the sentiment workload's baseline cleaning (workloads/text_cleaning.py: HTML/URL removal, "
+            "the sentiment workload's baseline cleaning (bench/data/text_cleaning.py: HTML/URL removal, "
             "lower-case, regexp tokens, stop words without negations, n't -> not, Porter stems)"
         )
     except ImportError:  # pragma: no cover - only before that module exists

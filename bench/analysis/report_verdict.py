@@ -1,18 +1,18 @@
 """The answer a user came for: per workload, a few sentences at the top of the report.
 
 Each sentence names the figures it rests on and says when the seeds cannot support it: a claim is
-only made without a caveat when the seed ranges of the two sides are apart (bench/stats.py).
+only made without a caveat when the seed ranges of the two sides are apart (bench/analysis/stats.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench import stats
-from bench.report_render import fmt, fmt_seconds
+from bench.analysis import stats
+from bench.analysis.report_render import fmt, fmt_seconds
 
 if TYPE_CHECKING:
-    from bench.report import WorkloadReport
+    from bench.analysis.report import WorkloadReport
 
 
 def label(row: dict[str, Any]) -> str:

@@ -1,12 +1,12 @@
 """Accelerate against plain PyTorch: the same losses, and what the Accelerate step costs.
 
 The reference is `plain_train`, a plain PyTorch loop that does exactly what one step of
-bench/train.py does (same data order, model, AdamW, schedule, clipping, autocast) with no
-Accelerate in it. `accelerate_train` runs the real bench/train.py loop in this process. With the
+bench/harness/train.py does (same data order, model, AdamW, schedule, clipping, autocast) with no
+Accelerate in it. `accelerate_train` runs the real bench/harness/train.py loop in this process. With the
 same workload, data and seed, fp32 losses must agree to 1e-6 (tests/test_parity.py), and the
 ratio of their median step times is Accelerate's overhead:
 
-    python -m bench.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16
+    python -m bench.harness.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16
 
 Step times follow the harness's rules (measure.StepTimes: warm-up steps dropped; evaluation
 excluded). The two loops are run alternately, A-P then P-A, so a change in the load of a shared
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from bench import measure
-from bench.train import lr_schedule
+from bench.harness import measure
+from bench.harness.train import lr_schedule
 from workloads.base import Splits, Workload
 
 EVAL_SAMPLES = 128
@@ -102,10 +102,10 @@ def recording_losses(workload: Workload):
 
 
 def accelerate_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> dict[str, Any]:
-    """bench/train.py itself, for `steps` optimizer steps; returns its result dict."""
+    """bench/harness/train.py itself, for `steps` optimizer steps; returns its result dict."""
     from accelerate.utils import set_seed
 
-    from bench.train import Budget, train
+    from bench.harness.train import Budget, train
 
     accelerator = fresh_accelerator(precision)
     set_seed(seed)
@@ -127,9 +127,9 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> measure.StepTimes:
-    """The same optimisation as bench/train.py with `max_steps=steps`, in plain PyTorch.
+    """The same optimisation as bench/harness/train.py with `max_steps=steps`, in plain PyTorch.
 
-    Every line mirrors one in bench/train.py; the parity test fails when the two drift apart.
+    Every line mirrors one in bench/harness/train.py; the parity test fails when the two drift apart.
     """
     p = workload.params
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,7 +149,7 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(p.warmup_fraction, steps, p.linear_decay))
-    # bench/train.py counts FLOPs before training on a batch built by hand (a forward and backward
+    # bench/harness/train.py counts FLOPs before training on a batch built by hand (a forward and backward
     # that leave the weights untouched); do the same so that both consume the RNG alike.
     first = [splits.train[i] for i in range(min(p.global_batch, len(splits.train)))]
     workload.flops_per_sample(model, _to_device(workload.collate(first), device))
@@ -186,7 +186,7 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
 
 def prepared_step(workload: Workload, splits: Splits, precision: str, use_accelerate: bool, seed: int = 0) -> Callable[[], float]:
     """One training step on a fixed first batch, ready to be called again and again (the
-    micro-benchmarks time it): the body of bench/train.py's loop through an Accelerator, or the
+    micro-benchmarks time it): the body of bench/harness/train.py's loop through an Accelerator, or the
     same step in plain PyTorch. Returns the loss of the step."""
     p = workload.params
     torch.manual_seed(seed)
@@ -244,7 +244,7 @@ def losses_side_by_side(name: str, steps: int, seed: int = 0) -> tuple[list[floa
 
 
 def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Median steady step time of bench/train.py and of the plain loop, whole runs alternating
+    """Median steady step time of bench/harness/train.py and of the plain loop, whole runs alternating
     (data loading included, evaluation excluded)."""
     workload, splits = loaded(name, seed)
     accelerate_times: list[float] = []
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from workloads import REGISTRY
 
-    parser = argparse.ArgumentParser(prog="python -m bench.parity", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.harness.parity", description=__doc__.splitlines()[0])
     parser.add_argument("--workload", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run of the loops (default 300)")

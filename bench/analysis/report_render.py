@@ -1,4 +1,4 @@
-"""Formatting a computed report (bench/report.py) as Markdown, CSV or JSON. No figure is computed here."""
+"""Formatting a computed report (bench/analysis/report.py) as Markdown, CSV or JSON. No figure is computed here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 if TYPE_CHECKING:
-    from bench.report import Report, WorkloadReport
+    from bench.analysis.report import Report, WorkloadReport
 
 DASH = "-"
 # Columns kept in the Markdown table even when every row is empty there; the others are dropped

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.lifeline import die_with_parent
-from bench.measure import usable_cores
+from bench.harness.lifeline import die_with_parent
+from bench.harness.measure import usable_cores
+from bench.harness.topology import ACCELERATE_PRECISION, Topology
 from bench.paths import PROJECT_ROOT
-from bench.topology import ACCELERATE_PRECISION, Topology
 
 
 def free_port() -> int:
@@ -47,9 +47,9 @@ def launch_commands(
     mllog_file: Path | None = None,
 ) -> list[list[str]]:
     """The command line(s) that run a cell: one per node rank; one plain python for baselines.
-    A training cell given `mllog_file` writes its MLPerf log there (bench/mlperf_log.py)."""
+    A training cell given `mllog_file` writes its MLPerf log there (bench/harness/mlperf_log.py)."""
     # Absolute: the launchers run in PROJECT_ROOT (see run_group), not in the user's folder.
-    worker = ["-m", "bench.worker", "--cell", str(Path(cell_file).absolute()), "--out", str(Path(out_file).absolute())]
+    worker = ["-m", "bench.harness.worker", "--cell", str(Path(cell_file).absolute()), "--out", str(Path(out_file).absolute())]
     if topology is None:
         return [[sys.executable, *worker]]
     if mllog_file is not None:
@@ -93,7 +93,7 @@ def launch_env(topology: Topology | None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     if topology is not None and topology.use_cpu:
         # The YAML's use_cpu is not passed through on the torchrun path; without this variable
-        # N processes start and each trains alone (see bench/topology.py).
+        # N processes start and each trains alone (see bench/harness/topology.py).
         env["ACCELERATE_USE_CPU"] = "1"
     return env
 
@@ -171,7 +171,7 @@ def kill_group(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
             pass
     # Launchers may leave children in our group (the single-process path); torchrun puts its
     # workers in sessions of their own and ends them on SIGTERM, and every worker also dies
-    # with its launcher (bench/lifeline.py). Sweep the group once more.
+    # with its launcher (bench/harness/lifeline.py). Sweep the group once more.
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:

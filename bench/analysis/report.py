@@ -1,8 +1,8 @@
 """A run directory -> the numbers of its report: one row per configuration, seeds aggregated.
 
 Cells are grouped by (workload, model variant, topology, precision); each group's seeds become one
-row (median and min-max; see bench/stats.py for the rules). Every figure is computed here, once,
-as plain dicts; bench/report_render.py only formats them and bench/plots.py only draws them, so
+row (median and min-max; see bench/analysis/stats.py for the rules). Every figure is computed here, once,
+as plain dicts; bench/analysis/report_render.py only formats them and bench/analysis/plots.py only draws them, so
 the Markdown, the CSV, the JSON and the plots cannot disagree.
 
 Nothing here knows a workload by name: the quality columns are the metrics the results carry and
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import stats
+from bench.analysis import stats
 from bench.errors import BenchError
 from bench.results import WITH_NUMBERS, load_run
 
@@ -90,8 +90,8 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
         return recorded, "recorded in run.json when the run started, on the machine that ran the cells"
     if not measure:
         return None, "not recorded with the run and not measured (MFU omitted)"
-    from bench.measure import hardware_class
-    from bench.peak import measure_peak_flops
+    from bench.harness.measure import hardware_class
+    from bench.harness.peak import measure_peak_flops
 
     here = hardware_class()
     there = environment.get("hardware_class")
@@ -108,7 +108,7 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
 @functools.cache
 def _topology_file(name: str) -> dict[str, Any]:
     """What the topology's config file (bench/configs/accelerate/<name>.yaml or a user's path) promises, for cells that never ran (skipped, invalid...)."""
-    from bench.topology import load_topology
+    from bench.harness.topology import load_topology
 
     try:
         return load_topology(name).describe()
@@ -373,7 +373,7 @@ def _sort_key(row: dict[str, Any]) -> tuple:
 
 def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     """Read a run directory (or one result file) and compute every figure of its report."""
-    from bench.report_verdict import verdict
+    from bench.analysis.report_verdict import verdict
 
     run_dir = Path(run_dir)
     results = load_run(run_dir)
@@ -425,7 +425,7 @@ def data_notes(results: list[dict[str, Any]]) -> list[str]:
     """One line per data file the cells read (`data.sha256` of their results): its SHA-256 and whether it is
     the published content, or, where cells read different content, which cells read which. Results that
     record no hashes (written before they were recorded) are left out: unknown, not different."""
-    from bench.datasets import published_sha256
+    from bench.data.datasets import published_sha256
 
     seen: dict[str, dict[str, list[str]]] = {}
     for r in results:

@@ -164,7 +164,7 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 
 REGRESSION, IMPROVEMENT, NOISE, OK, NEW = "regression", "improvement", "not significant", "ok", "new"
 UNCONFIRMED = "not confirmed"
-"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/recheck.py)."""
+"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/analysis/recheck.py)."""
 HARDWARE_DIFFERS = "not judged (other hardware)"
 """A status that other hardware explains: the candidate's host has no kernel for the cell."""
 
@@ -625,7 +625,7 @@ def hardware_classes(results: list[dict[str, Any]]) -> set[str]:
 @dataclass(frozen=True)
 class Hardware:
     """What decides a run's speed and memory figures: core count, the CPU flags that decide
-    precision (bench.measure.PRECISION_FLAGS) and the GPU models. The CPU model string does not
+    precision (bench.harness.measure.PRECISION_FLAGS) and the GPU models. The CPU model string does not
     (one VM class reports "Intel(R) Xeon(R) Processor @ 2.50GHz" or "AMD EPYC"); it is kept in
     `name` (the hardware class) for people and takes no part in equality."""
 
@@ -638,7 +638,7 @@ class Hardware:
 
     @classmethod
     def of_environment(cls, env: Any) -> Hardware | None:
-        """From a result's `environment` (or bench.measure.hardware()); None if it records none."""
+        """From a result's `environment` (or bench.harness.measure.hardware()); None if it records none."""
         if not isinstance(env, dict) or not (env.get("hardware_class") or env.get("cpu_count")):
             return None
         name = str(env.get("hardware_class") or "")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.cells import Budget
 from bench.cli import main
 from bench.data.datasets import DATASETS
 from bench.errors import BenchError
 from bench.harness import worker
 from bench.harness.matrix import Cell
-from bench.harness.train import Budget
 from bench.results import load_run
 
 AI4I = "ai4i2020/ai4i2020.csv"

@@ -14,7 +14,8 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from bench.harness.train import Budget, train
+from bench.cells import Budget
+from bench.harness.train import train
 from workloads.base import Splits, Workload
 from workloads.metrics import binary_metrics
 

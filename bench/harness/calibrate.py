@@ -47,7 +47,7 @@ def first_reaching(curve: list[dict], metric: str, value: float) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.harness.train import Budget
+    from bench.cells import Budget
 
     parser = argparse.ArgumentParser(prog="bench.harness.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--workload", required=True)

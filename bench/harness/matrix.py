@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from bench.cells import Budget
 from bench.errors import BenchError, one_of
 from bench.harness.topology import PRECISIONS, Topology, is_config_path, load_topology, topology_label
-from bench.harness.train import Budget
 from bench.paths import MATRIX_CONFIGS_DIR
 
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}

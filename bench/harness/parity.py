@@ -105,7 +105,8 @@ def accelerate_train(workload: Workload, splits: Splits, steps: int, seed: int, 
     """bench/harness/train.py itself, for `steps` optimizer steps; returns its result dict."""
     from accelerate.utils import set_seed
 
-    from bench.harness.train import Budget, train
+    from bench.cells import Budget
+    from bench.harness.train import train
 
     accelerator = fresh_accelerator(precision)
     set_seed(seed)

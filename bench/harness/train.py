@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,19 +23,10 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
+from bench.cells import Budget
 from bench.errors import BenchError
 from bench.harness import measure
 from workloads.base import Splits, Workload
-
-
-@dataclass
-class Budget:
-    """When to give up on the target. Whichever limit comes first ends training."""
-
-    max_epochs: int = 50
-    max_seconds: float = 120.0
-    """Training-clock seconds (evaluation included), checked at each evaluation."""
-    max_steps: int | None = None
 
 
 def lr_schedule(warmup_fraction: float, total_steps: int, linear_decay: bool) -> Callable[[int], float]:

@@ -30,24 +30,38 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with every command listed but only `command`'s module imported and configured.
+
+    Command modules import heavy libraries (torch, accelerate, transformers: seconds to load), so
+    `bench --help` and a mistyped command import none of them, and `bench report` imports only
+    what the report needs.
+    """
     parser = argparse.ArgumentParser(
         prog="bench",
         description="Train real workloads to a quality target across a matrix of Accelerate configurations.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        module.configure(command_parser)
-        command_parser.set_defaults(_run=module.run)
+        if name == command:
+            module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
+            module.configure(command_parser)
+            command_parser.set_defaults(_run=module.run)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The command named on the command line (the first word that is not an option), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)

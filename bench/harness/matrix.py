@@ -22,55 +22,19 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.cells import Budget
+from bench.cells import Budget, Cell, is_config_path
 from bench.errors import BenchError, one_of
-from bench.harness.topology import PRECISIONS, Topology, is_config_path, load_topology, topology_label
+from bench.harness.topology import PRECISIONS, Topology, load_topology
 from bench.paths import MATRIX_CONFIGS_DIR
 
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}
 WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s"}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One thing to run: a workload variant under one topology and precision, with one seed."""
-
-    workload: str
-    variant: str
-    topology: str
-    precision: str
-    seed: int
-    budget: Budget = field(default_factory=Budget)
-    params: dict[str, Any] = field(default_factory=dict)
-    kind: str = "train"  # "train" (launched with accelerate) or "baseline" (classical models)
-    timeout_s: float = 600.0
-    save_checkpoint: str | None = None
-    """Folder where the worker saves the trained model (workloads that support it)."""
-    tracking: dict[str, str] | None = None
-    """The Accelerate tracker the worker logs the cell to (`bench run --log-with`; bench/harness/trackers.py)."""
-
-    @property
-    def id(self) -> str:
-        if self.kind == "baseline":
-            return f"{self.workload}__baselines__s{self.seed}"
-        return f"{self.workload}-{self.variant}__{topology_label(self.topology)}__{self.precision}__s{self.seed}"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["id"] = self.id
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Cell:
-        data = {k: v for k, v in data.items() if k != "id"}
-        data["budget"] = Budget(**data.get("budget", {}))
-        return cls(**data)
 
 
 def available_matrices(directory: Path = MATRIX_CONFIGS_DIR) -> list[str]:

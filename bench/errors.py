@@ -18,3 +18,10 @@ class BenchError(Exception):
 def one_of(kind: str, name: str, choices: list[str] | tuple[str, ...]) -> BenchError:
     """Error for an unknown name, listing the valid choices."""
     return BenchError(f"unknown {kind} {name!r}; valid choices: {', '.join(sorted(choices))}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error quotes from a library's multi-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -46,7 +46,6 @@ SUFFIXES = (".csv.gz", ".csv")
 OFFICIAL_ROWS = {"training": 175_341, "testing": 82_332}
 
 ID, LABEL, CATEGORY = "id", "label", "attack_cat"
-NOT_INPUTS = (ID, LABEL, CATEGORY)
 NORMAL = "Normal"
 CATEGORICAL = ["proto", "service", "state"]
 # Counts, bytes, rates, times and jitters span many orders of magnitude: log1p.

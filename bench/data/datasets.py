@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from bench.data.tabular import check_frame, read_csv_frame
-from bench.errors import BenchError, one_of
+from bench.errors import BenchError, first_line, one_of
 from bench.paths import DATA_DIR_ENV, data_dir
 
 
@@ -369,7 +368,7 @@ def content_sha256(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except (OSError, EOFError) as exc:
-        raise BenchError(f"{path}: cannot be read ({_first_line(exc)}; truncated or corrupt?)") from None
+        raise BenchError(f"{path}: cannot be read ({first_line(exc)}; truncated or corrupt?)") from None
     return digest.hexdigest()
 
 
@@ -407,11 +406,3 @@ def load_checked(name: str, file_name: str | None = None) -> pd.DataFrame:
     return data_file.load(None, ds.files)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def safe_name(text: str) -> str:
-    """A file-system-safe slug (for figure names)."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()

@@ -32,7 +32,7 @@ HEALTHY, FAILING = "#4C72B0", "#DD8452"
 
 
 @dataclass
-class Report:
+class EdaReport:
     """A Markdown report assembled section by section; figures are saved beside it."""
 
     title: str
@@ -83,7 +83,7 @@ def _reproduce(name: str) -> str:
 
 def eda_maintenance(out_dir: Path) -> Path:
     frame = load_checked("ai4i2020")
-    report = Report("EDA: AI4I 2020 predictive maintenance", out_dir)
+    report = EdaReport("EDA: AI4I 2020 predictive maintenance", out_dir)
     label = frame["Machine failure"]
     report.text(
         _source_line("ai4i2020"),
@@ -193,7 +193,7 @@ def eda_traffic(out_dir: Path) -> Path:
             parts.append(part)
     frame = pd.concat(parts, ignore_index=True)
     label = frame["label"]
-    report = Report("EDA: UNSW-NB15 network traffic", out_dir)
+    report = EdaReport("EDA: UNSW-NB15 network traffic", out_dir)
     report.text(
         _source_line("unsw_nb15"),
         f"Partitions analysed: {', '.join(f'{p} ({n:,} rows)' for p, n in frame['partition'].value_counts().items())}. "
@@ -315,7 +315,7 @@ def eda_sentiment(out_dir: Path) -> Path:
     frame = load_checked("amazon_polarity")
     names = {0: "negative", 1: "positive"}
     frame["class"] = frame["label"].map(names)
-    report = Report("EDA: Amazon review sentiment", out_dir)
+    report = EdaReport("EDA: Amazon review sentiment", out_dir)
     report.text(
         _source_line("amazon_polarity"),
         f"{len(frame):,} reviews; `text` is `title: content`. Label 0 = negative (1-2 stars), 1 = positive (4-5 stars).",

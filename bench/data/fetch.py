@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data.datasets import DataFile, Dataset, check_file
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.paths import data_dir
 
 KAGGLE_UNSW = "mrwellsdavid/unsw-nb15"
@@ -241,7 +241,7 @@ def fetch_unsw(ds: Dataset, force: bool = False) -> list[tuple[DataFile, Path, s
     try:
         folder = Path(kagglehub.dataset_download(KAGGLE_UNSW))
     except Exception as exc:  # noqa: BLE001 - any client/network failure becomes the same one-line error
-        raise offline_error(ds, f"Kaggle ({KAGGLE_UNSW})", _first_line(exc)) from None
+        raise offline_error(ds, f"Kaggle ({KAGGLE_UNSW})", first_line(exc)) from None
     return import_path(ds, folder, force)
 
 
@@ -284,7 +284,7 @@ def fetch_polarity(ds: Dataset, size: int, seed: int) -> list[tuple[DataFile, Pa
     try:
         splits = datasets.load_dataset(HF_POLARITY)
     except Exception as exc:  # noqa: BLE001 - any client/network failure becomes the same one-line error
-        raise offline_error(ds, f"the Hugging Face Hub ({HF_POLARITY})", _first_line(exc)) from None
+        raise offline_error(ds, f"the Hugging Face Hub ({HF_POLARITY})", first_line(exc)) from None
     frame = polarity_subset(splits, size, seed)
     content = frame.to_csv(index=False, lineterminator="\n").encode()
     return [import_content(ds, Candidate(f"{HF_POLARITY} subset", "amazon_polarity_subset.csv", content))]
@@ -328,8 +328,4 @@ def _data_lines(content: bytes) -> int:
     lines = content.count(b"\n") + (0 if content.endswith(b"\n") else 1)
     return max(lines - 1, 0)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 

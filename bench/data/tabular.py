@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.paths import DATA_DIR_ENV, data_dir
 
 
@@ -51,9 +51,9 @@ def read_csv_frame(path: Path, **read_kwargs) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise BenchError(f"{path}: the file is empty") from None
     except (EOFError, gzip.BadGzipFile) as exc:
-        raise BenchError(f"{path}: cannot be read ({_first_line(exc)}; truncated or corrupt file?)") from None
+        raise BenchError(f"{path}: cannot be read ({first_line(exc)}; truncated or corrupt file?)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise BenchError(f"{path}: cannot be parsed as CSV ({_first_line(exc)})") from None
+        raise BenchError(f"{path}: cannot be parsed as CSV ({first_line(exc)})") from None
 
 
 def check_frame(
@@ -157,7 +157,3 @@ def _plain(value: Any) -> str:
         value = int(value)
     return str(value)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from bench.errors import BenchError, one_of
+from bench.errors import BenchError, first_line, one_of
 from bench.harness.verify import Expected
 from bench.paths import ACCELERATE_CONFIGS_DIR, safe_run_id_part
 
@@ -116,7 +116,7 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
     except UnicodeDecodeError as exc:
         raise BenchError(f"{path}: not a text file (byte {exc.start} is not UTF-8); an accelerate config is a YAML file") from None
     except yaml.YAMLError as exc:
-        raise BenchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+        raise BenchError(f"{path}: malformed YAML ({first_line(exc)})") from None
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping of accelerate config keys")
     problem = _mistyped(raw)
@@ -125,8 +125,7 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
     try:
         config = ClusterConfig.from_yaml_file(path)
     except (ValueError, TypeError) as exc:
-        message = str(exc).splitlines()[0]
-        raise BenchError(f"{path}: not a valid accelerate config ({message})") from None
+        raise BenchError(f"{path}: not a valid accelerate config ({first_line(exc)})") from None
     distributed_type = getattr(config.distributed_type, "value", str(config.distributed_type))
     num_processes = int(config.num_processes or 1)
     num_machines = int(config.num_machines or 1)

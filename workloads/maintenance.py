@@ -145,8 +145,8 @@ class MaintenanceParams(TrainParams):
     """Dropout between stacked recurrent layers."""
     pos_weight: float = limits(5.0, ge=0)
     """Weight of the failure class in the loss; 0 = negatives/positives of the training block (~29).
-    The full ratio pushes the 0.5 threshold so far towards failures that precision collapses:
-    best validation F1 0.43-0.56 over 5 seeds, against 0.59-0.66 with 5 (measured)."""
+    The full ratio pushes the 0.5 threshold so far towards failures that precision collapses
+    (figures in docs/maintenance.md, "Class weight")."""
     threshold: float = limits(0.5, ge=0, le=1)
     """Probability above which a window is called a failure."""
 

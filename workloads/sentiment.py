@@ -64,7 +64,7 @@ def default_model_path() -> str:
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP probe of the hub, so that an offline host fails in seconds rather than after
-    huggingface_hub's retries (about 25 s here)."""
+    huggingface_hub's retries."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
     from huggingface_hub import constants

@@ -341,8 +341,7 @@ _SHA256_CACHE: dict[tuple[str, int, int], str] = {}
 def file_sha256(path: Path) -> str:
     """`content_sha256`, remembered per (path, size, modification time) for this process.
 
-    Measured on the 2-core machine: 0.13 s for the UNSW testing partition (15 MB decompressed),
-    0.05 s for the polarity subset, under 0.01 s for AI4I, so a cell hashes its files itself."""
+    Cheap enough that a cell hashes its files itself (figures in docs/data.md)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA256_CACHE:

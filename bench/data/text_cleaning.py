@@ -37,9 +37,9 @@ STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) - NEGATIONS
 # Contractions whose stem is not the token minus "n't".
 IRREGULAR_NOT = {"can't": "can", "won't": "will", "shan't": "shall", "ain't": "am"}
 
-# Words and numbers, with a contraction kept on its word ("didn't", "it's"). A regexp tokenizer
-# is about ten times faster than NLTK's TweetTokenizer here (12k reviews: ~1 s of CPU instead of
-# ~12 s) and the baseline drops punctuation and emoticons anyway.
+# Words and numbers, with a contraction kept on its word ("didn't", "it's"). A regexp tokenizer,
+# not NLTK's TweetTokenizer: far faster (docs/data.md, "Text cleaning"), and the baseline drops
+# punctuation and emoticons anyway.
 _tokenizer = RegexpTokenizer(r"[a-z0-9]+(?:['\u2019][a-z]+)?")
 _stemmer = PorterStemmer()
 

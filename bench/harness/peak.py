@@ -83,7 +83,7 @@ def matmul_flops(dtype_name: str, device: str, size: int, seconds: float) -> flo
 def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cuda_size: int = 8192) -> dict[str, Any]:
     """Measured (and, for known GPUs, datasheet) peak FLOP/s per device and dtype.
 
-    About `seconds_per_dtype` per dtype and device: under 2 s on a CPU-only host.
+    About `seconds_per_dtype` per dtype and device.
     """
     import torch
 

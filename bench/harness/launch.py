@@ -57,9 +57,14 @@ def launch_commands(
     base = accelerate_executable()
     if base[-1] != "accelerate.commands.launch":
         base = [*base, "launch"]
+    node_gpus = gpus_per_loopback_node(topology)
     commands = []
     for machine_rank in range(topology.num_machines):
         cmd = [*base, "--config_file", str(topology.path), "--mixed_precision", ACCELERATE_PRECISION[precision]]
+        if node_gpus:
+            # Several "nodes" on one GPU host: each launcher sees only its own GPUs, or every node
+            # would put its local ranks 0..k-1 on the same physical GPUs.
+            cmd = ["env", f"CUDA_VISIBLE_DEVICES={','.join(node_gpus[machine_rank])}", *cmd]
         if topology.use_cpu:
             # Share this host's cores fairly between all ranks that run on it. accelerate divides
             # by the ranks of ONE node, so two loopback "nodes" would each take every core.
@@ -71,6 +76,29 @@ def launch_commands(
             cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", "127.0.0.1"]
         commands.append(cmd + worker)
     return commands
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process was given, as CUDA_VISIBLE_DEVICES names them (indices or UUIDs);
+    every GPU of the host when the variable is unset."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [gpu.strip() for gpu in given.split(",") if gpu.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def gpus_per_loopback_node(topology: Topology) -> list[list[str]] | None:
+    """For a multi-node GPU topology run on this one host: the disjoint slice of this process's
+    GPUs that each node rank gets. None when there is nothing to split (CPU, one node, or too few
+    GPUs, which the matrix has already turned into a skipped cell)."""
+    if topology.use_cpu or topology.num_machines < 2:
+        return None
+    gpus, per_node = visible_gpus(), topology.processes_per_machine
+    if len(gpus) < per_node * topology.num_machines:
+        return None
+    return [gpus[rank * per_node:(rank + 1) * per_node] for rank in range(topology.num_machines)]
 
 
 def host_cores() -> int:

@@ -131,14 +131,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return folder
 
 
-def _direct_probabilities(folder: Path, texts: list[str]) -> np.ndarray:
+def _direct_probabilities(folder: Path, texts: list[str], clean=clean_for_model) -> np.ndarray:
     from bench.harness.checkpoint import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(folder)
     with torch.no_grad():
         probs = []
         for text in texts:  # one at a time: no padding involved
-            enc = tokenizer(clean_for_model(text), truncation=True, max_length=32, return_tensors="pt")
+            enc = tokenizer(clean(text), truncation=True, max_length=32, return_tensors="pt")
             probs.append(torch.softmax(model(**enc).logits, dim=-1)[0].numpy())
     return np.asarray(probs)
 
@@ -192,6 +192,51 @@ def test_predict_bad_input_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys
     assert bench_main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(source)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and says in err and "\n" not in err
+
+
+def _with_metadata(checkpoint: Path, folder: Path, **change) -> Path:
+    """The checkpoint as symlinks in `folder` (no 90 MB copy), with its metadata changed."""
+    folder.mkdir()
+    for item in checkpoint.iterdir():
+        (folder / item.name).symlink_to(item)
+    meta = json.loads((checkpoint / "bench_checkpoint.json").read_text())
+    (folder / "bench_checkpoint.json").unlink()
+    (folder / "bench_checkpoint.json").write_text(json.dumps({**meta, **change}))
+    return folder
+
+
+def _predicted(checkpoint: Path, source: Path, out: Path) -> np.ndarray:
+    assert bench_main(["predict", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(out)]) == 0
+    return pd.read_csv(out)[["prob_negative", "prob_positive"]].to_numpy()
+
+
+def test_predict_honours_the_cleaning_the_checkpoint_records(tiny_checkpoint, tmp_path, capsys):
+    """predict cleans as the checkpoint's metadata says training did, like `bench serve`: the named
+    cleaning, none for an explicit null (tiny_checkpoint records no key at all: the cleaning bench
+    used before it recorded one, clean_for_model, as the tests above check)."""
+    texts = ["<b>Great</b> phone &amp; case https://example.com/x", "Broke after <i>two days</i>. Don't buy."]
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": texts}).to_csv(source, index=False)
+    named = _with_metadata(tiny_checkpoint, tmp_path / "named", cleaning="bench.data.text_cleaning.clean_for_model")
+    uncleaned = _with_metadata(tiny_checkpoint, tmp_path / "uncleaned", cleaning=None)
+
+    with_cleaning = _predicted(named, source, tmp_path / "named.csv")
+    without = _predicted(uncleaned, source, tmp_path / "uncleaned.csv")
+    np.testing.assert_allclose(with_cleaning, _direct_probabilities(tiny_checkpoint, texts), atol=1e-4)
+    np.testing.assert_allclose(without, _direct_probabilities(tiny_checkpoint, texts, clean=str), atol=1e-4)
+    assert np.abs(with_cleaning - without).max() > 1e-3  # the markup reached the model only when uncleaned
+    assert list(pd.read_csv(tmp_path / "uncleaned.csv")["text"]) == texts  # the output keeps the input text
+
+
+def test_predict_refuses_a_cleaning_it_does_not_know(tiny_checkpoint, tmp_path, capsys):
+    source = tmp_path / "r.txt"
+    source.write_text("fine\n")
+    folder = _with_metadata(tiny_checkpoint, tmp_path / "odd", cleaning="os.system")
+    assert bench_main(["predict", "--checkpoint", str(folder), "--input", str(source),
+                       "--output", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "unknown text cleaning 'os.system'" in err and "\n" not in err
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_predict_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.paths import REPORTS_DIR
-from bench.serving.serve import PRECISIONS
+from bench.serving.serve import SERVING_PRECISIONS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--checkpoint", type=Path, metavar="DIR",
                         help="start `bench serve` on this checkpoint (on a free loopback port), once per precision")
     target.add_argument("--url", help="measure an already running server instead, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+    parser.add_argument("--precision", nargs="+", choices=SERVING_PRECISIONS, default=list(SERVING_PRECISIONS),
                         help="precisions to serve with --checkpoint (default: fp32 bf16)")
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32], help="client counts (default: 1 8 32)")
     parser.add_argument("--requests", type=int, default=300, help="measured requests per level (default: 300)")

@@ -6,7 +6,10 @@ Input formats (auto-detected, or named with --format):
     tsv    the UCI "Sentiment Labelled Sentences" layout: `sentence<TAB>label` per line, no header.
     lines  one review per line, no labels (empty lines are skipped).
 Output: a CSV with the input row number, the text, the predicted label and one probability per
-label. Texts are cleaned exactly as for training (bench.data.text_cleaning.clean_for_model).
+label. Texts are cleaned as the checkpoint's training texts were (the cleaning its metadata records).
+
+The model is loaded and run by bench.serving.serve.Predictor, the same code that answers `bench serve`:
+one model loading, cleaning, tokenisation and batching for both commands.
 """
 
 from __future__ import annotations
@@ -99,39 +102,23 @@ def _labels(values: pd.Series, path: Path) -> pd.Series:
     return mapped.astype(int)
 
 
-def predict_probabilities(model, tokenizer, texts: list[str], max_length: int, batch_size: int):
-    """Class probabilities (rows x labels) in input order; batches of similar length to pad little."""
-    import numpy as np
-    import torch
-
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
-    probabilities = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
-            batch = tokenizer.pad([{k: encoded[k][i] for k in encoded} for i in index], return_tensors="pt")
-            probabilities[index] = torch.softmax(model(**batch).logits.float(), dim=-1).numpy()
-    return probabilities
-
-
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise BenchError(f"--batch-size must be at least 1, got {args.batch_size}")
     frame = read_input(args.input, args.format)
     output = args.output or Path(f"{args.input.name.removesuffix('.gz')}.predictions.csv")
 
-    from transformers.utils import logging as hf_logging
-
-    from bench.data.text_cleaning import clean_for_model
-    from bench.harness.checkpoint import load_checkpoint
+    from bench.serving.serve import Predictor, RequestError
     from workloads.metrics import binary_metrics
 
-    hf_logging.disable_progress_bar()  # "Loading weights" would otherwise interleave with the output
-    model, tokenizer, meta = load_checkpoint(args.checkpoint)
-    labels = list(meta["labels"])  # load_checkpoint checked them against the model's outputs
-    cleaned = [clean_for_model(text) for text in frame["text"]]
-    probabilities = predict_probabilities(model, tokenizer, cleaned, int(meta.get("max_length") or 128), args.batch_size)
+    # Refuses a damaged checkpoint, labels or max_length that do not fit the model, and a cleaning
+    # it does not know, each as a one-line BenchError.
+    predictor = Predictor(args.checkpoint)
+    labels = predictor.labels
+    try:
+        probabilities = predictor.probabilities(predictor.clean(list(frame["text"])), args.batch_size)
+    except RequestError as exc:  # a text the tokenizer cannot read
+        raise BenchError(f"{args.input}: {exc}") from None
     predicted = probabilities.argmax(axis=1)
 
     out = frame[["row", "text"]].copy()

@@ -11,7 +11,7 @@ from bench.serving.serve import (
     DEFAULT_CHANNEL_TIMEOUT,
     DEFAULT_CONNECTION_LIMIT,
     DEFAULT_THREADS,
-    PRECISIONS,
+    SERVING_PRECISIONS,
     ServingLimits,
 )
 
@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint folder written by `bench run --save-checkpoint`")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    parser.add_argument("--precision", choices=SERVING_PRECISIONS, default="fp32",
                         help="fp32, or bf16 autocast around the forward pass (default: fp32)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"waitress worker threads, the most requests handled at once (default: {DEFAULT_THREADS})")

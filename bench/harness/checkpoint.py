@@ -71,7 +71,7 @@ def read_metadata(folder: Path) -> dict[str, Any]:
 def check_metadata(meta: Any, where: Path | str) -> None:
     """BenchError unless `meta` has the shape `bench predict` and `bench serve` rely on."""
     if not isinstance(meta, dict):
-        raise BenchError(f"{where}: must be a JSON object, got {_json_type(meta)}")
+        raise BenchError(f"{where}: must be a JSON object, got a JSON {json_type(meta)}")
     schema = meta.get("schema_version", CHECKPOINT_SCHEMA)
     if not _is_int(schema) or schema < 1:
         raise BenchError(f"{where}: 'schema_version' must be a positive integer, got {schema!r}")
@@ -142,8 +142,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed JSON value's type ("object", "array", "string", "null"...), for
+    errors that say what was found instead (here and in bench.serving.serve's request checks)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from bench.errors import BenchError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-DEFAULT_CONCURRENCY = (1, 8, 32)
 UCI_SENTENCES = Path("amazon_reviews") / "amazon_cells_labelled.txt"
 
 # Used only where the UCI sentences are not available (no BENCH_DATA_DIR); the report says which.
@@ -237,7 +236,7 @@ def _drive(host: str, port: int, bodies: list[bytes], concurrency: int, requests
     return latencies, errors
 
 
-def render_markdown(results: list[LevelResult], context: dict[str, Any]) -> str:
+def render_loadtest_markdown(results: list[LevelResult], context: dict[str, Any]) -> str:
     """The serving report: one table of every level, and what it was measured on."""
     from tabulate import tabulate
 
@@ -280,7 +279,7 @@ def write_report(out_dir: Path, results: list[LevelResult], context: dict[str, A
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / "README.md"
     raw = out_dir / "loadtest.json"
-    markdown.write_text(render_markdown(results, context))
+    markdown.write_text(render_loadtest_markdown(results, context))
     raw.write_text(json.dumps({"context": context, "results": [asdict(r) for r in results]}, indent=2) + "\n")
     return markdown, raw
 

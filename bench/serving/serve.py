@@ -10,7 +10,8 @@ that the tokenizer can read, 413 for a body, a text or a batch over the limits i
 415 for a compressed body. Each request's texts are checked against the tokenizer in its own
 thread before they join a micro-batch, and a micro-batch that fails anyway is retried request by
 request, so one bad request cannot fail the others batched with it. The model is loaded once, at start-up, by `Predictor`, and texts are
-cleaned as the checkpoint's training texts were (its metadata's "cleaning"), as `bench predict` does.
+cleaned as the checkpoint's training texts were (its metadata's "cleaning"). `bench predict` is built on the
+same `Predictor`: one model loading, cleaning, tokenisation and batching for both commands.
 
 Threads on a small CPU (this project's reference machine has 2 cores). Two kinds of thread are in
 play: waitress's worker threads, which read requests, parse JSON and write responses, and
@@ -32,15 +33,22 @@ import select
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+from bench.harness.checkpoint import json_type
 from bench.harness.measure import package_versions, usable_cores
 
-PRECISIONS = ("fp32", "bf16")
+# What `bench serve --precision` / `bench loadtest --precision` accept (autocast around the forward
+# pass); not the training precisions of bench.harness.topology.PRECISIONS.
+SERVING_PRECISIONS = ("fp32", "bf16")
 # Text cleanings a checkpoint's metadata may name (its "cleaning" key): serving cleans texts as
 # training did. Only these names are honoured; nothing named in a checkpoint is imported blindly.
 CLEANINGS = {"bench.data.text_cleaning.clean_for_model": ("bench.data.text_cleaning", "clean_for_model")}
+# The cleaning of a checkpoint whose metadata has no "cleaning" key at all: bench wrote such
+# checkpoints before it recorded the key, and their training texts were cleaned by clean_for_model
+# (the sentiment workload has cleaned with it from the start). An explicit null means: not cleaned.
+UNRECORDED_CLEANING = "bench.data.text_cleaning.clean_for_model"
 SERVING_PACKAGES = ("torch", "transformers", "flask", "waitress", "werkzeug")
 
 # Connection handling (waitress). Waitress's own defaults, 100 connections and 120 s before an idle
@@ -56,6 +64,9 @@ OPEN_FILES_MARGIN = 128
 """Open files the server needs besides its client sockets: model files, pipes, torch's and Python's."""
 MIN_BODY_BYTES = 1024
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("bench.serving.serve")
 
@@ -101,8 +112,8 @@ class Predictor:
         import torch
         from transformers.utils import logging as hf_logging
 
-        if precision not in PRECISIONS:
-            raise BenchError(f"unknown precision {precision!r}; valid choices: {', '.join(PRECISIONS)}")
+        if precision not in SERVING_PRECISIONS:
+            raise BenchError(f"unknown precision {precision!r}; valid choices: {', '.join(SERVING_PRECISIONS)}")
         if torch_threads is not None:
             if torch_threads < 1:
                 raise BenchError(f"--torch-threads must be at least 1, got {torch_threads}")
@@ -114,7 +125,7 @@ class Predictor:
         self.model, self.tokenizer, self.metadata = load_checkpoint(self.checkpoint)
         self.labels: list[str] = list(self.metadata["labels"])
         self.max_length = int(self.metadata.get("max_length") or self.tokenizer.model_max_length)
-        self.cleaning = self.metadata.get("cleaning")
+        self.cleaning: str | None = self.metadata.get("cleaning", UNRECORDED_CLEANING)
         self._clean = _cleaning_function(self.cleaning, checkpoint)
         self.torch_threads = torch.get_num_threads()
         self.inference_slots = max(1, usable_cores() // self.torch_threads)
@@ -157,23 +168,43 @@ class Predictor:
                 raise UnreadableText(i, "has nothing the model can read (only control, format or zero-width "
                                         "characters)")
 
-    def predict_cleaned(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Label and class probabilities for each already-cleaned text, in order.
+    def probabilities(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities (texts x labels, float32) of already-cleaned texts, in input order.
 
+        The one inference path of `bench serve` (one call per micro-batch) and `bench predict` (one
+        call for a whole file). Texts are tokenised once, truncated at the checkpoint's max_length;
+        when they do not fit in one forward pass of `batch_size` (None = all in one), they run in
+        batches of similar token length, so that padding to each batch's longest text costs little.
         A text the tokenizer fails on is a RequestError (400), not an internal error."""
+        import numpy as np
         import torch
 
         try:
             with self._tokenize_lock:
-                batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                       return_tensors="pt")
+                encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         except Exception as exc:  # noqa: BLE001 - any tokenizer failure is about the texts given to it
             raise RequestError(f"a text cannot be read by the tokenizer ({type(exc).__name__})") from None
-        with self._slots, torch.inference_mode(), torch.autocast(
-            "cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        ):
-            logits = self.model(**batch).logits
-        probabilities = torch.softmax(logits.float(), dim=-1).tolist()
+        size = batch_size or max(len(texts), 1)
+        # Stable sort by length, so that equal-length texts keep their order within a batch.
+        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(texts), size):
+            index = order[start : start + size]
+            with self._tokenize_lock:
+                batch = self.tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in index],
+                                           return_tensors="pt")
+            with self._slots, torch.inference_mode(), torch.autocast(
+                "cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"
+            ):
+                logits = self.model(**batch).logits
+            out[index] = torch.softmax(logits.float(), dim=-1).numpy()
+        return out
+
+    def predict_cleaned(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Label and class probabilities for each already-cleaned text, in order (one forward pass).
+
+        A text the tokenizer fails on is a RequestError (400), not an internal error."""
+        probabilities = self.probabilities(texts).tolist()
         return [
             {
                 "label": self.labels[max(range(len(row)), key=row.__getitem__)],
@@ -316,7 +347,7 @@ def parse_predict_request(body: bytes, limits: ServingLimits, content_type: str 
     except ValueError as exc:  # Python's limit on integer digits (4300): a number no text needs
         raise RequestError(f"body holds a number too long to read ({str(exc).split(';')[0]})") from None
     if not isinstance(payload, dict):
-        raise RequestError(f'body must be a JSON object like {{"text": "..."}}, got a JSON {_json_type(payload)}')
+        raise RequestError(f'body must be a JSON object like {{"text": "..."}}, got a JSON {json_type(payload)}')
     unknown = sorted(set(payload) - {"text", "texts"})
     if unknown:
         shown = ", ".join(_short_repr(name) for name in unknown[:5])
@@ -329,7 +360,7 @@ def parse_predict_request(body: bytes, limits: ServingLimits, content_type: str 
         return [payload["text"]], True
     texts = payload["texts"]
     if not isinstance(texts, list):
-        raise RequestError(f"'texts' must be a list of strings, got a JSON {_json_type(texts)}")
+        raise RequestError(f"'texts' must be a list of strings, got a JSON {json_type(texts)}")
     if not texts:
         raise RequestError("'texts' is empty; send at least one text")
     if len(texts) > limits.max_texts:
@@ -341,7 +372,7 @@ def parse_predict_request(body: bytes, limits: ServingLimits, content_type: str 
 
 def _check_text(text: Any, where: str, limits: ServingLimits) -> None:
     if not isinstance(text, str):
-        raise RequestError(f"{where} must be a string, got a JSON {_json_type(text)}")
+        raise RequestError(f"{where} must be a string, got a JSON {json_type(text)}")
     if not text.strip():
         raise RequestError(f"{where} is empty")
     if len(text) > limits.max_text_chars:
@@ -356,11 +387,6 @@ def _check_text(text: Any, where: str, limits: ServingLimits) -> None:
 def _short_repr(value: str, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def create_app(predictor: Predictor, limits: ServingLimits | None = None, batcher: MicroBatcher | None = None):

@@ -1,4 +1,4 @@
-"""One JSON file per cell: the schema, atomic writing, and loading a run directory.
+"""One JSON file per cell: the typed model, the schema, atomic writing, and loading a run directory.
 
 A result is written once, by one process, through a temporary file in the same directory
 followed by `os.replace`, so a runner killed at any instant leaves either the whole file or
@@ -7,20 +7,34 @@ none of it. Readers ignore `*.tmp` leftovers. Every file bench writes goes throu
 JSON is written strict: a number that is not finite (NaN, an infinity) is written as null, and
 the top-level object gains `non_finite`, a map from the JSON pointer of each such value to what
 it was ("nan", "inf", "-inf"). Files written before that may hold bare NaN; they still load.
+
+Versions: 2 records the direction of the target (`target.higher_is_better`). A version 1 file
+(every result committed before) is upgraded as it is read (`upgrade`), so the code that reads
+results only ever sees version 2. `Result` is the typed view of a result dict; its sections keep
+the fields they do not know, so `Result.from_dict(d).to_dict() == d`. The JSON schema published
+in bench/result.schema.json is generated from these models: `python -m bench.results --schema`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import sys
 import tempfile
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from bench.cells import CellKey
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Versions `load_result` reads; older ones are upgraded to SCHEMA_VERSION in memory."""
+SCHEMA_FILE = Path(__file__).resolve().parent / "result.schema.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -37,8 +51,22 @@ STATUSES = (
 WITH_NUMBERS = ("converged", "not_converged", "baseline")
 # A cell in one of these states is done; `--resume` does not run it again. Failed cells are retried.
 COMPLETED = ("converged", "not_converged", "unsupported", "invalid", "skipped", "baseline")
+WITHOUT_METRICS = ("unsupported", "invalid", "skipped")
 
 REQUIRED_KEYS = ("schema_version", "cell", "status", "reason")
+# What a result with numbers must carry beyond the head: every one of them, and a trained cell more.
+NEEDED_WITH_NUMBERS = ("metrics", "environment")
+NEEDED_WHEN_TRAINED = ("target", "timings", "throughput", "memory", "curve")
+
+LOWER_IS_BETTER_METRICS = frozenset({"loss", "mse", "rmse", "mae", "mape", "error", "error_rate", "perplexity", "wer", "cer"})
+"""Target metrics where lower is better. A version 1 result does not record the direction of its
+target; it is derived from the metric's name, never by building the workload (that needs torch).
+Every workload bench has shipped targets a score (f1, roc_auc, accuracy): higher is better."""
+
+
+def target_direction(metric: str) -> bool:
+    """Whether a target on `metric` is met from above (higher is better), for results that do not say."""
+    return metric not in LOWER_IS_BETTER_METRICS
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -111,37 +139,269 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+# ---------------------------------------------------------------------------------------------
+# The typed model of a result
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """A JSON object with typed known fields. Unknown fields are kept in `extra`, and the keys the
+    object held (`keys`, in its order) say which known fields were absent rather than null, so that
+    `from_dict` then `to_dict` gives back the same object."""
+
+    SECTIONS: ClassVar[dict[str, type[Record]]] = {}
+    """Known fields that are themselves records: field name -> its class."""
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    """Known fields every such object must hold (the schema's `required`)."""
+
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
+    keys: tuple[str, ...] = field(default=(), kw_only=True, repr=False, compare=False)
+
+    @classmethod
+    def known(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "keys"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # -> Self; the subclasses' from_dict return their own type
+        known = cls.known()
+        values = {}
+        for name in known:
+            if name in data:
+                value, section = data[name], cls.SECTIONS.get(name)
+                values[name] = section.from_dict(value) if section and isinstance(value, dict) else value
+        missing = [name for name in known if name not in values and _required_field(cls, name)]
+        if missing:
+            raise BenchError(f"{cls.__name__.lower()} needs {', '.join(repr(m) for m in missing)}")
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**values, extra=extra, keys=tuple(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: the keys it was read with in their order, then any field set since."""
+        known = self.known()
+        out: dict[str, Any] = {}
+        for name in self.keys:
+            if name in known:
+                out[name] = _plain(getattr(self, name))
+            elif name in self.extra:
+                out[name] = self.extra[name]
+        for name in known:  # fields set programmatically (or never read from a dict)
+            if name not in out and getattr(self, name) is not None:
+                out[name] = _plain(getattr(self, name))
+        out.update({k: v for k, v in self.extra.items() if k not in out})
+        return out
+
+
+def not_null() -> Any:
+    """An optional field that, where present, is never null (the schema leaves null out of its type)."""
+    return field(default=None, metadata={"nullable": False})
+
+
+def _required_field(cls: type[Record], name: str) -> bool:
+    spec = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, Record) else value
+
+
+@dataclass
+class ResultCell(Record):
+    """The cell a result is of, as `Cell.to_dict` wrote it (budget, params, timeout_s... in `extra`)."""
+
+    workload: str
+    variant: str
+    topology: str
+    precision: str
+    seed: int
+    id: str
+    kind: str | None = not_null()
+    """"train" or "baseline"; None only in files that predate the field (then "train")."""
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey.of(self.to_dict())
+
+
+@dataclass
+class Target(Record):
+    """The quality target the cell trained to."""
+
+    metric: str
+    value: float
+    split: str | None = not_null()
+    higher_is_better: bool | None = not_null()
+    """Recorded since schema version 2; a version 1 result gets it from `target_direction`."""
+
+    @property
+    def higher(self) -> bool:
+        return target_direction(self.metric) if self.higher_is_better is None else self.higher_is_better
+
+    def met_by(self, score: float) -> bool:
+        return score >= self.value if self.higher else score <= self.value
+
+
+@dataclass
+class Timings(Record):
+    """Durations in seconds (the training clock unless said otherwise)."""
+
+    init_s: float | None = None
+    time_to_target_s: float | None = None
+    train_seconds: float | None = None
+    step_time_median_s: float | None = None
+    step_time_p90_s: float | None = None
+    step_times_s: list[float] | None = not_null()
+
+
+@dataclass
+class Throughput(Record):
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+@dataclass
+class Memory(Record):
+    """Peaks in MB over the cell's ranks (per rank in `extra["per_rank"]`)."""
+
+    peak_rss_mb_max: float | None = None
+    peak_rss_mb_sum: float | None = None
+    cuda_max_allocated_mb_max: float | None = None
+    cuda_max_reserved_mb_max: float | None = None
+
+
+@dataclass
+class Environment(Record):
+    """The host the cell ran on (bench.harness.measure.environment)."""
+
+    hardware_class: str | None = not_null()
+    cpu_model: str | None = not_null()
+    cpu_count: int | None = None
+    cpu_precision_flags: list[str] | None = None
+    gpus: list[str] | None = not_null()
+    usable_cores: int | None = None
+    memory_total_mb: float | None = None
+    load_average: list[float] | None = None
+    git_commit: str | None = None
+
+
+@dataclass
+class HostLoad(Record):
+    """The host's load averages (1, 5, 15 min) as the cell started and ended, and its usable cores."""
+
+    start: list[float] | None = None
+    end: list[float] | None = None
+    cores: int | None = None
+
+
+@dataclass
+class DataRecord(Record):
+    """What the cell read: the workload's preprocessing record and each file's content SHA-256."""
+
+    sha256: dict[str, str] | None = not_null()
+
+
+@dataclass
+class Result(Record):
+    """One cell's result file."""
+
+    SECTIONS: ClassVar[dict[str, type[Record]]] = {
+        "cell": ResultCell, "target": Target, "timings": Timings, "throughput": Throughput, "memory": Memory,
+        "environment": Environment, "host_load": HostLoad, "data": DataRecord,
+    }
+
+    schema_version: int
+    cell: ResultCell
+    status: str
+    reason: str
+    target: Target | None = not_null()
+    metrics: dict[str, dict[str, Any]] | None = not_null()
+    """split (or classical model) -> metric -> value."""
+    timings: Timings | None = not_null()
+    throughput: Throughput | None = not_null()
+    memory: Memory | None = not_null()
+    curve: list[dict[str, Any]] | None = not_null()
+    """The evaluations during training: training-clock seconds and the metrics of each."""
+    samples_to_target: float | None = None
+    flops_per_sample: float | None = None
+    environment: Environment | None = not_null()
+    observed: dict[str, Any] | None = not_null()
+    topology: dict[str, Any] | None = not_null()
+    baselines: list[dict[str, Any]] | None = not_null()
+    data: DataRecord | None = not_null()
+    host_load: HostLoad | None = not_null()
+    cell_wall_s: float | None = None
+    stderr_tail: str | None = None
+    non_finite: dict[str, str] | None = not_null()
+
+    @property
+    def key(self) -> CellKey:
+        return self.cell.key
+
+    @property
+    def trained(self) -> bool:
+        """Whether it carries the numbers of a training run (converged or not)."""
+        return self.status in ("converged", "not_converged")
+
+
+def result_key(result: dict[str, Any]) -> CellKey:
+    """The key of a result dict's cell (`CellKey.of` its `cell`)."""
+    return CellKey.of(result["cell"])
+
+
 def make_result(cell: dict[str, Any], status: str, reason: str = "", **fields: Any) -> dict[str, Any]:
-    """A result dict with the schema's fixed head; `fields` adds metrics, timings, memory..."""
+    """A result dict with the schema's fixed head; `fields` adds metrics, timings, memory...
+
+    A target without its direction gets it from `target_direction` (the workload knows it better:
+    pass `higher_is_better` in the target where it is known)."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
     result = {"schema_version": SCHEMA_VERSION, "cell": cell, "status": status, "reason": reason}
     result.update(fields)
+    return _with_direction(result)
+
+
+def _with_direction(result: dict[str, Any]) -> dict[str, Any]:
+    target = result.get("target")
+    if isinstance(target, dict) and "higher_is_better" not in target and isinstance(target.get("metric"), str):
+        result["target"] = {**target, "higher_is_better": target_direction(target["metric"])}
     return result
 
 
+def upgrade(result: dict[str, Any]) -> dict[str, Any]:
+    """A result of any readable version as a version 2 result (a new dict; the argument is kept).
+
+    1 -> 2: the target's direction, which version 1 did not record, from its metric's name."""
+    if result.get("schema_version") == SCHEMA_VERSION:
+        return result
+    if result.get("schema_version") not in READABLE_VERSIONS:
+        raise BenchError(f"schema_version {result.get('schema_version')!r} is not one bench reads "
+                         f"({', '.join(map(str, READABLE_VERSIONS))})")
+    return _with_direction({**result, "schema_version": SCHEMA_VERSION})
+
+
 def validate_result(result: dict[str, Any]) -> list[str]:
-    """Problems with a result dict (empty list when it is sound)."""
+    """Problems with a result dict (empty list when it is sound): what the published schema says
+    (`json_schema`), in words a person can act on."""
     problems = [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in result]
     if problems:
         return problems
-    if result["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"schema_version {result['schema_version']} != {SCHEMA_VERSION}")
+    version = result["schema_version"]
+    if version not in READABLE_VERSIONS:
+        problems.append(f"schema_version {version!r} is not one of {', '.join(map(str, READABLE_VERSIONS))}")
     status = result["status"]
     if status not in STATUSES:
         problems.append(f"unknown status {status!r}")
     if status in WITH_NUMBERS:
-        for key in ("metrics", "environment"):
-            if key not in result:
-                problems.append(f"status {status} needs {key!r}")
-        if status != "baseline":
-            for key in ("target", "timings", "throughput", "memory", "curve"):
-                if key not in result:
-                    problems.append(f"status {status} needs {key!r}")
+        needed = NEEDED_WITH_NUMBERS + (NEEDED_WHEN_TRAINED if status != "baseline" else ())
+        problems += [f"status {status} needs {key!r}" for key in needed if key not in result]
     elif status != "baseline" and not result.get("reason"):
         problems.append(f"status {status} needs a reason")
-    if status in ("unsupported", "invalid", "skipped") and result.get("metrics"):
+    if status in WITHOUT_METRICS and result.get("metrics"):
         problems.append(f"status {status} must carry no metrics")
+    target = result.get("target")
+    if version == SCHEMA_VERSION and isinstance(target, dict) and "higher_is_better" not in target:
+        problems.append(f"target needs 'higher_is_better' (schema version {SCHEMA_VERSION})")
     return problems + _type_problems(result)
 
 
@@ -261,14 +521,15 @@ def result_path(run_dir: Path, cell_id: str) -> Path:
 
 
 def load_result(path: Path) -> dict[str, Any]:
+    """A result file, checked against the schema and upgraded to the current version."""
     try:
         result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BenchError(f"{path}: not a readable result file ({exc})") from None
     problems = validate_result(result) if isinstance(result, dict) else ["not a JSON object"]
     if problems:
         raise BenchError(f"{path}: invalid result: {'; '.join(problems)}")
-    return result
+    return upgrade(result)
 
 
 def load_run(run_dir: Path) -> list[dict[str, Any]]:
@@ -283,3 +544,133 @@ def load_run(run_dir: Path) -> list[dict[str, Any]]:
     if not results:
         raise BenchError(f"{run_dir}: the run holds no results yet")
     return results
+
+
+def load_results(run_dir: Path) -> list[Result]:
+    """`load_run`, typed."""
+    return [Result.from_dict(r) for r in load_run(run_dir)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The published JSON schema, generated from the models
+# ---------------------------------------------------------------------------------------------
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _type_schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of one annotation: plain types, X | None, list[X], dict[str, X], records, Any."""
+    if hint is Any:
+        return {}
+    if isinstance(hint, type) and issubclass(hint, Record):
+        if hint.__name__ not in defs:
+            defs[hint.__name__] = {}  # reserved first: a record may refer to itself
+            defs[hint.__name__] = _record_schema(hint, defs)
+        return {"$ref": f"#/$defs/{hint.__name__}"}
+    if hint in _JSON_TYPES:
+        return {"type": _JSON_TYPES[hint]}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return {"type": "array", "items": _type_schema(args[0], defs)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1], defs)}
+    if type(None) in args:  # X | None
+        (inner,) = (a for a in args if a is not type(None))
+        schema = _type_schema(inner, defs)
+        if "type" in schema:
+            return {**schema, "type": [schema["type"], "null"]}
+        return {"anyOf": [schema, {"type": "null"}]}
+    raise TypeError(f"no JSON schema for {hint!r}")
+
+
+def _record_schema(cls: type[Record], defs: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    properties = {}
+    for spec in dataclasses.fields(cls):
+        if spec.name in ("extra", "keys"):
+            continue
+        hint = hints[spec.name]
+        if not spec.metadata.get("nullable", True):  # absent or a value, never null
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        properties[spec.name] = _type_schema(hint, defs)
+        doc = _field_doc(cls, spec.name)
+        if doc:
+            properties[spec.name]["description"] = doc
+    required = [name for name in cls.known() if _required_field(cls, name)]
+    schema: dict[str, Any] = {"type": "object", "description": " ".join((cls.__doc__ or "").split()),
+                              "properties": properties, "additionalProperties": True}
+    return {**schema, "required": required} if required else schema
+
+
+def _field_doc(cls: type, name: str) -> str:
+    """The docstring under a field in the class's source, if any (so the schema explains it)."""
+    import inspect
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return ""
+    lines = source.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.strip().startswith(f"{name}:") and lines[i + 1].strip().startswith('"""'):
+            text = []
+            for follow in lines[i + 1:]:
+                text.append(follow.strip().strip('"'))
+                if follow.strip().endswith('"""') and (len(text) > 1 or follow.strip().count('"""') == 2):
+                    break
+            return " ".join(t for t in text if t)
+    return ""
+
+
+def _status_rules() -> list[dict[str, Any]]:
+    """The rules that depend on a result's status and version, as JSON schema conditionals."""
+    def when(statuses: tuple[str, ...], then: dict[str, Any]) -> dict[str, Any]:
+        return {"if": {"properties": {"status": {"enum": list(statuses)}}, "required": ["status"]}, "then": then}
+
+    trained = tuple(s for s in WITH_NUMBERS if s != "baseline")
+    with_reason = tuple(s for s in STATUSES if s not in WITH_NUMBERS)
+    return [
+        when(WITH_NUMBERS, {"required": list(NEEDED_WITH_NUMBERS)}),
+        when(trained, {"required": list(NEEDED_WHEN_TRAINED)}),
+        when(with_reason, {"properties": {"reason": {"minLength": 1}}}),
+        when(WITHOUT_METRICS, {"properties": {"metrics": {"maxProperties": 0}}}),
+        {"if": {"properties": {"schema_version": {"const": SCHEMA_VERSION}}, "required": ["schema_version"]},
+         "then": {"properties": {"target": {"required": ["higher_is_better"]}}}},
+    ]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a result file (every version bench reads), generated from `Result`."""
+    defs: dict[str, Any] = {}
+    _type_schema(Result, defs)
+    top = defs.pop("Result")
+    top["properties"]["schema_version"] = {"enum": list(READABLE_VERSIONS), "description": (
+        f"{SCHEMA_VERSION} is written; older versions are read and upgraded (bench.results.upgrade)")}
+    top["properties"]["status"] = {"enum": list(STATUSES)}
+    top["properties"]["metrics"]["additionalProperties"] = {"type": "object"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "bench cell result",
+        **top,
+        "allOf": _status_rules(),
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def schema_text() -> str:
+    """The schema as the committed bench/result.schema.json holds it."""
+    return json.dumps(json_schema(), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.results --schema > bench/result.schema.json`: print the generated schema."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv != ["--schema"]:
+        print("usage: python -m bench.results --schema", file=sys.stderr)
+        return 2
+    sys.stdout.write(schema_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,7 @@ def test_more_memory_fails_and_a_threshold_can_allow_it(honest) -> None:
 def test_a_missing_or_failing_cell_is_a_regression(honest) -> None:
     base, cand = honest
     other = _with_seed(cand[0], 0)
+    other["cell"]["topology"] = "cpu-ddp2"  # a cell is matched on its key, made of these fields
     other["cell"]["id"] = "maintenance-gru__cpu-ddp2__fp32__s0"
     missing = _compare(base, [other])
     assert [v.verdict for v in missing if v.cell == CELL] == [REGRESSION]
@@ -226,30 +228,51 @@ def test_bad_input_exits_2_with_one_line(args: list[str], message: str, capsys) 
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_the_target_direction_comes_from_the_result_never_from_a_workload(honest, monkeypatch) -> None:
+    base, cand = honest
+    monkeypatch.setitem(sys.modules, "workloads", None)  # any import of a workload now raises
+    worse_f1 = copy.deepcopy(cand[0])
+    worse_f1["metrics"]["val"]["f1"] = base[0]["metrics"]["val"]["f1"] + 0.2
+    assert base[0]["target"]["higher_is_better"] is True  # a version 1 file, upgraded as it loads
+    assert _verdict(_compare(base, [worse_f1]), "val f1") == IMPROVEMENT
+    lower = [copy.deepcopy(base[0])]
+    lower[0]["target"]["higher_is_better"] = False  # as a version 2 result of a loss target records it
+    worse_f1["target"]["higher_is_better"] = False
+    assert _verdict(_compare(lower, [worse_f1]), "val f1") == REGRESSION
+
+
+def test_cells_are_matched_on_their_key_without_the_seed(honest) -> None:
+    from bench.analysis.compare import group_key
+
+    base, _ = honest
+    assert group_key(base[0]) == CELL
+    assert group_key(_with_seed(base[0], 3)) == CELL
+
+
 # -- --recheck: speed regressions must show twice ---------------------------------------------------
 
 
 def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
-    from bench.analysis.compare import Verdict
+    from bench.analysis.compare import GateVerdict
     from bench.analysis.recheck import cells_to_recheck
 
     verdicts = [
-        Verdict("a", "samples_per_s", REGRESSION), Verdict("a", "time_to_target_s", REGRESSION),
-        Verdict("b", "samples_per_s", REGRESSION), Verdict("b", "f1", REGRESSION),  # quality: fails at once
-        Verdict("c", "peak_rss_mb", REGRESSION),  # memory does not vary with load
-        Verdict("d", "samples_per_s", NOISE),
+        GateVerdict("a", "samples_per_s", REGRESSION), GateVerdict("a", "time_to_target_s", REGRESSION),
+        GateVerdict("b", "samples_per_s", REGRESSION), GateVerdict("b", "f1", REGRESSION),  # quality: fails at once
+        GateVerdict("c", "peak_rss_mb", REGRESSION),  # memory does not vary with load
+        GateVerdict("d", "samples_per_s", NOISE),
     ]
     assert cells_to_recheck(verdicts) == ["a"]
 
 
 def test_a_recheck_clears_a_slowdown_only_when_the_re_run_does_not_show_it() -> None:
-    from bench.analysis.compare import OK, Verdict
+    from bench.analysis.compare import OK, GateVerdict
     from bench.analysis.recheck import UNCONFIRMED, confirm
 
-    first = [Verdict("a", "samples_per_s", REGRESSION, change="-40%"), Verdict("a", "status", OK),
-             Verdict("b", "samples_per_s", REGRESSION, change="-40%"), Verdict("c", "samples_per_s", REGRESSION)]
-    second = [Verdict("a", "samples_per_s", OK, change="-3%"), Verdict("b", "samples_per_s", REGRESSION, change="-38%"),
-              Verdict("c", "status", REGRESSION, "converged", "failed")]
+    first = [GateVerdict("a", "samples_per_s", REGRESSION, change="-40%"), GateVerdict("a", "status", OK),
+             GateVerdict("b", "samples_per_s", REGRESSION, change="-40%"), GateVerdict("c", "samples_per_s", REGRESSION)]
+    second = [GateVerdict("a", "samples_per_s", OK, change="-3%"), GateVerdict("b", "samples_per_s", REGRESSION, change="-38%"),
+              GateVerdict("c", "status", REGRESSION, "converged", "failed")]
     out = confirm(first, second, ["a", "b", "c"])
     assert [v.verdict for v in out] == [UNCONFIRMED, OK, REGRESSION, REGRESSION]
     assert "re-run -3% (ok)" in out[0].why and "confirmed, re-run -38%" in out[2].why

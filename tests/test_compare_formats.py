@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.compare import Verdict, render_json
+from bench.analysis.compare import GateVerdict, render_json
 from bench.cli import main
 from bench.results import load_run
 from tests.conftest import run_cli
@@ -139,7 +139,7 @@ def test_json_on_stdout_and_speed_not_judged_listed(tmp_path: Path, honest, caps
 
 
 def test_json_is_strict_even_for_a_non_finite_p_value() -> None:
-    verdict = Verdict(CELL, "samples_per_s", "not significant", "1", "2", "+100%", p_value=math.nan, why="w")
+    verdict = GateVerdict(CELL, "samples_per_s", "not significant", "1", "2", "+100%", p_value=math.nan, why="w")
     document = _strict_loads(render_json([verdict], "a", "b", []))
     assert document["verdicts"][0]["p_value"] is None
 

@@ -22,7 +22,6 @@ decide precision, GPUs), else the nearest, against which only status and quality
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -41,7 +40,15 @@ from scipy.stats import mannwhitneyu
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.results import WITH_NUMBERS, load_run, strict_json, write_atomic, write_json_atomic
+from bench.results import (
+    WITH_NUMBERS,
+    Target,
+    load_run,
+    result_key,
+    strict_json,
+    write_atomic,
+    write_json_atomic,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Metrics and settings
@@ -170,7 +177,10 @@ HARDWARE_DIFFERS = "not judged (other hardware)"
 
 
 @dataclass
-class Verdict:
+class GateVerdict:
+    """What the gate says of one check: a cell's (`group_key`) metric, baseline against candidate.
+    (Not bench.harness.verify.Verdict, which says whether a launch was what it claimed.)"""
+
     cell: str
     metric: str
     verdict: str
@@ -181,28 +191,29 @@ class Verdict:
     why: str = ""
 
 
-def cell_key(result: dict[str, Any]) -> str:
-    """The cell id without its seed: what a baseline and a candidate result are matched on."""
-    return re.sub(r"__s\d+$", "", result["cell"]["id"])
+def group_key(result: dict[str, Any]) -> str:
+    """The id of the result's cell without its seed (`CellKey.without_seed`): what a baseline and a
+    candidate result are matched on, and what their seeds are aggregated over."""
+    return result_key(result).without_seed().id
 
 
 def group_by_cell(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for result in results:
-        groups.setdefault(cell_key(result), []).append(result)
+        groups.setdefault(group_key(result), []).append(result)
     return groups
 
 
 def compare_results(
     baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], settings: GateSettings
-) -> list[Verdict]:
+) -> list[GateVerdict]:
     """Every verdict, cell by cell, in the baseline's order; new candidate cells at the end."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
-    verdicts: list[Verdict] = []
+    verdicts: list[GateVerdict] = []
     for key, base in base_groups.items():
         cand = cand_groups.get(key)
         if not cand:
-            verdicts.append(Verdict(key, "status", REGRESSION, _statuses(base), "missing", why="cell missing from the candidate"))
+            verdicts.append(GateVerdict(key, "status", REGRESSION, _statuses(base), "missing", why="cell missing from the candidate"))
             continue
         verdicts.extend(_compare_status(key, base, cand, same_hardware=settings.same_hardware))
         base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
@@ -213,7 +224,7 @@ def compare_results(
                 verdicts.extend(_compare_speed(key, base_n, cand_n, settings))
     for key, cand in cand_groups.items():
         if key not in base_groups:
-            verdicts.append(Verdict(key, "status", NEW, "missing", _statuses(cand), why="cell not in the baseline"))
+            verdicts.append(GateVerdict(key, "status", NEW, "missing", _statuses(cand), why="cell not in the baseline"))
     return verdicts
 
 
@@ -259,7 +270,7 @@ def _statuses(results: list[dict[str, Any]]) -> str:
 
 def _compare_status(
     key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], same_hardware: bool = True
-) -> list[Verdict]:
+) -> list[GateVerdict]:
     def converged(results: list[dict[str, Any]]) -> float:
         return sum(r["status"] == "converged" for r in results) / len(results)
 
@@ -269,48 +280,29 @@ def _compare_status(
     before, after = _statuses(base), _statuses(cand)
     reasons = "; ".join(sorted({r["reason"] for r in cand if r.get("reason") and r["status"] != "converged"}))
     if broken(cand) > broken(base):
-        return [Verdict(key, "status", REGRESSION, before, after, why=reasons or "now fails")]
+        return [GateVerdict(key, "status", REGRESSION, before, after, why=reasons or "now fails")]
     if (not same_hardware and converged(cand) < converged(base)
             and all(r["status"] in ("converged", "unsupported") for r in cand)):
         # Other hardware may lack a kernel the baseline's had (a bf16 LSTM needs AVX-512 on a
         # CPU): a cell that this host reports `unsupported` says what the host can do, not that
         # the change broke it. `failed` and `invalid` still fail above.
-        return [Verdict(key, "status", HARDWARE_DIFFERS, before, after,
+        return [GateVerdict(key, "status", HARDWARE_DIFFERS, before, after,
                         why=f"unsupported on this hardware, which differs from the baseline's: {reasons}")]
     if converged(cand) < converged(base):
-        return [Verdict(key, "status", REGRESSION, before, after, why=reasons or "converges in fewer seeds")]
+        return [GateVerdict(key, "status", REGRESSION, before, after, why=reasons or "converges in fewer seeds")]
     if broken(cand) < broken(base) or converged(cand) > converged(base):
-        return [Verdict(key, "status", IMPROVEMENT, before, after, why="converges in more seeds or no longer fails")]
-    return [Verdict(key, "status", OK, before, after)]
+        return [GateVerdict(key, "status", IMPROVEMENT, before, after, why="converges in more seeds or no longer fails")]
+    return [GateVerdict(key, "status", OK, before, after)]
 
 
 # -- quality ------------------------------------------------------------------------------------
 
 
-def _target_direction(result: dict[str, Any]) -> bool:
-    """Whether the target metric is higher-is-better. Results do not record it (yet), so ask the
-    workload; every workload whose module does not import is assumed higher-is-better."""
-    if "higher_is_better" in result["target"]:
-        return bool(result["target"]["higher_is_better"])
-    cell = result["cell"]
-    return _workload_direction(cell["workload"], cell["variant"], json.dumps(cell.get("params") or {}, sort_keys=True))
-
-
-@functools.cache
-def _workload_direction(workload: str, variant: str, params_json: str) -> bool:
-    try:
-        from workloads import make_workload
-
-        return make_workload(workload, variant, json.loads(params_json)).target.higher_is_better
-    except Exception:  # a workload that cannot be built here; the common case is a score
-        return True
-
-
 def _compare_quality(
     key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
-) -> list[Verdict]:
-    target = base[0]["target"]
-    metric, higher = target["metric"], _target_direction(base[0])
+) -> list[GateVerdict]:
+    target = Target.from_dict(base[0]["target"])
+    metric, higher = target.metric, target.higher
     sign = 1.0 if higher else -1.0
     splits = [s for s, m in (base[0].get("metrics") or {}).items() if isinstance(m, dict) and metric in m]
     verdicts = []
@@ -322,22 +314,21 @@ def _compare_quality(
         missing = _not_numbers(cand, ("metrics", split, metric), absent_too=True)
         if missing:
             b = statistics.mean(base_vals)
-            verdicts.append(Verdict(key, name, REGRESSION, baseline=f"{b:.4f}", candidate=missing[0], why=missing[1]))
+            verdicts.append(GateVerdict(key, name, REGRESSION, baseline=f"{b:.4f}", candidate=missing[0], why=missing[1]))
             continue
         cand_vals = [v for v in (_get("metrics", split, metric)(r) for r in cand) if v is not None]
         b, c = statistics.mean(base_vals), statistics.mean(cand_vals)
         spread = max(base_vals) - min(base_vals)
         allowed = max(spread, settings.quality_tolerance)
         shown = dict(baseline=f"{b:.4f}", candidate=f"{c:.4f}", change=f"{c - b:+.4f}")
-        meets = (lambda v: v >= target["value"]) if higher else (lambda v: v <= target["value"])
-        if split == target.get("split", "val") and meets(b) and not meets(c):
-            verdicts.append(Verdict(key, name, REGRESSION, **shown, why=f"below the target {target['value']:g}"))
+        if split == (target.split or "val") and target.met_by(b) and not target.met_by(c):
+            verdicts.append(GateVerdict(key, name, REGRESSION, **shown, why=f"below the target {target.value:g}"))
         elif sign * (c - b) < -allowed:
-            verdicts.append(Verdict(key, name, REGRESSION, **shown, why=f"worse by more than {allowed:.4f} ({_allowance(base_vals)})"))
+            verdicts.append(GateVerdict(key, name, REGRESSION, **shown, why=f"worse by more than {allowed:.4f} ({_allowance(base_vals)})"))
         elif sign * (c - b) > allowed:
-            verdicts.append(Verdict(key, name, IMPROVEMENT, **shown, why=f"better by more than {allowed:.4f}"))
+            verdicts.append(GateVerdict(key, name, IMPROVEMENT, **shown, why=f"better by more than {allowed:.4f}"))
         else:
-            verdicts.append(Verdict(key, name, OK, **shown))
+            verdicts.append(GateVerdict(key, name, OK, **shown))
     return verdicts
 
 
@@ -437,7 +428,7 @@ def _listed(values: list[Any]) -> str:
 
 def _compare_speed(
     key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
-) -> list[Verdict]:
+) -> list[GateVerdict]:
     verdicts = []
     for metric in SPEED_AND_MEMORY:
         base_vals = [v for v in map(metric.value, base) if v is not None]
@@ -446,7 +437,7 @@ def _compare_speed(
         broken = _not_numbers(cand, metric.keys, absent_too=False)
         if broken:
             b = statistics.median(base_vals)
-            verdicts.append(Verdict(key, metric.name, REGRESSION, baseline=f"{b:.4g}", candidate=broken[0], why=broken[1]))
+            verdicts.append(GateVerdict(key, metric.name, REGRESSION, baseline=f"{b:.4g}", candidate=broken[0], why=broken[1]))
             continue
         cand_vals = [v for v in map(metric.value, cand) if v is not None]
         if not cand_vals:
@@ -459,12 +450,12 @@ def _compare_speed(
         shown = dict(baseline=f"{b:.4g}", candidate=f"{c:.4g}", change=f"{change:+.1%}")
         threshold = settings.thresholds[metric.name]
         if abs(change) < threshold:
-            verdicts.append(Verdict(key, metric.name, OK, **shown))
+            verdicts.append(GateVerdict(key, metric.name, OK, **shown))
             continue
         p, significant, how = _significance(metric, base, cand, change > 0, settings.alpha)
         verdict = (REGRESSION if worse else IMPROVEMENT) if significant else NOISE
         why = f"{'worse' if worse else 'better'} by {abs(change):.0%} (threshold {threshold:.0%}); {how}"
-        verdicts.append(Verdict(key, metric.name, verdict, **shown, p_value=p, why=why))
+        verdicts.append(GateVerdict(key, metric.name, verdict, **shown, p_value=p, why=why))
     return verdicts
 
 
@@ -475,15 +466,15 @@ def _compare_speed(
 _HEADERS = ["verdict", "cell", "metric", "baseline", "candidate", "change", "p", "why"]
 
 
-def _rows(verdicts: list[Verdict]) -> list[list[str]]:
+def _rows(verdicts: list[GateVerdict]) -> list[list[str]]:
     return [
         [v.verdict, v.cell, v.metric, v.baseline, v.candidate, v.change, "" if v.p_value is None else f"{v.p_value:.2g}", v.why]
         for v in verdicts
     ]
 
 
-def render_markdown(
-    verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+def render_gate_markdown(
+    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
 ) -> str:
     """The report: a headline, the regressions and improvements, then changes within noise."""
     order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
@@ -522,7 +513,7 @@ Only the JSON and JUnit outputs list them; compare_results never returns one."""
 FORMATS = ("text", "json", "junit")
 
 
-def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], reason: str) -> list[Verdict]:
+def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], reason: str) -> list[GateVerdict]:
     """The speed and memory checks compare_results would have made had the hardware matched: one
     per cell both runs have numbers for and metric the baseline has a figure for, with `reason`."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
@@ -534,11 +525,11 @@ def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, A
             continue
         for metric in SPEED_AND_MEMORY:
             if any(metric.value(r) is not None for r in base_n):
-                skipped.append(Verdict(key, metric.name, NOT_JUDGED, why=reason))
+                skipped.append(GateVerdict(key, metric.name, NOT_JUDGED, why=reason))
     return skipped
 
 
-def _summary(verdicts: list[Verdict]) -> tuple[int, int, int]:
+def _summary(verdicts: list[GateVerdict]) -> tuple[int, int, int]:
     judged = [v for v in verdicts if v.verdict != NOT_JUDGED]
     regressions = sum(v.verdict == REGRESSION for v in judged)
     improvements = sum(v.verdict == IMPROVEMENT for v in judged)
@@ -546,7 +537,7 @@ def _summary(verdicts: list[Verdict]) -> tuple[int, int, int]:
 
 
 def render_json(
-    verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
 ) -> str:
     """The verdicts as one strict JSON document (no NaN: a non-finite p-value is null)."""
     regressions, improvements, cells = _summary(verdicts)
@@ -570,7 +561,7 @@ def render_json(
 
 
 def render_junit(
-    verdicts: list[Verdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
 ) -> str:
     """The verdicts as JUnit XML, as CI systems read test results: one testcase per (cell, metric),
     its classname the cell and its name the metric. A regression is a <failure> with its reason;
@@ -601,7 +592,7 @@ def render_junit(
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _figures(v: Verdict) -> str:
+def _figures(v: GateVerdict) -> str:
     parts = [f"baseline {v.baseline or '-'}", f"candidate {v.candidate or '-'}"]
     if v.change:
         parts.append(f"change {v.change}")
@@ -610,7 +601,7 @@ def _figures(v: Verdict) -> str:
     return ", ".join(parts) + (f"; {v.why}" if v.why else "")
 
 
-RENDERERS = {"text": render_markdown, "json": render_json, "junit": render_junit}
+RENDERERS = {"text": render_gate_markdown, "json": render_json, "junit": render_junit}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,17 +25,17 @@ from bench.analysis.compare import (
     SPEED_AND_MEMORY,
     UNCONFIRMED,
     GateSettings,
-    Verdict,
-    cell_key,
+    GateVerdict,
     compare_results,
+    group_key,
 )
+from bench.cells import Cell
 from bench.errors import BenchError
-from bench.harness.matrix import Cell
 
 SPEED_METRICS = frozenset(m.name for m in SPEED_AND_MEMORY if m.kind == "speed")
 
 
-def cells_to_recheck(verdicts: list[Verdict]) -> list[str]:
+def cells_to_recheck(verdicts: list[GateVerdict]) -> list[str]:
     """Keys of the cells whose regressions are all speed metrics, in verdict order."""
     metrics: dict[str, list[str]] = {}
     for v in verdicts:
@@ -50,7 +50,7 @@ def launched_cells(run_dir: Path, keys: list[str]) -> list[Cell]:
     by_key: dict[str, list[Cell]] = {}
     for path in files:
         cell = Cell.from_dict(json.loads(path.read_text()))
-        by_key.setdefault(cell_key({"cell": {"id": cell.id}}), []).append(cell)
+        by_key.setdefault(cell.key.without_seed().id, []).append(cell)
     missing = sorted(set(keys) - set(by_key))
     if missing:
         raise BenchError(f"--recheck needs the candidate run directory made by `bench run`; "
@@ -70,7 +70,7 @@ def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[dict[str, Any]]]:
     return recheck_dir, run_cells(cells, recheck_dir, meta)
 
 
-def confirm(first: list[Verdict], second: list[Verdict], rechecked: list[str]) -> list[Verdict]:
+def confirm(first: list[GateVerdict], second: list[GateVerdict], rechecked: list[str]) -> list[GateVerdict]:
     """The first verdicts, with each speed regression of a re-checked cell kept only if the re-run
     regresses on the same metric; otherwise it becomes `not confirmed` (not failing)."""
     again = {(v.cell, v.metric): v for v in second}
@@ -88,21 +88,21 @@ def confirm(first: list[Verdict], second: list[Verdict], rechecked: list[str]) -
     return out
 
 
-def _status_of(verdicts: list[Verdict], cell: str) -> str:
+def _status_of(verdicts: list[GateVerdict], cell: str) -> str:
     status = next((v for v in verdicts if v.cell == cell and v.metric == "status"), None)
     return f"status {status.candidate}" if status else "no result"
 
 
 def recheck(
-    baseline: list[dict[str, Any]], candidate_dir: Path, verdicts: list[Verdict], settings: GateSettings
-) -> tuple[list[Verdict], list[str]]:
+    baseline: list[dict[str, Any]], candidate_dir: Path, verdicts: list[GateVerdict], settings: GateSettings
+) -> tuple[list[GateVerdict], list[str]]:
     """Re-run the speed-only regressed cells of `candidate_dir` once; return the confirmed
     verdicts and notes for the report."""
     keys = cells_to_recheck(verdicts)
     if not keys:
         return verdicts, []
     recheck_dir, results = rerun(candidate_dir, keys)
-    base = [r for r in baseline if cell_key(r) in keys]
+    base = [r for r in baseline if group_key(r) in keys]
     confirmed = confirm(verdicts, compare_results(base, results, settings), keys)
     kept = sum(v.verdict == REGRESSION and v.cell in keys for v in confirmed)
     note = (f"Re-ran {len(keys)} cell(s) whose only regressions were speed ({', '.join(keys)}) into "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.analysis.compare import (
     DEFAULT_ALPHA,
@@ -20,6 +21,7 @@ from bench.analysis.compare import (
     FORMATS,
     REGRESSION,
     RENDERERS,
+    BaselineChoice,
     GateSettings,
     Hardware,
     compare_hardware,
@@ -30,7 +32,7 @@ from bench.analysis.compare import (
     latest_run,
     load,
     parse_thresholds,
-    render_markdown,
+    render_gate_markdown,
     run_hardware,
     save_baseline,
     speed_not_judged,
@@ -79,57 +81,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     baselines_dir = args.results_dir / "baselines"
     if args.save_baseline:
-        if args.runs or args.baseline:
-            raise BenchError("--save-baseline takes only the run directory to save")
-        target = save_baseline(args.save_baseline, baselines_dir)
-        print(f"saved {args.save_baseline} as the baseline for its hardware: {target}")
-        return 0
-
-    if args.baseline is not None:
-        if len(args.runs) != 1:
-            raise BenchError("with --baseline, give exactly one CANDIDATE run")
-        baseline_arg, candidate_arg = args.baseline, args.runs[0]
-    elif len(args.runs) == 2:
-        baseline_arg, candidate_arg = args.runs
-    else:
-        raise BenchError("give BASELINE and CANDIDATE (or --baseline BASELINE CANDIDATE)")
-    if not 0 < args.alpha < 1:
-        raise BenchError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if args.quality_tolerance < 0:
-        raise BenchError(f"--quality-tolerance must be at least 0, got {args.quality_tolerance}")
-
+        return _save_baseline(args, baselines_dir)
+    baseline_arg, candidate_arg = _chosen_runs(args)
     candidate_path = latest_run(args.results_dir) if candidate_arg == LATEST else Path(candidate_arg)
     candidate = load(candidate_path)
-    notes = []
+    notes: list[str] = []
+    choice = None
     if baseline_arg == AUTO:
-        from bench.harness.measure import hardware
-
-        # The baseline for the hardware the candidate ran on (this host's, if its results record none).
-        wanted = hardware_of(candidate) or Hardware.of_environment(hardware())
-        choice = find_baseline(baselines_dir, wanted)
+        choice = _committed_baseline(candidate, baselines_dir, notes)
         baseline_path = choice.path
-        if not choice.matched:
-            notes.append(f"No committed baseline matches the candidate's hardware ({wanted.describe()}); "
-                         f"judged against the nearest, {choice.path.name} ({choice.hardware.describe()}).")
     else:
         baseline_path = Path(baseline_arg)
     baseline = load(baseline_path)
 
-    if baseline_arg == AUTO:
-        # A committed baseline's hardware is its baseline.json's, which may record what its
-        # cells' environments predate (the CPU flags of the first baselines).
-        same_hardware, how = choice.matched, choice.how
-        if len(run_hardware(candidate)) > 1:  # a run measured on several machines matches none
-            same_hardware, how = compare_hardware(baseline, candidate)
-    else:
-        same_hardware, how = compare_hardware(baseline, candidate)
-    if same_hardware:
-        notes.append(f"Hardware matches ({how}): speed and memory judged.")
-    elif args.any_hardware:
-        notes.append(f"Different hardware ({how}); speed and memory judged anyway (--any-hardware).")
-    else:
-        notes.append(f"Different hardware ({how}): speed and memory not judged, only status and quality; "
-                     "the difference alone never fails the comparison.")
+    same_hardware, how = _hardware_match(baseline, candidate, choice)
+    notes.append(_hardware_note(same_hardware, how, args.any_hardware))
     judge_speed = same_hardware or args.any_hardware
     settings = GateSettings(
         thresholds=parse_thresholds(args.threshold),
@@ -146,14 +112,76 @@ def run(args: argparse.Namespace) -> int:
         verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
         notes += recheck_notes
     names = (str(baseline_path), str(candidate_path))
-    text = render_markdown(verdicts, *names, notes, speed_judged=judge_speed)
+    text = render_gate_markdown(verdicts, *names, notes, speed_judged=judge_speed)
     report = text
     if args.format != "text":
         # JSON and JUnit also list the speed and memory checks left unjudged (different hardware).
         unjudged = [] if judge_speed else speed_not_judged(
             baseline, candidate, f"speed and memory not judged: different hardware ({how})")
         report = RENDERERS[args.format](verdicts + unjudged, *names, notes, speed_judged=judge_speed)
-    # stdout: the chosen format, unless it goes to --out; then the text report, for people.
+    _emit(text, report, args)
+    return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0
+
+
+def _save_baseline(args: argparse.Namespace, baselines_dir: Path) -> int:
+    if args.runs or args.baseline:
+        raise BenchError("--save-baseline takes only the run directory to save")
+    target = save_baseline(args.save_baseline, baselines_dir)
+    print(f"saved {args.save_baseline} as the baseline for its hardware: {target}")
+    return 0
+
+
+def _chosen_runs(args: argparse.Namespace) -> tuple[str, str]:
+    """(BASELINE, CANDIDATE) as given, once the options are checked."""
+    if args.baseline is not None:
+        if len(args.runs) != 1:
+            raise BenchError("with --baseline, give exactly one CANDIDATE run")
+        runs = (args.baseline, args.runs[0])
+    elif len(args.runs) == 2:
+        runs = (args.runs[0], args.runs[1])
+    else:
+        raise BenchError("give BASELINE and CANDIDATE (or --baseline BASELINE CANDIDATE)")
+    if not 0 < args.alpha < 1:
+        raise BenchError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.quality_tolerance < 0:
+        raise BenchError(f"--quality-tolerance must be at least 0, got {args.quality_tolerance}")
+    return runs
+
+
+def _committed_baseline(candidate: list[dict[str, Any]], baselines_dir: Path, notes: list[str]) -> BaselineChoice:
+    """The committed baseline for the hardware the candidate ran on (this host's, if its results
+    record none); a note in `notes` when none matches and the nearest is used."""
+    from bench.harness.measure import hardware
+
+    wanted = hardware_of(candidate) or Hardware.of_environment(hardware())
+    choice = find_baseline(baselines_dir, wanted)
+    if not choice.matched:
+        notes.append(f"No committed baseline matches the candidate's hardware ({wanted.describe()}); "
+                     f"judged against the nearest, {choice.path.name} ({choice.hardware.describe()}).")
+    return choice
+
+
+def _hardware_match(
+    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], choice: BaselineChoice | None
+) -> tuple[bool, str]:
+    """(whether speed and memory compare, why). A committed baseline's hardware is its baseline.json's,
+    which may record what its cells' environments predate (the CPU flags of the first baselines)."""
+    if choice is not None and len(run_hardware(candidate)) <= 1:  # a run measured on several machines matches none
+        return choice.matched, choice.how
+    return compare_hardware(baseline, candidate)
+
+
+def _hardware_note(same_hardware: bool, how: str, any_hardware: bool) -> str:
+    if same_hardware:
+        return f"Hardware matches ({how}): speed and memory judged."
+    if any_hardware:
+        return f"Different hardware ({how}); speed and memory judged anyway (--any-hardware)."
+    return (f"Different hardware ({how}): speed and memory not judged, only status and quality; "
+            "the difference alone never fails the comparison.")
+
+
+def _emit(text: str, report: str, args: argparse.Namespace) -> None:
+    """stdout: the chosen format, unless it goes to --out; then the text report, for people."""
     shown = text if args.out else report
     print(shown, end="" if shown.endswith("\n") else "\n")
     if args.out:
@@ -162,4 +190,3 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise BenchError(f"{args.out}: cannot write the report ({exc.strerror or exc})") from None
         print(f"{args.format} report written to {args.out}", file=sys.stderr)
-    return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0

@@ -137,3 +137,78 @@ def test_same_seed_same_metrics_on_real_maintenance_data(accelerator):
         outcomes.append(train(accelerator, workload, workload.load(7), Budget(max_epochs=1, max_seconds=120, max_steps=40), 7))
     assert outcomes[0]["metrics"] == outcomes[1]["metrics"]
     assert [p["train_loss"] for p in outcomes[0]["curve"]] == [p["train_loss"] for p in outcomes[1]["curve"]]
+
+
+# -- the loop's pieces ---------------------------------------------------------------------------
+
+
+def test_should_evaluate_every_n_steps_or_each_epoch_and_after_the_last_step():
+    from bench.harness.train import should_evaluate
+
+    # End of each epoch (10 steps per epoch) when no interval is set.
+    assert [s for s in range(1, 31) if should_evaluate(s, 10, None, None)] == [10, 20, 30]
+    # Every 4 steps when set, whatever the epoch length.
+    assert [s for s in range(1, 13) if should_evaluate(s, 10, 4, None)] == [4, 8, 12]
+    # The last step of a step budget is always evaluated, so that a run ends on a curve point.
+    assert [s for s in range(1, 8) if should_evaluate(s, 10, 4, 7)] == [4, 7]
+
+
+def test_should_stop_in_its_order_divergence_target_clock():
+    from bench.harness.train import should_stop
+    from workloads.base import Target
+
+    target = Target("accuracy", 0.9)
+    budget = Budget(max_epochs=5, max_seconds=10.0)
+    met, unmet = {"accuracy": 0.95}, {"accuracy": 0.5}
+    assert should_stop(0.3, unmet, target, 1.0, budget, 7) is None
+    assert should_stop(0.3, met, target, 1.0, budget, 7) == ("converged", "")
+    # The target met on the last second still counts: converged beats the clock.
+    assert should_stop(0.3, met, target, 11.0, budget, 7) == ("converged", "")
+    assert should_stop(0.3, unmet, target, 10.0, budget, 7) == ("not_converged", "time budget of 10 s spent")
+    # A diverged loss fails the cell even where the metric looks fine.
+    assert should_stop(float("nan"), met, target, 1.0, budget, 7) == ("failed", "diverged: non-finite training loss at step 7")
+    assert should_stop(float("inf"), unmet, target, 1.0, budget, 3)[0] == "failed"
+
+
+def test_train_step_takes_one_optimizer_step_and_returns_the_detached_loss(accelerator):
+    from bench.harness.train import lr_schedule, train_step
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(0.5, 4, True))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    workload = TinySeparable(params={"global_batch": 8})
+    batch = (torch.randn(8, 4), torch.ones(8))
+    before = model.weight.detach().clone()
+    loss = train_step(accelerator, workload, model, optimizer, scheduler, batch, grad_clip=1.0)
+    assert not loss.requires_grad and loss.ndim == 0
+    assert not torch.equal(model.weight, before)  # the optimizer stepped
+    assert all(p.grad is None for p in model.parameters())  # gradients cleared for the next step
+    assert scheduler.last_epoch == 1  # the schedule advanced once: warm-up factor 2/2
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_to_device_moves_nested_batches_and_keeps_the_rest():
+    from transformers import BatchEncoding
+
+    from bench.harness.train import to_device
+
+    batch = {"x": torch.ones(2), "pair": (torch.zeros(1), [torch.ones(1)]), "n": 3}
+    moved = to_device(batch, torch.device("cpu"))
+    assert torch.equal(moved["x"], batch["x"]) and moved["n"] == 3
+    assert isinstance(moved["pair"], tuple) and isinstance(moved["pair"][1], list)
+    # A tokenizer's batch (a mapping, not a dict) comes back as a dict of moved tensors.
+    encoded = to_device(BatchEncoding({"input_ids": torch.ones(1, 3)}), torch.device("cpu"))
+    assert type(encoded) is dict and torch.equal(encoded["input_ids"], torch.ones(1, 3))
+
+
+def test_peak_memory_of_one_process_gathers_to_itself(accelerator):
+    from bench.harness import measure
+
+    rank = measure.rank_peak_memory(measure.reset_peak_rss(), on_cuda=False)
+    assert rank["cuda"] is None and rank["peak_rss_window"] in ("training", "process lifetime (VmHWM reset refused)")
+    memory = measure.gather_peak_memory(accelerator, rank)
+    assert memory["per_rank"]["peak_rss_mb"] == [pytest.approx(rank["peak_rss_mb"])]
+    assert memory["peak_rss_mb_max"] == memory["peak_rss_mb_sum"] == pytest.approx(rank["peak_rss_mb"])
+    assert memory["cuda_max_allocated_mb_max"] is None

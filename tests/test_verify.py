@@ -127,3 +127,22 @@ def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():
 
     verdict = probe_kernels(forward_backward, "bf16", "cpu")
     assert (verdict.status is None) == cpu_runs_a_bf16_lstm()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_model_probe_sees_the_real_workload_model(precision, fresh_state, data_dir):
+    """probe_model_precision on the maintenance GRU, as the worker calls it before training: it
+    runs in fp32; in bf16 the kernel probe passes but the GRU stays fp32, so the cell is unsupported."""
+    from bench.harness.verify import probe_model_precision
+    from workloads import make_workload
+
+    workload = make_workload("maintenance", "gru")
+    accelerator = Accelerator(cpu=True, mixed_precision="no" if precision == "fp32" else precision)
+    verdict = probe_model_precision(accelerator, workload, workload.load(0), precision)
+    assert verdict.observed["kernel_probe"] == "ok"
+    assert verdict.observed["module_dtypes"]["rnn"]["dtype"] == "fp32"
+    if precision == "fp32":
+        assert verdict.status is None
+    else:
+        assert verdict.status == "unsupported"
+        assert "GRU (fp32)" in verdict.reason

@@ -11,14 +11,18 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:  # torch and accelerate are imported where used: importing this module stays light
+    from accelerate import Accelerator
+
 # ---------------------------------------------------------------------------------------------
-# Peak host memory. ru_maxrss cannot be reset and already reads ~300 MB in a torchrun-spawned rank
-# before any work, so we use the kernel's resettable high-water mark instead: writing "5" to
-# /proc/self/clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+# Peak host memory. ru_maxrss cannot be reset and already holds the imports' high-water mark
+# (hundreds of MB in a torchrun-spawned rank) before any work, so we use the kernel's resettable
+# high-water mark instead: writing "5" to /proc/self/clear_refs resets VmHWM to the current RSS
+# (Linux >= 4.0).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -58,6 +62,38 @@ def cuda_peak_mb() -> dict[str, float] | None:
     return {
         "max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
         "max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+    }
+
+
+def rank_peak_memory(rss_window_reset: bool, on_cuda: bool) -> dict[str, Any]:
+    """This rank's peaks since the resets at the start of training: RSS (MiB), the window it
+    covers (`reset_peak_rss` may have been refused), and CUDA's (None for a CPU cell)."""
+    return {
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_window": "training" if rss_window_reset else "process lifetime (VmHWM reset refused)",
+        "cuda": cuda_peak_mb() if on_cuda else None,
+    }
+
+
+def gather_peak_memory(accelerator: Accelerator, memory: dict[str, Any]) -> dict[str, Any]:
+    """The result's `memory`: every rank's peaks (`rank_peak_memory` on each), gathered, with the
+    largest and the sum. Every rank must call it (a collective): a launcher sees only its largest child."""
+    import torch
+
+    rss = accelerator.gather(torch.tensor([memory["peak_rss_mb"] or -1.0], device=accelerator.device))
+    per_rank: dict[str, Any] = {"peak_rss_mb": [float(v) for v in rss.cpu()]}
+    if memory["cuda"]:
+        cuda = memory["cuda"]
+        peaks = accelerator.gather(torch.tensor([cuda["max_allocated_mb"], cuda["max_reserved_mb"]], device=accelerator.device))
+        peaks = peaks.reshape(-1, 2).cpu()
+        per_rank["cuda_max_allocated_mb"] = [float(v) for v in peaks[:, 0]]
+        per_rank["cuda_max_reserved_mb"] = [float(v) for v in peaks[:, 1]]
+    return {
+        "per_rank": per_rank,
+        "peak_rss_mb_max": max(per_rank["peak_rss_mb"]),
+        "peak_rss_mb_sum": sum(per_rank["peak_rss_mb"]),
+        "cuda_max_allocated_mb_max": max(per_rank.get("cuda_max_allocated_mb", [0.0])) or None,
+        "cuda_max_reserved_mb_max": max(per_rank.get("cuda_max_reserved_mb", [0.0])) or None,
     }
 
 

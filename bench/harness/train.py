@@ -1,7 +1,11 @@
 """THE training loop: one workload, one Accelerate configuration, trained to a quality target.
 
-Read top to bottom. The loop owns Accelerate, the clocks and memory; the workload owns data,
-model, loss and metrics (workloads/base.py). The rules of the clock follow MLPerf Training:
+Read `train` first: one screen, the loop. The pieces it calls follow it in the order they run:
+`setup` (data, model, optimiser, schedule), `train_step` (one optimizer step, which
+bench/harness/parity.py times too), `should_evaluate` / `should_stop` (the decisions),
+`evaluate_and_decide` (an evaluation on the clock) and `summary` (the result). The loop owns
+Accelerate, the clocks and memory; the workload owns data, model, loss and metrics
+(workloads/base.py). The rules of the clock follow MLPerf Training:
 
 - time-to-target runs from the first training step to the end of the first evaluation whose
   validation metric meets the target, evaluation time included; building data and model
@@ -16,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +31,53 @@ from torch.utils.data import DataLoader
 from bench.cells import Budget
 from bench.errors import BenchError
 from bench.harness import measure
-from workloads.base import Splits, Workload
+from workloads.base import Splits, Target, Workload
+
+
+def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int) -> dict[str, Any]:
+    """Train until the target is met or the budget runs out; return what was measured."""
+    run = setup(accelerator, workload, splits, budget, seed)
+    p, world = workload.params, accelerator.num_processes
+    on_cuda = accelerator.device.type == "cuda"
+    rss_window_reset = measure.reset_peak_rss()
+    if on_cuda:  # a CPU cell on a GPU host must not create a CUDA context just to measure it
+        measure.reset_cuda_peak()
+    progress = Progress(loss_sum=torch.zeros((), device=accelerator.device))
+    step_times = measure.StepTimes()
+    progress.run_start_unix = time.time()  # dates place the run in time (MLPerf log, trackers); they measure nothing
+    while not progress.done and progress.epoch < budget.max_epochs:
+        progress.epoch += 1
+        tick = measure.now()
+        for batch in run.train_loader:
+            loss = train_step(accelerator, workload, run.model, run.optimizer, run.scheduler, batch, p.grad_clip)
+            if on_cuda:
+                torch.cuda.synchronize()  # GPU work is asynchronous: close the step before reading the clock
+            tock = measure.now()
+            progress.count_step(workload, batch, loss, tock - tick, world, step_times)
+            if should_evaluate(progress.step, run.steps_per_epoch, p.eval_every_steps, budget.max_steps):
+                evaluate_and_decide(accelerator, workload, run, progress, budget)
+                if progress.done:
+                    break
+                tick = measure.now()  # the evaluation is on the training clock already
+            else:
+                tick = tock
+            if budget.max_steps is not None and progress.step >= budget.max_steps:
+                progress.stop("not_converged", f"step budget of {budget.max_steps} spent")
+                break
+    progress.run_stop_unix = time.time()
+    if not progress.done:
+        progress.stop("not_converged", f"epoch budget of {budget.max_epochs} spent")
+    memory = measure.rank_peak_memory(rss_window_reset, on_cuda)  # before the final evaluation adds to it
+    progress.tokens_seen = int(sum_over_ranks(accelerator, progress.tokens_seen)[0])
+    final_start = measure.now()
+    final = workload.final_metrics(run.evaluate) if progress.status != "failed" else {}
+    final_eval_s = measure.now() - final_start  # outside every clock above; reported for the cell's cost
+    return summary(accelerator, workload, run, progress, step_times, memory, final, final_eval_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Before the loop: data, model, optimiser, schedule
+# ---------------------------------------------------------------------------------------------
 
 
 def lr_schedule(warmup_fraction: float, total_steps: int, linear_decay: bool) -> Callable[[int], float]:
@@ -44,12 +95,25 @@ def lr_schedule(warmup_fraction: float, total_steps: int, linear_decay: bool) ->
     return factor
 
 
-def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int) -> dict[str, Any]:
-    """Train until the target is met or the budget runs out; return what was measured."""
+@dataclass
+class Run:
+    """What `setup` builds: the prepared model, optimiser and loaders, and the numbers of the plan."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: DataLoader
+    evaluate: Callable[[str], dict[str, np.ndarray]]
+    """Per-sample outputs of a split ("train", "val", "test" or an extra one), from all processes."""
+    steps_per_epoch: int
+    per_process_batch: int
+    flops_per_sample: float | None
+
+
+def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int) -> Run:
+    """Loaders, model, AdamW and the schedule, prepared by Accelerate; FLOPs counted before that."""
     p = workload.params
     world = accelerator.num_processes
-
-    # -- data ----------------------------------------------------------------------------------
     # Keep the global batch fixed so that every world size does the same optimisation; only the
     # work per process shrinks. A batch that does not divide is refused rather than rounded.
     if p.global_batch % world:
@@ -71,7 +135,6 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         for name, ds in eval_sets.items()
     }
 
-    # -- model, optimiser, schedule -----------------------------------------------------------------
     model = workload.build_model()
     model.train()  # from_pretrained models come back in eval mode
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
@@ -92,159 +155,205 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
 
-    # -- evaluation --------------------------------------------------------------------------------
-    def evaluate(split: str) -> dict[str, np.ndarray]:
-        """Per-sample outputs of a split, gathered from all processes in dataset order."""
-        model.eval()
-        collected: dict[str, list[torch.Tensor]] = {}
-        with torch.no_grad(), accelerator.autocast():
-            for batch in eval_loaders[split]:
-                outputs = workload.eval_outputs(model, batch)
-                # gather_for_metrics drops the samples that were duplicated to pad the last batch.
-                for key, value in accelerator.gather_for_metrics(outputs).items():
-                    collected.setdefault(key, []).append(value.float().cpu())
-        model.train()
-        return {key: torch.cat(values).numpy() for key, values in collected.items()}
+    def evaluate_split(split: str) -> dict[str, np.ndarray]:
+        return evaluate(accelerator, workload, model, eval_loaders[split])
 
-    def max_over_ranks(value: float) -> float:
-        # Decisions that end training must be the same on every rank, or a rank left behind
-        # waits forever in the next all-reduce. float64: the clock is reported to the microsecond.
-        return float(accelerator.gather(torch.tensor([value], dtype=torch.float64, device=accelerator.device)).max())
+    return Run(model, optimizer, scheduler, train_loader, evaluate_split, steps_per_epoch, per_process_batch, flops_per_sample)
 
-    def sum_over_ranks(*values: float) -> list[float]:
-        gathered = accelerator.gather(torch.tensor([values], dtype=torch.float64, device=accelerator.device))
-        return gathered.reshape(-1, len(values)).sum(dim=0).tolist()
 
-    # -- the loop ------------------------------------------------------------------------------------
-    on_cuda = accelerator.device.type == "cuda"
-    rss_window_reset = measure.reset_peak_rss()
-    if on_cuda:  # a CPU cell on a GPU host must not create a CUDA context just to measure it
-        measure.reset_cuda_peak()
-    step_times = measure.StepTimes()
-    curve: list[dict[str, Any]] = []
-    status, reason = "not_converged", ""
-    step = epoch = samples_seen = tokens_seen = 0
-    loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
-    clock = 0.0  # training clock: step time plus evaluation time, init excluded
-    time_to_target = samples_to_target = None
-    done = False
+# ---------------------------------------------------------------------------------------------
+# In the loop: the step, the decisions, the evaluation
+# ---------------------------------------------------------------------------------------------
 
-    # Dates (Unix seconds) for logs that place the run in time (bench/harness/mlperf_log.py, trackers): the
-    # clock's zero, the end of each evaluation and the end of the loop. They measure nothing.
-    run_start_unix = time.time()
-    while not done and epoch < budget.max_epochs:
-        epoch += 1
-        tick = measure.now()
-        for batch in train_loader:
-            with accelerator.autocast():
-                loss = workload.loss(model, batch)
-            accelerator.backward(loss)
-            if p.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), p.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if on_cuda:
-                torch.cuda.synchronize()  # GPU work is asynchronous: close the step before reading the clock
-            tock = measure.now()
-            step += 1
-            step_global = workload.samples_in(batch) * world
-            samples_seen += step_global
-            tokens = workload.tokens_in(batch)
-            if tokens is not None:
-                tokens_seen += tokens  # this rank's; summed over ranks after training
-            step_times.add(tock - tick, step_global)
-            clock += tock - tick
-            # Summed as a tensor: .item() here would force a device sync on every step.
-            loss_sum = loss_sum + loss.detach().float()
-            loss_count += 1
 
-            end_of_epoch = step % steps_per_epoch == 0
-            out_of_steps = budget.max_steps is not None and step >= budget.max_steps
-            eval_now = (p.eval_every_steps and step % p.eval_every_steps == 0) or (
-                not p.eval_every_steps and end_of_epoch
-            )
-            if eval_now or out_of_steps:
-                eval_start = measure.now()
-                metrics = workload.val_metrics(evaluate("val"))
-                clock += measure.now() - eval_start
-                eval_end_unix = time.time()
-                clock = max_over_ranks(clock)
-                total_loss, total_count = sum_over_ranks(float(loss_sum), loss_count)
-                mean_loss = total_loss / max(total_count, 1)  # NaN/inf on any rank shows here
-                curve.append(
-                    {"step": step, "epoch": epoch, "samples": samples_seen, "seconds": clock, "train_loss": mean_loss,
-                     "time_unix": eval_end_unix, **metrics}
-                )
-                loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
-                if not math.isfinite(mean_loss):
-                    status, reason = "failed", f"diverged: non-finite training loss at step {step}"
-                    done = True
-                elif workload.target.met(metrics):
-                    status = "converged"
-                    time_to_target, samples_to_target = clock, samples_seen
-                    done = True
-                elif clock >= budget.max_seconds:
-                    reason = f"time budget of {budget.max_seconds:g} s spent"
-                    done = True
-                if done:
-                    break
-                tick = measure.now()
-            else:
-                tick = tock
-            if out_of_steps:
-                reason = f"step budget of {budget.max_steps} spent"
-                done = True
-                break
-    run_stop_unix = time.time()
-    if status == "not_converged" and not reason:
-        reason = f"epoch budget of {budget.max_epochs} spent"
+def train_step(
+    accelerator: Accelerator,
+    workload: Workload,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch: Any,
+    grad_clip: float | None,
+) -> torch.Tensor:
+    """One optimizer step on one batch: forward and loss under autocast, backward, clipping,
+    AdamW, schedule. Returns the loss, detached and still on the device: reading it (.item())
+    would force a device sync on every step."""
+    with accelerator.autocast():
+        loss = workload.loss(model, batch)
+    accelerator.backward(loss)
+    if grad_clip:
+        accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
-    memory = {
-        "peak_rss_mb": measure.peak_rss_mb(),
-        "peak_rss_window": "training" if rss_window_reset else "process lifetime (VmHWM reset refused)",
-        "cuda": measure.cuda_peak_mb() if on_cuda else None,
-    }
-    tokens_seen = int(sum_over_ranks(tokens_seen)[0])
 
-    # -- final metrics on the trained model -----------------------------------------------------
-    final_start = measure.now()
-    final = workload.final_metrics(evaluate) if status != "failed" else {}
-    final_eval_s = measure.now() - final_start  # outside every clock above; reported for the cell's cost
+def should_evaluate(step: int, steps_per_epoch: int, eval_every_steps: int | None, max_steps: int | None) -> bool:
+    """Evaluate after this step? Every `eval_every_steps` steps, else at the end of each epoch;
+    and always after the last step of a step budget, so that a run ends on an evaluation."""
+    if max_steps is not None and step >= max_steps:
+        return True
+    if eval_every_steps:
+        return step % eval_every_steps == 0
+    return step % steps_per_epoch == 0
 
+
+def should_stop(mean_loss: float, metrics: dict[str, float], target: Target, clock: float, budget: Budget,
+                step: int) -> tuple[str, str] | None:
+    """After an evaluation: (status, reason) when training ends here, else None. Checked in
+    this order: a diverged loss fails the cell even if the metric looks fine."""
+    if not math.isfinite(mean_loss):
+        return "failed", f"diverged: non-finite training loss at step {step}"
+    if target.met(metrics):
+        return "converged", ""
+    if clock >= budget.max_seconds:
+        return "not_converged", f"time budget of {budget.max_seconds:g} s spent"
+    return None
+
+
+@dataclass
+class Progress:
+    """Where the loop stands: counts, the training clock, the curve, and how it ended."""
+
+    loss_sum: torch.Tensor  # training losses since the last evaluation, summed on the device
+    loss_count: int = 0
+    step: int = 0
+    epoch: int = 0
+    samples_seen: int = 0
+    tokens_seen: int = 0  # this rank's until the loop ends, then summed over ranks
+    clock: float = 0.0  # training clock: step time plus evaluation time, init excluded
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "not_converged"
+    reason: str = ""
+    done: bool = False
+    time_to_target: float | None = None
+    samples_to_target: int | None = None
+    run_start_unix: float = 0.0
+    run_stop_unix: float = 0.0
+
+    def count_step(self, workload: Workload, batch: Any, loss: torch.Tensor, seconds: float, world: int,
+                   step_times: measure.StepTimes) -> None:
+        """Add one finished step: its samples (global), tokens (this rank's), time and loss."""
+        self.step += 1
+        step_global = workload.samples_in(batch) * world
+        self.samples_seen += step_global
+        tokens = workload.tokens_in(batch)
+        if tokens is not None:
+            self.tokens_seen += tokens
+        step_times.add(seconds, step_global)
+        self.clock += seconds
+        self.loss_sum = self.loss_sum + loss.float()  # a tensor sum: no device sync
+        self.loss_count += 1
+
+    def stop(self, status: str, reason: str) -> None:
+        self.status, self.reason, self.done = status, reason, True
+        if status == "converged":
+            self.time_to_target, self.samples_to_target = self.clock, self.samples_seen
+
+
+def evaluate(accelerator: Accelerator, workload: Workload, model: torch.nn.Module, loader: DataLoader) -> dict[str, np.ndarray]:
+    """Per-sample outputs of a prepared loader, gathered from all processes in dataset order."""
+    model.eval()
+    collected: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad(), accelerator.autocast():
+        for batch in loader:
+            outputs = workload.eval_outputs(model, batch)
+            # gather_for_metrics drops the samples that were duplicated to pad the last batch.
+            for key, value in accelerator.gather_for_metrics(outputs).items():
+                collected.setdefault(key, []).append(value.float().cpu())
+    model.train()
+    return {key: torch.cat(values).numpy() for key, values in collected.items()}
+
+
+def evaluate_and_decide(accelerator: Accelerator, workload: Workload, run: Run, progress: Progress, budget: Budget) -> None:
+    """Validate on the training clock, add a curve point, and stop the run if it should stop."""
+    eval_start = measure.now()
+    metrics = workload.val_metrics(run.evaluate("val"))
+    progress.clock += measure.now() - eval_start
+    eval_end_unix = time.time()
+    # Every rank must take the same decision (a rank left behind waits forever in the next
+    # all-reduce), so the decision reads the slowest rank's clock and the loss of all ranks.
+    progress.clock = max_over_ranks(accelerator, progress.clock)
+    total_loss, total_count = sum_over_ranks(accelerator, float(progress.loss_sum), progress.loss_count)
+    mean_loss = total_loss / max(total_count, 1)  # NaN/inf on any rank shows here
+    progress.curve.append(
+        {"step": progress.step, "epoch": progress.epoch, "samples": progress.samples_seen, "seconds": progress.clock,
+         "train_loss": mean_loss, "time_unix": eval_end_unix, **metrics}
+    )
+    progress.loss_sum, progress.loss_count = torch.zeros((), device=accelerator.device), 0
+    decision = should_stop(mean_loss, metrics, workload.target, progress.clock, budget, progress.step)
+    if decision:
+        progress.stop(*decision)
+
+
+def max_over_ranks(accelerator: Accelerator, value: float) -> float:
+    # float64: the clock is reported to the microsecond.
+    return float(accelerator.gather(torch.tensor([value], dtype=torch.float64, device=accelerator.device)).max())
+
+
+def sum_over_ranks(accelerator: Accelerator, *values: float) -> list[float]:
+    gathered = accelerator.gather(torch.tensor([values], dtype=torch.float64, device=accelerator.device))
+    return gathered.reshape(-1, len(values)).sum(dim=0).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# After the loop: what `train` returns
+# ---------------------------------------------------------------------------------------------
+
+
+def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Progress, step_times: measure.StepTimes,
+            memory: dict[str, Any], final: dict[str, Any], final_eval_s: float) -> dict[str, Any]:
+    """The outcome of `train`: status, final metrics, timings, throughput, memory and curve."""
+    p = workload.params
     steps = step_times.summary()
     # The steady step times themselves, evenly thinned to at most 500 and rounded to microseconds,
     # so that `bench compare` can test a speed change for significance even with a single seed.
     steady_secs = step_times.steady()[0]
     steady_sample = [round(t, 6) for t in steady_secs[:: max(1, math.ceil(len(steady_secs) / 500))]]
+    samples_per_s = steps.get("samples_per_s")
     throughput = {
-        "samples_per_s": steps.get("samples_per_s"),
+        "samples_per_s": samples_per_s,
         # Tokens per sample vary with dynamic padding; scale steady samples/s by the run's mean.
-        "tokens_per_s": (steps["samples_per_s"] * tokens_seen / samples_seen) if tokens_seen and steps.get("samples_per_s") else None,
+        "tokens_per_s": (samples_per_s * progress.tokens_seen / progress.samples_seen)
+        if progress.tokens_seen and samples_per_s else None,
     }
     return {
-        "status": status,
-        "reason": reason,
-        "model": accelerator.unwrap_model(model),
+        "status": progress.status,
+        "reason": progress.reason,
+        "model": accelerator.unwrap_model(run.model),
         "metrics": final,
         "target": {"metric": workload.target.metric, "value": workload.target.value, "split": "val"},
         "timings": {
-            "time_to_target_s": time_to_target,
-            "train_seconds": clock,
-            "epochs": epoch,
-            "steps": step,
-            "steps_per_epoch": steps_per_epoch,
+            "time_to_target_s": progress.time_to_target,
+            "train_seconds": progress.clock,
+            "epochs": progress.epoch,
+            "steps": progress.step,
+            "steps_per_epoch": run.steps_per_epoch,
             "step_time_median_s": steps.get("step_time_median_s"),
             "step_time_p90_s": steps.get("step_time_p90_s"),
             "step_times_s": steady_sample,
             "final_eval_s": final_eval_s,
         },
-        "samples_to_target": samples_to_target,
-        "samples_seen": samples_seen,
+        "samples_to_target": progress.samples_to_target,
+        "samples_seen": progress.samples_seen,
         "throughput": throughput,
-        "flops_per_sample": flops_per_sample,
-        "batch": {"global": p.global_batch, "per_process": per_process_batch},
+        "flops_per_sample": run.flops_per_sample,
+        "batch": {"global": p.global_batch, "per_process": run.per_process_batch},
         "memory": memory,
-        "curve": curve,
-        "wall_clock": {"run_start": run_start_unix, "run_stop": run_stop_unix},
+        "curve": progress.curve,
+        "wall_clock": {"run_start": progress.run_start_unix, "run_stop": progress.run_stop_unix},
     }
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A collated batch (tensor, mapping, list or tuple of them) on `device`, for the code that
+    does not go through a prepared DataLoader: parity's plain loop and the precision probe.
+    Mappings (a tokenizer's BatchEncoding too) come back as dicts."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict) or hasattr(batch, "items"):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch

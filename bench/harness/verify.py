@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
+from bench.harness.train import to_device
+from workloads.base import Splits, Workload
+
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -176,3 +179,30 @@ def probe_kernels(forward_backward: Callable[[], object], precision: str, device
         )
     return Verdict(None, "", {"kernel_probe": "ok"})
 
+
+def probe_model_precision(accelerator: Accelerator, workload: Workload, splits: Splits, precision: str) -> Verdict:
+    """What the cell's precision does to this model on this device, on a throwaway copy of it.
+
+    `verify`'s Linear probe says what autocast does to a Linear; the model may hold layers that
+    autocast leaves alone on this device. First one forward and backward (`probe_kernels`: does
+    the model run in this precision here at all), then one forward with hooks
+    (`model_compute_dtypes`: in which dtype its compute layers really run). Draws random numbers
+    (the copy's initialisation): seed again before training."""
+    model = workload.build_model().to(accelerator.device)
+    batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
+    batch = to_device(batch, accelerator.device)
+
+    def forward() -> torch.Tensor:
+        with accelerator.autocast():
+            return workload.loss(model, batch)
+
+    def forward_backward() -> None:
+        forward().float().backward()
+
+    device = accelerator.device.type
+    kernels = probe_kernels(forward_backward, precision, device)
+    if kernels.status:
+        return kernels
+    verdict = verify_model_precision(model_compute_dtypes(model, forward), precision, device)
+    verdict.observed.update(kernels.observed)
+    return verdict

@@ -6,8 +6,10 @@
 1. Build the Accelerator from the launched environment and verify that the topology and the
    precision in effect are the ones the cell asked for (bench/harness/verify.py). If not: one result with
    status invalid/unsupported and no numbers.
-2. Seed, build data and model (init time, reported apart), train to target (bench/harness/train.py).
-3. Gather each rank's peak memory; rank 0 writes the result atomically, then its MLPerf log
+2. Seed, build data (init time, reported apart); one forward and backward of a throwaway model
+   tells whether the model really runs in that precision here (verify.probe_model_precision);
+   seed again and train to target (bench/harness/train.py).
+3. Gather each rank's peak memory (measure.gather_peak_memory); rank 0 writes the result atomically, then its MLPerf log
    (bench/harness/mlperf_log.py) and, with `bench run --log-with`, sends it to a tracker (bench/harness/trackers.py).
 Baseline cells (classical models) run the same file without accelerate.
 """
@@ -30,6 +32,7 @@ from typing import Any  # noqa: E402
 
 from bench.errors import BenchError  # noqa: E402
 from bench.harness.matrix import Cell  # noqa: E402
+from bench.harness.measure import environment, gather_peak_memory  # noqa: E402
 from bench.results import make_result, write_json_atomic  # noqa: E402
 
 
@@ -41,7 +44,6 @@ def _quiet_libraries() -> None:
 
 def run_baselines(cell: Cell, out: Path) -> None:
     from bench.data.datasets import check_workload_data
-    from bench.harness.measure import environment
     from workloads import make_workload
 
     try:
@@ -73,38 +75,37 @@ def data_record(info: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
 
 
 def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
-    import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from bench.data.datasets import check_workload_data
     from bench.harness import trackers
-    from bench.harness.measure import environment
     from bench.harness.mlperf_log import write_mllog
     from bench.harness.topology import load_topology
     from bench.harness.train import train
-    from bench.harness.verify import verify
+    from bench.harness.verify import probe_model_precision, verify
     from workloads import make_workload
 
     # Only the process the launcher calls rank 0 writes. Ask the environment, not accelerate:
     # in a broken launch every process believes it is the main one.
     launcher_rank0 = os.environ.get("RANK", "0") == "0"
+
+    def refuse(status: str, reason: str, **fields: Any) -> None:
+        """A result without numbers: the cell is not what it claims, or could not start."""
+        if launcher_rank0:
+            write_json_atomic(out, make_result(cell.to_dict(), status, reason, **fields, environment=environment()))
+
     topology = load_topology(cell.topology)
     if cell.tracking:
         try:
             trackers.require_tracker(cell.tracking["log_with"])
         except BenchError as exc:
-            if launcher_rank0:
-                write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment()))
+            refuse("failed", str(exc))
             raise
     accelerator = Accelerator(**trackers.accelerator_kwargs(cell.tracking))
     verdict = verify(accelerator, topology.expected(cell.precision))
     if verdict.status:
-        if launcher_rank0:
-            write_json_atomic(
-                out,
-                make_result(cell.to_dict(), verdict.status, verdict.reason, observed=verdict.observed, environment=environment()),
-            )
+        refuse(verdict.status, verdict.reason, observed=verdict.observed)
         return
 
     try:
@@ -114,68 +115,23 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
         set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
         workload = make_workload(cell.workload, cell.variant, cell.params)
         splits = workload.load(cell.seed)
-        init_s, init_stop_unix = time.perf_counter() - init_start, time.time()
-        # The Linear probe above says what autocast does to a Linear; the model may hold layers
-        # that autocast leaves alone on this device. One forward of a throwaway copy tells.
+        init = {"init_s": time.perf_counter() - init_start, "init_start": init_start_unix, "init_stop": time.time()}
         precision_verdict = probe_model_precision(accelerator, workload, splits, cell.precision)
         verdict.observed.update(precision_verdict.observed)
         if precision_verdict.status:
-            if launcher_rank0:
-                write_json_atomic(
-                    out,
-                    make_result(cell.to_dict(), precision_verdict.status, precision_verdict.reason,
-                                observed=verdict.observed, environment=environment()),
-                )
+            refuse(precision_verdict.status, precision_verdict.reason, observed=verdict.observed)
             return
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
         outcome = train(accelerator, workload, splits, cell.budget, cell.seed)
     except BenchError as exc:
         # Data or configuration problems are the same on every rank; report them as the reason.
-        if launcher_rank0:
-            write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment()))
+        refuse("failed", str(exc))
         raise
 
-    # Peak memory of every rank, not just rank 0: a launcher only sees its largest child.
-    rss = accelerator.gather(torch.tensor([outcome["memory"]["peak_rss_mb"] or -1.0], device=accelerator.device))
-    per_rank: dict[str, Any] = {"peak_rss_mb": [float(v) for v in rss.cpu()]}
-    if outcome["memory"]["cuda"]:
-        cuda = outcome["memory"]["cuda"]
-        peaks = accelerator.gather(torch.tensor([cuda["max_allocated_mb"], cuda["max_reserved_mb"]], device=accelerator.device))
-        peaks = peaks.reshape(-1, 2).cpu()
-        per_rank["cuda_max_allocated_mb"] = [float(v) for v in peaks[:, 0]]
-        per_rank["cuda_max_reserved_mb"] = [float(v) for v in peaks[:, 1]]
-    memory = {
-        "per_rank": per_rank,
-        "peak_rss_mb_max": max(per_rank["peak_rss_mb"]),
-        "peak_rss_mb_sum": sum(per_rank["peak_rss_mb"]),
-        "cuda_max_allocated_mb_max": max(per_rank.get("cuda_max_allocated_mb", [0.0])) or None,
-        "cuda_max_reserved_mb_max": max(per_rank.get("cuda_max_reserved_mb", [0.0])) or None,
-    }
-
+    memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
     if accelerator.is_main_process:
-        timings = {"init_s": init_s, **outcome["timings"]}
-        result = make_result(
-            cell.to_dict(),
-            outcome["status"],
-            outcome["reason"],
-            workload=workload.describe(),
-            topology=topology.describe(),
-            observed=verdict.observed,
-            metrics=outcome["metrics"],
-            target=outcome["target"],
-            timings=timings,
-            samples_to_target=outcome["samples_to_target"],
-            samples_seen=outcome["samples_seen"],
-            throughput=outcome["throughput"],
-            flops_per_sample=outcome["flops_per_sample"],
-            batch=outcome["batch"],
-            memory=memory,
-            curve=outcome["curve"],
-            # Dates (Unix seconds) of the cell's phases, for the MLPerf log; the timings are durations.
-            wall_clock={"init_start": init_start_unix, "init_stop": init_stop_unix, **outcome["wall_clock"]},
-            data=data_record(splits.info, data_files),
-            environment=environment(),
-        )
+        result = training_result(cell, workload, topology.describe(), verdict.observed, outcome, init, memory,
+                                 data_record(splits.info, data_files))
         write_json_atomic(out, result)  # the result first: a failed save must not lose it
         if mllog:
             write_mllog(mllog, result)
@@ -190,40 +146,33 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     accelerator.end_training()
 
 
-def probe_model_precision(accelerator, workload, splits, precision: str):
-    from bench.harness.verify import model_compute_dtypes, probe_kernels, verify_model_precision
-
-    model = workload.build_model().to(accelerator.device)
-    batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
-    batch = _to_device(batch, accelerator.device)
-
-    def forward():
-        with accelerator.autocast():
-            return workload.loss(model, batch)
-
-    def forward_backward():
-        forward().float().backward()
-
-    device = accelerator.device.type
-    # First: does the model run in this precision here at all (a training step's forward and backward)?
-    kernels = probe_kernels(forward_backward, precision, device)
-    if kernels.status:
-        return kernels
-    verdict = verify_model_precision(model_compute_dtypes(model, forward), precision, device)
-    verdict.observed.update(kernels.observed)
-    return verdict
-
-
-def _to_device(batch, device):
-    import torch
-
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict) or hasattr(batch, "items"):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
+def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observed: dict[str, Any],
+                    outcome: dict[str, Any], init: dict[str, float], memory: dict[str, Any],
+                    data: dict[str, Any]) -> dict[str, Any]:
+    """The result of a training cell: the cell, what ran (workload, topology, observed), and what
+    `train` measured, with init time and every rank's memory added."""
+    return make_result(
+        cell.to_dict(),
+        outcome["status"],
+        outcome["reason"],
+        workload=workload.describe(),
+        topology=topology,
+        observed=observed,
+        metrics=outcome["metrics"],
+        target=outcome["target"],
+        timings={"init_s": init["init_s"], **outcome["timings"]},
+        samples_to_target=outcome["samples_to_target"],
+        samples_seen=outcome["samples_seen"],
+        throughput=outcome["throughput"],
+        flops_per_sample=outcome["flops_per_sample"],
+        batch=outcome["batch"],
+        memory=memory,
+        curve=outcome["curve"],
+        # Dates (Unix seconds) of the cell's phases, for the MLPerf log; the timings are durations.
+        wall_clock={"init_start": init["init_start"], "init_stop": init["init_stop"], **outcome["wall_clock"]},
+        data=data,
+        environment=environment(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

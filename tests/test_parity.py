@@ -68,3 +68,23 @@ def test_prepared_steps_train_and_agree(precision: str, data_dir) -> None:
     assert plain_losses[-1] < plain_losses[0]
     if precision == "fp32":
         np.testing.assert_allclose(accelerate_losses, plain_losses, rtol=0, atol=1e-6)
+
+
+def test_the_accelerate_side_times_the_loops_own_step(monkeypatch, data_dir) -> None:
+    """prepared_step (what parity and the micro-benchmarks time) runs bench.harness.train.train_step,
+    the step every cell runs, not a copy of it."""
+    from bench.harness import parity
+
+    calls = []
+    original = parity.train_step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(parity, "train_step", counted)
+    workload, splits = parity.loaded("maintenance")
+    step = parity.prepared_step(workload, splits, "fp32", use_accelerate=True)
+    step()
+    step()
+    assert len(calls) == 2

@@ -2,9 +2,12 @@
 
 The reference is `plain_train`, a plain PyTorch loop that does exactly what one step of
 bench/harness/train.py does (same data order, model, AdamW, schedule, clipping, autocast) with no
-Accelerate in it. `accelerate_train` runs the real bench/harness/train.py loop in this process. With the
-same workload, data and seed, fp32 losses must agree to 1e-6 (tests/test_parity.py), and the
-ratio of their median step times is Accelerate's overhead:
+Accelerate in it (`plain_step` is bench.harness.train.train_step without Accelerate).
+`accelerate_train` runs the real bench/harness/train.py loop in this process, and `prepared_step`
+(what the micro-benchmarks time) calls train_step itself, so both time exactly the step cells
+run. With the same workload, data and seed, fp32 losses must agree to 1e-6
+(tests/test_parity.py), and the ratio of their median step times is Accelerate's overhead
+(measured figures: docs/compare.md, "Parity with plain PyTorch"):
 
     python -m bench.harness.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16
 
@@ -32,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from bench.harness import measure
-from bench.harness.train import lr_schedule
+from bench.harness.train import lr_schedule, to_device, train_step
 from workloads.base import Splits, Workload
 
 EVAL_SAMPLES = 128
@@ -117,16 +120,6 @@ def accelerate_train(workload: Workload, splits: Splits, steps: int, seed: int, 
         del workload.final_metrics  # back to the class's method
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
 def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> measure.StepTimes:
     """The same optimisation as bench/harness/train.py with `max_steps=steps`, in plain PyTorch.
 
@@ -153,27 +146,16 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
     # bench/harness/train.py counts FLOPs before training on a batch built by hand (a forward and backward
     # that leave the weights untouched); do the same so that both consume the RNG alike.
     first = [splits.train[i] for i in range(min(p.global_batch, len(splits.train)))]
-    workload.flops_per_sample(model, _to_device(workload.collate(first), device))
-    autocast: Callable[[], Any] = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
-    )
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"plain loop supports fp32 and bf16, not {precision}")
+    workload.flops_per_sample(model, to_device(workload.collate(first), device))
+    autocast = plain_autocast(device, precision)
     on_cuda = device.type == "cuda"
     times = measure.StepTimes()
     step = 0
     while step < steps:
         tick = measure.now()
         for batch in loader:
-            batch = _to_device(batch, device)
-            with autocast():
-                loss = workload.loss(model, batch)
-            loss.backward()
-            if p.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            batch = to_device(batch, device)
+            plain_step(workload, model, optimizer, scheduler, batch, p.grad_clip, autocast)
             if on_cuda:
                 torch.cuda.synchronize()
             tock = measure.now()
@@ -185,15 +167,43 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
     return times
 
 
+def plain_autocast(device: torch.device, precision: str) -> Callable[[], Any]:
+    """What accelerator.autocast() is on one process, in plain PyTorch: bf16 autocast or nothing."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"plain loop supports fp32 and bf16, not {precision}")
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def plain_step(workload: Workload, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, batch: Any, grad_clip: float | None,
+               autocast: Callable[[], Any]) -> torch.Tensor:
+    """bench.harness.train.train_step line for line, without Accelerate."""
+    with autocast():
+        loss = workload.loss(model, batch)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def prepared_step(workload: Workload, splits: Splits, precision: str, use_accelerate: bool, seed: int = 0) -> Callable[[], float]:
     """One training step on a fixed first batch, ready to be called again and again (the
-    micro-benchmarks time it): the body of bench/harness/train.py's loop through an Accelerator, or the
-    same step in plain PyTorch. Returns the loss of the step."""
+    micro-benchmarks time it): bench.harness.train.train_step itself through an Accelerator (the
+    step every cell runs), or `plain_step`. Returns the loss of the step.
+
+    The schedule is a constant factor of 1: the same work per step as a cell's (one LambdaLR
+    step), and a learning rate that does not reach zero however often the benchmark calls."""
     p = workload.params
     torch.manual_seed(seed)
     model = workload.build_model()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loader = DataLoader(splits.train, batch_size=p.global_batch, shuffle=False, drop_last=True, collate_fn=workload.collate)
     if use_accelerate:
         accelerator = fresh_accelerator(precision)
@@ -201,32 +211,18 @@ def prepared_step(workload: Workload, splits: Splits, precision: str, use_accele
         batch = next(iter(loader))
 
         def step() -> float:
-            with accelerator.autocast():
-                loss = workload.loss(model, batch)
-            accelerator.backward(loss)
-            if p.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), p.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return float(loss.detach())
+            return float(train_step(accelerator, workload, model, optimizer, scheduler, batch, p.grad_clip))
 
         return step
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
-    batch = _to_device(next(iter(loader)), device)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    batch = to_device(next(iter(loader)), device)
+    autocast = plain_autocast(device, precision)
 
-    def plain_step() -> float:
-        with autocast():
-            loss = workload.loss(model, batch)
-        loss.backward()
-        if p.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+    def step_plain() -> float:
+        return float(plain_step(workload, model, optimizer, scheduler, batch, p.grad_clip, autocast))
 
-    return plain_step
+    return step_plain
 
 
 # ---------------------------------------------------------------------------------------------

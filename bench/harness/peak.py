@@ -108,3 +108,55 @@ def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cud
             entry["datasheet_name"], entry["datasheet"] = sheet
         peaks["cuda"] = entry
     return peaks
+
+
+def measure_peak_flops_apart(timeout_s: float = 300.0) -> dict[str, Any]:
+    """`measure_peak_flops` in a short-lived child process, so that the caller (the long-lived
+    runner) never holds a CUDA context: on a GPU in exclusive-process mode a context held by the
+    runner makes every cell's rank 0 fail to get the device."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.errors import BenchError
+
+    done = subprocess.run([sys.executable, "-m", "bench.harness.peak", "--json"],
+                          capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise BenchError(f"measuring the peak FLOP/s failed: {last[0]}")
+    return json.loads(done.stdout)
+
+
+def write_run_record(path: str, command: str) -> None:
+    """run.json for cells run outside `bench run` (scripts/slurm-multinode.sbatch): this host's
+    environment and measured peak, so that the report can compute MFU. An existing file is kept."""
+    from pathlib import Path
+
+    from bench.harness.measure import environment
+    from bench.results import write_json_atomic
+
+    target = Path(path)
+    if target.exists():
+        return
+    write_json_atomic(target, {"command": command, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.harness.peak", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the measured peaks as JSON")
+    parser.add_argument("--run-json", metavar="PATH", help="write run.json (environment and peaks) there unless it exists")
+    parser.add_argument("--command", default="", help="the command to record in run.json")
+    args = parser.parse_args(argv)
+    if args.run_json:
+        write_run_record(args.run_json, args.command)
+    else:
+        print(json.dumps(measure_peak_flops()) if args.json else measure_peak_flops())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,28 @@ def test_cli_user_errors_are_one_line(args, capsys):
     assert main(["report", *args, "--no-peak-measure"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports
+# ---------------------------------------------------------------------------------------------
+
+_REPORT_WITHOUT_TORCH = """
+import sys
+from bench.cli import main
+code = main(["report", sys.argv[1], "--format", "json", "--out", "-", "--no-peak-measure"])
+heavy = sorted(m for m in ("torch", "accelerate", "transformers", "workloads") if m in sys.modules)
+print("exit", code, "heavy", heavy, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("run", [Path("results") / "baselines" / "cpu-2core-AMD-EPYC", FIXTURE])
+def test_bench_report_imports_no_torch(run: Path) -> None:
+    """A report reads JSON and draws plots: on a machine without torch (a CI runner, a laptop) it
+    must work, and it must not pay torch's seconds of import. The fixture has cells that never ran
+    (skipped, invalid), whose topology the report reads from its config file."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _REPORT_WITHOUT_TORCH, str(root / run)], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.stderr.strip().splitlines()[-1] == "exit 0 heavy []", proc.stderr
+    assert json.loads(proc.stdout)["cell_count"] > 0

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.analysis import stats
+from bench.cells import CellKey, is_config_path
 from bench.errors import BenchError
-from bench.results import WITH_NUMBERS, load_run
+from bench.paths import ACCELERATE_CONFIGS_DIR
+from bench.results import WITH_NUMBERS, Result, load_run, result_key
 
 TRAINED = ("converged", "not_converged")
 PRECISION_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2, "fp8": 3}
@@ -107,13 +111,23 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
 
 @functools.cache
 def _topology_file(name: str) -> dict[str, Any]:
-    """What the topology's config file (bench/configs/accelerate/<name>.yaml or a user's path) promises, for cells that never ran (skipped, invalid...)."""
-    from bench.harness.topology import load_topology
+    """What a topology's config file (bench/configs/accelerate/<name>.yaml or a user's path) promises,
+    for cells that never ran (skipped, invalid...): its processes and whether it computes on the CPU.
 
+    Read as plain YAML with accelerate's defaults (one process, not the CPU), not through
+    bench.harness.topology.load_topology: that goes through accelerate, which imports torch, and a
+    report needs neither. A file that is gone or not a mapping promises nothing ({})."""
+    path = Path(name).expanduser() if is_config_path(name) else ACCELERATE_CONFIGS_DIR / f"{name}.yaml"
     try:
-        return load_topology(name).describe()
-    except BenchError:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
+    if not isinstance(raw, dict):
+        return {}
+    processes = raw.get("num_processes") or 1
+    if isinstance(processes, bool) or not isinstance(processes, int):
+        return {}
+    return {"num_processes": processes, "use_cpu": bool(raw.get("use_cpu"))}
 
 
 def _topology(result: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +172,8 @@ def peak_for(peaks: dict[str, Any] | None, device: str | None, dtype: str, proce
 
 def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> float | None:
     """Model FLOPs utilisation of one cell: training FLOP/s achieved over the peak."""
-    flops = result.get("flops_per_sample")
-    rate = (result.get("throughput") or {}).get("samples_per_s")
+    typed = Result.from_dict(result)
+    flops, rate = typed.flops_per_sample, typed.throughput.samples_per_s
     peak = peak_for(peaks, cell_device(result), compute_dtype(result), cell_processes(result) or 1, kind)
     if not flops or not rate or not peak:
         return None
@@ -242,22 +256,23 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
     processes = next((p for p in map(cell_processes, results) if p), None)
     device = next((d for d in map(cell_device, results) if d), None)
 
-    ttt = [r["timings"].get("time_to_target_s") for r in converged]
+    typed = [Result.from_dict(r) for r in trained]
+    ttt = [t.timings.time_to_target_s for t in typed if t.status == "converged"]
     quality, labels = _metric_series(trained, lambda r: r.get("metrics"))
     per_seed = {
-        "seeds": [r["cell"]["seed"] for r in trained],
-        "status": [r["status"] for r in trained],
-        "time_to_target_s": [r["timings"].get("time_to_target_s") for r in trained],
-        "samples_to_target": [r.get("samples_to_target") for r in trained],
-        "train_seconds": [r["timings"].get("train_seconds") for r in trained],
-        "init_s": [r["timings"].get("init_s") for r in trained],
-        "samples_per_s": [(r.get("throughput") or {}).get("samples_per_s") for r in trained],
-        "tokens_per_s": [(r.get("throughput") or {}).get("tokens_per_s") for r in trained],
-        "peak_rss_mb_per_rank_max": [(r.get("memory") or {}).get("peak_rss_mb_max") for r in trained],
-        "peak_rss_mb_sum": [(r.get("memory") or {}).get("peak_rss_mb_sum") for r in trained],
-        "cuda_max_allocated_mb": [(r.get("memory") or {}).get("cuda_max_allocated_mb_max") for r in trained],
-        "cuda_max_reserved_mb": [(r.get("memory") or {}).get("cuda_max_reserved_mb_max") for r in trained],
-        "flops_per_sample": [r.get("flops_per_sample") for r in trained],
+        "seeds": [t.cell.seed for t in typed],
+        "status": [t.status for t in typed],
+        "time_to_target_s": [t.timings.time_to_target_s for t in typed],
+        "samples_to_target": [t.samples_to_target for t in typed],
+        "train_seconds": [t.timings.train_seconds for t in typed],
+        "init_s": [t.timings.init_s for t in typed],
+        "samples_per_s": [t.throughput.samples_per_s for t in typed],
+        "tokens_per_s": [t.throughput.tokens_per_s for t in typed],
+        "peak_rss_mb_per_rank_max": [t.memory.peak_rss_mb_max for t in typed],
+        "peak_rss_mb_sum": [t.memory.peak_rss_mb_sum for t in typed],
+        "cuda_max_allocated_mb": [t.memory.cuda_max_allocated_mb_max for t in typed],
+        "cuda_max_reserved_mb": [t.memory.cuda_max_reserved_mb_max for t in typed],
+        "flops_per_sample": [t.flops_per_sample for t in typed],
         "mfu_measured": [mfu(r, peaks, "measured") for r in trained],
         "mfu_datasheet": [mfu(r, peaks, "datasheet") for r in trained],
         **quality,
@@ -389,10 +404,9 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     for name in sorted(by_workload):
         cells = by_workload[name]
         train = [r for r in cells if r["cell"].get("kind", "train") != "baseline" and r["status"] != "baseline"]
-        groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        groups: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
         for r in train:
-            c = r["cell"]
-            groups[(c["variant"], c["topology"], c["precision"])].append(r)
+            groups[result_key(r).without_seed()].append(r)  # the seeds of one configuration
         rows = sorted((group_row(g, peaks) for g in groups.values()), key=_sort_key)
         add_comparisons(rows)
         target = next((r["target"] for r in train if r.get("target")), None)
@@ -429,8 +443,8 @@ def data_notes(results: list[dict[str, Any]]) -> list[str]:
 
     seen: dict[str, dict[str, list[str]]] = {}
     for r in results:
-        for name, sha in ((r.get("data") or {}).get("sha256") or {}).items():
-            seen.setdefault(name, {}).setdefault(sha, []).append(r["cell"].get("id") or _listing(r)["id"])
+        for name, sha in (Result.from_dict(r).data.sha256 or {}).items():
+            seen.setdefault(name, {}).setdefault(sha, []).append(result_key(r).id)
     lines = []
     for name, by_sha in sorted(seen.items()):
         if len(by_sha) == 1:
@@ -454,7 +468,7 @@ def _listing(result: dict[str, Any]) -> dict[str, Any]:
     """A cell as the 'never hide a cell' lists show it: who it is, what it ended as, and why."""
     cell = result["cell"]
     entry = {
-        "id": cell.get("id") or f"{cell['workload']}-{cell['variant']}__{cell['topology']}__{cell['precision']}__s{cell['seed']}",
+        "id": result_key(result).id,
         "workload": cell["workload"],
         "model": cell["variant"],
         "topology": cell["topology"],

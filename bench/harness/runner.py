@@ -35,7 +35,7 @@ from bench.harness.mlperf_log import mllog_path
 from bench.harness.peak import measure_peak_flops
 from bench.harness.topology import load_topology
 from bench.paths import safe_run_id_part
-from bench.results import COMPLETED, make_result, result_path, write_json_atomic
+from bench.results import COMPLETED, Result, make_result, result_path, write_json_atomic
 
 
 def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
@@ -271,8 +271,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
                      "-", "-", "-", f"fit {row['fit_seconds']:.1f} s"]
                 )
             continue
-        test = (r.get("metrics") or {}).get("test", {})
-        timings = r.get("timings") or {}
+        typed = Result.from_dict(r)
+        test = (typed.metrics or {}).get("test", {})
         rows.append(
             [
                 cell["workload"],
@@ -280,14 +280,14 @@ def summary_table(results: list[dict[str, Any]]) -> str:
                 cell["topology"],
                 cell["precision"],
                 cell["seed"],
-                r["status"],
+                typed.status,
                 _fmt(test.get("f1")),
                 _fmt(test.get("roc_auc")),
                 _fmt(test.get("accuracy")),
-                _fmt(timings.get("time_to_target_s"), 1),
-                _fmt((r.get("throughput") or {}).get("samples_per_s"), 0),
-                _fmt((r.get("memory") or {}).get("peak_rss_mb_max"), 0),
-                r.get("reason", "")[:70],
+                _fmt(typed.timings.time_to_target_s, 1),
+                _fmt(typed.throughput.samples_per_s, 0),
+                _fmt(typed.memory.peak_rss_mb_max, 0),
+                (typed.reason or "")[:70],
             ]
         )
     headers = ["workload", "model", "topology", "precision", "seed", "status", "test F1", "test AUC",

@@ -26,7 +26,7 @@ import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from bench.cells import CellKey
 from bench.errors import BenchError
@@ -163,7 +163,7 @@ class Record:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "keys"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # -> Self; the subclasses' from_dict return their own type
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         known = cls.known()
         values = {}
         for name in known:
@@ -186,8 +186,9 @@ class Record:
             elif name in self.extra:
                 out[name] = self.extra[name]
         for name in known:  # fields set programmatically (or never read from a dict)
-            if name not in out and getattr(self, name) is not None:
-                out[name] = _plain(getattr(self, name))
+            value = getattr(self, name)
+            if name not in out and value is not None and not (isinstance(value, Record) and not value.to_dict()):
+                out[name] = _plain(value)
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
 
@@ -195,6 +196,12 @@ class Record:
 def not_null() -> Any:
     """An optional field that, where present, is never null (the schema leaves null out of its type)."""
     return field(default=None, metadata={"nullable": False})
+
+
+def section(cls: type[Record]) -> Any:
+    """A sub-object that may be absent: read as an empty record then (so `result.timings.init_s` is
+    None rather than an error), and written back only where it was read or has been filled."""
+    return field(default_factory=cls, metadata={"nullable": False})
 
 
 def _required_field(cls: type[Record], name: str) -> bool:
@@ -317,19 +324,19 @@ class Result(Record):
     target: Target | None = not_null()
     metrics: dict[str, dict[str, Any]] | None = not_null()
     """split (or classical model) -> metric -> value."""
-    timings: Timings | None = not_null()
-    throughput: Throughput | None = not_null()
-    memory: Memory | None = not_null()
+    timings: Timings = section(Timings)
+    throughput: Throughput = section(Throughput)
+    memory: Memory = section(Memory)
     curve: list[dict[str, Any]] | None = not_null()
     """The evaluations during training: training-clock seconds and the metrics of each."""
     samples_to_target: float | None = None
     flops_per_sample: float | None = None
-    environment: Environment | None = not_null()
+    environment: Environment = section(Environment)
     observed: dict[str, Any] | None = not_null()
     topology: dict[str, Any] | None = not_null()
     baselines: list[dict[str, Any]] | None = not_null()
-    data: DataRecord | None = not_null()
-    host_load: HostLoad | None = not_null()
+    data: DataRecord = section(DataRecord)
+    host_load: HostLoad = section(HostLoad)
     cell_wall_s: float | None = None
     stderr_tail: str | None = None
     non_finite: dict[str, str] | None = not_null()
@@ -590,7 +597,7 @@ def _record_schema(cls: type[Record], defs: dict[str, Any]) -> dict[str, Any]:
         if spec.name in ("extra", "keys"):
             continue
         hint = hints[spec.name]
-        if not spec.metadata.get("nullable", True):  # absent or a value, never null
+        if not spec.metadata.get("nullable", True) and type(None) in typing.get_args(hint):  # absent or a value, never null
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
         properties[spec.name] = _type_schema(hint, defs)
         doc = _field_doc(cls, spec.name)

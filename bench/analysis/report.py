@@ -200,7 +200,7 @@ def busy_host(result: dict[str, Any]) -> dict[str, Any] | None:
     one_min = {when: load[when][0] for when in ("start", "end") if load.get(when)}
     if not any(value > load["cores"] + BUSY_MARGIN for value in one_min.values()):
         return None
-    return {"id": result["cell"]["id"], "seed": result["cell"]["seed"], "cores": load["cores"],
+    return {"id": result_key(result).id, "seed": result["cell"]["seed"], "cores": load["cores"],
             "load_start": one_min.get("start"), "load_end": one_min.get("end")}
 
 
@@ -352,7 +352,7 @@ def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for entry in r.get("baselines") or []:
             by_name[entry["name"]].append({**entry, "seed": r["cell"]["seed"]})
             if busy_host(r):
-                busy[entry["name"]][r["cell"]["id"]] = busy_host(r)
+                busy[entry["name"]][result_key(r).id] = busy_host(r)
     rows = []
     for name, entries in by_name.items():
         series, labels = _metric_series(entries, lambda e: e.get("metrics"))

@@ -18,6 +18,7 @@ in bench/result.schema.json is generated from these models: `python -m bench.res
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -388,8 +389,11 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_result(result: dict[str, Any]) -> list[str]:
-    """Problems with a result dict (empty list when it is sound): what the published schema says
-    (`json_schema`), in words a person can act on."""
+    """Problems with a result dict (empty list when it is sound), in words a person can act on.
+
+    Every rule of the published schema (`json_schema`) is checked here, without the jsonschema
+    package (a test dependency only), plus one a JSON schema cannot state: the target's metric, where
+    a split reports it, is a number or null."""
     problems = [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in result]
     if problems:
         return problems
@@ -413,6 +417,8 @@ def validate_result(result: dict[str, Any]) -> list[str]:
 
 
 # -- field types: what compare and report read must be of the type they read it as -------------------
+# The types are the models' annotations (the same ones the published schema is generated from).
+
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -422,68 +428,76 @@ def _number_or_null(value: Any) -> bool:
     return value is None or _number(value)
 
 
-def _string(value: Any) -> bool:
-    return isinstance(value, str)
+def _stored_hint(cls: type[Record], spec: dataclasses.Field) -> Any:
+    """A field's annotation as the file stores it: without None where the field is never null."""
+    hint = _hints(cls)[spec.name]
+    if not spec.metadata.get("nullable", True) and type(None) in typing.get_args(hint):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
 
 
-def _object(value: Any) -> bool:
-    return isinstance(value, dict)
+@functools.cache
+def _hints(cls: type[Record]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
-def _list_of(check: Any) -> Any:
-    return lambda value: isinstance(value, list) and all(check(v) for v in value)
+def _conforms(hint: Any, value: Any) -> bool:
+    """Whether a JSON value is of an annotation's type (a record: an object; its fields are checked apart)."""
+    if hint is Any:
+        return True
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return isinstance(value, dict)
+    if hint is float:
+        return _number(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(args[0], v) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(args[1], v) for v in value.values())
+    inner = next(a for a in args if a is not type(None))  # X | None
+    return value is None or _conforms(inner, value)
 
 
-# Optional fields: checked where present. (section, key) -> check; section "" is the top level.
-_FIELD_TYPES: dict[tuple[str, str], tuple[Any, str]] = {
-    ("", "reason"): (_string, "a string"),
-    ("", "metrics"): (_object, "an object"),
-    ("", "environment"): (_object, "an object"),
-    ("", "target"): (_object, "an object"),
-    ("", "timings"): (_object, "an object"),
-    ("", "throughput"): (_object, "an object"),
-    ("", "memory"): (_object, "an object"),
-    ("", "curve"): (_list_of(_object), "a list of objects"),
-    ("", "baselines"): (_list_of(_object), "a list of objects"),
-    ("", "observed"): (_object, "an object"),
-    ("", "topology"): (_object, "an object"),
-    ("", "non_finite"): (_object, "an object"),
-    ("", "data"): (_object, "an object"),
-    ("data", "sha256"): (_object, "an object"),
-    ("", "samples_to_target"): (_number_or_null, "a number or null"),
-    ("", "flops_per_sample"): (_number_or_null, "a number or null"),
-    ("", "cell_wall_s"): (_number_or_null, "a number or null"),
-    ("", "stderr_tail"): (lambda v: v is None or _string(v), "a string"),
-    ("target", "metric"): (_string, "a string"),
-    ("target", "value"): (_number, "a number"),
-    ("target", "split"): (_string, "a string"),
-    ("target", "higher_is_better"): (lambda v: isinstance(v, bool), "true or false"),
-    ("timings", "step_times_s"): (_list_of(_number), "a list of numbers"),
-    ("environment", "cpu_count"): (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer"),
-    ("environment", "cpu_precision_flags"): (lambda v: v is None or _list_of(_string)(v), "a list of strings"),
-    ("environment", "gpus"): (_list_of(_string), "a list of strings"),
-    ("environment", "hardware_class"): (_string, "a string"),
-    ("environment", "cpu_model"): (_string, "a string"),
-}
-# The host's load as a cell started and ended (bench/harness/runner.py), which the report reads to mark busy hosts.
-_LOAD = (lambda v: v is None or _list_of(_number)(v), "a list of numbers or null")
-_FIELD_TYPES.update({
-    ("", "host_load"): (_object, "an object"),
-    ("host_load", "start"): _LOAD,
-    ("host_load", "end"): _LOAD,
-    ("host_load", "cores"): (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer"),
-    ("environment", "load_average"): _LOAD,
-    ("environment", "usable_cores"): (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer"),
-    ("environment", "memory_total_mb"): (_number_or_null, "a number or null"),
-})
-for _key in ("time_to_target_s", "train_seconds", "init_s", "step_time_median_s", "step_time_p90_s"):
-    _FIELD_TYPES[("timings", _key)] = (_number_or_null, "a number or null")
-for _key in ("samples_per_s", "tokens_per_s"):
-    _FIELD_TYPES[("throughput", _key)] = (_number_or_null, "a number or null")
-for _key in ("peak_rss_mb_max", "peak_rss_mb_sum", "cuda_max_allocated_mb_max", "cuda_max_reserved_mb_max"):
-    _FIELD_TYPES[("memory", _key)] = (_number_or_null, "a number or null")
-_CELL_TYPES = {"id": _string, "workload": _string, "variant": _string, "topology": _string, "precision": _string,
-               "seed": lambda v: isinstance(v, int) and not isinstance(v, bool)}
+_WANTED = {float: ("a number", "numbers"), int: ("an integer", "integers"), str: ("a string", "strings"),
+           bool: ("true or false", "booleans")}
+
+
+def _wanted(hint: Any, plural: bool = False) -> str:
+    """What an annotation asks for, in words: "a list of numbers", "an integer or null"..."""
+    if hint in _WANTED:
+        return _WANTED[hint][plural]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return ("lists" if plural else "a list") + f" of {_wanted(args[0], plural=True)}"
+    if origin is dict and args[1] is not Any:
+        return ("objects" if plural else "an object") + f" whose values are {_wanted(args[1], plural=True)}"
+    if type(None) in args:
+        return f"{_wanted(next(a for a in args if a is not type(None)), plural)} or null"
+    return "objects" if plural else "an object"  # a record, or dict[str, Any]
+
+
+def _record_problems(cls: type[Record], node: dict[str, Any], where: str = "") -> list[str]:
+    """The fields of `node` that are missing (where `cls` requires them) or of the wrong type."""
+    problems = []
+    for spec in dataclasses.fields(cls):
+        name = spec.name
+        if name in ("extra", "keys"):
+            continue
+        path = f"{where}.{name}" if where else name
+        if name not in node:
+            if where and _required_field(cls, name):  # the top level's own are REQUIRED_KEYS
+                problems.append(f"{where} needs {name!r}")
+            continue
+        hint, value = _stored_hint(cls, spec), node[name]
+        if not _conforms(hint, value):
+            problems.append(f"{path} must be {_wanted(hint)}, not {_kind(value)}")
+        elif name in cls.SECTIONS and isinstance(value, dict):
+            problems += _record_problems(cls.SECTIONS[name], value, path)
+    return problems
 
 
 def _kind(value: Any) -> str:
@@ -494,31 +508,13 @@ def _kind(value: Any) -> str:
 
 
 def _type_problems(result: dict[str, Any]) -> list[str]:
-    """Fields of the wrong type (a string where a number belongs...), each as `where: want, got`."""
-    problems = []
-    cell = result["cell"]
-    if not isinstance(cell, dict):
-        problems.append(f"cell must be an object, not {_kind(cell)}")
-    else:
-        for key, check in _CELL_TYPES.items():
-            if key not in cell:
-                problems.append(f"cell needs {key!r}")
-            elif not check(cell[key]):
-                problems.append(f"cell.{key} must be {'an integer' if key == 'seed' else 'a string'}, not {_kind(cell[key])}")
-    for (section, key), (check, want) in _FIELD_TYPES.items():
-        node = result if not section else result.get(section)
-        if not isinstance(node, dict) or key not in node:
-            continue
-        if not check(node[key]):
-            where = f"{section}.{key}" if section else key
-            problems.append(f"{where} must be {want}, not {_kind(node[key])}")
+    """Fields of the wrong type (a string where a number belongs...), each as `where must be X, not Y`."""
+    problems = _record_problems(Result, result)
     metrics, target = result.get("metrics"), result.get("target")
     if isinstance(metrics, dict):
         metric = target.get("metric") if isinstance(target, dict) else None
         for split, values in metrics.items():
-            if not isinstance(values, dict):
-                problems.append(f"metrics.{split} must be an object, not {_kind(values)}")
-            elif isinstance(metric, str) and metric in values and not _number_or_null(values[metric]):
+            if isinstance(values, dict) and isinstance(metric, str) and metric in values and not _number_or_null(values[metric]):
                 problems.append(f"metrics.{split}.{metric} must be a number or null, not {_kind(values[metric])}")
     return problems
 
@@ -591,14 +587,11 @@ def _type_schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_schema(cls: type[Record], defs: dict[str, Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
     properties = {}
     for spec in dataclasses.fields(cls):
         if spec.name in ("extra", "keys"):
             continue
-        hint = hints[spec.name]
-        if not spec.metadata.get("nullable", True) and type(None) in typing.get_args(hint):  # absent or a value, never null
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        hint = _stored_hint(cls, spec)
         properties[spec.name] = _type_schema(hint, defs)
         doc = _field_doc(cls, spec.name)
         if doc:

@@ -127,12 +127,22 @@ def _seed_a_string(r: dict) -> None:
     r["cell"]["seed"] = "0"
 
 
+def _target_without_value(r: dict) -> None:
+    del r["target"]["value"]
+
+
+def _gpus_null(r: dict) -> None:
+    r["environment"]["gpus"] = None
+
+
 SCHEMA_BREAKS = {
     "version 2 target without higher_is_better": _version_2_without_direction,
     "unknown schema_version": _unknown_version,
     "unknown status": _status_unknown,
     "converged without a curve": _converged_without_curve,
     "seed a string": _seed_a_string,
+    "target without a value": _target_without_value,
+    "gpus null": _gpus_null,
 }
 
 

@@ -1,12 +1,12 @@
 """Judge a candidate run against a baseline run: per cell and metric, a regression or not.
 
-Cells are matched by their id without the seed (workload-variant, topology, precision) and
-aggregated over seeds. Each metric has a direction and a kind, and each kind its own rule:
+Cells are matched by their key without the seed (bench.cells.CellKey: workload-variant, topology,
+precision) and aggregated over seeds. Each metric has a direction and a kind, and each kind its own rule:
 
 - status: a cell that disappears, that converged in fewer of its seeds, or that now fails or is
   invalid, is a regression (the reverse is an improvement).
 - quality (the workload's target metric on every evaluated split; higher is better unless the
-  workload says otherwise): a regression when the candidate misses the target the baseline met,
+  result's target says otherwise): a regression when the candidate misses the target the baseline met,
   or falls below the baseline by more than the baseline's own seed spread (max - min over seeds),
   never less than an absolute tolerance (the only allowance with a single seed).
 - speed and memory: a regression only when the relative change is past a per-metric threshold

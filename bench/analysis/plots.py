@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from bench.analysis.report import Report, WorkloadReport
+    from bench.analysis.report_model import Report, WorkloadReport
 
 MARKERS = {"fp32": "o", "bf16": "s", "fp16": "^", "fp8": "D"}
 DPI = 110

@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench.analysis import stats
+from bench.analysis.report_model import Report, WorkloadReport
 from bench.cells import CellKey, is_config_path
 from bench.errors import BenchError
 from bench.paths import ACCELERATE_CONFIGS_DIR
@@ -29,39 +29,6 @@ from bench.results import WITH_NUMBERS, Result, load_run, result_key
 TRAINED = ("converged", "not_converged")
 PRECISION_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2, "fp8": 3}
 REFERENCE_PRECISION = "fp32"
-
-
-@dataclass
-class WorkloadReport:
-    """Everything the report says about one workload."""
-
-    name: str
-    target: dict[str, Any] | None
-    """{"metric", "value", "split"} as the results state it; None when no cell trained."""
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    """One per (variant, topology, precision) group, in display order."""
-    baselines: list[dict[str, Any]] = field(default_factory=list)
-    not_converged: list[dict[str, Any]] = field(default_factory=list)
-    verdict: list[str] = field(default_factory=list)
-    data: list[str] = field(default_factory=list)
-    """What the cells read (file, SHA-256), and a **Different data** line where cells read different content."""
-
-
-@dataclass
-class Report:
-    run_dir: Path
-    run_id: str
-    meta: dict[str, Any]
-    """run.json (matrix, command, filters, environment); {} when the run has none."""
-    environment: dict[str, Any]
-    peaks: dict[str, Any] | None
-    peaks_source: str
-    workloads: list[WorkloadReport]
-    without_numbers: list[dict[str, Any]]
-    """Skipped, unsupported, invalid and failed cells, each with its reason."""
-    cell_count: int
-    launch_seconds: float | None = None
-    """Sum of the cells' launch-to-exit wall time (`cell_wall_s`); None for runs without it."""
 
 
 # ---------------------------------------------------------------------------------------------

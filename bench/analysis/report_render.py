@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 if TYPE_CHECKING:
-    from bench.analysis.report import Report, WorkloadReport
+    from bench.analysis.report_model import Report, WorkloadReport
 
 DASH = "-"
 # Columns kept in the Markdown table even when every row is empty there; the others are dropped

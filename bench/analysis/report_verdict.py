@@ -12,7 +12,7 @@ from bench.analysis import stats
 from bench.analysis.report_render import fmt, fmt_seconds
 
 if TYPE_CHECKING:
-    from bench.analysis.report import WorkloadReport
+    from bench.analysis.report_model import WorkloadReport
 
 
 def label(row: dict[str, Any]) -> str:

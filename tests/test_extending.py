@@ -131,22 +131,7 @@ def test_bench_run_names_a_broken_entry_point_in_one_line(tmp_path):
     assert "'ghost'" in done.stderr and "cannot be imported" in done.stderr and "Traceback" not in done.stderr
 
 
-def _data_layer_refuses_unlisted_workloads() -> bool:
-    """bench/data/datasets.py's check_workload_data, which `bench run` and every cell call before
-    loading, knows only the built-in workloads' datasets and refuses any other workload name."""
-    from bench.data.datasets import check_workload_data
-
-    try:
-        check_workload_data("blobs")
-    except BenchError:
-        return True
-    return False
-
-
 @pytest.mark.e2e
-@pytest.mark.xfail(_data_layer_refuses_unlisted_workloads(), strict=True,
-                   reason="bench/data/datasets.py check_workload_data refuses workloads outside WORKLOAD_DATA; "
-                          "a workload that reads no catalogued dataset should get {} (owned by the data layer)")
 def test_an_entry_point_workload_trains_through_bench_run(tmp_path):
     """The tiny workload, found through its entry point by `bench run` and by the worker process that
     `accelerate launch` starts (PYTHONPATH carries the folder), trains to its target. Broken entry

@@ -152,9 +152,8 @@ class Record:
     `from_dict` then `to_dict` gives back the same object."""
 
     SECTIONS: ClassVar[dict[str, type[Record]]] = {}
-    """Known fields that are themselves records: field name -> its class."""
-    REQUIRED: ClassVar[tuple[str, ...]] = ()
-    """Known fields every such object must hold (the schema's `required`)."""
+    """Known fields that are themselves records: field name -> its class. A known field without a
+    default is required (the schema's `required`)."""
 
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
     keys: tuple[str, ...] = field(default=(), kw_only=True, repr=False, compare=False)
@@ -225,7 +224,7 @@ class ResultCell(Record):
     seed: int
     id: str
     kind: str | None = not_null()
-    """"train" or "baseline"; None only in files that predate the field (then "train")."""
+    """Either "train" or "baseline"; None only in files that predate the field (then "train")."""
 
     @property
     def key(self) -> CellKey:
@@ -593,7 +592,7 @@ def _record_schema(cls: type[Record], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         hint = _stored_hint(cls, spec)
         properties[spec.name] = _type_schema(hint, defs)
-        doc = _field_doc(cls, spec.name)
+        doc = _field_docs(cls).get(spec.name)
         if doc:
             properties[spec.name]["description"] = doc
     required = [name for name in cls.known() if _required_field(cls, name)]
@@ -602,24 +601,24 @@ def _record_schema(cls: type[Record], defs: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "required": required} if required else schema
 
 
-def _field_doc(cls: type, name: str) -> str:
-    """The docstring under a field in the class's source, if any (so the schema explains it)."""
+@functools.cache
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under the fields of a class (field -> text), so the schema explains them."""
+    import ast
     import inspect
+    import textwrap
 
     try:
-        source = inspect.getsource(cls)
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
     except (OSError, TypeError):
-        return ""
-    lines = source.splitlines()
-    for i, line in enumerate(lines[:-1]):
-        if line.strip().startswith(f"{name}:") and lines[i + 1].strip().startswith('"""'):
-            text = []
-            for follow in lines[i + 1:]:
-                text.append(follow.strip().strip('"'))
-                if follow.strip().endswith('"""') and (len(text) > 1 or follow.strip().count('"""') == 2):
-                    break
-            return " ".join(t for t in text if t)
-    return ""
+        return {}
+    docs = {}
+    for statement, following in zip(body, body[1:], strict=False):
+        if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
 
 
 def _status_rules() -> list[dict[str, Any]]:

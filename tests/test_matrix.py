@@ -170,3 +170,32 @@ def test_fp8_needs_a_backend_and_a_gpu():
 def test_a_big_enough_gpu_host_runs_gpu_cells():
     assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), EIGHT_GPUS) is None
     assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), Host(8, False, None)) == "needs a GPU with bf16 support"
+
+
+# -- the cell key -------------------------------------------------------------------------------
+
+
+def test_the_cell_key_names_cells_as_their_result_files_always_have_been(tmp_path) -> None:
+    from bench.cells import CellKey
+
+    train = Cell("maintenance", "gru", "cpu-ddp2", "bf16", 3)
+    assert train.id == train.key.id == "maintenance-gru__cpu-ddp2__bf16__s3"
+    assert train.key.without_seed().id == "maintenance-gru__cpu-ddp2__bf16"
+    baseline = Cell("maintenance", "baselines", "host", "fp32", 1, kind="baseline")
+    assert baseline.id == "maintenance__baselines__s1" and baseline.key.without_seed().id == "maintenance__baselines"
+    user_config = Cell("traffic", "mlp", str(tmp_path / "my ddp.yaml"), "fp32", 0)
+    assert user_config.id == "traffic-mlp__my_ddp__fp32__s0"  # a user's config file goes by its stem
+    assert CellKey.of(train.to_dict()) == train.key and Cell.from_dict(train.to_dict()).key == train.key
+
+
+def test_a_future_axis_appears_in_the_id_only_away_from_its_default(monkeypatch) -> None:
+    from bench import cells
+
+    monkeypatch.setattr(cells, "AXIS_DEFAULTS", {"compile": False, "grad_accum": 1})
+    plain = cells.CellKey("maintenance", "gru", "cpu-1proc", "fp32", 0, axes=(("grad_accum", 1), ("compile", False)))
+    assert plain.id == "maintenance-gru__cpu-1proc__fp32__s0" and plain.axes == ()
+    away = cells.CellKey("maintenance", "gru", "cpu-1proc", "fp32", 0, axes=(("grad_accum", 4), ("compile", True)))
+    assert away.id == "maintenance-gru__cpu-1proc__fp32__compile=True__grad_accum=4__s0"  # sorted by name
+    assert away.without_seed().id == "maintenance-gru__cpu-1proc__fp32__compile=True__grad_accum=4"
+    assert cells.CellKey.of({"workload": "maintenance", "variant": "gru", "topology": "cpu-1proc", "precision": "fp32",
+                             "seed": 0, "grad_accum": 4, "compile": True}) == away

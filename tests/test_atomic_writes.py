@@ -110,7 +110,7 @@ class _Saves:
 
 
 def test_checkpoint_metadata_is_strict_json_written_whole(tmp_path: Path) -> None:
-    from bench.harness.checkpoint import METADATA_FILE, save_checkpoint
+    from bench.checkpoint import METADATA_FILE, save_checkpoint
 
     folder = tmp_path / "ckpt"
     save_checkpoint(_Saves("model.safetensors"), _Saves("tokenizer.json"), folder,
@@ -122,7 +122,7 @@ def test_checkpoint_metadata_is_strict_json_written_whole(tmp_path: Path) -> Non
 
     # Re-saving with metadata too big for the disk leaves the previous metadata as it was.
     script = (
-        "import sys\nfrom pathlib import Path\nfrom bench.harness.checkpoint import save_checkpoint\n"
+        "import sys\nfrom pathlib import Path\nfrom bench.checkpoint import save_checkpoint\n"
         "class Saves:\n"
         "    def __init__(self, name): self.name = name\n"
         "    def save_pretrained(self, folder, **_): (Path(folder) / self.name).write_text('{}')\n"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import bench.serving.serve
+from bench.checkpoint import METADATA_FILE
 from bench.cli import main
-from bench.harness.checkpoint import METADATA_FILE
 from tests.conftest import run_cli
 from tests.test_serve import build_checkpoint
 

@@ -120,7 +120,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """The base MiniLM with a fresh (seeded) classification head, saved as a bench checkpoint."""
     from transformers import AutoModelForSequenceClassification
 
-    from bench.harness.checkpoint import save_checkpoint
+    from bench.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     workload = Sentiment(params={"max_length": 32})
@@ -132,7 +132,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def _direct_probabilities(folder: Path, texts: list[str], clean=clean_for_model) -> np.ndarray:
-    from bench.harness.checkpoint import load_checkpoint
+    from bench.checkpoint import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(folder)
     with torch.no_grad():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.checkpoint import METADATA_FILE, save_checkpoint
 from bench.cli import main
 from bench.errors import BenchError
-from bench.harness.checkpoint import METADATA_FILE, save_checkpoint
 from bench.serving.loadtest import ServerProcess, get_json, loopback_address, measure, write_report
 from bench.serving.serve import MicroBatcher, Predictor, RequestError, ServingLimits, create_app
 

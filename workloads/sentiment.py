@@ -437,8 +437,8 @@ class Sentiment(Workload):
         return [{"name": "tfidf_logreg", "metrics": metrics, "fit_seconds": fit_seconds, "clean_seconds": clean_seconds}]
 
     def save_checkpoint(self, model: nn.Module, folder: Path, result: dict[str, Any]) -> Path:
-        """Save the fine-tuned model, its tokenizer and what it scored (bench/harness/checkpoint.py)."""
-        from bench.harness.checkpoint import save_checkpoint
+        """Save the fine-tuned model, its tokenizer and what it scored (bench/checkpoint.py)."""
+        from bench.checkpoint import save_checkpoint
 
         metadata = {
             "workload": self.name,

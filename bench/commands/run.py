@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.cells import is_config_path
 from bench.errors import BenchError
 from bench.harness.matrix import Host, available_matrices, filter_cells, load_matrix
 from bench.harness.runner import (
@@ -17,7 +18,7 @@ from bench.harness.runner import (
     run_cells,
     summary_table,
 )
-from bench.harness.topology import available_topologies, is_config_path, load_topology
+from bench.harness.topology import available_topologies, load_topology
 from bench.harness.trackers import TRACKERS, require_tracker, tracking_for
 from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic

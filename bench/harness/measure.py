@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from bench.versions import package_versions
 
 if TYPE_CHECKING:  # torch and accelerate are imported where used: importing this module stays light
     from accelerate import Accelerator
@@ -145,9 +146,6 @@ def now() -> float:
 # Environment
 # ---------------------------------------------------------------------------------------------
 
-_PACKAGES = ("torch", "accelerate", "transformers", "numpy", "scikit-learn", "pandas", "deepspeed")
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -190,17 +188,6 @@ def git_commit() -> str | None:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
-    """Installed version of each named distribution ("not installed" where absent)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 # The CPU flags that decide what a bf16 or fp16 cell computes with, and so its speed and whether

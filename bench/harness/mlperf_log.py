@@ -33,7 +33,7 @@ from typing import Any
 from mlperf_logging.mllog import constants
 from mlperf_logging.mllog.mllog import MLLogger
 
-from bench.harness.topology import topology_label
+from bench.cells import topology_label
 from bench.paths import PROJECT_ROOT
 from bench.results import write_atomic
 

@@ -16,7 +16,6 @@ reports MULTI_CPU over gloo. See ../shared/docs/accelerate-on-cpu.md.
 
 from __future__ import annotations
 
-import os
 import types
 import typing
 from dataclasses import dataclass
@@ -25,13 +24,24 @@ from typing import Any
 
 import yaml
 
+from bench.cells import is_config_path, topology_label
 from bench.errors import BenchError, first_line, one_of
-from bench.harness.verify import Expected
-from bench.paths import ACCELERATE_CONFIGS_DIR, safe_run_id_part
+from bench.paths import ACCELERATE_CONFIGS_DIR
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
 # accelerate's own spelling of each precision, for --mixed_precision
 ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8"}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the cell's topology and precision promise."""
+
+    num_processes: int
+    distributed_types: tuple[str, ...]
+    """Acceptable accelerate DistributedType names (e.g. ('MULTI_CPU',) or ('NO',))."""
+    device: str  # "cpu" or "cuda"
+    precision: str  # fp32 / bf16 / fp16 / fp8
 
 
 @dataclass(frozen=True)
@@ -83,16 +93,6 @@ class Topology:
 
 def available_topologies(directory: Path = ACCELERATE_CONFIGS_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
-
-
-def is_config_path(value: str) -> bool:
-    """Whether a topology is given as the path of a config file rather than a built-in name."""
-    return isinstance(value, str) and (value.endswith((".yaml", ".yml")) or "/" in value or os.sep in value)
-
-
-def topology_label(value: str) -> str:
-    """The short name a topology goes by in cell ids: a built-in's name, a user file's stem."""
-    return safe_run_id_part(Path(value).stem) if is_config_path(value) else value
 
 
 def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topology:

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.cells import topology_label
 from bench.errors import BenchError, one_of
-from bench.harness.topology import topology_label
 
 # --log-with choice -> the package it needs (and the accelerate-bench extra that installs it)
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "trackio": "trackio"}

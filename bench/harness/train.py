@@ -323,7 +323,8 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
         "reason": progress.reason,
         "model": accelerator.unwrap_model(run.model),
         "metrics": final,
-        "target": {"metric": workload.target.metric, "value": workload.target.value, "split": "val"},
+        "target": {"metric": workload.target.metric, "value": workload.target.value, "split": "val",
+                   "higher_is_better": workload.target.higher_is_better},
         "timings": {
             "time_to_target_s": progress.time_to_target,
             "train_seconds": progress.clock,

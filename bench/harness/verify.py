@@ -17,21 +17,11 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
+from bench.harness.topology import Expected
 from bench.harness.train import to_device
 from workloads.base import Splits, Workload
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What the cell's topology and precision promise."""
-
-    num_processes: int
-    distributed_types: tuple[str, ...]
-    """Acceptable accelerate DistributedType names (e.g. ('MULTI_CPU',) or ('NO',))."""
-    device: str  # "cpu" or "cuda"
-    precision: str  # fp32 / bf16 / fp16 / fp8
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.checkpoint import json_type
 from bench.errors import BenchError
-from bench.harness.checkpoint import json_type
-from bench.harness.measure import package_versions, usable_cores
+from bench.harness.measure import usable_cores
+from bench.versions import package_versions
 
 # What `bench serve --precision` / `bench loadtest --precision` accept (autocast around the forward
 # pass); not the training precisions of bench.harness.topology.PRECISIONS.
@@ -106,7 +107,7 @@ class Predictor:
     """A checkpoint loaded once, answering `predict(texts)` from any number of threads."""
 
     def __init__(self, checkpoint: Path, precision: str = "fp32", torch_threads: int | None = None) -> None:
-        from bench.harness.checkpoint import load_checkpoint, read_metadata
+        from bench.checkpoint import load_checkpoint, read_metadata
 
         read_metadata(checkpoint)  # a wrong folder fails here, before torch is imported
         import torch

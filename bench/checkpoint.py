@@ -24,8 +24,8 @@ CHECKPOINT_SCHEMA = 1
 
 def save_checkpoint(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> Path:
     """Write model (safetensors), tokenizer and metadata JSON into `folder`."""
-    from bench.harness.measure import package_versions
     from bench.results import write_json_atomic
+    from bench.versions import package_versions
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

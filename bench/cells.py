@@ -21,8 +21,8 @@ from bench.paths import safe_run_id_part
 
 AxisValue = str | int | float | bool
 
-AXIS_DEFAULTS: dict[str, AxisValue] = {}
-"""Future axes of the matrix (compile, grad_accum...) with the value every existing cell has.
+AXIS_DEFAULTS: dict[str, AxisValue] = {"compile": "none", "grad_accum": 1, "checkpointing": "off"}
+"""The knob axes of the matrix (docs/knobs.md) with the value every cell had before they existed.
 An axis at its default does not appear in a cell's id, so the ids of committed results keep
 matching; a cell away from it gets `__<name>=<value>` before its seed."""
 

@@ -33,7 +33,8 @@ from bench.errors import BenchError, one_of
 from bench.harness.topology import PRECISIONS, Topology, load_topology
 from bench.paths import MATRIX_CONFIGS_DIR
 
-MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads"}
+# `executor:` (where cells run: local, slurm) is read by the runner's executor, not here.
+MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads", "executor"}
 WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s"}
 
 

@@ -1,17 +1,28 @@
-"""The few statistics a report rests on, kept pure (numbers in, numbers out) so they can be tested.
+"""The few statistics a report and the gate rest on, kept pure (numbers in, numbers out) so they can be tested.
 
-Seeds are few (1 to 10), so nothing here pretends to be a significance test: a difference counts
-only when the seed ranges (min-max) of the two sides do not overlap, the rule a reader can check
-by eye in the table. With a single seed on either side there is no spread to judge, and the
-comparison says so instead of guessing.
+Every comparison of two configurations is a ratio with an interval over seeds (`ratio_interval`):
+the ratio of the medians of the two seed samples, with a 95% percentile-bootstrap interval
+(scipy.stats.bootstrap, each side resampled on its own). A difference is called only when the
+interval excludes 1. With 2 or 3 seeds on a side the bootstrap median can only land on seeds
+that were measured, and the interval then runs from the lowest to the highest seed ratio: it
+excludes 1 exactly when the seed ranges (min-max) are apart, the rule the report used before
+and that a reader can check by eye in the table. From 4 seeds up it narrows towards the spread
+of the median. With a single seed on either side there is no interval and the comparison says
+so. docs/report.md says what the interval is over and what it is not.
+
+`compare` (min-max overlap) is the older rule, kept for callers that want it.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import bootstrap
 
 OLYMPIC_MIN_SEEDS = 5
 """MLPerf scores time-to-target over 5+ runs by dropping the fastest and the slowest."""
@@ -96,3 +107,58 @@ def compare(a: Sequence[float | None], b: Sequence[float | None]) -> Comparison:
     if ranges_overlap(va, vb):
         return Comparison("overlap")
     return Comparison("higher" if min(va) > max(vb) else "lower")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ratios with an interval over seeds
+# ---------------------------------------------------------------------------------------------
+
+BOOTSTRAP_RESAMPLES = 9999
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """median(candidate) / median(reference) and a confidence interval for it over the seeds."""
+
+    ratio: float
+    low: float
+    high: float
+    n_candidate: int
+    n_reference: int
+
+    @property
+    def excludes_one(self) -> bool:
+        """Whether the interval says the two sides differ (it lies wholly above or below 1)."""
+        return self.low > 1.0 or self.high < 1.0
+
+
+def _median_ratio(candidate: np.ndarray, reference: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(candidate, axis=axis) / np.median(reference, axis=axis)
+
+
+def ratio_interval(candidate: Sequence[float | None], reference: Sequence[float | None],
+                   confidence: float = 0.95, seed: int = 0) -> RatioInterval | None:
+    """The ratio of the medians of two seed samples, with a percentile-bootstrap interval.
+
+    None when either side has fewer than 2 finite values (no spread to resample) or when the
+    reference holds a value that is not positive (a resample could then divide by zero or flip
+    the sign: every figure compared this way, seconds, rates, MB, scores, is positive).
+    The two samples are resampled independently (they are different cells, not paired seeds).
+    The percentile method, not BCa: with 2-5 values BCa's acceleration estimate is undefined
+    or wild (scipy warns of degenerate data), while the percentile interval stays inside the
+    ratios the seeds can produce. `seed` fixes the resampling, so a report is reproducible.
+    """
+    cand, ref = finite(candidate), finite(reference)
+    if len(cand) < 2 or len(ref) < 2 or min(ref) <= 0:
+        return None
+    with warnings.catch_warnings():
+        # Identical seeds (a memory peak that repeats to the MB) make a degenerate but valid
+        # bootstrap distribution: the interval is the single ratio, which is the right answer.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = bootstrap((np.asarray(cand), np.asarray(ref)), _median_ratio, vectorized=True, paired=False,
+                           confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                           rng=np.random.default_rng(seed))
+    ratio = float(statistics.median(cand) / statistics.median(ref))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    # The point estimate always lies in its interval; resampling noise could put it a hair outside.
+    return RatioInterval(ratio, min(low, ratio), max(high, ratio), len(cand), len(ref))

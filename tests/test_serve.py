@@ -609,3 +609,26 @@ def test_serve_raises_its_soft_open_file_limit_to_fit_its_connections():
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 1000 < int(result.stdout) <= 4096
+
+
+def test_the_model_is_served_on_the_device_asked_for(checkpoint, predictor):
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert predictor.device == expected  # the default, auto: a visible GPU, else the CPU
+    assert predictor.describe()["serving"]["device"] == expected
+    assert next(predictor.model.parameters()).device.type == expected
+    on_cpu = Predictor(checkpoint, device="cpu")
+    assert on_cpu.device == "cpu" and next(on_cpu.model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this host has a CUDA GPU")
+def test_asking_for_a_gpu_where_there_is_none_is_one_line_and_exit_2(checkpoint, tmp_path, capsys):
+    with pytest.raises(BenchError, match="no CUDA GPU is visible"):
+        Predictor(checkpoint, device="cuda")
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("great phone\n")
+    assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(reviews), "--device", "cuda",
+                 "--output", str(tmp_path / "out.csv")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --device cuda: no CUDA GPU is visible to this process"
+    assert not (tmp_path / "out.csv").exists()

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.serving.serve import SERVING_DEVICES
 
 FORMATS = ("auto", "csv", "tsv", "lines")
 TEXT_COLUMNS = ("text", "review", "sentence")
@@ -33,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, help="reviews to classify (csv, UCI tab format, or one per line)")
     parser.add_argument("--output", type=Path, help="predictions CSV (default: <input name>.predictions.csv in the current folder)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detected)")
+    parser.add_argument("--device", choices=SERVING_DEVICES, default="auto",
+                        help="where the model runs: auto (the first visible CUDA GPU, else the CPU), cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=64, help="reviews per forward pass (default 64)")
 
 
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Refuses a damaged checkpoint, labels or max_length that do not fit the model, and a cleaning
     # it does not know, each as a one-line BenchError.
-    predictor = Predictor(args.checkpoint)
+    predictor = Predictor(args.checkpoint, device=args.device)
     labels = predictor.labels
     try:
         probabilities = predictor.probabilities(predictor.clean(list(frame["text"])), args.batch_size)

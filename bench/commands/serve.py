@@ -11,6 +11,7 @@ from bench.serving.serve import (
     DEFAULT_CHANNEL_TIMEOUT,
     DEFAULT_CONNECTION_LIMIT,
     DEFAULT_THREADS,
+    SERVING_DEVICES,
     SERVING_PRECISIONS,
     ServingLimits,
 )
@@ -23,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
     parser.add_argument("--precision", choices=SERVING_PRECISIONS, default="fp32",
                         help="fp32, or bf16 autocast around the forward pass (default: fp32)")
+    parser.add_argument("--device", choices=SERVING_DEVICES, default="auto",
+                        help="where the model runs: auto (the first visible CUDA GPU, else the CPU), cpu or cuda")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"waitress worker threads, the most requests handled at once (default: {DEFAULT_THREADS})")
     parser.add_argument("--connection-limit", type=int, default=DEFAULT_CONNECTION_LIMIT, metavar="N",
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     check_server_settings(args.threads, args.connection_limit, args.channel_timeout, args.max_body_bytes)
     ensure_open_files(args.connection_limit)
     limits = ServingLimits(max_body_bytes=args.max_body_bytes)
-    predictor = Predictor(args.checkpoint, precision=args.precision, torch_threads=args.torch_threads)
+    predictor = Predictor(args.checkpoint, precision=args.precision, torch_threads=args.torch_threads,
+                          device=args.device)
     batcher = MicroBatcher(predictor, args.micro_batch) if args.micro_batch else None
     server = make_server(create_app(predictor, limits, batcher), host=args.host, port=args.port, threads=args.threads,
                          limits=limits, connection_limit=args.connection_limit, channel_timeout=args.channel_timeout)

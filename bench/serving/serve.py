@@ -103,10 +103,28 @@ class UnreadableText(Exception):
         self.reason = reason
 
 
+SERVING_DEVICES = ("auto", "cpu", "cuda")
+
+
+def serving_device(asked: str) -> str:
+    """The torch device a checkpoint is served on: `auto` is the first CUDA GPU where there is one
+    (CUDA_VISIBLE_DEVICES decides which), else the CPU; `cuda` where none is visible is an error."""
+    import torch
+
+    if asked not in SERVING_DEVICES:
+        raise BenchError(f"unknown device {asked!r}; valid choices: {', '.join(SERVING_DEVICES)}")
+    if asked == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA GPU is visible to this process")
+    if asked == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return asked
+
+
 class Predictor:
     """A checkpoint loaded once, answering `predict(texts)` from any number of threads."""
 
-    def __init__(self, checkpoint: Path, precision: str = "fp32", torch_threads: int | None = None) -> None:
+    def __init__(self, checkpoint: Path, precision: str = "fp32", torch_threads: int | None = None,
+                 device: str = "auto") -> None:
         from bench.checkpoint import load_checkpoint, read_metadata
 
         read_metadata(checkpoint)  # a wrong folder fails here, before torch is imported
@@ -128,8 +146,11 @@ class Predictor:
         self.max_length = int(self.metadata.get("max_length") or self.tokenizer.model_max_length)
         self.cleaning: str | None = self.metadata.get("cleaning", UNRECORDED_CLEANING)
         self._clean = _cleaning_function(self.cleaning, checkpoint)
+        self.device = serving_device(device)
+        self.model.to(self.device)
         self.torch_threads = torch.get_num_threads()
-        self.inference_slots = max(1, usable_cores() // self.torch_threads)
+        # On a GPU one forward pass at a time: the GPU runs them one after another anyway.
+        self.inference_slots = 1 if self.device != "cpu" else max(1, usable_cores() // self.torch_threads)
         # One forward pass per `torch_threads` cores at a time; more would only oversubscribe them.
         self._slots = threading.BoundedSemaphore(self.inference_slots)
         # A fast (Rust) tokenizer is not safe to call from several threads at once when the call sets
@@ -194,11 +215,12 @@ class Predictor:
             with self._tokenize_lock:
                 batch = self.tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in index],
                                            return_tensors="pt")
+            batch = {key: value.to(self.device) for key, value in batch.items()}
             with self._slots, torch.inference_mode(), torch.autocast(
-                "cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"
+                torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
             ):
                 logits = self.model(**batch).logits
-            out[index] = torch.softmax(logits.float(), dim=-1).numpy()
+            out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
 
     def predict_cleaned(self, texts: list[str]) -> list[dict[str, Any]]:
@@ -230,6 +252,7 @@ class Predictor:
             "trained_with": meta.get("packages", {}),
             "serving": {
                 "precision": self.precision,
+                "device": self.device,
                 "torch_threads": self.torch_threads,
                 "inference_slots": self.inference_slots,
                 "packages": package_versions(SERVING_PACKAGES),

@@ -163,15 +163,21 @@ def test_every_cell_without_numbers_is_listed_with_its_reason(report):
 def test_verdict_names_the_fastest_and_judges_spread(report):
     lines = report.workloads[0].verdict
     assert lines[0].startswith("**Fastest to target:** gru · cpu-ddp2 · fp32: 7.50 s")
-    assert "inconclusive: seed ranges overlap" in lines[0]  # ddp2 [6, 9] touches 1proc [9, 30]
+    # Issue 15 replaced the min-max rule with a 95% interval of the ratio: ddp2 [6, 9] touches 1proc
+    # [9, 30], which the old rule called inconclusive; the interval of the median ratio excludes 1.
+    assert "(slower: 1.73x [1.12–4.00], n = 5 vs 4)" in lines[0]
     assert any(line.startswith("**Least memory:** gru · cpu-1proc · bf16: 380 MB") for line in lines)
     bf16 = next(line for line in lines if line.startswith("**cpu-1proc bf16**"))
-    assert "1.62x slower to target" in bf16 and "test f1 lower (0.510 vs 0.550, seed ranges apart)" in bf16
+    # 2 bf16 seeds inside the reference's range: 1.62x slower by the medians, but no difference measured
+    assert "time-to-target 21.0 s vs 13.0 s: no difference measured (n = 2 vs 5; 1.62x [" in bf16
+    assert "test f1: worse (0.510 vs 0.550; 0.93x [" in bf16
     ddp = next(line for line in lines if line.startswith("**cpu-ddp2 fp32**"))
-    assert "test f1 unchanged within seed spread" in ddp and "scaling efficiency 90% over 2 processes" in ddp
+    assert "1.73x faster to target" in ddp
+    assert "test f1 0.550 vs 0.550: no difference measured (n = 5 vs 5;" in ddp and "scaling efficiency 90% over 2 processes" in ddp
     assert any("cpu-1proc fp16" in line and "1 unsupported" in line for line in lines)
     beta = report.workloads[1].verdict
     assert any("CUDA max allocated per rank 600 vs 1,000 MB" in line for line in beta)  # GPU: ranks by CUDA memory
+    assert any("one seed on a side, no interval: 0.50x, n = 1 vs 1" in line for line in beta)
 
 
 # ---------------------------------------------------------------------------------------------

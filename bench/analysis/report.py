@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -240,15 +241,21 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "cuda_max_allocated_mb": [t.memory.cuda_max_allocated_mb_max for t in typed],
         "cuda_max_reserved_mb": [t.memory.cuda_max_reserved_mb_max for t in typed],
         "flops_per_sample": [t.flops_per_sample for t in typed],
+        "cell_wall_s": [t.cell_wall_s for t in typed],
+        "step_time_median_s": [t.timings.step_time_median_s for t in typed],
+        "compile_s": [knob_figure(r, "compile", "compile_s") for r in trained],
         "mfu_measured": [mfu(r, peaks, "measured") for r in trained],
         "mfu_datasheet": [mfu(r, peaks, "datasheet") for r in trained],
         **quality,
     }
+    key = result_key(results[0]).without_seed()
     row: dict[str, Any] = {
         "kind": "accelerate",
+        "id": key.id,
         "workload": cell["workload"],
         "model": cell["variant"],
         "topology": cell["topology"],
+        "axes": dict(key.axes),
         "processes": processes,
         "device": device,
         "precision": cell["precision"],
@@ -271,6 +278,19 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
     return row
 
 
+def knob_figure(result: dict[str, Any], axis: str, name: str) -> float | None:
+    """A figure a knob records apart (`result["knobs"][axis][name]`, e.g. the compile time), or None.
+
+    Read from the result dict, not the typed model: `knobs` is newer than some readers of this
+    module, and a result without it (every result before the knob axes) simply has no such figure."""
+    knobs = result.get("knobs")
+    entry = knobs.get(axis) if isinstance(knobs, dict) else None
+    value = entry.get(name) if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _curve(result: dict[str, Any]) -> dict[str, Any]:
     """The target metric against training-clock seconds, as evaluated during training."""
     metric = result["target"]["metric"]
@@ -284,9 +304,12 @@ def _curve(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _find(rows: list[dict[str, Any]], model: str, device: str | None, precision: str, processes: int = 1):
+def _find(rows: list[dict[str, Any]], model: str, device: str | None, precision: str, processes: int = 1,
+          axes: dict[str, Any] | None = None):
+    """The trained row of that configuration with those knob axes (none turned: the defaults)."""
     for row in rows:
-        if (row["model"], row["device"], row["precision"], row["processes"]) == (model, device, precision, processes) and row["trained"]:
+        if ((row["model"], row["device"], row["precision"], row["processes"]) == (model, device, precision, processes)
+                and row["axes"] == (axes or {}) and row["trained"]):
             return row
     return None
 
@@ -297,8 +320,10 @@ def add_comparisons(rows: list[dict[str, Any]]) -> None:
     what the extra processes bought, not what the precision did)."""
     for row in rows:
         ref = _find(rows, row["model"], row["device"], REFERENCE_PRECISION)
-        single = _find(rows, row["model"], row["device"], row["precision"])
+        single = (_find(rows, row["model"], row["device"], row["precision"], axes=row["axes"])
+                  or _find(rows, row["model"], row["device"], row["precision"]))
         row["reference"] = f"{ref['topology']} {ref['precision']}" if ref else None
+        row["reference_id"] = ref["id"] if ref else None
         row["speedup_time_to_target"] = stats.speedup(
             ref["time_to_target_s"]["median"] if ref else None, row["time_to_target_s"]["median"]
         )
@@ -345,6 +370,7 @@ def _sort_key(row: dict[str, Any]) -> tuple:
         row["processes"] or 0,
         row["topology"],
         PRECISION_ORDER.get(row["precision"], 9),
+        sorted((name, str(value)) for name, value in row["axes"].items()),  # the default (no axes) first
     )
 
 
@@ -355,6 +381,7 @@ def _sort_key(row: dict[str, Any]) -> tuple:
 
 def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     """Read a run directory (or one result file) and compute every figure of its report."""
+    from bench.analysis.report_compare import add_intervals, knob_sections, reference_convergence
     from bench.analysis.report_verdict import verdict
 
     run_dir = Path(run_dir)
@@ -385,6 +412,9 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
             not_converged=[_listing(r) for r in train if r["status"] == "not_converged"],
             data=data_notes(cells),
         )
+        add_intervals(rows, report)  # every comparison as a ratio with its interval (report_compare.py)
+        report.convergence = reference_convergence(rows)
+        report.knobs = knob_sections(rows, report)
         report.verdict = verdict(report)
         workloads.append(report)
 

@@ -21,6 +21,10 @@ class WorkloadReport:
     baselines: list[dict[str, Any]] = field(default_factory=list)
     not_converged: list[dict[str, Any]] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)
+    convergence: list[dict[str, Any]] = field(default_factory=list)
+    """Samples-to-target of each configuration against its reference (report_compare.reference_convergence)."""
+    knobs: list[dict[str, Any]] = field(default_factory=list)
+    """Per knob axis: each configuration with it turned against the same with it at its default."""
     data: list[str] = field(default_factory=list)
     """What the cells read (file, SHA-256), and a **Different data** line where cells read different content."""
 

@@ -41,6 +41,33 @@ def fmt_ratio(value: float | None) -> str:
     return DASH if value is None else f"{value:.2f}x"
 
 
+def fmt_interval(value: float | None, judged: dict[str, Any] | None, invert: bool = False) -> str:
+    """A ratio with its 95% interval over seeds, '1.73x [1.12–4.00]' (just the ratio without one).
+    `invert`: the interval is of the reciprocal ratio (a speedup is reference time / this time)."""
+    text = fmt_ratio(value)
+    if value is None or not judged or judged.get("low") is None:
+        return text
+    low, high = (1 / judged["high"], 1 / judged["low"]) if invert else (judged["low"], judged["high"])
+    return f"{text} [{low:.2f}–{high:.2f}]"
+
+
+def fmt_axes(axes: dict[str, Any] | None) -> str:
+    """The knob axes away from their defaults, 'compile=inductor, grad_accum=4' (empty for none)."""
+    return ", ".join(f"{name}={value}" for name, value in sorted((axes or {}).items()))
+
+
+def fmt_judged(judged: dict[str, Any] | None) -> str:
+    """A comparison in a table cell: '0.80x [0.72–0.88] faster', '1.02x [0.91–1.10] no difference measured
+    (n = 3 vs 3)', '1.30x, one seed (n = 1 vs 1)', or a dash where one side has no numbers."""
+    if not judged or judged.get("ratio") is None:
+        return DASH
+    n = f"(n = {judged['n_candidate']} vs {judged['n_reference']})"
+    if judged.get("low") is None:
+        return f"{judged['ratio']:.2f}x, one seed {n}"
+    text = f"{judged['ratio']:.2f}x [{judged['low']:.2f}–{judged['high']:.2f}]"
+    return f"{text} {judged['verdict']}" + ("" if judged["conclusive"] else f" {n}")
+
+
 def fmt_percent(value: float | None) -> str:
     if value is None:
         return DASH
@@ -129,7 +156,7 @@ def busy_host_note(rows: list[dict[str, Any]]) -> str | None:
 def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
     keys = quality_keys(report, extra_metrics)
     labels = {k: q["label"] for row in report.rows + report.baselines for k, q in row["quality"].items()}
-    headers = ["model", "topology", "procs", "precision", *(labels[k] for k in keys), "converged",
+    headers = ["model", "topology", "procs", "precision", "knobs", *(labels[k] for k in keys), "converged",
                "time-to-target s", "TTT olympic s", "samples to target", "samples/s", "tokens/s", "speedup (TTT)",
                "throughput x", "scaling eff.", "RSS/rank MB", "CUDA alloc MB", "CUDA reserved MB",
                "MFU (measured peak)", "MFU (datasheet peak)", "note"]
@@ -137,6 +164,7 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
     for r in report.rows:
         rows.append([
             r["model"], r["topology"], DASH if r["processes"] is None else str(r["processes"]), r["precision"],
+            fmt_axes(r.get("axes")),
             *(fmt_range(r["quality"].get(k) or {}) for k in keys),
             f"{r['converged']}/{r['cells']}",
             fmt_seconds_range(r["time_to_target_s"]),
@@ -144,8 +172,8 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
             fmt_range(r["samples_to_target"], fmt, digits=0),
             fmt_range(r["samples_per_s"], fmt, digits=0),
             fmt_range(r["tokens_per_s"], fmt, digits=0),
-            fmt_ratio(r["speedup_time_to_target"]),
-            fmt_ratio(r["throughput_ratio"]),
+            fmt_interval(r["speedup_time_to_target"], (r.get("vs_reference") or {}).get("time_to_target_s"), invert=True),
+            fmt_interval(r["throughput_ratio"], (r.get("vs_reference") or {}).get("samples_per_s")),
             fmt_percent(r["scaling_efficiency"]),
             fmt_range(r["peak_rss_mb_per_rank_max"], fmt, digits=0),
             fmt_range(r["cuda_max_allocated_mb"], fmt, digits=0),
@@ -156,7 +184,7 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
         ])
     for b in report.baselines:
         rows.append([
-            f"{b['model']} (baseline)", "classical", DASH, DASH,
+            f"{b['model']} (baseline)", "classical", DASH, DASH, "",
             *(fmt_range(b["quality"].get(k) or {}) for k in keys),
             *[DASH] * 14,
             f"baseline, fit {fmt_seconds_range(b['fit_seconds'])} s"
@@ -164,6 +192,72 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
         ])
     keep = [i for i, h in enumerate(headers) if h in IDENTITY_COLUMNS or any(row[i] not in (DASH, "") for row in rows)]
     return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def convergence_lines(report: WorkloadReport) -> list[str]:
+    """The reference-convergence check (MLPerf RCP-style) as a table, with the flagged configurations named."""
+    if not report.convergence:
+        return []
+    rows = [[f"`{c['id']}`", c["converged"], fmt_range(c["samples_to_target"], fmt, digits=0),
+             fmt_range(c["reference_samples"], fmt, digits=0), fmt_judged(c),
+             "**needs more samples**" if c["flag"] else ""] for c in report.convergence]
+    flagged = [f"`{c['id']}`" for c in report.convergence if c["flag"]]
+    out = ["", "### Reference convergence", "",
+           "Samples to target (converged seeds) of each configuration against its reference, the single-process fp32 "
+           "run of the same model: a configuration whose 95% interval of the ratio lies above 1 needs significantly more "
+           "samples to reach the target (its precision, world size or knob changed the optimisation, not only the clock).",
+           "", tabulate(rows, headers=["configuration", "converged", "samples to target", "reference", "ratio [95% interval]",
+                                       "flag"], tablefmt="github", disable_numparse=True)]
+    if flagged:
+        out += ["", f"**Needs significantly more samples than the reference:** {', '.join(flagged)}."]
+    return out
+
+
+def _payback(entry: dict[str, Any]) -> list[str]:
+    """compile s, step off -> on, payback step: what the compile knob's table adds."""
+    pay = entry.get("payback")
+    if not pay:
+        return [DASH, DASH, "compile time not recorded" if entry.get("off_id") else DASH]
+    steps = f"{fmt(pay['step_off_s'] and pay['step_off_s'] * 1000, 1)} -> {fmt(pay['step_on_s'] and pay['step_on_s'] * 1000, 1)}"
+    if pay["never"]:
+        when = "never (compiled steps are not faster)"
+    elif pay["payback_steps"] is None:
+        when = "unknown (no step medians)"
+    else:
+        when = f"step {pay['payback_steps']:,.0f}"
+    return [fmt_seconds(pay["compile_s"]), steps, when]
+
+
+def knob_lines(report: WorkloadReport) -> list[str]:
+    """Per knob axis: each configuration with it turned against the same configuration at its default."""
+    out: list[str] = []
+    for section in report.knobs:
+        axis, entries = section["axis"], section["entries"]
+        first = next((e for e in entries if e.get("memory")), {})
+        memory = (first.get("memory") or {}).get("label", "peak memory per rank")
+        quality = next((e["quality"]["label"] for e in entries if e.get("quality")), "quality")
+        headers = ["configuration", f"against ({axis}={section['default']})", "time-to-target", "end to end (cell wall)",
+                   "samples/s", memory, quality]
+        if axis == "compile":
+            headers += ["compile s", "median step ms off -> on", "pays back at"]
+        rows = []
+        for e in entries:
+            if e.get("time_to_target_s") is None:
+                why = "no run of this configuration at the default" if e["off_id"] is None else "one side has no numbers"
+                rows.append([f"`{e['id']}`", f"`{e['off_id']}`" if e["off_id"] else DASH, why,
+                             *[DASH] * (len(headers) - 3)])
+                continue
+            rows.append([f"`{e['id']}`", f"`{e['off_id']}`",
+                         *(fmt_judged(e.get(k)) for k in ("time_to_target_s", "cell_wall_s", "samples_per_s", "memory", "quality")),
+                         *(_payback(e) if axis == "compile" else [])])
+        out += ["", f"### What turning it on did: {axis}", "",
+                f"Each configuration with `{axis}` away from its default against the same configuration with "
+                f"`{axis}={section['default']}` (its other axes as they are): the ratio on / off with its 95% interval over seeds.",
+                "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+        if axis == "compile":
+            out += ["", "Pays back at: the compile time (measured apart, `knobs.compile.compile_s`) divided by what "
+                    "compiling saves per step (median step off - median step on); never when compiled steps are not faster."]
+    return out
 
 
 def _target_line(report: WorkloadReport) -> str:
@@ -230,8 +324,9 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         + (f", run with `{meta['command']}`" if meta.get("command") else "")
         + (f"; {report.launch_seconds / 60:.1f} min of cell launches, end to end" if report.launch_seconds else "") + "."
     )
-    out.append("Figures are medians over seeds with [min–max] where there are several; "
-               "column meanings are in docs/report.md.")
+    out.append("Figures are medians over seeds with [min–max] where there are several; a comparison is a ratio with "
+               "its 95% bootstrap interval over seeds, called a difference only when the interval excludes 1; "
+               "column meanings and the statistics are in docs/report.md.")
     for w in report.workloads:
         out += ["", f"## {w.name}", "", _target_line(w), ""]
         for line in w.data:  # the data files read, and whether cells read different content
@@ -249,6 +344,7 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
                 best = c.get("best") or {}
                 reached = f"; best val {best['metric']} {fmt(best['value'])} vs target {best['target']}" if best else ""
                 out.append(f"- `{c['id']}`: {c['reason']}{reached}")
+        out += convergence_lines(w) + knob_lines(w)
         for title, filename in (plots or {}).get(w.name, []):
             out += ["", f"![{title}]({filename})"]
     out += ["", "## Cells without numbers", ""]
@@ -307,11 +403,15 @@ def flat_rows(report: Report) -> list[dict[str, Any]]:
                 "converged": r.get("converged", ""),
                 "statuses": ";".join(f"{k}:{v}" for k, v in (r.get("statuses") or {}).items()),
                 "reference": r.get("reference", ""),
+                "knobs": fmt_axes(r.get("axes")),
                 "speedup_time_to_target": r.get("speedup_time_to_target", ""),
                 "throughput_ratio": r.get("throughput_ratio", ""),
                 "scaling_efficiency": r.get("scaling_efficiency", ""),
                 "busy_host_cells": len(r.get("busy_host") or []),
             }
+            for name, judged in (r.get("vs_reference") or {}).items():  # ratio to the reference, 95% interval
+                row.update({f"{name}_ratio_{k}": judged.get(k) for k in ("ratio", "low", "high")}
+                           | {f"{name}_ratio_verdict": judged.get("verdict")})
             ttt = r.get("time_to_target_s") or {}
             row.update({f"time_to_target_s_{k}": ttt.get(k, "") for k in ("median", "min", "max", "olympic_mean")})
             for key in SUMMARY_FIELDS:

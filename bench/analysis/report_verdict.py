@@ -1,7 +1,9 @@
 """The answer a user came for: per workload, a few sentences at the top of the report.
 
-Each sentence names the figures it rests on and says when the seeds cannot support it: a claim is
-only made without a caveat when the seed ranges of the two sides are apart (bench/analysis/stats.py).
+Each sentence names the figures it rests on and the ratio with its 95% interval over seeds
+(bench/analysis/report_compare.py): "faster", "slower", "better", "worse", "more" or "less memory"
+only when the interval excludes 1; otherwise "no difference measured (n = a vs b)", or "one seed"
+when a side has a single seed.
 """
 
 from __future__ import annotations
@@ -9,17 +11,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench.analysis import stats
+from bench.analysis.report_compare import NO_NUMBERS, ONE_SEED, judge, memory_measure, quality_key
 from bench.analysis.report_render import fmt, fmt_seconds
 
 if TYPE_CHECKING:
     from bench.analysis.report_model import WorkloadReport
 
 
+def axes_text(row: dict[str, Any], sep: str = " · ") -> str:
+    """The knob axes a row's configuration has away from their defaults ("" for none)."""
+    return "".join(f"{sep}{name}={value}" for name, value in sorted(row.get("axes", {}).items()))
+
+
 def label(row: dict[str, Any]) -> str:
-    return f"{row['model']} · {row['topology']} · {row['precision']}"
+    return f"{row['model']} · {row['topology']} · {row['precision']}" + axes_text(row)
+
+
+def heading(row: dict[str, Any]) -> str:
+    return f"**{row['topology']} {row['precision']}{axes_text(row, ' ')}**"
 
 
 def spread_note(comparison: stats.Comparison) -> str:
+    """Words for the older min-max rule (stats.compare), kept for its callers."""
     return {
         "higher": "seed ranges apart",
         "lower": "seed ranges apart",
@@ -29,22 +42,39 @@ def spread_note(comparison: stats.Comparison) -> str:
     }[comparison.verdict]
 
 
-def quality_key(report: WorkloadReport, row: dict[str, Any]) -> str | None:
-    """The per-seed series the verdict judges quality by: the target metric on test, else on val."""
-    if not report.target:
-        return None
-    metric = report.target["metric"]
-    for split in ("test", report.target.get("split", "val")):
-        if f"{split}_{metric}" in row["per_seed"]:
-            return f"{split}_{metric}"
-    return None
+def ratio_text(judged: dict[str, Any]) -> str:
+    """'1.62x [1.40–1.90], n = 2 vs 5': the ratio, its 95% interval and the seeds on each side."""
+    n = f"n = {judged['n_candidate']} vs {judged['n_reference']}"
+    if judged["low"] is None:
+        return n if judged["ratio"] is None else f"{judged['ratio']:.2f}x, {n}"
+    return f"{judged['ratio']:.2f}x [{judged['low']:.2f}–{judged['high']:.2f}], {n}"
 
 
-def memory_measure(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """(row key, words) of the memory figure to rank by: CUDA allocated where any cell used a GPU."""
-    if any(row["cuda_max_allocated_mb"]["median"] for row in rows):
-        return "cuda_max_allocated_mb", "CUDA max allocated per rank"
-    return "peak_rss_mb_per_rank_max", "host peak RSS per rank"
+def interval_text(judged: dict[str, Any]) -> str:
+    """What an inconclusive comparison says: no difference measured, one seed, or no numbers."""
+    n = f"n = {judged['n_candidate']} vs {judged['n_reference']}"
+    if judged["verdict"] == NO_NUMBERS:
+        return f"no numbers on one side ({n})"
+    if judged["verdict"] == ONE_SEED:
+        return f"one seed on a side, no interval: {ratio_text(judged)}"
+    return f"no difference measured ({n}; {judged['ratio']:.2f}x [{judged['low']:.2f}–{judged['high']:.2f}])"
+
+
+def claim(what: str, figures: str, judged: dict[str, Any]) -> str:
+    """'<what>: <verdict> (<figures>; <ratio>)' when the interval excludes 1, else '<what> <figures>: no difference...'."""
+    if judged["conclusive"]:
+        return f"{what}: {judged['verdict']} ({figures}; {ratio_text(judged)})"
+    return f"{what} {figures}: {interval_text(judged)}"
+
+
+def time_claim(judged: dict[str, Any], seconds: float | None, reference_seconds: float | None) -> str:
+    """Time-to-target against a reference, as 'N.NNx faster/slower to target' only when the interval excludes 1."""
+    figures = f"{fmt_seconds(seconds)} s vs {fmt_seconds(reference_seconds)} s"
+    if judged["conclusive"]:
+        r = judged["ratio"]
+        pace = f"{1 / r:.2f}x faster" if r < 1 else f"{r:.2f}x slower"
+        return f"{pace} to target ({figures}; time ratio {ratio_text(judged)})"
+    return f"time-to-target {figures}: {interval_text(judged)}"
 
 
 def _fastest(rows: list[dict[str, Any]]) -> str | None:
@@ -58,8 +88,10 @@ def _fastest(rows: list[dict[str, Any]]) -> str | None:
     )
     if len(done) > 1:
         nxt = done[1]
-        cmp = stats.compare(nxt["per_seed"]["time_to_target_s_converged"], best["per_seed"]["time_to_target_s_converged"])
-        line += f"; next {label(nxt)} at {fmt_seconds(nxt['time_to_target_s']['median'])} s ({spread_note(cmp)})"
+        judged = judge(nxt["per_seed"]["time_to_target_s_converged"], best["per_seed"]["time_to_target_s_converged"],
+                       ("slower", "faster"))
+        line += f"; next {label(nxt)} at {fmt_seconds(nxt['time_to_target_s']['median'])} s ("
+        line += f"{judged['verdict']}: {ratio_text(judged)})" if judged["conclusive"] else f"{interval_text(judged)})"
     return line + "."
 
 
@@ -72,8 +104,9 @@ def _least_memory(rows: list[dict[str, Any]]) -> str | None:
     line = f"**Least memory:** {label(best)}: {fmt(best[key]['median'], 0)} MB {words}"
     if len(measured) > 1:
         nxt = measured[1]
-        cmp = stats.compare(nxt["per_seed"][key], best["per_seed"][key])
-        line += f"; next {label(nxt)} at {fmt(nxt[key]['median'], 0)} MB ({spread_note(cmp)})"
+        judged = judge(nxt["per_seed"][key], best["per_seed"][key], ("more memory", "less memory"))
+        line += f"; next {label(nxt)} at {fmt(nxt[key]['median'], 0)} MB ("
+        line += f"{judged['verdict']}: {ratio_text(judged)})" if judged["conclusive"] else f"{interval_text(judged)})"
     return line + "."
 
 
@@ -85,11 +118,12 @@ def _reference(report: WorkloadReport, row: dict[str, Any]) -> str:
     if key:
         parts.append(f"{row['quality'][key]['label']} {fmt(row['quality'][key]['median'])}")
     parts.append(f"{fmt(row['samples_per_s']['median'], 0)} samples/s")
-    return f"**{row['topology']} {row['precision']}** ({row['model']}) is the reference (single process, fp32): " + ", ".join(parts) + "."
+    return f"{heading(row)} ({row['model']}) is the reference (single process, fp32): " + ", ".join(parts) + "."
 
 
 def _against_reference(report: WorkloadReport, row: dict[str, Any], ref: dict[str, Any]) -> str:
-    head = f"**{row['topology']} {row['precision']}** ({row['model']}) vs {ref['topology']} {ref['precision']}: "
+    head = f"{heading(row)} ({row['model']}) vs {ref['topology']} {ref['precision']}: "
+    vs = row["vs_reference"]
     parts = []
     ttt, ref_ttt = row["time_to_target_s"]["median"], ref["time_to_target_s"]["median"]
     if not row["converged"]:
@@ -97,31 +131,20 @@ def _against_reference(report: WorkloadReport, row: dict[str, Any], ref: dict[st
     elif ref_ttt is None:
         parts.append(f"reached the target in {fmt_seconds(ttt)} s where the reference did not")
     else:
-        s = stats.speedup(ref_ttt, ttt)
-        pace = f"{s:.2f}x faster" if s >= 1 else f"{1 / s:.2f}x slower"
-        cmp = stats.compare(row["per_seed"]["time_to_target_s_converged"], ref["per_seed"]["time_to_target_s_converged"])
-        parts.append(f"{pace} to target ({fmt_seconds(ttt)} s vs {fmt_seconds(ref_ttt)} s; {spread_note(cmp)})")
-    key = quality_key(report, row)
-    if key and key in ref["per_seed"]:
-        a, b = row["quality"][key]["median"], ref["quality"][key]["median"]
-        cmp = stats.compare(row["per_seed"][key], ref["per_seed"][key])
-        name = row["quality"][key]["label"]
-        if cmp.verdict == "overlap":
-            parts.append(f"{name} unchanged within seed spread ({fmt(a)} vs {fmt(b)})")
-        elif cmp.conclusive:
-            parts.append(f"{name} {cmp.verdict} ({fmt(a)} vs {fmt(b)}, seed ranges apart)")
-        else:
-            parts.append(f"{name} {fmt(a)} vs {fmt(b)} ({spread_note(cmp)})")
+        parts.append(time_claim(vs["time_to_target_s"], ttt, ref_ttt))
+    quality = vs.get("quality")
+    if quality:
+        a, b = row["quality"][quality["key"]]["median"], ref["quality"][quality["key"]]["median"]
+        parts.append(claim(quality["label"], f"{fmt(a)} vs {fmt(b)}", quality))
     if row["throughput_ratio"] is not None:
-        parts.append(
-            f"throughput {row['throughput_ratio']:.2f}x ({fmt(row['samples_per_s']['median'], 0)} vs "
-            f"{fmt(ref['samples_per_s']['median'], 0)} samples/s)"
-        )
+        figures = f"{fmt(row['samples_per_s']['median'], 0)} vs {fmt(ref['samples_per_s']['median'], 0)} samples/s"
+        parts.append(claim("throughput", figures, vs["samples_per_s"]))
     if row["scaling_efficiency"] is not None:
         parts.append(f"scaling efficiency {row['scaling_efficiency']:.0%} over {row['processes']} processes")
-    key, words = memory_measure([row, ref])
-    if row[key]["median"] is not None and ref[key]["median"] is not None:
-        parts.append(f"{words} {fmt(row[key]['median'], 0)} vs {fmt(ref[key]['median'], 0)} MB")
+    memory = vs["memory"]
+    if row[memory["measure"]]["median"] is not None and ref[memory["measure"]]["median"] is not None:
+        figures = f"{fmt(row[memory['measure']]['median'], 0)} vs {fmt(ref[memory['measure']]['median'], 0)} MB"
+        parts.append(claim(memory["label"], figures, memory))
     return head + "; ".join(parts) + "."
 
 
@@ -156,16 +179,13 @@ def verdict(report: WorkloadReport) -> list[str]:
         for row in rows:
             if not row["trained"]:
                 counts = ", ".join(f"{n} {status}" for status, n in row["statuses"].items())
-                lines.append(f"**{row['topology']} {row['precision']}** ({row['model']}): no numbers ({counts}; "
+                lines.append(f"{heading(row)} ({row['model']}): no numbers ({counts}; "
                              "reasons under *Cells without numbers*).")
                 continue
-            ref = next(
-                (r for r in rows if f"{r['topology']} {r['precision']}" == row["reference"] and r["model"] == row["model"]),
-                None,
-            )
+            ref = next((r for r in rows if r["id"] == row.get("reference_id")), None)
             if ref is None:
                 if row["trained"]:
-                    lines.append(f"**{row['topology']} {row['precision']}** ({row['model']}): no single-process fp32 "
+                    lines.append(f"{heading(row)} ({row['model']}): no single-process fp32 "
                                  f"reference on {row['device']} in this run, so no speedup.")
                 continue
             if ref is row:

@@ -42,6 +42,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
                         help="save the model of the first training cell of each workload that supports it (unless it failed)")
+    parser.add_argument("--executor", choices=("local", "slurm"),
+                        help="where cells run: local (this host, the default) or slurm (one job per cell through "
+                             "submitit); also the matrix's executor: section (docs/cluster.md)")
+    parser.add_argument("--parallel", type=int, metavar="N",
+                        help="local executor: up to N cells at once, each pinned to its own cores and GPUs (default 1)")
+    parser.add_argument("--partition", help="slurm: the partition to submit to")
+    parser.add_argument("--account", help="slurm: the account to charge")
+    parser.add_argument("--qos", help="slurm: the quality of service")
+    parser.add_argument("--max-jobs", type=int, metavar="N", help="slurm: at most N jobs of the run at once (default 8)")
+    parser.add_argument("--sbatch", action="append", metavar="OPTION=VALUE",
+                        help="slurm: a further sbatch option (repeatable), e.g. --sbatch constraint=a100")
     parser.add_argument("--log-with", metavar="TRACKER",
                         help="also log each training cell (configuration, convergence curve, final metrics) to an "
                              f"Accelerate tracker: {', '.join(TRACKERS)}; local files under results/RUN_ID/trackers/ "
@@ -80,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         cells = _with_checkpoint(cells, args.save_checkpoint)
     if args.log_with:
         cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
+    options = _executor(args, run_dir)
     if args.dry_run:
         if args.resume:
             refuse_changed_cells(cells, run_dir)  # what the real resume would refuse
@@ -97,14 +109,51 @@ def run(args: argparse.Namespace) -> int:
     meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
             "filters": {"workload": args.workload, "config": args.config, "precision": args.precision},
             "seeds": args.seeds}
+    if options is not None:
+        meta["executor"] = options.describe()
     print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}", file=sys.stderr)
-    results = run_cells(cells, run_dir, meta)
+    results = run_cells(cells, run_dir, meta, options)
     print(summary_table(results))
     bad = [r for r in results if r["status"] in FAILED_STATUSES]
     # Summed over the cells' own launches: a resumed run counts its earlier cells too.
     launched_s = sum(r.get("cell_wall_s") or 0.0 for r in results)
     print(f"\n{len(results)} cells in {run_dir} ({launched_s / 60:.1f} min of launches); {len(bad)} failed or invalid")
     return 1 if bad else 0
+
+
+def _executor(args: argparse.Namespace, run_dir: Path):
+    """The executor options (None: the default, one local cell at a time), all checked before
+    anything is planned, launched or submitted: submitit and the partition for slurm, --parallel
+    against this host's cores and GPUs. A --resume keeps the executor its run was started with."""
+    from bench.harness.executor import executor_options, matrix_executor_section, parse_sbatch_options
+
+    recorded = _run_executor(run_dir) if args.resume else {}
+    section = {**matrix_executor_section(args.matrix), **{k: v for k, v in recorded.items() if k != "parallel"}}
+    cli = {"type": args.executor, "partition": args.partition, "account": args.account, "qos": args.qos,
+           "max_jobs": args.max_jobs, "sbatch": parse_sbatch_options(args.sbatch),
+           "parallel": args.parallel if args.parallel is not None else recorded.get("parallel")}
+    options = executor_options(section, cli, f"{args.matrix}: executor")
+    if options.type == "slurm":
+        from bench.harness.executor_slurm import check_cluster
+
+        check_cluster(options)
+        return options
+    if options.parallel > 1:
+        from bench.harness.executor_parallel import host_slots
+
+        host_slots(options.parallel, [str(i) for i in range(Host.detect().gpus)])
+        return options
+    return None
+
+
+def _run_executor(run_dir: Path) -> dict:
+    import json
+
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text()).get("executor")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:

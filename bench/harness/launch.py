@@ -14,8 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.harness.lifeline import die_with_parent
@@ -45,9 +48,19 @@ def launch_commands(
     out_file: Path,
     port: int | None = None,
     mllog_file: Path | None = None,
+    *,
+    gpus: list[str] | None = None,
+    cores: int | None = None,
+    main_ip: str = "127.0.0.1",
+    ranks_on_host: int | None = None,
 ) -> list[list[str]]:
     """The command line(s) that run a cell: one per node rank; one plain python for baselines.
-    A training cell given `mllog_file` writes its MLPerf log there (bench/harness/mlperf_log.py)."""
+    A training cell given `mllog_file` writes its MLPerf log there (bench/harness/mlperf_log.py).
+
+    The keywords serve the other executors (bench/harness/executor*.py): `gpus` and `cores` are
+    the slice of the host a pinned cell was given (default: the whole host); `main_ip` and
+    `ranks_on_host` are for nodes that really are separate hosts (a SLURM job: each node's
+    launcher shares its node's cores only among its own ranks)."""
     # Absolute: the launchers run in PROJECT_ROOT (see run_group), not in the user's folder.
     worker = ["-m", "bench.harness.worker", "--cell", str(Path(cell_file).absolute()), "--out", str(Path(out_file).absolute())]
     if topology is None:
@@ -57,7 +70,8 @@ def launch_commands(
     base = accelerate_executable()
     if base[-1] != "accelerate.commands.launch":
         base = [*base, "launch"]
-    node_gpus = gpus_per_loopback_node(topology)
+    node_gpus = gpus_per_loopback_node(topology, gpus)
+    ranks_here = ranks_on_host or topology.num_processes
     commands = []
     for machine_rank in range(topology.num_machines):
         cmd = [*base, "--config_file", str(topology.path), "--mixed_precision", ACCELERATE_PRECISION[precision]]
@@ -68,12 +82,12 @@ def launch_commands(
         if topology.use_cpu:
             # Share this host's cores fairly between all ranks that run on it. accelerate divides
             # by the ranks of ONE node, so two loopback "nodes" would each take every core.
-            cmd += ["--num_cpu_threads_per_process", str(threads_per_rank(topology.num_processes))]
+            cmd += ["--num_cpu_threads_per_process", str(threads_per_rank(ranks_here, cores))]
         if topology.num_processes > 1:
             # A fresh port per cell: a previous cell's rendezvous may still hold the YAML's port.
             cmd += ["--main_process_port", str(port or topology.main_process_port or 29500)]
         if topology.num_machines > 1:
-            cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", "127.0.0.1"]
+            cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", main_ip]
         commands.append(cmd + worker)
     return commands
 
@@ -89,13 +103,14 @@ def visible_gpus() -> list[str]:
     return [str(index) for index in range(torch.cuda.device_count())]
 
 
-def gpus_per_loopback_node(topology: Topology) -> list[list[str]] | None:
+def gpus_per_loopback_node(topology: Topology, given: list[str] | None = None) -> list[list[str]] | None:
     """For a multi-node GPU topology run on this one host: the disjoint slice of this process's
-    GPUs that each node rank gets. None when there is nothing to split (CPU, one node, or too few
-    GPUs, which the matrix has already turned into a skipped cell)."""
+    GPUs (or of those `given`, a pinned cell's) that each node rank gets. None when there is
+    nothing to split (CPU, one node, or too few GPUs, which the matrix has already turned into a
+    skipped cell)."""
     if topology.use_cpu or topology.num_machines < 2:
         return None
-    gpus, per_node = visible_gpus(), topology.processes_per_machine
+    gpus, per_node = (visible_gpus() if given is None else given), topology.processes_per_machine
     if len(gpus) < per_node * topology.num_machines:
         return None
     return [gpus[rank * per_node:(rank + 1) * per_node] for rank in range(topology.num_machines)]
@@ -110,9 +125,10 @@ def host_cores() -> int:
     return usable_cores()
 
 
-def threads_per_rank(ranks_on_host: int) -> int:
-    """Cores divided over the ranks that share the host (at least 1 thread each)."""
-    return max(1, host_cores() // ranks_on_host)
+def threads_per_rank(ranks_on_host: int, cores: int | None = None) -> int:
+    """Cores (the host's, or the `cores` a pinned cell was given) divided over the ranks that
+    share them (at least 1 thread each)."""
+    return max(1, (cores or host_cores()) // ranks_on_host)
 
 
 def launch_env(topology: Topology | None) -> dict[str, str]:
@@ -138,8 +154,29 @@ class Finished:
     seconds: float
 
 
-def run_group(commands: list[list[str]], env: dict[str, str], log_file: Path, timeout_s: float) -> Finished:
-    """Start all commands in one new process group; wait for them or kill the group at timeout."""
+def _start_pinned(cores: Sequence[int] | None) -> None:
+    """preexec of a launcher: die with the runner, and run on `cores` only (a pinned cell); the
+    launcher's children (torchrun, the workers) inherit the affinity."""
+    die_with_parent()
+    if cores:
+        os.sched_setaffinity(0, cores)
+
+
+def run_group(
+    commands: list[list[str]],
+    env: dict[str, str],
+    log_file: Path,
+    timeout_s: float,
+    *,
+    cores: Sequence[int] | None = None,
+    stop: threading.Event | None = None,
+    on_poll: Callable[[list[subprocess.Popen]], None] | None = None,
+) -> Finished:
+    """Start all commands in one new process group; wait for them or kill the group at timeout.
+
+    For cells run beside others (bench/harness/executor_parallel.py): `cores` pins every process
+    of the cell to those CPUs, `stop` set by another thread ends the cell as Ctrl-C does (signals
+    reach the main thread only), and `on_poll` sees the launchers at each poll."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     procs: list[subprocess.Popen] = []
@@ -158,11 +195,15 @@ def run_group(commands: list[list[str]], env: dict[str, str], log_file: Path, ti
                         stdin=subprocess.DEVNULL,
                         # first launcher leads a new group; the others join it
                         process_group=0 if i == 0 else procs[0].pid,
-                        preexec_fn=die_with_parent,
+                        preexec_fn=partial(_start_pinned, cores) if cores else die_with_parent,
                     )
                 )
             deadline = start + timeout_s
             while any(p.poll() is None for p in procs):
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
+                if on_poll is not None:
+                    on_poll(procs)
                 if time.monotonic() > deadline:
                     kill_group(procs)
                     return Finished([p.returncode for p in procs], True, False, time.monotonic() - start)

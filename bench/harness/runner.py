@@ -28,9 +28,10 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.harness.launch import format_command, free_port, launch_commands, launch_env, run_group, tail
+from bench.harness.executor import ExecutorOptions, collect_result, prepare_cell
+from bench.harness.launch import format_command, free_port, launch_commands, launch_env, run_group
 from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
-from bench.harness.measure import environment, load_average, usable_cores
+from bench.harness.measure import environment, load_average
 from bench.harness.mlperf_log import mllog_path
 from bench.harness.peak import measure_peak_flops
 from bench.harness.topology import load_topology
@@ -70,8 +71,10 @@ def print_dry_run(planned: list[dict[str, Any]]) -> None:
     print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
 
 
-def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run every cell not yet completed in `run_dir`; return all results in cell order."""
+def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
+              options: ExecutorOptions | None = None) -> list[dict[str, Any]]:
+    """Run every cell not yet completed in `run_dir`; return all results in cell order. `options`
+    other than the default (one local cell at a time) hand the launches to another executor."""
     host = Host.detect()
     refuse_changed_cells(cells, run_dir)
     planned = plan(cells, run_dir, host)
@@ -83,7 +86,10 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[di
         if not (run_dir / "run.json").exists():
             # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
             write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
-        for item in planned:
+        elsewhere = options is not None and (options.type != "local" or options.parallel > 1)
+        if elsewhere:
+            interrupted = _run_elsewhere(planned, run_dir, options, results, bar)
+        for item in [] if elsewhere else planned:
             cell: Cell = item["cell"]
             out = result_path(run_dir, cell.id)
             existing = _load_existing(out)
@@ -116,6 +122,47 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any]) -> list[di
         print(f"interrupted: {len(results)} of {len(planned)} cells kept in {run_dir}; continue with --resume {run_dir.name}")
         raise KeyboardInterrupt
     return [results[item["cell"].id] for item in planned if item["cell"].id in results]
+
+
+def _run_elsewhere(planned: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,
+                   results: dict[str, dict[str, Any]], bar: tqdm) -> bool:
+    """The completed and skipped cells here, the rest through the parallel or SLURM executor;
+    True when interrupted (Ctrl-C)."""
+    todo = []
+    for item in planned:
+        cell: Cell = item["cell"]
+        existing = _load_existing(result_path(run_dir, cell.id))
+        if existing and existing["status"] in COMPLETED:
+            results[cell.id] = existing  # --resume: done before, not run again
+            bar.update(1)
+        elif item["skip"]:
+            _done(results, bar, cell, make_result(cell.to_dict(), "skipped", item["skip"]), run_dir)
+        else:
+            todo.append(item)
+    if not todo:
+        return False
+
+    def on_done(cell: Cell, result: dict[str, Any]) -> None:
+        _done(results, bar, cell, result)
+
+    if options.type == "slurm":
+        from bench.harness.executor_slurm import run_on_slurm
+
+        return run_on_slurm(todo, run_dir, options, on_done, bar)
+    from bench.harness.executor_parallel import run_parallel
+
+    return run_parallel(todo, run_dir, options.parallel, on_done, bar)
+
+
+def _done(results: dict[str, dict[str, Any]], bar: tqdm, cell: Cell, result: dict[str, Any],
+          run_dir: Path | None = None) -> None:
+    """A cell's result is in: written here when `run_dir` is given (a skipped cell), else already."""
+    if run_dir is not None:
+        write_json_atomic(result_path(run_dir, cell.id), result)
+    results[cell.id] = result
+    bar.update(1)
+    wall = f" [{result['cell_wall_s']:.0f} s]" if result.get("cell_wall_s") is not None else ""
+    bar.write(f"{cell.id}: {_status_line(result)}{wall}")
 
 
 def _stopped_by(exc: OSError, run_dir: Path, total: int) -> str:
@@ -204,41 +251,17 @@ def _load_existing(path: Path) -> dict[str, Any] | None:
 
 
 def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | None:
-    cell_file = run_dir / "launch" / f"{cell.id}.json"
-    write_json_atomic(cell_file, cell.to_dict())
-    out.unlink(missing_ok=True)  # a failed result from an earlier try is replaced
-    log = run_dir / "logs" / f"{cell.id}.log"
-    log.unlink(missing_ok=True)
-    mllog = mllog_path(run_dir, cell.id)
-    mllog.unlink(missing_ok=True)  # like the result: an earlier try's log must not stand for this one
+    files = prepare_cell(cell, run_dir)
     port = free_port() if topology is not None and topology.num_processes > 1 else None
-    commands = launch_commands(topology, cell.precision, cell_file, out, port, mllog)
+    commands = launch_commands(topology, cell.precision, files.cell_file, out, port, files.mllog)
     # The host's load (1-, 5-, 15-min averages) as the cell starts and ends, beside the cores it may
     # use: a 1-min load above the cores means other work queued for them, and the cell's speed
     # figures are contaminated (the report marks it). The load counts the cell's own threads too.
     load_start = load_average()
-    finished = run_group(commands, launch_env(topology), log, cell.timeout_s)
+    finished = run_group(commands, launch_env(topology), files.log, cell.timeout_s)
     if finished.interrupted:
         return None
-    host_load = {"start": load_start, "end": load_average(), "cores": usable_cores()}
-    existing = _load_existing(out)
-    if existing is not None:
-        # Launch to exit, every process of the cell: what the cell cost the matrix, as opposed
-        # to the training clock inside it (imports, data, evaluation and teardown included).
-        existing["cell_wall_s"] = round(finished.seconds, 3)
-        existing["host_load"] = host_load
-        if finished.timed_out:  # written, then hung on the way out: the numbers stand
-            existing.setdefault("notes", []).append(f"processes killed at the {cell.timeout_s:g} s timeout after writing")
-        write_json_atomic(out, existing)
-        return existing
-    if finished.timed_out:
-        reason = f"timed out after {cell.timeout_s:g} s; all processes of the cell killed"
-    else:
-        reason = f"exit codes {finished.returncodes} and no result written"
-    result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(log), cell_wall_s=round(finished.seconds, 3),
-                         host_load=host_load)
-    write_json_atomic(out, result)
-    return result
+    return collect_result(cell, files, finished, load_start)
 
 
 def _status_line(result: dict[str, Any]) -> str:

@@ -1,0 +1,215 @@
+"""`bench run --parallel N`: up to N cells at once on one host, each pinned to its own slice of it.
+
+The host (the cores this process may use, `BENCH_CPU_CORES` of them at most, and its GPUs) is cut
+into N equal slots of disjoint cores and GPUs. A cell takes as many whole slots as it needs (a CPU
+cell one core per rank, a GPU cell one GPU per rank; a baseline one slot; never more than all N),
+and cells start in matrix order as slots come free, so two cells never share a core or a GPU.
+Each cell is pinned to its slots: GPUs through CUDA_VISIBLE_DEVICES, cores through the launcher's
+CPU affinity (inherited by every process under it) with `--num_cpu_threads_per_process` set to the
+slot's cores over the cell's ranks.
+
+What each result gets, in a top-level `placement` field (besides what the worker records):
+    executor, parallel     "local", N
+    slots, cores, gpus     what the cell was given
+    threads_per_rank       the threads each rank was told to use (the worker records torch's own)
+    observed_affinity      the CPU sets the cell's worker processes really had, read by the runner
+                           from /proc/<pid>/status while they ran
+    pinned                 true when every worker seen ran on the given cores only (false makes
+                           the cell `invalid`); null when no worker was seen
+    beside                 the ids of the cells that ran at the same time (empty: it ran alone)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.cells import Cell
+from bench.errors import BenchError
+from bench.harness.executor import CellFiles, collect_result, prepare_cell, read_result
+from bench.harness.launch import Finished, free_port, host_cores, launch_commands, launch_env, run_group
+from bench.harness.measure import load_average
+from bench.harness.topology import Topology
+from bench.results import write_json_atomic
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+    cores: tuple[int, ...]
+    gpus: tuple[str, ...]
+
+
+def host_slots(parallel: int, gpus: list[str]) -> list[Slot]:
+    """This host cut into `parallel` slots of disjoint cores and GPUs; refused (one line) when it
+    has fewer cores, or GPUs where it has any, than slots."""
+    cores = sorted(os.sched_getaffinity(0))[:host_cores()]
+    if parallel < 1:
+        raise BenchError(f"--parallel must be at least 1, got {parallel}")
+    if parallel > len(cores):
+        raise BenchError(f"--parallel {parallel} is more than the {len(cores)} core(s) this host gives bench "
+                         "(its CPU affinity, capped by BENCH_CPU_CORES); use at most --parallel "
+                         f"{len(cores)}")
+    if gpus and parallel > len(gpus):
+        raise BenchError(f"--parallel {parallel} is more than the {len(gpus)} GPU(s) of this host; "
+                         f"use at most --parallel {len(gpus)}")
+    per_core, per_gpu = len(cores) // parallel, len(gpus) // parallel
+    return [Slot(i, tuple(cores[i * per_core:(i + 1) * per_core]), tuple(gpus[i * per_gpu:(i + 1) * per_gpu]))
+            for i in range(parallel)]
+
+
+def slots_needed(topology: Topology | None, slot: Slot, parallel: int) -> int:
+    """Whole slots a cell needs: one core per CPU rank, one GPU per GPU rank (at most all of them)."""
+    if topology is None:
+        return 1
+    if topology.use_cpu:
+        need = math.ceil(topology.num_processes / len(slot.cores))
+    else:
+        need = math.ceil(topology.gpus_needed / max(1, len(slot.gpus)))
+    return max(1, min(parallel, need))
+
+
+@dataclass
+class _Running:
+    cell: Cell
+    slots: list[Slot]
+    start: float
+    end: float | None = None
+    affinity: set[tuple[int, ...]] = field(default_factory=set)
+
+
+def run_parallel(todo: list[dict[str, Any]], run_dir: Path, parallel: int,
+                 on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
+    """Run the planned cells `todo` up to `parallel` at once; True when interrupted (Ctrl-C)."""
+    import torch
+
+    gpus = [str(i) for i in range(torch.cuda.device_count())]
+    slots = host_slots(parallel, gpus)
+    free = list(slots)
+    pending = deque(todo)
+    running: dict[Future, _Running] = {}
+    spans: list[_Running] = []
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        try:
+            while pending or running:
+                # Matrix order: the next cell waits for enough free slots (no cell jumps the queue).
+                while pending and len(free) >= slots_needed(pending[0]["topology"], slots[0], parallel):
+                    item = pending.popleft()
+                    taken = [free.pop(0) for _ in range(slots_needed(item["topology"], slots[0], parallel))]
+                    span = _Running(item["cell"], taken, time.monotonic())
+                    spans.append(span)
+                    running[pool.submit(_run_pinned, item, run_dir, span, stop)] = span
+                bar.set_postfix_str(f"running {len(running)}, waiting {len(pending)}")
+                finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    span = running.pop(future)
+                    free = sorted(free + span.slots, key=lambda s: s.index)
+                    result = _finish(future.result(), span, spans, parallel)
+                    if result is not None:
+                        on_done(span.cell, result)
+        except KeyboardInterrupt:
+            stop.set()  # every running cell's group is killed by its own thread
+            wait(list(running))
+            return True
+    return False
+
+
+def _run_pinned(item: dict[str, Any], run_dir: Path, span: _Running,
+                stop: threading.Event) -> tuple[CellFiles, Finished, list[float] | None, int]:
+    cell: Cell = item["cell"]
+    topology: Topology | None = item["topology"]
+    cores = [c for slot in span.slots for c in slot.cores]
+    gpus = [g for slot in span.slots for g in slot.gpus]
+    files = prepare_cell(cell, run_dir)
+    port = free_port() if topology is not None and topology.num_processes > 1 else None
+    commands = launch_commands(topology, cell.precision, files.cell_file, files.out, port, files.mllog,
+                               gpus=gpus, cores=len(cores))
+    env = launch_env(topology)
+    env["BENCH_CPU_CORES"] = str(len(cores))
+    if topology is None:
+        env["OMP_NUM_THREADS"] = str(len(cores))  # a baseline cell: no accelerate to set it
+    if gpus or (topology is not None and not topology.use_cpu):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    threads = 0 if topology is None else max(1, len(cores) // topology.num_processes)
+    sample = _AffinitySampler(str(files.cell_file.absolute()), span.affinity)
+    load_start = load_average()
+    finished = run_group(commands, env, files.log, cell.timeout_s, cores=cores, stop=stop, on_poll=sample)
+    span.end = time.monotonic()
+    return files, finished, load_start, threads
+
+
+class _AffinitySampler:
+    """Reads, about once a second, the CPU affinity of the cell's worker processes (found by the
+    launch file their command line names): what the pinning really was, not what was asked."""
+
+    def __init__(self, cell_file: str, seen: set[tuple[int, ...]]) -> None:
+        self.cell_file, self.seen, self.last = cell_file, seen, 0.0
+
+    def __call__(self, procs: list) -> None:
+        if time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                if "bench.harness.worker" not in cmdline or self.cell_file not in cmdline:
+                    continue
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            allowed = next((line.split(":", 1)[1].strip() for line in status.splitlines()
+                            if line.startswith("Cpus_allowed_list:")), None)
+            if allowed:
+                self.seen.add(_cpu_list(allowed))
+
+
+def _cpu_list(text: str) -> tuple[int, ...]:
+    """'0-2,5' -> (0, 1, 2, 5), the kernel's list format."""
+    cpus: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return tuple(cpus)
+
+
+def _finish(outcome: tuple[CellFiles, Finished, list[float] | None, int], span: _Running,
+            spans: list[_Running], parallel: int) -> dict[str, Any] | None:
+    """The cell's result with its placement; None when the cell was interrupted."""
+    files, finished, load_start, threads = outcome
+    if finished.interrupted:
+        return None
+    cores = sorted(c for slot in span.slots for c in slot.cores)
+    beside = sorted(other.cell.id for other in spans if other is not span and other.start < (span.end or 0)
+                    and (other.end is None or other.end > span.start))
+    pinned = None if not span.affinity else all(set(seen) <= set(cores) for seen in span.affinity)
+    placement = {
+        "executor": "local", "parallel": parallel, "slots": [slot.index for slot in span.slots],
+        "cores": cores, "gpus": [g for slot in span.slots for g in slot.gpus],
+        "threads_per_rank": threads or None, "observed_affinity": sorted(list(s) for s in span.affinity),
+        "pinned": pinned, "beside": beside,
+    }
+    result = collect_result(span.cell, files, finished, load_start, {"placement": placement})
+    if pinned is False and result["status"] not in ("failed",):
+        result = _unpinned(result, placement, files)
+    return result
+
+
+def _unpinned(result: dict[str, Any], placement: dict[str, Any], files: CellFiles) -> dict[str, Any]:
+    """A cell that ran outside its cores shared them with its neighbours: its numbers do not stand."""
+    result = {k: v for k, v in result.items() if k != "metrics"}
+    result["status"] = "invalid"
+    result["reason"] = (f"pinned to cores {placement['cores']} but a worker ran on {placement['observed_affinity']}; "
+                        "it shared cores with the cells beside it")
+    write_json_atomic(files.out, result)
+    return read_result(files.out) or result

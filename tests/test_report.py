@@ -165,7 +165,7 @@ def test_verdict_names_the_fastest_and_judges_spread(report):
     assert lines[0].startswith("**Fastest to target:** gru · cpu-ddp2 · fp32: 7.50 s")
     # Issue 15 replaced the min-max rule with a 95% interval of the ratio: ddp2 [6, 9] touches 1proc
     # [9, 30], which the old rule called inconclusive; the interval of the median ratio excludes 1.
-    assert "(slower: 1.73x [1.12–4.00], n = 5 vs 4)" in lines[0]
+    assert "at 13.0 s: slower (1.73x [1.12–4.00], n = 5 vs 4)" in lines[0]
     assert any(line.startswith("**Least memory:** gru · cpu-1proc · bf16: 380 MB") for line in lines)
     bf16 = next(line for line in lines if line.startswith("**cpu-1proc bf16**"))
     # 2 bf16 seeds inside the reference's range: 1.62x slower by the medians, but no difference measured

@@ -77,6 +77,11 @@ def time_claim(judged: dict[str, Any], seconds: float | None, reference_seconds:
     return f"time-to-target {figures}: {interval_text(judged)}"
 
 
+def _next(judged: dict[str, Any]) -> str:
+    """The runner-up against the best: 'slower (1.73x [1.12–4.00], n = 5 vs 4)' or why no difference is called."""
+    return f"{judged['verdict']} ({ratio_text(judged)})" if judged["conclusive"] else interval_text(judged)
+
+
 def _fastest(rows: list[dict[str, Any]]) -> str | None:
     done = sorted((r for r in rows if r["converged"]), key=lambda r: r["time_to_target_s"]["median"])
     if not done:
@@ -90,8 +95,7 @@ def _fastest(rows: list[dict[str, Any]]) -> str | None:
         nxt = done[1]
         judged = judge(nxt["per_seed"]["time_to_target_s_converged"], best["per_seed"]["time_to_target_s_converged"],
                        ("slower", "faster"))
-        line += f"; next {label(nxt)} at {fmt_seconds(nxt['time_to_target_s']['median'])} s ("
-        line += f"{judged['verdict']}: {ratio_text(judged)})" if judged["conclusive"] else f"{interval_text(judged)})"
+        line += f"; next {label(nxt)} at {fmt_seconds(nxt['time_to_target_s']['median'])} s: {_next(judged)}"
     return line + "."
 
 
@@ -105,8 +109,7 @@ def _least_memory(rows: list[dict[str, Any]]) -> str | None:
     if len(measured) > 1:
         nxt = measured[1]
         judged = judge(nxt["per_seed"][key], best["per_seed"][key], ("more memory", "less memory"))
-        line += f"; next {label(nxt)} at {fmt(nxt[key]['median'], 0)} MB ("
-        line += f"{judged['verdict']}: {ratio_text(judged)})" if judged["conclusive"] else f"{interval_text(judged)})"
+        line += f"; next {label(nxt)} at {fmt(nxt[key]['median'], 0)} MB: {_next(judged)}"
     return line + "."
 
 

@@ -20,7 +20,9 @@ DPI = 110
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['model']} {row['topology']} {row['precision']}"
+    """A configuration's name on a plot, its knob axes included so that rows differing only in a knob differ."""
+    axes = "".join(f" {name}={value}" for name, value in sorted((row.get("axes") or {}).items()))
+    return f"{row['model']} {row['topology']} {row['precision']}{axes}"
 
 
 def _new_figure(height: float = 4.0) -> tuple[Figure, Any]:

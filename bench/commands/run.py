@@ -53,6 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jobs", type=int, metavar="N", help="slurm: at most N jobs of the run at once (default 8)")
     parser.add_argument("--sbatch", action="append", metavar="OPTION=VALUE",
                         help="slurm: a further sbatch option (repeatable), e.g. --sbatch constraint=a100")
+    parser.add_argument("--cluster", choices=("slurm", "local"),
+                        help="slurm: `local` runs the jobs through submitit's LocalExecutor on this host (the same "
+                             "code path, no cluster; for trying a matrix out and for tests)")
     parser.add_argument("--log-with", metavar="TRACKER",
                         help="also log each training cell (configuration, convergence curve, final metrics) to an "
                              f"Accelerate tracker: {', '.join(TRACKERS)}; local files under results/RUN_ID/trackers/ "
@@ -129,7 +132,7 @@ def _executor(args: argparse.Namespace, run_dir: Path):
 
     recorded = _run_executor(run_dir) if args.resume else {}
     section = {**matrix_executor_section(args.matrix), **{k: v for k, v in recorded.items() if k != "parallel"}}
-    cli = {"type": args.executor, "partition": args.partition, "account": args.account, "qos": args.qos,
+    cli = {"type": args.executor, "cluster": args.cluster, "partition": args.partition, "account": args.account, "qos": args.qos,
            "max_jobs": args.max_jobs, "sbatch": parse_sbatch_options(args.sbatch),
            "parallel": args.parallel if args.parallel is not None else recorded.get("parallel")}
     options = executor_options(section, cli, f"{args.matrix}: executor")

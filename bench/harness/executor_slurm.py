@@ -132,8 +132,10 @@ def run_cell_job(cell_dict: dict[str, Any], run_dir: str) -> dict[str, Any] | No
     finished = run_group(commands, launch_env(topology), log, cell.timeout_s)
     if job.node != 0:
         return None
-    placement = {"executor": "slurm", "job_id": str(job.job_id), "hostnames": job.hostnames,
-                 "cores": sorted(os.sched_getaffinity(0)), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    # What the job was really given on node 0 (its task's CPU affinity and GPUs), beside its id.
+    placement = {"executor": "slurm", "cluster": os.environ.get("SUBMITIT_EXECUTOR", "slurm"),
+                 "job_id": str(job.job_id), "hostnames": job.hostnames, "cores": sorted(os.sched_getaffinity(0)),
+                 "gpus": os.environ.get("CUDA_VISIBLE_DEVICES") or None}
     return collect_result(cell, files, finished, load_start, {"placement": placement})
 
 

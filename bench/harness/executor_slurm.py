@@ -130,7 +130,7 @@ def run_cell_job(cell_dict: dict[str, Any], run_dir: str) -> dict[str, Any] | No
     log = files.log if job.node == 0 else files.log.with_suffix(f".node{job.node}.log")
     load_start = load_average()
     finished = run_group(commands, launch_env(topology), log, cell.timeout_s)
-    if job.node != 0:
+    if job.node != 0 or finished.interrupted:  # cancelled (scancel, Ctrl-C): no result, as locally
         return None
     # What the job was really given on node 0 (its task's CPU affinity and GPUs), beside its id.
     placement = {"executor": "slurm", "cluster": os.environ.get("SUBMITIT_EXECUTOR", "slurm"),

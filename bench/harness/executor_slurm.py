@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ def run_cell_job(cell_dict: dict[str, Any], run_dir: str) -> dict[str, Any] | No
     if topology is not None and job.num_nodes > 1:
         # Really one launcher per node: rank = this node, rendezvous on the job's first host, on a
         # port derived from the job id (every node must name the same one, none can ask node 0).
-        port = 20000 + int(str(job.job_id).split("_")[0]) % 20000
+        # The whole id ("12345_7" in an array): two cells of one array may share a first host.
+        port = 20000 + zlib.crc32(str(job.job_id).encode()) % 20000
         commands = [launch_commands(topology, cell.precision, files.cell_file, files.out, port, files.mllog,
                                     main_ip=job.hostnames[0], ranks_on_host=topology.processes_per_machine)[job.node]]
     else:
@@ -165,7 +167,14 @@ def run_on_slurm(todo: list[dict[str, Any]], run_dir: Path, options: ExecutorOpt
             waiting.append(item)
     try:
         if options.cluster == "slurm":
-            jobs += _submit_arrays(waiting, run_dir, options, record)
+            try:
+                jobs += _submit_arrays(waiting, run_dir, options, record)
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                # sbatch refused a job (a bad account or option it alone knows): take back what
+                # was submitted, say why in one line.
+                _cancel(jobs + _recorded(record, waiting, options, folder), options, bar)
+                raise BenchError(f"sbatch refused the run's jobs ({str(exc).strip().splitlines()[-1][:300]}); "
+                                 "the jobs already submitted were cancelled") from None
             waiting = []
         while waiting or any(not job.done for job in jobs):
             if options.cluster == "local":  # no arrays: keep max_jobs running
@@ -203,6 +212,12 @@ def _submit_arrays(items: list[dict[str, Any]], run_dir: Path, options: Executor
             record[cell.id] = {"job_id": handle.job_id, "cluster": "slurm"}
         _write_jobs(run_dir / "slurm", record)
     return jobs
+
+
+def _recorded(record: dict[str, Any], items: list[dict[str, Any]], options: ExecutorOptions, folder: Path) -> list[_Job]:
+    """The jobs recorded for `items` (those of a submission that failed part-way)."""
+    return [_Job(item["cell"], record[item["cell"].id]["job_id"], _handle(options, folder, record[item["cell"].id]["job_id"]))
+            for item in items if item["cell"].id in record]
 
 
 def _submit(item: dict[str, Any], run_dir: Path, options: ExecutorOptions, record: dict[str, Any]) -> list[_Job]:

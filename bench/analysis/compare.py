@@ -9,10 +9,12 @@ precision) and aggregated over seeds. Each metric has a direction and a kind, an
   result's target says otherwise): a regression when the candidate misses the target the baseline met,
   or falls below the baseline by more than the baseline's own seed spread (max - min over seeds),
   never less than an absolute tolerance (the only allowance with a single seed).
-- speed and memory: a regression only when the relative change is past a per-metric threshold
-  AND significant given repeated measurements (one-sided Mann-Whitney U at level alpha). A
-  shared CPU makes timings noisy; the threshold says what size of change matters, the test says
-  whether it is more than noise. See `_significance` for which measurements are tested.
+- speed and memory: a regression only when the relative change of the medians over seeds is past
+  a per-metric threshold AND significant: with 2+ seeds on each side, when the 95% interval of the
+  ratio of medians over seeds (which carries the baseline's own spread) excludes 1; with one seed
+  on a side, by a one-sided Mann-Whitney U at level alpha over the repeated measurements there
+  are (per-step times). A shared CPU makes timings noisy; the threshold says what size of change
+  matters, the interval or test says whether it is more than noise. See `_significance`.
 
 Committed baselines live in results/baselines/<hardware-class>/ (one run's cells plus a
 baseline.json naming its hardware; the ones it replaced under history/). `find_baseline` picks one
@@ -39,6 +41,7 @@ from typing import Any
 from scipy.stats import mannwhitneyu
 from tabulate import tabulate
 
+from bench.analysis.stats import ratio_interval
 from bench.errors import BenchError
 from bench.results import (
     WITH_NUMBERS,
@@ -388,6 +391,10 @@ def _significance(
     """(p-value, significant?, how it was decided) for a change in the direction observed
     (`cand_larger`: the candidate's value of the metric is the larger one).
 
+    - With 2 or more seeds on each side: the 95% interval of the ratio of medians over seeds
+      (`_seed_interval`), which carries the baseline's own spread, decides; no p-value.
+    Otherwise, with a single seed on a side, as before seeds were aggregated:
+
     - Step-derived metrics (throughput, step time): the per-step times of all seeds are the
       repeated measurements; the test asks whether the candidate's steps are slower (faster).
     - Other metrics: the per-seed values, when there are enough seeds for the test to reach alpha.
@@ -397,6 +404,9 @@ def _significance(
     - With too few seeds, peak memory is judged on the threshold alone: a high-water mark of a
       seeded run repeats to within a few MB (440.0 vs 439.7 MB here), it is not a noisy clock.
     """
+    seeded = _seed_interval(metric, base, cand, cand_larger)
+    if seeded is not None:
+        return seeded
     step_base, step_cand = _step_times(base), _step_times(cand)
     if metric.per_step and step_base and step_cand:
         # Higher throughput means shorter steps: test the step times in the matching direction.
@@ -420,6 +430,27 @@ def _significance(
     if metric.kind == "memory":
         return None, True, "one measurement per side: threshold only (peak memory repeats closely)"
     return None, False, "too few measurements to test"
+
+
+def _seed_interval(
+    metric: Metric, base: list[dict[str, Any]], cand: list[dict[str, Any]], cand_larger: bool
+) -> tuple[None, bool, str] | None:
+    """Significance from the seeds themselves, when each side has 2 or more values of the metric:
+    the change counts when the 95% interval of median(candidate) / median(baseline) lies wholly on
+    the side of 1 the medians moved to (bench.analysis.stats.ratio_interval). The interval's width
+    comes from the spread of the baseline's seeds and the candidate's, so a noisy baseline cell
+    asks for a larger change and a steady one for less. Pooled step times are not used here: they
+    are hundreds of values from each run, and what varies between runs (the host's load, the
+    seed's path) is exactly what they leave out. None with a single value on a side (the rules
+    that follow, unchanged, judge that)."""
+    base_vals = [v for v in map(metric.value, base) if v is not None]
+    cand_vals = [v for v in map(metric.value, cand) if v is not None]
+    interval = ratio_interval(cand_vals, base_vals) if len(base_vals) >= 2 and len(cand_vals) >= 2 else None
+    if interval is None:
+        return None
+    beyond = interval.low > 1 if cand_larger else interval.high < 1
+    return None, beyond, (f"95% interval of the median ratio {interval.ratio:.2f}x [{interval.low:.2f}-{interval.high:.2f}] "
+                          f"over {len(base_vals)} vs {len(cand_vals)} seeds {'excludes' if beyond else 'includes'} 1")
 
 
 def _listed(values: list[Any]) -> str:

@@ -1,0 +1,122 @@
+"""`bench compare` with several seeds per cell: seeds aggregated per CellKey.without_seed(), speed and
+memory judged by the 95% interval of the ratio of medians over seeds (the baseline's own spread).
+
+Built from the real fixture run of tests/test_compare.py (tests/fixtures/compare/run_a), its seeds
+made by scaling every clock figure by a chosen factor (a seed's run on a slower or faster moment).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.analysis.compare import IMPROVEMENT, NOISE, OK, REGRESSION, GateSettings, compare_results
+from bench.results import load_run
+from tests.conftest import run_cli
+
+RUN_A = Path(__file__).parent / "fixtures" / "compare" / "run_a"
+CELL = "maintenance-gru__cpu-1proc__fp32"
+SPEED = ("samples_per_s", "step_time_median_s", "time_to_target_s")
+
+
+def _seed(result: dict, seed: int, clock: float, memory: float = 1.0) -> dict:
+    """`result` as seed `seed`, every step `clock` times as long and its memory peak x `memory`."""
+    r = copy.deepcopy(result)
+    r["cell"]["seed"], r["cell"]["id"] = seed, f"{CELL}__s{seed}"
+    r["throughput"]["samples_per_s"] /= clock
+    for key in ("step_time_median_s", "step_time_p90_s", "time_to_target_s", "train_seconds"):
+        r["timings"][key] *= clock
+    r["timings"]["step_times_s"] = [t * clock for t in r["timings"]["step_times_s"]]
+    r["memory"]["peak_rss_mb_max"] *= memory
+    return r
+
+
+@pytest.fixture(scope="module")
+def base_result() -> dict:
+    return load_run(RUN_A)[0]
+
+
+def _seeds(result: dict, clocks: list[float], slowdown: float = 1.0) -> list[dict]:
+    return [_seed(result, s, c * slowdown) for s, c in enumerate(clocks)]
+
+
+def _verdicts(base: list[dict], cand: list[dict]) -> dict[str, object]:
+    return {v.metric: v for v in compare_results(base, cand, GateSettings())}
+
+
+def test_two_runs_of_the_same_commit_with_three_seeds_pass(base_result) -> None:
+    verdicts = _verdicts(_seeds(base_result, [1.0, 1.06, 0.95]), _seeds(base_result, [1.03, 0.97, 1.08]))
+    assert not any(v.verdict == REGRESSION for v in verdicts.values())
+    assert all(verdicts[m].verdict == OK for m in SPEED)
+
+
+def test_a_30_percent_slowdown_over_three_seeds_is_a_regression_with_its_interval(base_result) -> None:
+    verdicts = _verdicts(_seeds(base_result, [1.0, 1.06, 0.95]), _seeds(base_result, [1.03, 0.97, 1.08], 1 / 0.7))
+    for metric in SPEED:
+        v = verdicts[metric]
+        assert v.verdict == REGRESSION, (metric, v.why)
+        assert "95% interval of the median ratio" in v.why and "over 3 vs 3 seeds excludes 1" in v.why
+        assert v.p_value is None
+    assert verdicts["samples_per_s"].change == "-32.0%"  # medians: 0.7 / 1.03 against 1 / 1.0
+
+
+def test_a_speedup_over_seeds_is_an_improvement(base_result) -> None:
+    verdicts = _verdicts(_seeds(base_result, [1.0, 1.06, 0.95]), _seeds(base_result, [1.03, 0.97, 1.08], 0.5))
+    assert verdicts["samples_per_s"].verdict == IMPROVEMENT
+
+
+def test_a_change_inside_the_baselines_own_spread_is_not_significant(base_result) -> None:
+    # The baseline's seeds spread 0.8x-1.6x: a candidate 35% slower by the medians is within it.
+    verdicts = _verdicts(_seeds(base_result, [0.8, 1.0, 1.6]), _seeds(base_result, [1.35, 1.3, 1.4]))
+    assert verdicts["samples_per_s"].verdict == NOISE
+    assert "includes 1" in verdicts["samples_per_s"].why
+    assert not any(v.verdict == REGRESSION for v in verdicts.values())
+
+
+def test_one_slow_baseline_seed_of_five_does_not_make_the_cell_lenient(base_result) -> None:
+    # One of five baseline seeds ran 60% slow. Saved alone, as one-seed baselines were, it would
+    # let a candidate 70% slower than the others pass (+6% against it); with five seeds the medians
+    # hold the other four and the slowdown fails.
+    slow_seed = _seeds(base_result, [1.6])
+    cand = _seeds(base_result, [1.0, 1.02, 0.98, 1.01, 0.99], 1.7)
+    assert _verdicts(slow_seed, cand)["samples_per_s"].verdict == OK
+    base = _seeds(base_result, [1.0, 1.02, 0.98, 1.01, 1.6])
+    verdict = _verdicts(base, cand)["samples_per_s"]
+    assert verdict.verdict == REGRESSION and "5 vs 5 seeds excludes 1" in verdict.why
+    # A candidate no slower than that slow seed is within the baseline's own spread: not significant.
+    within = _verdicts(base, _seeds(base_result, [1.0, 1.02, 0.98, 1.01, 0.99], 1 / 0.7))["samples_per_s"]
+    assert within.verdict == NOISE
+
+
+def test_memory_over_seeds(base_result) -> None:
+    base = [_seed(base_result, s, 1.0, m) for s, m in enumerate((1.0, 1.001, 0.999))]
+    hungry = [_seed(base_result, s, 1.0, m * 1.3) for s, m in enumerate((1.0, 1.002, 0.998))]
+    assert _verdicts(base, hungry)["peak_rss_mb"].verdict == REGRESSION
+    assert _verdicts(base, base)["peak_rss_mb"].verdict == OK
+
+
+def test_one_seed_against_several_keeps_the_single_seed_rules(base_result) -> None:
+    # Fewer than 2 seeds on a side: no interval; the step times are tested as before.
+    verdicts = _verdicts([_seed(base_result, 0, 1.0)], _seeds(base_result, [1.03, 0.97, 1.08], 1 / 0.7))
+    assert verdicts["samples_per_s"].verdict == REGRESSION
+    assert "Mann-Whitney U" in verdicts["samples_per_s"].why and verdicts["samples_per_s"].p_value is not None
+
+
+def _write_run(folder: Path, results: list[dict]) -> Path:
+    (folder / "cells").mkdir(parents=True)
+    for r in results:
+        (folder / "cells" / f"{r['cell']['id']}.json").write_text(json.dumps(r))
+    return folder
+
+
+def test_cli_gate_with_a_baseline_of_several_seeds(base_result, tmp_path: Path) -> None:
+    base = _write_run(tmp_path / "base", _seeds(base_result, [1.0, 1.06, 0.95]))
+    same = _write_run(tmp_path / "same", _seeds(base_result, [1.03, 0.97, 1.08]))
+    slow = _write_run(tmp_path / "slow", _seeds(base_result, [1.03, 0.97, 1.08], 1 / 0.7))
+    passed = run_cli("compare", str(base), str(same))
+    assert passed.returncode == 0 and "**PASS**" in passed.stdout, passed.stdout + passed.stderr
+    failed = run_cli("compare", str(base), str(slow))
+    assert failed.returncode == 1 and "**FAIL**" in failed.stdout and "over 3 vs 3 seeds excludes 1" in failed.stdout

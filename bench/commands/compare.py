@@ -59,7 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="absolute drop of a quality metric always allowed; the whole allowance with one seed "
                              f"(default {DEFAULT_QUALITY_TOLERANCE:g})")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                        help=f"significance level of the one-sided Mann-Whitney U test (default {DEFAULT_ALPHA:g})")
+                        help=f"significance level of the one-sided Mann-Whitney U test, used where a side has one seed; "
+                             f"with 2+ seeds on each side the 95%% interval over seeds decides (default {DEFAULT_ALPHA:g})")
     parser.add_argument("--any-hardware", action="store_true",
                         help="judge speed and memory even when the runs' hardware does not match (cores, CPU precision flags, GPUs)")
     parser.add_argument("--recheck", action="store_true",

@@ -62,14 +62,13 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
         return recorded, "recorded in run.json when the run started, on the machine that ran the cells"
     if not measure:
         return None, "not recorded with the run and not measured (MFU omitted)"
-    from bench.harness.measure import hardware_class
-    from bench.harness.peak import measure_peak_flops
+    from bench.harness.peak import measure_peak_flops_apart  # in a child process: the report imports no torch
 
-    here = hardware_class()
+    here, peaks = measure_peak_flops_apart()
     there = environment.get("hardware_class")
     if there and there != here:
         return None, f"not recorded with the run, and this host ({here}) is not the run's ({there}); MFU omitted"
-    return measure_peak_flops(), "not recorded with the run: measured by `bench report` on this host, same hardware class as the run"
+    return peaks, "not recorded with the run: measured by `bench report` on this host, same hardware class as the run"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -110,10 +110,11 @@ def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cud
     return peaks
 
 
-def measure_peak_flops_apart(timeout_s: float = 300.0) -> dict[str, Any]:
-    """`measure_peak_flops` in a short-lived child process, so that the caller (the long-lived
-    runner) never holds a CUDA context: on a GPU in exclusive-process mode a context held by the
-    runner makes every cell's rank 0 fail to get the device."""
+def measure_peak_flops_apart(timeout_s: float = 300.0) -> tuple[str, dict[str, Any]]:
+    """This host's hardware class and `measure_peak_flops`, from a short-lived child process, so
+    that the caller never imports torch nor holds a CUDA context: `bench report` stays light, and
+    on a GPU in exclusive-process mode a context held by the long-lived runner would make every
+    cell's rank 0 fail to get the device."""
     import json
     import subprocess
     import sys
@@ -125,7 +126,8 @@ def measure_peak_flops_apart(timeout_s: float = 300.0) -> dict[str, Any]:
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise BenchError(f"measuring the peak FLOP/s failed: {last[0]}")
-    return json.loads(done.stdout)
+    measured = json.loads(done.stdout)
+    return measured["hardware_class"], measured["peak_flops"]
 
 
 def write_run_record(path: str, command: str) -> None:
@@ -147,14 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     parser = argparse.ArgumentParser(prog="python -m bench.harness.peak", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the measured peaks as JSON")
+    parser.add_argument("--json", action="store_true", help="print this host's hardware class and measured peaks as JSON")
     parser.add_argument("--run-json", metavar="PATH", help="write run.json (environment and peaks) there unless it exists")
     parser.add_argument("--command", default="", help="the command to record in run.json")
     args = parser.parse_args(argv)
     if args.run_json:
         write_run_record(args.run_json, args.command)
     else:
-        print(json.dumps(measure_peak_flops()) if args.json else measure_peak_flops())
+        from bench.harness.measure import hardware_class
+
+        measured = {"hardware_class": hardware_class(), "peak_flops": measure_peak_flops()}
+        print(json.dumps(measured) if args.json else measured)
     return 0
 
 

@@ -161,6 +161,22 @@ def test_csv_carries_the_knobs_and_the_intervals(report):
     assert compiled["time_to_target_s_ratio_verdict"] == "faster"
 
 
+def test_a_configuration_that_never_converged_says_so(tmp_path):
+    (tmp_path / "cells").mkdir()
+    for seed in range(2):
+        on = result("cpu-1proc", "fp32", seed, {"grad_accum": 4}, BASE)
+        on.update(status="not_converged", samples_to_target=None)
+        on["timings"]["time_to_target_s"] = None
+        for r in (result("cpu-1proc", "fp32", seed, {}, BASE), on):
+            (tmp_path / "cells" / f"{r['cell']['id']}.json").write_text(json.dumps(r))
+    report = build_report(tmp_path, measure_peaks=False)
+    check = report.workloads[0].convergence[0]
+    assert not check["reached"] and not check["flag"] and check["verdict"] == "no numbers"
+    md = render_markdown(report)
+    assert "did not reach the target" in md.split("### Reference convergence")[1]
+    assert "target reached by 0/2 on, 2/2 off" in md.split("What turning it on did: grad_accum")[1]
+
+
 def test_a_run_without_knobs_has_no_knob_section(tmp_path):
     (tmp_path / "cells").mkdir()
     for seed in range(3):

@@ -120,7 +120,7 @@ def reference_convergence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        ("more samples", "fewer samples"))
         checks.append({"id": row["id"], "reference_id": ref["id"], "converged": f"{row['converged']}/{row['cells']}",
                        "samples_to_target": row["samples_to_target"], "reference_samples": ref["samples_to_target"],
-                       **judged, "flag": judged["conclusive"] and judged["ratio"] > 1})
+                       **judged, "flag": judged["conclusive"] and judged["ratio"] > 1, "reached": row["converged"] > 0})
     return checks
 
 
@@ -164,7 +164,9 @@ def knob_sections(rows: list[dict[str, Any]], report: WorkloadReport | None = No
             if axis not in row["axes"]:
                 continue
             off = _default_partner(rows, row, axis)
-            entry: dict[str, Any] = {"id": row["id"], "value": row["axes"][axis], "off_id": off["id"] if off else None}
+            entry: dict[str, Any] = {"id": row["id"], "value": row["axes"][axis], "off_id": off["id"] if off else None,
+                                     "converged": f"{row['converged']}/{row['cells']}",
+                                     "off_converged": f"{off['converged']}/{off['cells']}" if off else None}
             if off is not None and row["trained"] and off["trained"]:
                 entry.update(compare_rows(report, row, off))
                 if axis == "compile":

@@ -200,7 +200,8 @@ def convergence_lines(report: WorkloadReport) -> list[str]:
         return []
     rows = [[f"`{c['id']}`", c["converged"], fmt_range(c["samples_to_target"], fmt, digits=0),
              fmt_range(c["reference_samples"], fmt, digits=0), fmt_judged(c),
-             "**needs more samples**" if c["flag"] else ""] for c in report.convergence]
+             "**needs more samples**" if c["flag"] else "" if c["reached"] else "did not reach the target"]
+            for c in report.convergence]
     flagged = [f"`{c['id']}`" for c in report.convergence if c["flag"]]
     out = ["", "### Reference convergence", "",
            "Samples to target (converged seeds) of each configuration against its reference, the single-process fp32 "
@@ -247,8 +248,11 @@ def knob_lines(report: WorkloadReport) -> list[str]:
                 rows.append([f"`{e['id']}`", f"`{e['off_id']}`" if e["off_id"] else DASH, why,
                              *[DASH] * (len(headers) - 3)])
                 continue
-            rows.append([f"`{e['id']}`", f"`{e['off_id']}`",
-                         *(fmt_judged(e.get(k)) for k in ("time_to_target_s", "cell_wall_s", "samples_per_s", "memory", "quality")),
+            ttt = e["time_to_target_s"]
+            reached = (fmt_judged(ttt) if ttt.get("ratio") is not None
+                       else f"target reached by {e['converged']} on, {e['off_converged']} off")
+            rows.append([f"`{e['id']}`", f"`{e['off_id']}`", reached,
+                         *(fmt_judged(e.get(k)) for k in ("cell_wall_s", "samples_per_s", "memory", "quality")),
                          *(_payback(e) if axis == "compile" else [])])
         out += ["", f"### What turning it on did: {axis}", "",
                 f"Each configuration with `{axis}` away from its default against the same configuration with "

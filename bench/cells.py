@@ -111,10 +111,22 @@ class Cell:
     """Folder where the worker saves the trained model (workloads that support it)."""
     tracking: dict[str, str] | None = None
     """The Accelerate tracker the worker logs the cell to (`bench run --log-with`; bench/harness/trackers.py)."""
+    compile: str = "none"
+    """torch.compile through Accelerate's dynamo settings: "none" or "inductor" (docs/knobs.md)."""
+    grad_accum: int = 1
+    """Micro-steps per optimizer step (accelerator.accumulate); the global batch stays fixed."""
+    checkpointing: str = "off"
+    """Activation checkpointing of the model's blocks: "off" or "on" (workloads that can take it)."""
+
+    @property
+    def axes(self) -> tuple[tuple[str, AxisValue], ...]:
+        """The knob axes as (name, value) pairs, in AXIS_DEFAULTS order."""
+        return tuple((name, getattr(self, name)) for name in AXIS_DEFAULTS)
 
     @property
     def key(self) -> CellKey:
-        return CellKey(self.workload, self.variant, topology_label(self.topology), self.precision, self.seed, self.kind)
+        return CellKey(self.workload, self.variant, topology_label(self.topology), self.precision, self.seed, self.kind,
+                       self.axes)
 
     @property
     def id(self) -> str:
@@ -122,6 +134,11 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        # A knob at its default is left out, so that the cell files and results of every cell that
+        # existed before the knob axes read exactly as they did (from_dict restores the default).
+        for name, default in AXIS_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
         data["id"] = self.id
         return data
 

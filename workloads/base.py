@@ -181,6 +181,21 @@ class Workload(ABC):
         resolved offline), or None. Checked before launching, without loading any data."""
         return None
 
+    @classmethod
+    def knob_refusal(cls, variant: str, knobs: dict[str, Any]) -> str | None:
+        """Why this workload cannot take these knob values (docs/knobs.md), or None. Only activation
+        checkpointing depends on the model: a workload that has checkpointable blocks overrides
+        `checkpoint_blocks`."""
+        if knobs.get("checkpointing", "off") != "off" and cls.checkpoint_blocks is Workload.checkpoint_blocks:
+            return (f"checkpointing={knobs['checkpointing']}: workload {cls.name} ({variant}) has no blocks to "
+                    "checkpoint (activation checkpointing is for the transformer workload, sentiment)")
+        return None
+
+    def checkpoint_blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        """Turn activation checkpointing on in a freshly built model; return the checkpointed blocks
+        (whose forward must then run twice per training step). Refused by default (knob_refusal)."""
+        raise BenchError(f"workload {self.name} cannot checkpoint activations")
+
     @property
     def target(self) -> Target:
         return Target(self.target_metric, self.params.target)

@@ -15,12 +15,24 @@ A matrix file (bench/configs/matrix/NAME.yaml, or the path of your own):
         baselines: true         # also fit the classical reference models once per seed
         topologies: [...]       # optional per-workload override
         precisions: [...]       # optional per-workload override
+    compile: [none, inductor]   # the knob axes (docs/knobs.md), top level or per workload;
+    grad_accum: [1, 4]          # each defaults to its AXIS_DEFAULTS value alone
+    checkpointing: [off, on]
+    exclude:                    # drop the combinations that would say nothing; a rule matches a
+      - {compile: inductor, topology: cpu-ddp2}   # cell when every key it names matches (a list = any of)
+
+Cells are the product of variants, topologies, precisions and the knob axes, less the excluded ones.
+Refused before anything launches (one line, exit 2): an unknown axis value, a workload whose own
+list asks for a value that the exclude rules remove entirely, a knob the workload cannot take
+(checkpointing on an autoencoder or an RNN), a global batch that does not divide into
+processes x grad_accum micro-batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +40,19 @@ from typing import Any
 
 import yaml
 
-from bench.cells import Budget, Cell, is_config_path
+from bench.cells import AXIS_DEFAULTS, Budget, Cell, is_config_path, topology_label
 from bench.errors import BenchError, one_of
 from bench.harness.topology import PRECISIONS, Topology, load_topology
 from bench.paths import MATRIX_CONFIGS_DIR
 
 # `executor:` (where cells run: local, slurm) is read by the runner's executor, not here.
-MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads", "executor"}
-WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s"}
+AXES = tuple(AXIS_DEFAULTS)
+MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads", "executor",
+               "exclude", *AXES}
+WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s", "exclude", *AXES}
+AXIS_CHOICES: dict[str, tuple[str, ...]] = {"compile": ("none", "inductor"), "checkpointing": ("off", "on")}
+"""The values of the named knob axes; grad_accum takes any whole number >= 1."""
+RULE_KEYS = ("workload", "variant", "topology", "precision", *AXES)
 
 
 def available_matrices(directory: Path = MATRIX_CONFIGS_DIR) -> list[str]:
@@ -114,14 +131,89 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
             if p not in PRECISIONS:
                 raise one_of("precision", p, PRECISIONS)
         cell_timeout = _positive(wspec.get("timeout_s", timeout), f"{where}: timeout_s")
+        combos = knob_combinations(spec, wspec, workload, variants, topologies, precisions, where)
         for seed in seed_list:
-            for variant in variants:
-                for topology in topologies:
-                    for precision in precisions:
-                        cells.append(Cell(workload, variant, topology, precision, seed, budget, params, "train", cell_timeout))
+            for variant, topology, precision, knobs in combos:
+                cells.append(Cell(workload, variant, topology, precision, seed, budget, params, "train", cell_timeout, **knobs))
             if wspec.get("baselines", True):
                 cells.append(Cell(workload, "baselines", "host", "fp32", seed, budget, params, "baseline", cell_timeout))
     return cells
+
+
+def axis_values(name: str, raw: Any, where: str) -> list[Any]:
+    """The values an axis lists, each checked: an unknown value is refused with the valid ones."""
+    values = _listed(raw, where, name) if raw is not None else [AXIS_DEFAULTS[name]]
+    # YAML 1.1 reads a bare on/off as a boolean: `checkpointing: [off, on]` means the words.
+    values = [("on" if v else "off") if name == "checkpointing" and isinstance(v, bool) else v for v in values]
+    if not values:
+        raise BenchError(f"{where}: {name} needs at least one value")
+    for value in values:
+        if name == "grad_accum":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BenchError(f"{where}: grad_accum must be a whole number >= 1, got {value!r}")
+        elif value not in AXIS_CHOICES[name]:
+            raise BenchError(f"{where}: unknown {name} value {value!r}; valid choices: {', '.join(AXIS_CHOICES[name])}")
+    return values
+
+
+def _rules(raw: Any, where: str) -> list[dict[str, list[Any]]]:
+    """`exclude:` as a list of {key: [values]}; every key one of RULE_KEYS."""
+    rules = []
+    for i, rule in enumerate(_listed(raw, where, "exclude")):
+        if not isinstance(rule, dict) or not rule:
+            raise BenchError(f"{where}: exclude rule {i + 1} must be a mapping like {{compile: inductor, topology: cpu-ddp2}}")
+        unknown = set(rule) - set(RULE_KEYS)
+        if unknown:
+            raise BenchError(f"{where}: exclude rule {i + 1}: unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"valid: {', '.join(RULE_KEYS)}")
+        for key, value in rule.items():
+            values = value if isinstance(value, list) else [value]
+            rule[key] = axis_values(key, values, f"{where}: exclude rule {i + 1}") if key in AXES else values
+        rules.append(rule)
+    return rules
+
+
+def _excluded_by(rules: list[dict[str, list[Any]]], combo: dict[str, Any]) -> int | None:
+    """The number (1-based) of the first rule that matches the combination, or None."""
+    for i, rule in enumerate(rules):
+        if all(combo.get(key) in values for key, values in rule.items()):
+            return i + 1
+    return None
+
+
+def knob_combinations(spec: dict[str, Any], wspec: dict[str, Any], workload: str, variants: list[str],
+                      topologies: list[str], precisions: list[str], where: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(variant, topology, precision, knobs) for every combination the matrix keeps, checked."""
+    from workloads import workload_class
+
+    axes = {name: axis_values(name, wspec.get(name, spec.get(name)), where) for name in AXES}
+    rules = _rules(spec.get("exclude"), "exclude (top level)") + _rules(wspec.get("exclude"), where)
+    kept: list[tuple[str, str, str, dict[str, Any]]] = []
+    for variant, topology, precision, *values in itertools.product(variants, topologies, precisions, *axes.values()):
+        knobs = dict(zip(AXES, values, strict=True))
+        combo = {"workload": workload, "variant": variant, "topology": topology_label(topology), "precision": precision, **knobs}
+        if _excluded_by(rules, combo) is None:
+            kept.append((variant, topology, precision, knobs))
+    # A value the workload's own section lists is asked for explicitly: excluding all of it is a contradiction.
+    for name in ("topologies", "precisions", "variants", *AXES):
+        for value in axis_values(name, wspec[name], where) if name in AXES and name in wspec else \
+                _listed(wspec.get(name), where, name):
+            position = {"variants": 0, "topologies": 1, "precisions": 2}.get(name)
+            hit = [c for c in kept if (c[position] == value if position is not None else c[3][name] == value)]
+            if not hit:
+                raise BenchError(f"{where}: asks for {name}={value} but the matrix's exclude rules remove every such cell")
+    cls = workload_class(workload)
+    worlds = {t: load_topology(t).num_processes for t in topologies}
+    batches = {v: cls(variant=v, params=wspec.get("params") or {}).params.global_batch for v in variants}
+    for variant, topology, _precision, knobs in kept:
+        refusal = cls.knob_refusal(variant, knobs)
+        if refusal:
+            raise BenchError(f"{where}: {refusal} (exclude it, or list only the values it takes)")
+        world, batch = worlds[topology], batches[variant]
+        if batch % (world * knobs["grad_accum"]):
+            raise BenchError(f"{where}: global_batch {batch} does not divide into {world} process(es) x "
+                             f"grad_accum {knobs['grad_accum']} micro-batches")
+    return kept
 
 
 def _positive(value: Any, where: str) -> float:
@@ -208,6 +300,10 @@ def expected_verdict(cell: Cell, topology: Topology | None) -> str | None:
     """
     if topology is not None and topology.use_cpu and cell.precision == "fp16":
         return "unsupported (fp16 on CPU computes in fp32)"
+    if topology is not None and topology.use_cpu and topology.sharding:
+        return "unsupported (accelerate runs FSDP and DeepSpeed configs as plain DDP on the CPU: nothing sharded)"
+    if cell.compile != "none" and cell.workload == "maintenance":
+        return "unsupported (dynamo runs an RNN eagerly: nothing compiles)"
     return None
 
 
@@ -230,6 +326,8 @@ def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None
             return f"needs {topology.gpus_needed} GPU(s), found {host.gpus}"
         if cell.precision == "bf16" and not host.bf16_gpu:
             return "needs a GPU with bf16 support"
+    if topology.needs_deepspeed and importlib.util.find_spec("deepspeed") is None:
+        return "needs DeepSpeed, an optional extra: pip install 'accelerate-bench[deepspeed]'"
     if cell.precision == "fp8":
         if topology.use_cpu:
             return "fp8 needs a GPU (and torchao, transformer_engine or MS-AMP)"

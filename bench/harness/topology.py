@@ -42,6 +42,8 @@ class Expected:
     """Acceptable accelerate DistributedType names (e.g. ('MULTI_CPU',) or ('NO',))."""
     device: str  # "cpu" or "cuda"
     precision: str  # fp32 / bf16 / fp16 / fp8
+    sharding: dict[str, Any] | None = None
+    """What the config asks to shard (Topology.sharding), checked from what each rank holds."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,13 @@ class Topology:
     num_machines: int
     use_cpu: bool
     main_process_port: int | None
+    sharding: dict[str, Any] | None = None
+    """{"family": "fsdp"|"deepspeed", "version"/"stage", "shards": "params"|"optimizer", ...}; None for data parallel."""
+    enable_cpu_affinity: bool = False
+
+    @property
+    def needs_deepspeed(self) -> bool:
+        return bool(self.sharding and self.sharding["family"] == "deepspeed")
 
     @property
     def processes_per_machine(self) -> int:
@@ -66,9 +75,11 @@ class Topology:
 
     def expected(self, precision: str) -> Expected:
         if self.use_cpu:
+            # A sharding config on the CPU runs as MULTI_CPU too (accelerate turns FSDP and DeepSpeed
+            # on only off the CPU): the launch is valid, the sharding check then says what ran.
             types = ("MULTI_CPU",) if self.num_processes > 1 else ("NO",)
-        elif self.distributed_type == "FSDP":
-            types = ("FSDP",)
+        elif self.distributed_type in ("FSDP", "DEEPSPEED"):
+            types = (self.distributed_type,)
         else:
             types = ("MULTI_GPU",) if self.num_processes > 1 else ("NO",)
         return Expected(
@@ -76,6 +87,7 @@ class Topology:
             distributed_types=types,
             device="cpu" if self.use_cpu else "cuda",
             precision=precision,
+            sharding=self.sharding,
         )
 
     def describe(self) -> dict:
@@ -88,6 +100,9 @@ class Topology:
             "num_processes": self.num_processes,
             "num_machines": self.num_machines,
             "use_cpu": self.use_cpu,
+            # Only where set, so that the topology of every data-parallel result reads as before.
+            **({"sharding": self.sharding} if self.sharding else {}),
+            **({"enable_cpu_affinity": True} if self.enable_cpu_affinity else {}),
         }
 
 
@@ -139,7 +154,31 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
         num_machines=num_machines,
         use_cpu=bool(config.use_cpu),
         main_process_port=config.main_process_port,
+        sharding=sharding_of(distributed_type, config.fsdp_config or {}, config.deepspeed_config or {}),
+        enable_cpu_affinity=bool(config.enable_cpu_affinity),
     )
+
+
+def sharding_of(distributed_type: str, fsdp: dict[str, Any], deepspeed: dict[str, Any]) -> dict[str, Any] | None:
+    """What a config asks to shard. `shards` is what each rank must hold less of than the whole:
+    "params" (FSDP full shard / resharding, ZeRO-3) or "optimizer" (ZeRO-1/2, FSDP SHARD_GRAD_OP:
+    optimizer state sharded, parameters whole between steps)."""
+    if distributed_type == "FSDP":
+        version = int(fsdp.get("fsdp_version", 1))
+        if version == 2:
+            reshard = fsdp.get("fsdp_reshard_after_forward", True)
+            reshard = reshard if isinstance(reshard, bool) else str(reshard).lower() in ("true", "full_shard")
+            # FSDP2 keeps its parameters sharded as DTensors either way; resharding decides only
+            # whether they are gathered again for backward.
+            return {"family": "fsdp", "version": 2, "reshard_after_forward": reshard, "shards": "params"}
+        strategy = str(fsdp.get("fsdp_sharding_strategy", "FULL_SHARD"))
+        return {"family": "fsdp", "version": 1, "strategy": strategy,
+                "shards": "params" if strategy in ("FULL_SHARD", "1", "HYBRID_SHARD") else "optimizer"}
+    if distributed_type == "DEEPSPEED":
+        stage = int(deepspeed.get("zero_stage", 0))
+        return {"family": "deepspeed", "stage": stage, "shards": "params" if stage == 3 else "optimizer",
+                "gradient_clipping": deepspeed.get("gradient_clipping")}
+    return None
 
 
 # Keys whose value `accelerate config` itself writes off its own annotation (downcast_bf16: 'no').

@@ -338,6 +338,11 @@ class Result(Record):
     data: DataRecord = section(DataRecord)
     host_load: HostLoad = section(HostLoad)
     cell_wall_s: float | None = None
+    knobs: dict[str, Any] | None = not_null()
+    """What the knobs were seen doing (docs/knobs.md): compile {backend, graphs, recompiles, graph_breaks,
+    compile_s, cache}, grad_accum {steps, micro_steps, optimizer_steps, sync_on_last_only}, checkpointing
+    {recompute_forwards_per_step, peak_rss_mb_max}, sharding {per_rank, sharded, ...}, cpu_affinity
+    {asked, per_rank, no_op}; only the knobs a cell set, and cpu_affinity for every training cell."""
     stderr_tail: str | None = None
     non_finite: dict[str, str] | None = not_null()
 

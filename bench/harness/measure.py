@@ -322,3 +322,124 @@ def environment() -> dict[str, Any]:
         "git_commit": git_commit(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The knobs in effect while training (docs/knobs.md): accumulation, recomputation, compile
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KnobProbe:
+    """Counts what gradient accumulation and activation checkpointing really did during training.
+
+    - micro-steps, and optimizer steps as accelerate closed them (`accelerator.sync_gradients`
+      after a micro-step under `accumulate`);
+    - on several processes, the gradient all-reduces DDP really ran per micro-step, counted by a
+      DDP communication hook (the default all-reduce, wrapped): accumulation must run none on
+      every micro-step but the last of each optimizer step;
+    - the training forwards of one checkpointed block (a forward hook): with recomputation the
+      block runs its forward twice per micro-step, once more in backward.
+    """
+
+    micro_per_step: int = 1
+    micro_steps: int = 0
+    optimizer_steps: int = 0
+    allreduce_calls: int = 0
+    sync_pattern_ok: bool = True
+    """False once a micro-step broke "all-reduce on the last micro-step only"."""
+    watching_sync: bool = False
+    block_forwards: int = 0
+    watched_blocks: int = 0
+    prepared_type: str = ""
+    _loss_sum: Any = None
+    _tokens: int | None = None
+    _calls_before: int = 0
+
+    def watch_blocks(self, blocks: list[Any]) -> None:
+        if not blocks:
+            return
+        self.watched_blocks = len(blocks)
+
+        def count(module: Any, _inputs: Any, _output: Any) -> None:
+            if module.training:  # evaluation forwards (no_grad, eval mode) are not steps
+                self.block_forwards += 1
+
+        # The hook goes on the block's first submodule, not the block: transformers checkpoints a
+        # layer's `forward`, not its `__call__`, so the block's own hooks run once; what its forward
+        # calls (attention...) runs again when backward recomputes it.
+        inner = next(iter(blocks[0].children()), blocks[0])
+        inner.register_forward_hook(count)
+
+    def watch_sync(self, model: Any, micro: int) -> None:
+        """With accumulation on a DDP model: count its all-reduces through a comm hook."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.prepared_type = type(model).__name__  # OptimizedModule when accelerate compiled it
+        if micro == 1 or not isinstance(model, DistributedDataParallel):
+            return
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        def counted(state: Any, bucket: Any) -> Any:
+            self.allreduce_calls += 1
+            return allreduce_hook(state, bucket)
+
+        model.register_comm_hook(None, counted)
+        self.watching_sync = True
+
+    def after_micro_step(self, accelerator: Any, loss: Any, tokens: int | None) -> None:
+        self.micro_steps += 1
+        last = bool(accelerator.sync_gradients)
+        if self.watching_sync:
+            ran = self.allreduce_calls > self._calls_before
+            self.sync_pattern_ok &= ran == last
+            self._calls_before = self.allreduce_calls
+        if last:
+            self.optimizer_steps += 1
+        self._loss_sum = loss.float() if self._loss_sum is None else self._loss_sum + loss.float()
+        if tokens is not None:
+            self._tokens = (self._tokens or 0) + tokens
+
+    def optimizer_stepped(self, accelerator: Any) -> bool:
+        return self.micro_per_step == 1 or bool(accelerator.sync_gradients)
+
+    def step_loss(self, loss: Any) -> Any:
+        """The step's loss: the micro-step's own without accumulation, else the mean over the
+        micro-steps of the optimizer step once it is over."""
+        if self.micro_per_step == 1:
+            self._loss_sum = None
+            return loss
+        return self._loss_sum / self.micro_per_step if self._loss_sum is not None else loss
+
+    def take_tokens(self) -> int | None:
+        tokens, self._tokens, self._loss_sum = self._tokens, None, None
+        return tokens
+
+    def record(self, steps: int, step_times: StepTimes) -> dict[str, Any]:
+        """The result's `knobs` entries that training measured (compile and sharding are added by
+        the worker): only for knobs away from their default."""
+        out: dict[str, Any] = {}
+        if self.micro_per_step > 1:
+            out["grad_accum"] = {
+                "steps": self.micro_per_step, "micro_steps": self.micro_steps, "optimizer_steps": self.optimizer_steps,
+                "sync_on_last_only": self.sync_pattern_ok if self.watching_sync else None,
+                "allreduce_calls": self.allreduce_calls if self.watching_sync else None,
+            }
+        if self.watched_blocks:
+            out["checkpointing"] = {
+                "blocks": self.watched_blocks,
+                "recompute_forwards_per_step": self.block_forwards / max(self.micro_steps, 1),
+            }
+        out["compile_window"] = {**compile_seconds(step_times), "prepared_model": self.prepared_type}
+        return out
+
+
+def compile_seconds(step_times: StepTimes) -> dict[str, Any]:
+    """Compile time measured apart: the first (warm-up) steps minus as many steady steps (median)."""
+    steady = step_times.steady()[0]
+    first = step_times.seconds[: step_times.warmup] if len(step_times.seconds) > 2 * step_times.warmup else []
+    if not first or not steady:
+        return {"compile_s": None, "first_steps": len(first)}
+    median = float(np.median(steady))
+    return {"compile_s": max(0.0, float(sum(first)) - median * len(first)), "first_steps": len(first),
+            "first_steps_s": float(sum(first)), "steady_step_median_s": median}

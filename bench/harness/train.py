@@ -34,9 +34,13 @@ from bench.harness import measure
 from workloads.base import Splits, Target, Workload
 
 
-def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int) -> dict[str, Any]:
-    """Train until the target is met or the budget runs out; return what was measured."""
-    run = setup(accelerator, workload, splits, budget, seed)
+def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
+          checkpointing: bool = False) -> dict[str, Any]:
+    """Train until the target is met or the budget runs out; return what was measured.
+
+    A step is one optimizer step: with gradient accumulation (the Accelerator's
+    gradient_accumulation_steps = N) it is N micro-batches under `accelerator.accumulate`, timed as one."""
+    run = setup(accelerator, workload, splits, budget, seed, checkpointing)
     p, world = workload.params, accelerator.num_processes
     on_cuda = accelerator.device.type == "cuda"
     rss_window_reset = measure.reset_peak_rss()
@@ -49,11 +53,14 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         progress.epoch += 1
         tick = measure.now()
         for batch in run.train_loader:
-            loss = train_step(accelerator, workload, run.model, run.optimizer, run.scheduler, batch, p.grad_clip)
+            loss = micro_step(accelerator, workload, run, batch, p.grad_clip)
+            if not run.knobs.optimizer_stepped(accelerator):
+                continue  # a micro-step of an accumulation: the optimizer step is not over yet
             if on_cuda:
                 torch.cuda.synchronize()  # GPU work is asynchronous: close the step before reading the clock
             tock = measure.now()
-            progress.count_step(workload, batch, loss, tock - tick, world, step_times)
+            progress.count_step(workload, batch, loss, tock - tick, world * run.knobs.micro_per_step, step_times,
+                                run.knobs.take_tokens())
             if should_evaluate(progress.step, run.steps_per_epoch, p.eval_every_steps, budget.max_steps):
                 evaluate_and_decide(accelerator, workload, run, progress, budget)
                 if progress.done:
@@ -73,6 +80,19 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     final = workload.final_metrics(run.evaluate) if progress.status != "failed" else {}
     final_eval_s = measure.now() - final_start  # outside every clock above; reported for the cell's cost
     return summary(accelerator, workload, run, progress, step_times, memory, final, final_eval_s)
+
+
+def micro_step(accelerator: Accelerator, workload: Workload, run: Run, batch: Any, grad_clip: float | None) -> torch.Tensor:
+    """One micro-batch: the plain train_step without accumulation (every cell before the knob axes
+    ran exactly this), else inside `accelerator.accumulate`, which skips the gradient all-reduce
+    (DDP no_sync) and the optimizer step on every micro-step but the last of each group."""
+    if run.knobs.micro_per_step == 1:
+        loss = train_step(accelerator, workload, run.model, run.optimizer, run.scheduler, batch, grad_clip)
+    else:
+        with accelerator.accumulate(run.model):
+            loss = train_step(accelerator, workload, run.model, run.optimizer, run.scheduler, batch, grad_clip)
+    run.knobs.after_micro_step(accelerator, loss, workload.tokens_in(batch))
+    return run.knobs.step_loss(loss)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,27 +128,23 @@ class Run:
     steps_per_epoch: int
     per_process_batch: int
     flops_per_sample: float | None
+    knobs: measure.KnobProbe = field(default_factory=measure.KnobProbe)
+    """What the knobs did while training (accumulation, recomputation), for the verification."""
 
 
-def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int) -> Run:
+def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
+          checkpointing: bool = False) -> Run:
     """Loaders, model, AdamW and the schedule, prepared by Accelerate; FLOPs counted before that."""
     p = workload.params
     world = accelerator.num_processes
-    # Keep the global batch fixed so that every world size does the same optimisation; only the
-    # work per process shrinks. A batch that does not divide is refused rather than rounded.
-    if p.global_batch % world:
-        raise BenchError(f"global_batch {p.global_batch} does not divide over {world} processes")
-    per_process_batch = p.global_batch // world
-    # A seeded generator makes the shuffle order a function of the seed alone; accelerate then
-    # synchronises it across processes and hands each process its own shard of every batch.
-    train_loader = DataLoader(
-        splits.train,
-        batch_size=per_process_batch,
-        shuffle=True,
-        drop_last=True,  # every step sees exactly global_batch samples
-        collate_fn=workload.collate,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    micro = accelerator.gradient_accumulation_steps
+    # Keep the global batch fixed so that every world size (and accumulation) does the same
+    # optimisation; only the work per process and micro-step shrinks. A batch that does not divide
+    # is refused rather than rounded.
+    if p.global_batch % (world * micro):
+        raise BenchError(f"global_batch {p.global_batch} does not divide over {world} processes x {micro} micro-batches")
+    per_process_batch = p.global_batch // (world * micro)
+    train_loader = training_loader(workload, splits, p.global_batch, per_process_batch, micro, seed)
     eval_sets = {"train": splits.train, "val": splits.val, "test": splits.test, **splits.extra}
     eval_loaders = {
         name: DataLoader(ds, batch_size=p.eval_batch, shuffle=False, collate_fn=workload.collate)
@@ -137,8 +153,9 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
 
     model = workload.build_model()
     model.train()  # from_pretrained models come back in eval mode
+    blocks = workload.checkpoint_blocks(model) if checkpointing else []
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    steps_per_epoch = len(train_loader) // world  # before prepare: batches of the full dataset
+    steps_per_epoch = len(train_loader) // (world * micro)  # before prepare: batches of the full dataset
     if steps_per_epoch == 0:
         raise BenchError(f"the training split ({len(splits.train)} samples) is smaller than one global batch ({p.global_batch})")
     total_steps = budget.max_steps or steps_per_epoch * budget.max_epochs
@@ -152,13 +169,36 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     flops_per_sample = workload.flops_per_sample(
         model, workload.collate([splits.train[i] for i in range(min(per_process_batch, len(splits.train)))])
     )
+    knobs = measure.KnobProbe(micro_per_step=micro)
+    knobs.watch_blocks(blocks)  # after the FLOP count: only training forwards are counted
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
+    knobs.watch_sync(model, micro)
 
     def evaluate_split(split: str) -> dict[str, np.ndarray]:
         return evaluate(accelerator, workload, model, eval_loaders[split])
 
-    return Run(model, optimizer, scheduler, train_loader, evaluate_split, steps_per_epoch, per_process_batch, flops_per_sample)
+    return Run(model, optimizer, scheduler, train_loader, evaluate_split, steps_per_epoch, per_process_batch,
+               flops_per_sample, knobs)
+
+
+def training_loader(workload: Workload, splits: Splits, global_batch: int, per_process_batch: int, micro: int,
+                    seed: int) -> DataLoader:
+    """The training DataLoader of one process's micro-batches, before accelerate shards it.
+
+    A seeded generator makes the shuffle order a function of the seed alone; accelerate then
+    synchronises it across processes and hands each process its own shard of every batch.
+    With accumulation (micro > 1) each epoch draws a whole number of global batches at random
+    (RandomSampler with num_samples), so that every optimizer step has exactly `micro`
+    micro-batches: a tail shorter than one global batch would otherwise end the epoch on an
+    optimizer step of fewer micro-batches (accelerate syncs at the end of a loader)."""
+    if micro == 1:
+        return DataLoader(splits.train, batch_size=per_process_batch, shuffle=True,
+                          drop_last=True,  # every step sees exactly global_batch samples
+                          collate_fn=workload.collate, generator=torch.Generator().manual_seed(seed))
+    whole = len(splits.train) // global_batch * global_batch
+    sampler = torch.utils.data.RandomSampler(splits.train, num_samples=whole, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(splits.train, batch_size=per_process_batch, sampler=sampler, drop_last=True, collate_fn=workload.collate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,10 +221,13 @@ def train_step(
     with accelerator.autocast():
         loss = workload.loss(model, batch)
     accelerator.backward(loss)
-    if grad_clip:
+    # sync_gradients is always True without accumulation; with it, only on the last micro-step, where
+    # the gradients are whole: clip and schedule then (the prepared optimizer skips the other steps).
+    if grad_clip and accelerator.sync_gradients:
         accelerator.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    scheduler.step()
+    if accelerator.sync_gradients:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach()
 
@@ -233,12 +276,13 @@ class Progress:
     run_stop_unix: float = 0.0
 
     def count_step(self, workload: Workload, batch: Any, loss: torch.Tensor, seconds: float, world: int,
-                   step_times: measure.StepTimes) -> None:
-        """Add one finished step: its samples (global), tokens (this rank's), time and loss."""
+                   step_times: measure.StepTimes, tokens: int | None = None) -> None:
+        """Add one finished step: its samples (global; `world` counts every micro-batch of it),
+        tokens (this rank's, over its micro-batches; else the batch's), time and loss."""
         self.step += 1
         step_global = workload.samples_in(batch) * world
         self.samples_seen += step_global
-        tokens = workload.tokens_in(batch)
+        tokens = workload.tokens_in(batch) if tokens is None else tokens
         if tokens is not None:
             self.tokens_seen += tokens
         step_times.add(seconds, step_global)
@@ -340,7 +384,9 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
         "samples_seen": progress.samples_seen,
         "throughput": throughput,
         "flops_per_sample": run.flops_per_sample,
-        "batch": {"global": p.global_batch, "per_process": run.per_process_batch},
+        "batch": {"global": p.global_batch, "per_process": run.per_process_batch,
+                  **({"grad_accum": run.knobs.micro_per_step} if run.knobs.micro_per_step > 1 else {})},
+        "knobs": run.knobs.record(progress.step, step_times),
         "memory": memory,
         "curve": progress.curve,
         "wall_clock": {"run_start": progress.run_start_unix, "run_stop": progress.run_stop_unix},

@@ -196,3 +196,127 @@ def probe_model_precision(accelerator: Accelerator, workload: Workload, splits: 
     verdict = verify_model_precision(model_compute_dtypes(model, forward), precision, device)
     verdict.observed.update(kernels.observed)
     return verdict
+
+
+# ---------------------------------------------------------------------------------------------
+# The knobs (docs/knobs.md): each asked-for knob must be seen in effect, else `unsupported`
+# ---------------------------------------------------------------------------------------------
+
+
+def dynamo_stats() -> dict:
+    """What dynamo compiled in this process: graphs, recompiles (guard failures), graph breaks, and
+    the first reason it gave up on a frame (e.g. "Attempted to wrap RNN, GRU, or LSTM")."""
+    from torch._dynamo.utils import counters, guard_failures
+
+    unimplemented = list(counters.get("unimplemented", {}))
+    return {
+        "graphs": int(counters["stats"].get("unique_graphs", 0)),
+        "recompiles": sum(len(v) for v in guard_failures.values()),
+        "graph_breaks": int(sum(counters.get("graph_break", {}).values())),
+        "fallback": unimplemented[0].strip().splitlines()[0] if unimplemented else None,
+    }
+
+
+def verify_compile(asked: str, window: dict, stats: dict) -> tuple[Verdict, dict]:
+    """compile=inductor is in effect when accelerate compiled the prepared model (OptimizedModule)
+    and dynamo compiled at least one graph; an RNN, which dynamo runs eagerly, compiles none."""
+    record = {"backend": asked, **stats, "compile_s": window.get("compile_s"),
+              "prepared_model": window.get("prepared_model"), "first_steps": window.get("first_steps")}
+    if window.get("prepared_model") != "OptimizedModule":
+        return Verdict("unsupported", f"compile={asked} asked for but the prepared model is a "
+                       f"{window.get('prepared_model')}, not compiled by accelerate", {}), record
+    if stats["graphs"] < 1:
+        why = f": {stats['fallback']}" if stats.get("fallback") else ""
+        return Verdict("unsupported", f"compile={asked} asked for but dynamo compiled no graph, the model ran "
+                       f"eagerly{why}", {}), record
+    return Verdict(None, "", {}), record
+
+
+def verify_grad_accum(record: dict) -> Verdict:
+    """optimizer steps = micro-steps / N, and on several processes the all-reduce on the last
+    micro-step of each optimizer step only."""
+    n, micro, steps = record["steps"], record["micro_steps"], record["optimizer_steps"]
+    if micro != steps * n:
+        return Verdict("unsupported", f"grad_accum={n} asked for but {micro} micro-steps made {steps} optimizer steps "
+                       f"(expected {micro / n:g})", {})
+    if record.get("sync_on_last_only") is False:
+        return Verdict("unsupported", f"grad_accum={n} asked for but gradients were all-reduced on micro-steps other "
+                       "than the last of an optimizer step (no no_sync)", {})
+    return Verdict(None, "", {})
+
+
+def verify_checkpointing(record: dict) -> Verdict:
+    """Recomputation: a checkpointed block runs its forward twice per (micro-)step."""
+    per_step = record.get("recompute_forwards_per_step") or 0
+    if per_step < 2:
+        return Verdict("unsupported", f"checkpointing=on asked for but a checkpointed block ran {per_step:g} forward(s) "
+                       "per step (recomputation runs it twice)", {})
+    return Verdict(None, "", {})
+
+
+def rank_holdings(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
+    """Elements this rank holds: its local parameters (a DTensor's local shard, a ZeRO-3 partition)
+    and its optimizer state tensors."""
+    def local(t: torch.Tensor) -> int:
+        if hasattr(t, "ds_tensor"):  # DeepSpeed ZeRO-3: the parameter is a placeholder; its partition
+            return int(t.ds_tensor.numel())
+        return int(t.to_local().numel()) if hasattr(t, "to_local") else int(t.numel())
+
+    params = sum(local(p) for p in model.parameters())
+    state = 0
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the real one
+    for entry in getattr(inner, "state", {}).values():
+        state += sum(local(v) for v in entry.values() if isinstance(v, torch.Tensor) and v.dim() > 0)
+    return {"param_elements": params, "optimizer_state_elements": state}
+
+
+def verify_sharding(per_rank: list[dict], full_params: int, full_state: int, sharding: dict, distributed_type: str) -> Verdict:
+    """Sharding is in effect when what the config shards is held by each rank only in part
+    (at most 3/4 of the whole, which allows for unsharded small layers and padding)."""
+    world = len(per_rank)
+    key, full = (("param_elements", full_params) if sharding["shards"] == "params"
+                 else ("optimizer_state_elements", full_state))
+    largest = max(r[key] for r in per_rank)
+    observed = {"world": world, "full_param_elements": full_params, "full_optimizer_state_elements": full_state,
+                "per_rank": per_rank, "checked": key, "sharded": world > 1 and largest <= 0.75 * full}
+    if not observed["sharded"]:
+        what = f"{sharding['family']}" + (f" ZeRO-{sharding['stage']}" if "stage" in sharding else f" v{sharding.get('version')}")
+        return Verdict("unsupported", f"{what} sharding asked for but every rank holds {largest:,} of {full:,} "
+                       f"{key.replace('_', ' ')} (accelerate runs {distributed_type}: plain data parallel, nothing sharded)",
+                       {"sharding": observed})
+    return Verdict(None, "", {"sharding": observed})
+
+
+def probe_sharding(accelerator: Accelerator, workload: Workload, splits: Splits, sharding: dict) -> Verdict:
+    """Prepare a throwaway copy of the model and its optimizer as the cell will, take one step,
+    and count what each rank holds against the whole model (a collective: every rank calls it)."""
+    model = workload.build_model()
+    full_params = sum(p.numel() for p in model.parameters())
+    full_state = 2 * sum(p.numel() for p in model.parameters() if p.requires_grad)  # AdamW: exp_avg, exp_avg_sq
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    batch = to_device(workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))]), accelerator.device)
+    with accelerator.autocast():
+        loss = workload.loss(model, batch)
+    accelerator.backward(loss)
+    optimizer.step()
+    mine = rank_holdings(model, optimizer)
+    gathered = accelerator.gather(torch.tensor([[mine["param_elements"], mine["optimizer_state_elements"]]],
+                                               device=accelerator.device)).reshape(-1, 2).tolist()
+    per_rank = [{"param_elements": int(a), "optimizer_state_elements": int(b)} for a, b in gathered]
+    accelerator.free_memory(model, optimizer)  # accelerate's public way to drop what it prepared (nothing else yet)
+    return verify_sharding(per_rank, full_params, full_state, sharding, accelerator.distributed_type.name)
+
+
+def cpu_affinity(accelerator: Accelerator, asked: bool) -> dict:
+    """The cores each rank may really run on (os.sched_getaffinity), gathered; the knob is a no-op
+    where it was asked for and every rank still may run on every core of the host."""
+    mine = sorted(os.sched_getaffinity(0))
+    host = os.cpu_count() or len(mine)
+    width = host
+    padded = torch.full((width,), -1, dtype=torch.int64, device=accelerator.device)
+    padded[: len(mine)] = torch.tensor(mine[:width], dtype=torch.int64)
+    ranks = accelerator.gather(padded.unsqueeze(0)).reshape(-1, width).tolist()
+    per_rank = [[c for c in row if c >= 0] for row in ranks]
+    all_cores = all(len(r) == host for r in per_rank)
+    return {"asked": asked, "per_rank": per_rank, "host_cores": host, "no_op": bool(asked and all_cores)}

@@ -83,7 +83,7 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     from bench.harness.mlperf_log import write_mllog
     from bench.harness.topology import load_topology
     from bench.harness.train import train
-    from bench.harness.verify import probe_model_precision, verify
+    from bench.harness.verify import cpu_affinity, probe_model_precision, verify
     from workloads import make_workload
 
     # Only the process the launcher calls rank 0 writes. Ask the environment, not accelerate:
@@ -102,11 +102,13 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
         except BenchError as exc:
             refuse("failed", str(exc))
             raise
-    accelerator = Accelerator(**trackers.accelerator_kwargs(cell.tracking))
+    knobs = {"cache": cold_inductor_cache()} if cell.compile != "none" else {}
+    accelerator = Accelerator(**trackers.accelerator_kwargs(cell.tracking), **knob_kwargs(cell))
     verdict = verify(accelerator, topology.expected(cell.precision))
     if verdict.status:
         refuse(verdict.status, verdict.reason, observed=verdict.observed)
         return
+    knobs["cpu_affinity"] = cpu_affinity(accelerator, topology.enable_cpu_affinity)
 
     try:
         init_start, init_start_unix = time.perf_counter(), time.time()
@@ -121,8 +123,16 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
         if precision_verdict.status:
             refuse(precision_verdict.status, precision_verdict.reason, observed=verdict.observed)
             return
+        sharded = sharding_in_effect(accelerator, workload, splits, topology.sharding, knobs)
+        if sharded.status:  # no numbers from a cell that is not what it claims
+            refuse(sharded.status, sharded.reason, observed=verdict.observed, knobs=knobs)
+            return
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
-        outcome = train(accelerator, workload, splits, cell.budget, cell.seed)
+        outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on")
+        knob_verdict = knobs_in_effect(cell, outcome, knobs)
+        if knob_verdict.status:
+            refuse(knob_verdict.status, knob_verdict.reason, observed=verdict.observed, knobs=knobs)
+            return
     except BenchError as exc:
         # Data or configuration problems are the same on every rank; report them as the reason.
         refuse("failed", str(exc))
@@ -131,7 +141,7 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
     if accelerator.is_main_process:
         result = training_result(cell, workload, topology.describe(), verdict.observed, outcome, init, memory,
-                                 data_record(splits.info, data_files))
+                                 data_record(splits.info, data_files), knobs)
         write_json_atomic(out, result)  # the result first: a failed save must not lose it
         if mllog:
             write_mllog(mllog, result)
@@ -146,11 +156,77 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
     accelerator.end_training()
 
 
+def knob_kwargs(cell: Cell) -> dict[str, Any]:
+    """The Accelerator's own settings for the cell's knobs: torch.compile through accelerate's
+    dynamo plugin (dynamo_backend), accumulation through gradient_accumulation_steps."""
+    kwargs: dict[str, Any] = {}
+    if cell.compile != "none":
+        kwargs["dynamo_backend"] = cell.compile
+    if cell.grad_accum > 1:
+        kwargs["gradient_accumulation_steps"] = cell.grad_accum
+    return kwargs
+
+
+def cold_inductor_cache() -> str:
+    """A fresh inductor cache for this process, so that every compile cell pays a cold compile and
+    compile cells compare (a warm cache from an earlier cell would hide most of it). Set before
+    anything compiles; inductor reads it at its first compile. BENCH_INDUCTOR_CACHE=warm keeps the
+    user's cache instead."""
+    if os.environ.get("BENCH_INDUCTOR_CACHE") == "warm":
+        return "warm"
+    import tempfile
+
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
+    return "cold"
+
+
+def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: dict[str, Any] | None,
+                       knobs: dict[str, Any]) -> Any:
+    """For a sharding topology, what each rank holds of a prepared copy of the model (a collective);
+    recorded under knobs["sharding"]. A data-parallel topology passes."""
+    from bench.harness.verify import Verdict, probe_sharding
+
+    if not sharding:
+        return Verdict(None, "", {})
+    verdict = probe_sharding(accelerator, workload, splits, sharding)
+    knobs["sharding"] = {**sharding, **verdict.observed["sharding"]}
+    return verdict
+
+
+def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any]) -> Any:
+    """Each knob the cell asked for, checked in what training did (bench/harness/verify.py); fills
+    `knobs` with what was seen. The first knob not in effect makes the verdict."""
+    from bench.harness.verify import (
+        Verdict,
+        dynamo_stats,
+        verify_checkpointing,
+        verify_compile,
+        verify_grad_accum,
+    )
+
+    seen = outcome.get("knobs", {})
+    verdicts = []
+    if cell.compile != "none":
+        verdict, knobs["compile"] = verify_compile(cell.compile, seen.get("compile_window", {}), dynamo_stats())
+        knobs["compile"]["cache"] = knobs.pop("cache")
+        verdicts.append(verdict)
+    if cell.grad_accum > 1:
+        knobs["grad_accum"] = seen["grad_accum"]
+        verdicts.append(verify_grad_accum(knobs["grad_accum"]))
+    if cell.checkpointing == "on":
+        knobs["checkpointing"] = seen.get("checkpointing", {"recompute_forwards_per_step": 0})
+        verdicts.append(verify_checkpointing(knobs["checkpointing"]))
+    return next((v for v in verdicts if v.status), Verdict(None, "", {}))
+
+
 def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observed: dict[str, Any],
                     outcome: dict[str, Any], init: dict[str, float], memory: dict[str, Any],
-                    data: dict[str, Any]) -> dict[str, Any]:
+                    data: dict[str, Any], knobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The result of a training cell: the cell, what ran (workload, topology, observed), and what
-    `train` measured, with init time and every rank's memory added."""
+    `train` measured, with init time, every rank's memory and the knobs seen in effect added."""
+    knobs = knobs or {}
+    if "checkpointing" in knobs:  # what recomputation saves is the point of it: its memory beside its count
+        knobs["checkpointing"]["peak_rss_mb_max"] = memory.get("peak_rss_mb_max")
     return make_result(
         cell.to_dict(),
         outcome["status"],
@@ -171,6 +247,7 @@ def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observe
         # Dates (Unix seconds) of the cell's phases, for the MLPerf log; the timings are durations.
         wall_clock={"init_start": init["init_start"], "init_stop": init["init_stop"], **outcome["wall_clock"]},
         data=data,
+        knobs=knobs,
         environment=environment(),
     )
 

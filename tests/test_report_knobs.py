@@ -191,3 +191,12 @@ def test_cli_report_of_the_knob_run(run, tmp_path, capsys):
     assert main(["report", str(run), "--out", str(tmp_path), "--no-peak-measure"]) == 0
     md = (tmp_path / "report.md").read_text()
     assert "### What turning it on did: compile" in md and "### Reference convergence" in md
+
+
+def test_judge_words_one_seed_and_a_zero_reference():
+    from bench.analysis.report_compare import judge
+
+    assert judge([2.0, 2.1], [1.0, 1.05], ("slower", "faster"))["verdict"] == "slower"
+    assert judge([2.0], [1.0, 1.05], ("slower", "faster"))["verdict"] == "one seed"
+    zero = judge([0.5, 0.6], [0.0, 0.4], ("better", "worse"))
+    assert zero["verdict"] == "no numbers" and zero["ratio"] is None

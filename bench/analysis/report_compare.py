@@ -43,9 +43,9 @@ def judge(candidate: list[float | None], reference: list[float | None], words: t
     if interval is not None:
         out.update(ratio=interval.ratio, low=interval.low, high=interval.high, conclusive=interval.excludes_one)
         out["verdict"] = (words[0] if interval.ratio > 1 else words[1]) if interval.excludes_one else NO_DIFFERENCE
-    elif cand and ref and statistics.median(ref) > 0:
+    elif cand and ref and min(len(cand), len(ref)) < 2 and statistics.median(ref) > 0:
         out.update(ratio=statistics.median(cand) / statistics.median(ref), verdict=ONE_SEED)
-    else:
+    else:  # a side without numbers, or a reference value of 0 (a ratio to it means nothing)
         out["verdict"] = NO_NUMBERS
     return out
 

@@ -98,7 +98,8 @@ def test_two_one_core_cells_run_side_by_side_pinned_and_give_the_sequential_numb
     fp32, bf16 = cells["maintenance-gru__cpu-1proc__fp32__s0"], cells["maintenance-gru__cpu-1proc__bf16__s0"]
     ddp = cells["traffic-ae__cpu-ddp2__fp32__s0"]
     assert fp32["status"] == "converged" and bf16["status"] == "unsupported"  # a GRU under CPU bf16 stays fp32
-    assert ddp["status"] == "converged" and ddp["observed"]["num_processes"] == 2
+    assert ddp["status"] in ("converged", "not_converged") and ddp["observed"]["num_processes"] == 2
+    assert ddp["observed"]["distributed_type"] == "MULTI_CPU"
     # Disjoint cores, each cell's workers really on its own core, one thread each, side by side.
     assert not set(fp32["placement"]["cores"]) & set(bf16["placement"]["cores"])
     for result in (fp32, bf16):

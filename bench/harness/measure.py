@@ -380,10 +380,15 @@ class KnobProbe:
             return
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
+        import torch
+        import torch.distributed as dist
+
         def counted(state: Any, bucket: Any) -> Any:
             self.allreduce_calls += 1
             return allreduce_hook(state, bucket)
 
+        # DDP checks a hook's annotations as objects; this module's are strings (postponed evaluation).
+        counted.__annotations__ = {"state": object, "bucket": dist.GradBucket, "return": torch.futures.Future[torch.Tensor]}
         model.register_comm_hook(None, counted)
         self.watching_sync = True
 

@@ -1,0 +1,286 @@
+"""The knob axes (docs/knobs.md): matrix expansion and its refusals, and each knob's verification
+failing when the knob was asked for and is not in effect.
+
+The verifications run on real things: a model compiled (or not) by an Accelerator's own dynamo
+setting, a real transformer with and without checkpointing, 2-process gloo runs under
+`accelerate launch` (accumulation with and without `accumulate`) and under torch.distributed
+(FSDP2 `fully_shard`, which really shards on gloo, against DDP, which does not)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bench.harness.matrix import load_matrix
+from tests.conftest import PROJECT_ROOT, run_cli
+
+ACCUMULATE_SCRIPT = '"""Run by tests/test_knobs.py under `accelerate launch --multi_gpu --num_processes 2` with\nACCELERATE_USE_CPU=1: 8 micro-steps of a small MLP with gradient_accumulation_steps=4, counted by\nbench\'s KnobProbe, either inside `accelerator.accumulate` (as bench\'s training loop does) or\nwithout it (accumulation asked for, not done: an optimizer step and an all-reduce on every micro-step). Each rank\nwrites rank<R>.json into the folder given last."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom pathlib import Path\n\nimport torch\nfrom accelerate import Accelerator\n\nfrom bench.harness.measure import KnobProbe\nfrom bench.harness.verify import verify_grad_accum\n\n\ndef main(mode: str, out: Path) -> None:\n    accelerator = Accelerator(gradient_accumulation_steps=4)\n    torch.manual_seed(0)\n    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n    model, optimizer = accelerator.prepare(model, optimizer)\n    probe = KnobProbe(micro_per_step=4)\n    probe.watch_sync(model, 4)\n    for _ in range(8):\n        x = torch.randn(4, 6)\n        if mode == "accumulate":\n            with accelerator.accumulate(model):\n                accelerator.backward(model(x).pow(2).mean())\n                optimizer.step()\n                optimizer.zero_grad()\n            probe.after_micro_step(accelerator, torch.zeros(()), None)\n        else:\n            accelerator.backward(model(x).pow(2).mean())  # no accumulate(): a step (and an all-reduce) each time\n            optimizer.step()\n            optimizer.zero_grad()\n            probe.after_micro_step(accelerator, torch.zeros(()), None)\n    record = probe.record(probe.optimizer_steps, __import__("bench.harness.measure", fromlist=["x"]).StepTimes())\n    verdict = verify_grad_accum(record["grad_accum"])\n    (out / f"rank{accelerator.process_index}.json").write_text(json.dumps(\n        {"distributed_type": accelerator.distributed_type.name, "record": record["grad_accum"], "verdict": verdict.reason or None}))\n\n\nif __name__ == "__main__":\n    main(sys.argv[1], Path(sys.argv[2]))\n'
+
+SHARD_SCRIPT = '"""Run by tests/test_knobs.py under `python -m torch.distributed.run --nproc_per_node 2` (gloo, CPU):\nan MLP wrapped by plain torch FSDP2 (`fully_shard`, which really shards on gloo) or by DDP (which\ndoes not), one AdamW step, then bench\'s sharding check (bench.harness.verify.rank_holdings and\nverify_sharding) on what each rank holds. Each rank writes rank<R>.json into the folder given last."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom pathlib import Path\n\nimport torch\nimport torch.distributed as dist\n\nfrom bench.harness.verify import rank_holdings, verify_sharding\n\n\ndef main(wrapper: str, out: Path) -> None:\n    dist.init_process_group("gloo")\n    rank, world = dist.get_rank(), dist.get_world_size()\n    torch.manual_seed(0)\n    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))\n    full = sum(p.numel() for p in model.parameters())\n    if wrapper == "fully_shard":\n        from torch.distributed.fsdp import fully_shard\n\n        for layer in model:\n            if isinstance(layer, torch.nn.Linear):\n                fully_shard(layer)\n        fully_shard(model)\n    else:\n        model = torch.nn.parallel.DistributedDataParallel(model)\n    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\n    model(torch.randn(4, 64)).sum().backward()\n    optimizer.step()\n    mine = rank_holdings(model, optimizer)\n    held = [None] * world\n    dist.all_gather_object(held, mine)\n    verdict = verify_sharding(held, full, 2 * full, {"family": "fsdp", "version": 2, "shards": "params"},\n                              "FSDP" if wrapper == "fully_shard" else "MULTI_CPU")\n    (out / f"rank{rank}.json").write_text(json.dumps({"status": verdict.status, "reason": verdict.reason,\n                                                      "observed": verdict.observed["sharding"]}))\n    dist.destroy_process_group()\n\n\nif __name__ == "__main__":\n    main(sys.argv[1], Path(sys.argv[2]))\n'
+
+
+def write_matrix(tmp_path: Path, body: dict) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "seeds": 1, "precisions": ["fp32"], **body}))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix: axes as lists, cells the product less the excluded, bad input refused before launch
+# ---------------------------------------------------------------------------------------------
+
+
+def test_axes_multiply_into_cells_and_exclude_rules_remove_combinations(tmp_path):
+    path = write_matrix(tmp_path, {
+        "topologies": ["cpu-1proc", "cpu-ddp2"], "compile": ["none", "inductor"], "grad_accum": [1, 4],
+        "exclude": [{"compile": "inductor", "topology": "cpu-ddp2"}],
+        "workloads": {"traffic": {"baselines": False}}})
+    ids = {c.id for c in load_matrix(str(path))}
+    assert ids == {
+        "traffic-ae__cpu-1proc__fp32__s0", "traffic-ae__cpu-1proc__fp32__grad_accum=4__s0",
+        "traffic-ae__cpu-1proc__fp32__compile=inductor__s0", "traffic-ae__cpu-1proc__fp32__compile=inductor__grad_accum=4__s0",
+        "traffic-ae__cpu-ddp2__fp32__s0", "traffic-ae__cpu-ddp2__fp32__grad_accum=4__s0",
+    }
+
+
+def test_checkpointing_off_on_reads_as_words_and_defaults_keep_todays_ids(tmp_path):
+    path = write_matrix(tmp_path, {"topologies": ["cpu-1proc"], "workloads": {
+        "sentiment": {"baselines": False, "checkpointing": [False, True]}}})  # what YAML makes of `off, on`
+    cells = load_matrix(str(path))
+    assert [c.checkpointing for c in cells] == ["off", "on"]
+    assert cells[0].id == "sentiment-minilm__cpu-1proc__fp32__s0"
+    assert "checkpointing" not in cells[0].to_dict() and cells[1].to_dict()["checkpointing"] == "on"
+
+
+def test_the_knobs_matrix_loads_and_keeps_every_default_cell():
+    cells = load_matrix("knobs")
+    assert {"traffic-ae__cpu-1proc__fp32__s0", "sentiment-minilm__cpu-1proc__fp32__checkpointing=on__s0",
+            "traffic-ae__cpu-fsdp2-reshard-x2__fp32__s0", "traffic-ae__cpu-zero3-x2__fp32__s0"} <= {c.id for c in cells}
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"compile": ["inductr"]}, "unknown compile value 'inductr'; valid choices: none, inductor"),
+    ({"grad_accum": [0]}, "grad_accum must be a whole number >= 1"),
+    ({"workloads": {"traffic": {"checkpointing": ["on"]}}}, "has no blocks to checkpoint"),
+    ({"workloads": {"maintenance": {"checkpointing": ["on"]}}}, "has no blocks to checkpoint"),
+    ({"exclude": [{"compile": "inductor"}], "workloads": {"traffic": {"compile": ["inductor"]}}},
+     "asks for compile=inductor but the matrix's exclude rules remove every such cell"),
+    ({"exclude": [{"optimiser": "sgd"}]}, "exclude rule 1: unknown key(s) optimiser"),
+    ({"grad_accum": [3], "workloads": {"traffic": {"params": {"global_batch": 64}}}},
+     "global_batch 64 does not divide into 1 process(es) x grad_accum 3"),
+])
+def test_bad_knob_input_is_one_line_and_exit_2_before_anything_launches(tmp_path, body, words):
+    body = {"topologies": ["cpu-1proc"], "workloads": {"traffic": {"baselines": False}}, **body}
+    path = write_matrix(tmp_path, body)
+    proc = run_cli("run", "--matrix", str(path), "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert words in proc.stderr
+    assert not (tmp_path / "results").exists()  # nothing launched, no run folder
+
+
+def test_the_dry_run_gives_every_skip_and_expected_unsupported(tmp_path):
+    proc = run_cli("run", "--matrix", "knobs", "--dry-run", "--results-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.split() and "__s0" in line.split()[0]}
+    assert "expect unsupported (accelerate runs FSDP and DeepSpeed" in lines["traffic-ae__cpu-fsdp2-reshard-x2__fp32__s0"]
+    assert "expect unsupported (dynamo runs an RNN eagerly" in lines["maintenance-lstm__cpu-1proc__fp32__compile=inductor__s0"]
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        assert "skip: needs DeepSpeed" in lines["traffic-ae__cpu-zero1-x2__fp32__s0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# compile: the prepared model compiled and dynamo compiled a graph
+# ---------------------------------------------------------------------------------------------
+
+
+def _compiled_run(fresh_state, model: torch.nn.Module, backend: str | None) -> tuple:
+    from accelerate import Accelerator
+
+    from bench.harness.measure import KnobProbe
+    from bench.harness.verify import dynamo_stats, verify_compile
+
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    accelerator = Accelerator(cpu=True, **({"dynamo_backend": backend} if backend else {}))
+    prepared = accelerator.prepare(model)
+    probe = KnobProbe()
+    probe.watch_sync(prepared, 1)
+    for _ in range(2):
+        prepared(torch.randn(4, 5, 3)).sum().backward()
+    return verify_compile("eager", {"prepared_model": probe.prepared_type, "compile_s": None}, dynamo_stats())
+
+
+class Dense(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.layer(x)).mean(1)
+
+
+class Recurrent(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][:, -1]
+
+
+def test_compile_through_accelerates_dynamo_setting_is_seen_in_effect(fresh_state):
+    # The eager backend: dynamo traces and counts graphs as with inductor, without a C++ compile.
+    verdict, record = _compiled_run(fresh_state, Dense(), "eager")
+    assert verdict.status is None, verdict.reason
+    assert record["prepared_model"] == "OptimizedModule" and record["graphs"] >= 1
+
+
+def test_compile_asked_for_but_not_set_on_the_accelerator_is_unsupported(fresh_state):
+    verdict, record = _compiled_run(fresh_state, Dense(), None)
+    assert verdict.status == "unsupported" and "not compiled by accelerate" in verdict.reason
+
+
+def test_compile_of_an_rnn_compiles_nothing_and_is_unsupported_with_dynamos_reason(fresh_state):
+    verdict, record = _compiled_run(fresh_state, Recurrent(), "eager")
+    assert record["graphs"] == 0
+    assert verdict.status == "unsupported" and "compiled no graph" in verdict.reason and "LSTM" in verdict.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpointing: a checkpointed block runs its forward twice per step
+# ---------------------------------------------------------------------------------------------
+
+
+def _tiny_bert_forwards(checkpointing: bool) -> dict:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bench.harness.measure import KnobProbe
+    from bench.harness.verify import verify_checkpointing
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=32))
+    model.train()
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    probe = KnobProbe()
+    probe.watch_blocks(list(model.bert.encoder.layer))
+    for _ in range(3):
+        out = model(input_ids=torch.randint(0, 50, (2, 6)), labels=torch.tensor([0, 1]))
+        out.loss.backward()
+        probe.micro_steps += 1
+    record = probe.record(3, __import__("bench.harness.measure", fromlist=["StepTimes"]).StepTimes())["checkpointing"]
+    return {"record": record, "verdict": verify_checkpointing(record)}
+
+
+def test_checkpointing_is_seen_as_recomputation():
+    seen = _tiny_bert_forwards(checkpointing=True)
+    assert seen["record"]["recompute_forwards_per_step"] == 2
+    assert seen["verdict"].status is None
+
+
+def test_checkpointing_asked_for_but_not_enabled_is_unsupported():
+    seen = _tiny_bert_forwards(checkpointing=False)
+    assert seen["record"]["recompute_forwards_per_step"] == 1
+    assert seen["verdict"].status == "unsupported" and "ran 1 forward(s) per step" in seen["verdict"].reason
+
+
+def test_the_sentiment_workload_checkpoints_its_encoder_layers_and_others_refuse():
+    from workloads import workload_class
+
+    assert workload_class("traffic").knob_refusal("ae", {"checkpointing": "on"})
+    assert workload_class("maintenance").knob_refusal("lstm", {"checkpointing": "on"})
+    assert workload_class("sentiment").knob_refusal("minilm", {"checkpointing": "on"}) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# grad_accum on 2 real processes (accelerate launch, gloo); sharding (torch.distributed, gloo)
+# ---------------------------------------------------------------------------------------------
+
+
+def _script(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _two_processes(args: list[str], launcher: list[str], tmp_path: Path) -> list[dict]:
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    proc = subprocess.run([*launcher, *args, str(out)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
+
+
+def _accelerate_launch(tmp_path: Path) -> list[str]:
+    from bench.harness.launch import accelerate_executable, free_port
+
+    base = accelerate_executable()
+    base = base if base[-1] == "accelerate.commands.launch" else [*base, "launch"]
+    return [*base, "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+            _script(tmp_path, "accumulate.py", ACCUMULATE_SCRIPT)]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_accumulation_syncs_on_the_last_micro_step_only_and_fails_without_accumulate(tmp_path, wrapped):
+    ranks = _two_processes(["accumulate" if wrapped else "plain"], _accelerate_launch(tmp_path), tmp_path)
+    assert len(ranks) == 2 and all(r["distributed_type"] == "MULTI_CPU" for r in ranks)
+    for rank in ranks:
+        record = rank["record"]
+        assert record["micro_steps"] == 8
+        if wrapped:  # the all-reduce (counted by a DDP comm hook) on micro-steps 4 and 8 only
+            assert record["optimizer_steps"] == 2 and record["sync_on_last_only"] is True and rank["verdict"] is None
+        else:  # accumulation asked for (N=4) but not done: a step and an all-reduce on every micro-step
+            assert record["optimizer_steps"] == 8 and "8 micro-steps made 8 optimizer steps" in rank["verdict"]
+
+
+def _torchrun(tmp_path: Path) -> list[str]:
+    from bench.harness.launch import free_port
+
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+            _script(tmp_path, "shard.py", SHARD_SCRIPT)]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("wrapper, sharded", [("fully_shard", True), ("ddp", False)])
+def test_the_sharding_check_sees_fsdp2_sharding_and_refuses_ddp(tmp_path, wrapper, sharded):
+    ranks = _two_processes([wrapper], _torchrun(tmp_path), tmp_path)
+    assert len(ranks) == 2
+    for rank in ranks:
+        assert rank["observed"]["sharded"] is sharded
+        assert (rank["status"] is None) is sharded
+        held = [r["param_elements"] for r in rank["observed"]["per_rank"]]
+        full = rank["observed"]["full_param_elements"]
+        assert (sum(held) == full) if sharded else (held == [full, full])
+
+
+# ---------------------------------------------------------------------------------------------
+# enable_cpu_affinity: the real affinity, and the knob named a no-op where it is one
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cpu_affinity_records_the_real_cores_and_calls_the_asked_knob_a_no_op(fresh_state):
+    from accelerate import Accelerator
+
+    from bench.harness.verify import cpu_affinity
+
+    accelerator = Accelerator(cpu=True)
+    record = cpu_affinity(accelerator, asked=True)
+    assert record["per_rank"] == [sorted(os.sched_getaffinity(0))]
+    assert record["no_op"] is (len(os.sched_getaffinity(0)) == os.cpu_count())
+    assert cpu_affinity(accelerator, asked=False)["no_op"] is False

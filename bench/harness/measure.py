@@ -378,10 +378,9 @@ class KnobProbe:
         self.prepared_type = type(model).__name__  # OptimizedModule when accelerate compiled it
         if micro == 1 or not isinstance(model, DistributedDataParallel):
             return
-        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
         import torch
         import torch.distributed as dist
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
         def counted(state: Any, bucket: Any) -> Any:
             self.allreduce_calls += 1

@@ -67,6 +67,22 @@ def test_the_job_array_is_capped_at_max_jobs():
     assert "#SBATCH --array=0-9%3" in script
 
 
+def test_submitits_slurm_executor_takes_each_cells_parameters(tmp_path, monkeypatch):
+    """What run_on_slurm hands SlurmExecutor.update_parameters, checked by submitit itself (its
+    own validation renders the sbatch script); no sbatch is called."""
+    import submitit
+
+    monkeypatch.setenv("PATH", _fake_cluster(tmp_path)["PATH"])  # submitit looks for srun
+    for topology in ("cpu-1proc", "cpu-ddp2", "cpu-2node", "gpu-2node-x8"):
+        cell = Cell("maintenance", "lstm", topology, "fp32", 0, timeout_s=600)
+        params = job_parameters(cell, load_topology(topology), ExecutorOptions(type="slurm", partition="p"))
+        executor = submitit.SlurmExecutor(folder=tmp_path / "slurm")
+        executor.update_parameters(**params)
+        script = executor._make_submission_file_text("python -m submitit.core._submit x", "uid")
+        assert f"#SBATCH --nodes={load_topology(topology).num_machines}" in script
+    assert not (tmp_path / "sbatch.calls").exists()
+
+
 def test_options_come_from_the_matrix_section_and_the_command_line_wins():
     options = executor_options({"type": "slurm", "partition": "a", "sbatch": {"constraint": "x"}, "max_jobs": 4},
                                {"partition": "b", "sbatch": {"exclusive": ""}, "max_jobs": None})
@@ -202,7 +218,7 @@ def test_ctrl_c_cancels_every_job_of_the_run(tmp_path):
     jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
     runner.send_signal(signal.SIGINT)
     runner.wait(timeout=WAIT_S)
-    err = (tmp_path / "err.txt").read_text()
+    err = (tmp_path / "out.txt").read_text() + (tmp_path / "err.txt").read_text()
     assert runner.returncode != 0
     assert "cancelled 2 job(s)" in err and all(job["job_id"] in err for job in jobs.values()), err[-2000:]
     assert _gone(run_dir) == []  # the jobs' controllers, launchers and workers
@@ -221,7 +237,7 @@ def test_resume_re_attaches_to_jobs_still_running_instead_of_submitting_again(tm
     resumed = run_cli("run", "--results-dir", str(tmp_path / "results"), "--resume", "r", timeout=WAIT_S)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     for cell_id, job in jobs.items():
-        assert f"{cell_id}: re-attached to job {job['job_id']}" in resumed.stderr, resumed.stderr[-2000:]
+        assert f"{cell_id}: re-attached to job {job['job_id']}" in resumed.stdout + resumed.stderr, resumed.stdout[-2000:]
     assert json.loads((run_dir / "slurm" / "jobs.json").read_text()) == jobs
     assert sorted(p.name for p in (run_dir / "slurm").glob("*_submitted.pkl")) == submitted  # nothing resubmitted
     results = cells_by_id(run_dir)

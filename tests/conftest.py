@@ -33,7 +33,7 @@ def data_dir() -> Path:
     return path
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = 1800, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`python -m bench ARGS` in a subprocess, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

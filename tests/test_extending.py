@@ -115,8 +115,8 @@ def _env(*sites: Path) -> dict[str, str]:
 
 
 def _matrix(tmp_path: Path, workload: str, budget: dict | None = None) -> Path:
-    spec = {"name": "tiny-plugin", "timeout_s": 300, "topologies": ["cpu-1proc"], "precisions": ["fp32"],
-            "workloads": {workload: {"budget": budget or {"max_epochs": 20, "max_seconds": 60}, "baselines": False}}}
+    spec = {"name": "tiny-plugin", "timeout_s": 900, "topologies": ["cpu-1proc"], "precisions": ["fp32"],
+            "workloads": {workload: {"budget": budget or {"max_epochs": 20, "max_seconds": 900}, "baselines": False}}}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -95,12 +95,12 @@ def test_a_wrongly_typed_host_load_is_a_one_line_error(tmp_path: Path, command: 
 def _matrix(tmp_path: Path, timeout_s: float) -> str:
     from tests.test_e2e_run import matrix_file
 
-    return matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], budget={"max_epochs": 1, "max_seconds": 60}, timeout_s=timeout_s)
+    return matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], budget={"max_epochs": 1, "max_seconds": 900}, timeout_s=timeout_s)
 
 
 @pytest.mark.e2e
 def test_a_real_cell_records_the_load_at_its_start_and_end_and_the_report_reads_it(tmp_path: Path) -> None:
-    proc = run_cli("run", "--matrix", _matrix(tmp_path, 300), "--results-dir", str(tmp_path / "runs"), "--run-id", "r")
+    proc = run_cli("run", "--matrix", _matrix(tmp_path, 900), "--results-dir", str(tmp_path / "runs"), "--run-id", "r")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "runs" / "r"
     [result] = [json.loads(p.read_text()) for p in (run / "cells").glob("*.json")]

@@ -303,11 +303,11 @@ def test_tiny_run_of_each_variant(tmp_path: Path, data_dir: Path) -> None:
     (a run checks its data as `bench data verify` does, so a synthetic file is refused before launch)."""
     matrix = tmp_path / "traffic-tiny.yaml"
     matrix.write_text(
-        "name: traffic-tiny\ntimeout_s: 240\nseeds: 1\ntopologies: [cpu-1proc]\nprecisions: [bf16]\n"
+        "name: traffic-tiny\ntimeout_s: 900\nseeds: 1\ntopologies: [cpu-1proc]\nprecisions: [bf16]\n"
         "workloads:\n  traffic:\n    variants: [ae, lstm_ae]\n    baselines: false\n"
-        "    budget: {max_epochs: 3, max_seconds: 60}\n    params: {target: 0.6}\n"
+        "    budget: {max_epochs: 3, max_seconds: 900}\n    params: {target: 0.6}\n"
     )
-    done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"), timeout=300)
+    done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"), timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     cells = sorted((tmp_path / "runs").glob("*/cells/*.json"))
     assert [c.name for c in cells] == [

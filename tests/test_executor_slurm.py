@@ -94,9 +94,9 @@ def test_options_come_from_the_matrix_section_and_the_command_line_wins():
 
 
 def _matrix(tmp_path: Path, executor: dict | None = None, seeds: int = 1, **workload) -> str:
-    spec = {"name": "t", "timeout_s": 240, "seeds": seeds, "topologies": ["cpu-1proc"], "precisions": ["fp32"],
+    spec = {"name": "t", "timeout_s": 900, "seeds": seeds, "topologies": ["cpu-1proc"], "precisions": ["fp32"],
             "workloads": {"maintenance": {"variants": ["gru"], "baselines": False,
-                                          "budget": {"max_epochs": 1, "max_seconds": 60, "max_steps": 20},
+                                          "budget": {"max_epochs": 1, "max_seconds": 600, "max_steps": 20},
                                           "params": {"target": 0.0, "eval_every_steps": 10}, **workload}}}
     if executor is not None:
         spec["executor"] = executor

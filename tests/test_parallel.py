@@ -71,14 +71,14 @@ def test_parallel_larger_than_the_host_is_one_line_and_launches_nothing(tmp_path
 
 def _matrix(tmp_path) -> str:
     spec = {
-        "name": "par", "timeout_s": 240, "precisions": ["fp32"],
+        "name": "par", "timeout_s": 900, "precisions": ["fp32"],
         "workloads": {
             "maintenance": {"variants": ["gru"], "baselines": False, "topologies": ["cpu-1proc"],
                             "precisions": ["fp32", "bf16"],
-                            "budget": {"max_epochs": 1, "max_seconds": 60, "max_steps": 20},
+                            "budget": {"max_epochs": 1, "max_seconds": 600, "max_steps": 20},
                             "params": {"target": 0.0, "eval_every_steps": 10}},
             "traffic": {"variants": ["ae"], "baselines": False, "topologies": ["cpu-ddp2"],
-                        "budget": {"max_epochs": 1, "max_seconds": 60, "max_steps": 20}},
+                        "budget": {"max_epochs": 1, "max_seconds": 600, "max_steps": 20}},
         },
     }
     path = tmp_path / "par.yaml"

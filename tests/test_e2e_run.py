@@ -24,7 +24,9 @@ from tests.conftest import PROJECT_ROOT, run_cli
 pytestmark = pytest.mark.e2e
 
 
-def matrix_file(tmp_path: Path, topologies, precisions, params=None, budget=None, timeout_s=180, baselines=False) -> str:
+# The work is bounded by epochs (and steps); the seconds and the timeout are hang guards, sized for
+# a 2-core machine shared with other CPU-heavy work, where a cell has taken over 180 s.
+def matrix_file(tmp_path: Path, topologies, precisions, params=None, budget=None, timeout_s=900, baselines=False) -> str:
     spec = {
         "name": "test",
         "timeout_s": timeout_s,
@@ -33,7 +35,7 @@ def matrix_file(tmp_path: Path, topologies, precisions, params=None, budget=None
         "workloads": {
             "maintenance": {
                 "variants": ["gru"],
-                "budget": budget or {"max_epochs": 15, "max_seconds": 120},
+                "budget": budget or {"max_epochs": 15, "max_seconds": 900},
                 "params": params or {},
                 "baselines": baselines,
             }

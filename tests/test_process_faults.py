@@ -73,15 +73,17 @@ def _wait_for(predicate, what: str):
     raise AssertionError(f"gave up waiting for {what}")
 
 
-def _untargeted_matrix(tmp_path: Path, topologies: list[str], precisions: list[str]) -> str:
-    """Maintenance cells with an unreachable target: each trains its short budget unless a fault ends it."""
+def _untargeted_matrix(tmp_path: Path, topologies: list[str], precisions: list[str], seconds: float = 6) -> str:
+    """Maintenance cells with an unreachable target: each trains `seconds` of its budget unless a
+    fault ends it. A test that strikes a cell while it trains gives it long enough that a loaded
+    machine cannot finish it first (one under load did, at 6 s)."""
     return matrix_file(
         tmp_path,
         topologies,
         precisions,
         params={"target": 1.0, "eval_every_steps": 10},
-        budget={"max_epochs": 50, "max_seconds": 6},
-        timeout_s=200,
+        budget={"max_epochs": 50, "max_seconds": seconds},
+        timeout_s=600,
     )
 
 
@@ -93,7 +95,7 @@ def _assert_nothing_left(run_dir: Path) -> None:
 
 def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_path):
     # Two cells: a 2-process cell whose rank 1 is killed while it trains, then a 1-process cell.
-    matrix = _untargeted_matrix(tmp_path, ["cpu-ddp2", "cpu-1proc"], ["fp32"])
+    matrix = _untargeted_matrix(tmp_path, ["cpu-ddp2", "cpu-1proc"], ["fp32"], seconds=30)
     results_dir = tmp_path / "results"
     run_dir = results_dir / "faults"
     runner = _start_run(matrix, results_dir, "faults")
@@ -117,7 +119,7 @@ def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_pa
 
 
 def test_ctrl_c_stops_the_run_keeps_completed_cells_and_leaves_no_process(tmp_path):
-    matrix = _untargeted_matrix(tmp_path, ["cpu-1proc"], ["fp16", "fp32"])
+    matrix = _untargeted_matrix(tmp_path, ["cpu-1proc"], ["fp16", "fp32"], seconds=300)
     results_dir = tmp_path / "results"
     run_dir = results_dir / "ctrlc"
     runner = _start_run(matrix, results_dir, "ctrlc")

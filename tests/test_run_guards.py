@@ -32,7 +32,7 @@ NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
     monkeypatch.setattr(bench.harness.matrix.Host, "detect", classmethod(lambda cls: NO_GPU))
-    monkeypatch.setattr(bench.harness.runner, "measure_peak_flops", lambda: 1.0e9)
+    monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
 
 
 def write_matrix(path: Path, budget=None, params=None, seeds=1, topologies=("gpu-1", "gpu-ddp2")) -> str:

@@ -33,7 +33,7 @@ from bench.harness.launch import format_command, free_port, launch_commands, lau
 from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.harness.measure import environment, load_average
 from bench.harness.mlperf_log import mllog_path
-from bench.harness.peak import measure_peak_flops
+from bench.harness.peak import measure_peak_flops_apart
 from bench.harness.topology import load_topology
 from bench.paths import safe_run_id_part
 from bench.results import COMPLETED, Result, make_result, result_path, write_json_atomic
@@ -85,7 +85,9 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
         run_dir.mkdir(parents=True, exist_ok=True)
         if not (run_dir / "run.json").exists():
             # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
-            write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
+            # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
+            _, peaks = measure_peak_flops_apart()
+            write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": peaks}})
         elsewhere = options is not None and (options.type != "local" or options.parallel > 1)
         if elsewhere:
             interrupted = _run_elsewhere(planned, run_dir, options, results, bar)

@@ -38,10 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.cells import AXIS_DEFAULTS, Budget, Cell, is_config_path, topology_label
-from bench.errors import BenchError, one_of
+from bench.errors import BenchError, one_of, read_yaml_file
 from bench.harness.topology import PRECISIONS, Topology, load_topology
 from bench.paths import MATRIX_CONFIGS_DIR
 
@@ -76,14 +74,7 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
         path = MATRIX_CONFIGS_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
             raise one_of("matrix", name_or_path, available_matrices())
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise BenchError(f"{path}: cannot read matrix ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise BenchError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a matrix is a YAML file") from None
-    except yaml.YAMLError as exc:
-        raise BenchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    spec = read_yaml_file(path, "a matrix")
     if not isinstance(spec, dict) or not isinstance(spec.get("workloads"), dict) or not spec["workloads"]:
         raise BenchError(f"{path}: a matrix needs a 'workloads' mapping with at least one workload")
     unknown = set(spec) - MATRIX_KEYS

@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.cells import is_config_path, topology_label
-from bench.errors import BenchError, first_line, one_of
+from bench.errors import BenchError, first_line, one_of, read_yaml_file
 from bench.paths import ACCELERATE_CONFIGS_DIR
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
@@ -124,14 +122,7 @@ def load_topology(name: str, directory: Path = ACCELERATE_CONFIGS_DIR) -> Topolo
         path = directory / f"{name}.yaml"
         if not path.is_file():
             raise one_of("topology", name, available_topologies(directory))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise BenchError(f"{path}: cannot read accelerate config ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise BenchError(f"{path}: not a text file (byte {exc.start} is not UTF-8); an accelerate config is a YAML file") from None
-    except yaml.YAMLError as exc:
-        raise BenchError(f"{path}: malformed YAML ({first_line(exc)})") from None
+    raw = read_yaml_file(path, "an accelerate config")
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping of accelerate config keys")
     problem = _mistyped(raw)

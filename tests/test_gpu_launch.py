@@ -78,3 +78,17 @@ def test_nothing_is_split_for_cpu_or_single_node_topologies(monkeypatch, tmp_pat
 def test_too_few_gpus_for_the_loopback_nodes_splits_nothing(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     assert gpus_per_loopback_node(load_topology("gpu-2node-x8")) is None
+
+
+def test_the_bf16_probe_runs_apart_and_counts_no_emulation():
+    """The runner's capability check asks a child process (no CUDA context in the runner) whether
+    the GPU has native bf16; on a host without a GPU the answer is no, and this process has not
+    initialised CUDA for it."""
+    import torch
+
+    from bench.harness.matrix import _BF16_PROBE, gpu_runs_bf16_natively
+
+    assert "including_emulation=False" in _BF16_PROBE
+    assert gpu_runs_bf16_natively() == (torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    if not torch.cuda.is_available():
+        assert not torch.cuda.is_initialized()

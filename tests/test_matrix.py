@@ -169,7 +169,7 @@ def test_fp8_needs_a_backend_and_a_gpu():
 
 def test_a_big_enough_gpu_host_runs_gpu_cells():
     assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), EIGHT_GPUS) is None
-    assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), Host(8, False, None)) == "needs a GPU with bf16 support"
+    assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), Host(8, False, None)) == "needs a GPU with native bf16 (this one has none, or only emulates it)"
 
 
 # -- the cell key -------------------------------------------------------------------------------

@@ -278,10 +278,26 @@ class Host:
     def detect(cls) -> Host:
         import torch
 
-        gpus = torch.cuda.device_count()
+        gpus = torch.cuda.device_count()  # counts devices without creating a CUDA context
         # In accelerate's own order of preference when no backend is configured: torchao, TE, MS-AMP.
         fp8 = next((m for m in FP8_BACKENDS if importlib.util.find_spec(m)), None)
-        return cls(gpus=gpus, bf16_gpu=bool(gpus and torch.cuda.is_bf16_supported()), fp8_backend=fp8)
+        return cls(gpus=gpus, bf16_gpu=bool(gpus) and gpu_runs_bf16_natively(), fp8_backend=fp8)
+
+
+# Asked in a child process: is_bf16_supported() initialises CUDA on device 0, and a context held by
+# the long-lived runner makes every cell's rank 0 fail on a GPU in exclusive-process mode.
+# including_emulation=False: a V100 or T4 "supports" bf16 only by emulating it, slower than fp32;
+# its bf16 cells are skipped with the reason instead of reported as bf16.
+_BF16_PROBE = "import torch; print(int(torch.cuda.is_bf16_supported(including_emulation=False)))"
+
+
+def gpu_runs_bf16_natively(timeout_s: float = 120.0) -> bool:
+    """Whether this host's first visible GPU has native bf16, probed in a short-lived child process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _BF16_PROBE], capture_output=True, text=True, timeout=timeout_s)
+    return done.returncode == 0 and done.stdout.strip() == "1"
 
 
 def expected_verdict(cell: Cell, topology: Topology | None) -> str | None:
@@ -316,7 +332,7 @@ def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None
         if host.gpus < topology.gpus_needed:
             return f"needs {topology.gpus_needed} GPU(s), found {host.gpus}"
         if cell.precision == "bf16" and not host.bf16_gpu:
-            return "needs a GPU with bf16 support"
+            return "needs a GPU with native bf16 (this one has none, or only emulates it)"
     if topology.needs_deepspeed and importlib.util.find_spec("deepspeed") is None:
         return "needs DeepSpeed, an optional extra: pip install 'accelerate-bench[deepspeed]'"
     if cell.precision == "fp8":

@@ -146,3 +146,22 @@ def test_the_model_probe_sees_the_real_workload_model(precision, fresh_state, da
     else:
         assert verdict.status == "unsupported"
         assert "GRU (fp32)" in verdict.reason
+
+
+def test_tf32_as_torch_is_set_is_recorded():
+    """What fp32 means on a GPU depends on torch's TF32 switches; the record follows them."""
+    import torch
+
+    from bench.harness.verify import tf32_in_effect
+
+    before = torch.backends.cuda.matmul.allow_tf32  # a property of torch's, not an attribute to patch
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        assert tf32_in_effect()["matmul"] is False
+        torch.backends.cuda.matmul.allow_tf32 = True
+        recorded = tf32_in_effect()
+        assert recorded["matmul"] is True
+        assert recorded["cudnn"] == torch.backends.cudnn.allow_tf32
+        assert recorded["float32_matmul_precision"] == torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before

@@ -39,6 +39,19 @@ def autocast_dtype(accelerator: Accelerator) -> str:
     return DTYPE_NAMES.get(out.dtype, str(out.dtype))
 
 
+def tf32_in_effect() -> dict[str, object]:
+    """Whether fp32 matmuls and convolutions/RNNs may run in TF32, as torch is set in this process.
+
+    torch 2.13 allows TF32 for cuDNN (the RNNs) but not for matmuls (BERT, the autoencoder), and
+    accelerate switches matmuls on only with dynamo, so "fp32" means different arithmetic per
+    workload and per knob on a GPU. Recorded for every cell; it matters on Ampere and later GPUs."""
+    return {
+        "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
 def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
     started = int(os.environ.get("WORLD_SIZE", "1"))  # processes the launcher actually started
     observed = {
@@ -50,6 +63,7 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
         "compute_dtype": autocast_dtype(accelerator),
         "backend": getattr(accelerator.state, "backend", None),
         "torch_threads": torch.get_num_threads(),
+        "tf32": tf32_in_effect(),
     }
     if accelerator.mixed_precision == "fp8":
         # Which library computes the fp8 matmuls (accelerate picks torchao, then TE, then MS-AMP).

@@ -64,3 +64,17 @@ def test_a_gpu_host_is_listed_with_its_models_memory_and_versions() -> None:
 def test_a_quiet_host_is_not_called_busy() -> None:
     out = render({**environment(), "load_average": [0.5, 0.4, 0.3], "usable_cores": 2})
     assert "0.50, 0.40, 0.30 (1, 5, 15 min)" in out and "busy" not in out
+
+
+def test_a_cpu_cell_is_recorded_as_a_cpu_cell_whatever_gpus_the_host_has(monkeypatch):
+    """A CPU cell on a GPU host must match the CPU baseline of its cores and flags: its record
+    leaves the GPUs out and takes a CPU hardware class. By default the record follows
+    ACCELERATE_USE_CPU, which the launcher sets for every CPU topology."""
+    from bench.harness.measure import environment
+
+    cpu = environment(cpu_only=True)
+    assert cpu["gpus"] == [] and cpu["hardware_class"].startswith("cpu-")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    assert environment()["gpus"] == [] and environment()["hardware_class"] == cpu["hardware_class"]
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "0")
+    assert environment()["hardware_class"] == environment(cpu_only=False)["hardware_class"]

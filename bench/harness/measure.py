@@ -205,28 +205,31 @@ def precision_flags() -> list[str]:
     return sorted(cpu_flags() & set(PRECISION_FLAGS))
 
 
-def hardware_class() -> str:
+def hardware_class(cpu_only: bool = False) -> str:
     """A readable name for this host's hardware, and the folder name of its committed baseline.
-    Baselines are matched on `hardware()` (cores, precision flags, GPUs), not on this string."""
+    Baselines are matched on `hardware()` (cores, precision flags, GPUs), not on this string.
+    `cpu_only`: the class of a CPU cell, whose figures the host's GPUs do not decide."""
     import torch
 
-    if torch.cuda.is_available():
+    if not cpu_only and torch.cuda.is_available():
         name = torch.cuda.get_device_name(0).replace(" ", "-")
         return f"gpu-{torch.cuda.device_count()}x{name}"
     return f"cpu-{os.cpu_count()}core-{cpu_model().replace(' ', '-')}"
 
 
-def hardware() -> dict[str, Any]:
+def hardware(cpu_only: bool = False) -> dict[str, Any]:
     """What decides this host's figures (core count, CPU precision flags, GPU models), with the
-    CPU model and hardware class for people. Every result's environment carries these keys."""
+    CPU model and hardware class for people. Every result's environment carries these keys.
+    `cpu_only`: for a cell that computes on the CPU, the GPUs are left out, so that a CPU cell run
+    on a GPU host matches the CPU baseline of its cores and flags, not a GPU host's."""
     import torch
 
     return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_precision_flags": precision_flags(),
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "hardware_class": hardware_class(),
+        "gpus": [] if cpu_only else [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "hardware_class": hardware_class(cpu_only),
     }
 
 
@@ -303,16 +306,21 @@ def gpu_software() -> dict[str, Any]:
     return info
 
 
-def environment() -> dict[str, Any]:
+def environment(cpu_only: bool | None = None) -> dict[str, Any]:
     """What a figure was measured on: hardware (cores, memory, GPUs and their software), the
-    host's load when it was taken, software, code version. `bench env` prints it."""
+    host's load when it was taken, software, code version. `bench env` prints it.
+
+    `cpu_only` (see `hardware`); by default, whether accelerate was told to compute on the CPU
+    (ACCELERATE_USE_CPU, which the launcher sets for every CPU topology)."""
     import torch
 
+    if cpu_only is None:
+        cpu_only = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        **hardware(),
+        **hardware(cpu_only),
         "usable_cores": usable_cores(),
         "memory_total_mb": memory_total_mb(),
         "load_average": load_average(),

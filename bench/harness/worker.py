@@ -54,8 +54,9 @@ def run_baselines(cell: Cell, out: Path) -> None:
         init_s = time.perf_counter() - start
         rows = workload.baselines(splits, cell.seed)
     except BenchError as exc:
-        write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment()))
+        write_json_atomic(out, make_result(cell.to_dict(), "failed", str(exc), environment=environment(cpu_only=True)))
         raise
+    # Classical models compute on the CPU: the record is that of a CPU cell, GPUs or not.
     result = make_result(
         cell.to_dict(),
         "baseline",
@@ -63,7 +64,7 @@ def run_baselines(cell: Cell, out: Path) -> None:
         metrics={row["name"]: row["metrics"] for row in rows},
         timings={"init_s": init_s},
         data=data_record(splits.info, data_files),
-        environment=environment(),
+        environment=environment(cpu_only=True),
     )
     write_json_atomic(out, result)
 

@@ -22,14 +22,16 @@ METADATA_FILE = "bench_checkpoint.json"
 CHECKPOINT_SCHEMA = 1
 
 
-def save_checkpoint(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> Path:
-    """Write model (safetensors), tokenizer and metadata JSON into `folder`."""
+def save_checkpoint(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any],
+                    state_dict: dict[str, Any] | None = None) -> Path:
+    """Write model (safetensors), tokenizer and metadata JSON into `folder`. `state_dict`: weights
+    gathered elsewhere (every rank's shards, under FSDP) to write instead of the model's own."""
     from bench.results import write_json_atomic
     from bench.versions import package_versions
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
+    model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
     meta = {
         "schema_version": CHECKPOINT_SCHEMA,

@@ -446,8 +446,10 @@ class Sentiment(Workload):
             metrics[name] = binary_metrics(ds.labels, scores >= 0.5, scores)
         return [{"name": "tfidf_logreg", "metrics": metrics, "fit_seconds": fit_seconds, "clean_seconds": clean_seconds}]
 
-    def save_checkpoint(self, model: nn.Module, folder: Path, result: dict[str, Any]) -> Path:
-        """Save the fine-tuned model, its tokenizer and what it scored (bench/checkpoint.py)."""
+    def save_checkpoint(self, model: nn.Module, folder: Path, result: dict[str, Any],
+                        state_dict: dict[str, Any] | None = None) -> Path:
+        """Save the fine-tuned model, its tokenizer and what it scored (bench/checkpoint.py).
+        `state_dict`: the full weights gathered from every rank (FSDP shards them); None = the model's own."""
         from bench.checkpoint import save_checkpoint
 
         metadata = {
@@ -461,4 +463,4 @@ class Sentiment(Workload):
             "metrics": result.get("metrics"),
             "cell": result.get("cell"),
         }
-        return save_checkpoint(getattr(model, "module", model), self.tokenizer, folder, metadata)
+        return save_checkpoint(getattr(model, "module", model), self.tokenizer, folder, metadata, state_dict=state_dict)

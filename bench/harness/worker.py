@@ -140,15 +140,19 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
         raise
 
     memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
+    # A model that trained (to target or to budget) is saved; its status goes in the metadata.
+    save = bool(cell.save_checkpoint) and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed"
+    # The full state dict is gathered by every rank, through accelerate: under FSDP the parameters
+    # are sharded, and a main process gathering alone would wait forever for the others.
+    full_state = accelerator.get_state_dict(outcome["model"]) if save else None
     if accelerator.is_main_process:
         result = training_result(cell, workload, topology.describe(), verdict.observed, outcome, init, memory,
                                  data_record(splits.info, data_files), knobs)
         write_json_atomic(out, result)  # the result first: a failed save must not lose it
         if mllog:
             write_mllog(mllog, result)
-        # A model that trained (to target or to budget) is saved; its status goes in the metadata.
-        if cell.save_checkpoint and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed":
-            workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result)
+        if save:
+            workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)
             result["checkpoint"] = cell.save_checkpoint
             write_json_atomic(out, result)
         if cell.tracking:

@@ -161,9 +161,17 @@ def _numbers(result: dict) -> tuple:
 
 @pytest.mark.e2e
 def test_the_maintenance_smoke_cells_through_the_slurm_path_match_the_local_executor(tmp_path):
-    # The fp32 cells and the baselines: the cells whose numbers must match (bf16 adds launches, not checks).
-    common = ["run", "--matrix", "smoke", "--workload", "maintenance", "--precision", "fp32",
-              "--results-dir", str(tmp_path)]
+    # The smoke matrix's maintenance cells in fp32 (whose numbers must match) and its baselines, but
+    # bound by epochs: the smoke budget's 90 s training clock ends a cell early on a loaded machine,
+    # and the two runs would then differ by the load, not by the executor.
+    smoke = yaml.safe_load((PROJECT_ROOT / "bench" / "configs" / "matrix" / "smoke.yaml").read_text())
+    maintenance = smoke["workloads"]["maintenance"]
+    maintenance["budget"] = {**maintenance.get("budget", {}), "max_seconds": 3600}
+    spec = {"name": "smoke-fp32", "timeout_s": 1800, "seeds": 1, "topologies": smoke["topologies"],
+            "precisions": ["fp32"], "workloads": {"maintenance": maintenance}}
+    matrix = tmp_path / "smoke-fp32.yaml"
+    matrix.write_text(yaml.safe_dump(spec))
+    common = ["run", "--matrix", str(matrix), "--results-dir", str(tmp_path)]
     local = run_cli(*common, "--run-id", "local", timeout=1800)
     assert local.returncode == 0, local.stderr[-2000:]
     # One job at a time: each cell gets the whole host, as in the local run (the same threads).
@@ -183,11 +191,11 @@ def test_the_maintenance_smoke_cells_through_the_slurm_path_match_the_local_exec
             assert _numbers(result) == _numbers(here[cell_id]), cell_id  # same seed, fp32: same numbers
 
 
-def _long_run(tmp_path: Path, run_id: str) -> subprocess.Popen:
+def _long_run(tmp_path: Path, run_id: str, seconds: float = 40) -> subprocess.Popen:
     # Two cells (two seeds) that cannot reach their target: they train until max_seconds. The
     # output goes to files, not pipes: a local job's controller keeps the runner's stdout open.
     matrix = _matrix(tmp_path, seeds=2, params={"target": 1.0, "eval_every_steps": 10},
-                     budget={"max_epochs": 50, "max_seconds": 40})
+                     budget={"max_epochs": 50, "max_seconds": seconds})
     return subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--matrix", matrix, "--executor", "slurm", "--cluster", "local",
          "--max-jobs", "2", "--results-dir", str(tmp_path / "results"), "--run-id", run_id],
@@ -197,12 +205,18 @@ def _long_run(tmp_path: Path, run_id: str) -> subprocess.Popen:
 def _wait_for_workers(run_dir: Path, count: int) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
+        # The worker processes themselves, one per cell: `accelerate launch` names the worker module
+        # in its own command line too, and counting it would take one started cell for two.
         workers = [pid for pid in processes_mentioning(str(run_dir))
-                   if b"bench.harness.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+                   if _is_worker(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))]
         if len(workers) >= count:
             return
         time.sleep(0.5)
     raise AssertionError(f"{count} workers of {run_dir} never started")
+
+
+def _is_worker(argv: list[bytes]) -> bool:
+    return b"bench.harness.worker" in argv and not any(b"accelerate" in arg for arg in argv)
 
 
 def _gone(run_dir: Path) -> list[int]:
@@ -215,8 +229,11 @@ def _gone(run_dir: Path) -> list[int]:
 @pytest.mark.e2e
 def test_ctrl_c_cancels_every_job_of_the_run(tmp_path):
     run_dir = tmp_path / "results" / "r"
-    runner = _long_run(tmp_path, "r")
+    # Long enough that no cell can end before the Ctrl-C, however loaded the machine (a 40 s budget
+    # once did, under load): the cells are cancelled, so the budget costs nothing.
+    runner = _long_run(tmp_path, "r", seconds=600)
     _wait_for_workers(run_dir, 2)
+    time.sleep(3)
     jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
     runner.send_signal(signal.SIGINT)
     runner.wait(timeout=WAIT_S)

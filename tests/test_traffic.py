@@ -323,7 +323,7 @@ def test_tiny_run_of_each_variant(tmp_path: Path, data_dir: Path) -> None:
             continue
         assert result["status"] == "converged", result["reason"]
         assert result["observed"]["compute_dtype"] == "bf16"
-        assert result["target"] == {"metric": "roc_auc", "value": 0.6, "split": "val"}
+        assert result["target"] == {"metric": "roc_auc", "value": 0.6, "split": "val", "higher_is_better": True}
         assert result["curve"][-1]["roc_auc"] >= 0.6
         metrics = result["metrics"]
         assert set(metrics["thresholds"]) == {"val_max_f1", "train_p99"}

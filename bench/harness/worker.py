@@ -140,18 +140,14 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
         raise
 
     memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
-    # A model that trained (to target or to budget) is saved; its status goes in the metadata.
-    save = bool(cell.save_checkpoint) and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed"
-    # The full state dict is gathered by every rank, through accelerate: under FSDP the parameters
-    # are sharded, and a main process gathering alone would wait forever for the others.
-    full_state = accelerator.get_state_dict(outcome["model"]) if save else None
+    full_state = gather_for_checkpoint(accelerator, cell, workload, outcome)  # a collective too
     if accelerator.is_main_process:
         result = training_result(cell, workload, topology.describe(), verdict.observed, outcome, init, memory,
                                  data_record(splits.info, data_files), knobs)
         write_json_atomic(out, result)  # the result first: a failed save must not lose it
         if mllog:
             write_mllog(mllog, result)
-        if save:
+        if full_state is not None:
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)
             result["checkpoint"] = cell.save_checkpoint
             write_json_atomic(out, result)
@@ -159,6 +155,16 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
             trackers.log_result(accelerator, cell.tracking, result)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def gather_for_checkpoint(accelerator: Any, cell: Cell, workload: Any, outcome: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's full state dict when the cell saves a checkpoint (None when it does not).
+
+    A model that trained (to target or to budget) is saved; its status goes in the metadata. Every
+    rank gathers, through accelerate: under FSDP the parameters are sharded, and a main process
+    gathering alone would wait forever for the others."""
+    save = bool(cell.save_checkpoint) and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed"
+    return accelerator.get_state_dict(outcome["model"]) if save else None
 
 
 def knob_kwargs(cell: Cell) -> dict[str, Any]:

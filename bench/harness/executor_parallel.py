@@ -35,7 +35,15 @@ from typing import Any
 from bench.cells import Cell
 from bench.errors import BenchError
 from bench.harness.executor import CellFiles, collect_result, prepare_cell, read_result
-from bench.harness.launch import Finished, free_port, host_cores, launch_commands, launch_env, run_group
+from bench.harness.launch import (
+    Finished,
+    free_port,
+    host_cores,
+    launch_commands,
+    launch_env,
+    run_group,
+    visible_gpus,
+)
 from bench.harness.measure import load_average
 from bench.harness.topology import Topology
 from bench.results import write_json_atomic
@@ -89,10 +97,9 @@ class _Running:
 def run_parallel(todo: list[dict[str, Any]], run_dir: Path, parallel: int,
                  on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
     """Run the planned cells `todo` up to `parallel` at once; True when interrupted (Ctrl-C)."""
-    import torch
-
-    gpus = [str(i) for i in range(torch.cuda.device_count())]
-    slots = host_slots(parallel, gpus)
+    # The GPUs bench was given (CUDA_VISIBLE_DEVICES), not every index of the host: a slot's
+    # CUDA_VISIBLE_DEVICES replaces the variable, so an index would name the physical GPU.
+    slots = host_slots(parallel, visible_gpus())
     free = list(slots)
     pending = deque(todo)
     running: dict[Future, _Running] = {}

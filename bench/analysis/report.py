@@ -373,6 +373,23 @@ def _sort_key(row: dict[str, Any]) -> tuple:
     )
 
 
+def train_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Accelerate cells among `results` (the classical-baseline cells left out)."""
+    return [r for r in results if r["cell"].get("kind", "train") != "baseline" and r["status"] != "baseline"]
+
+
+def configuration_rows(train: list[dict[str, Any]], peaks: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One workload's train cells as one row per configuration (its seeds aggregated), in display
+    order, each with its reference (`reference_id`) and speedups (`add_comparisons`). What the
+    report tables and `bench run --seeds auto` (bench/analysis/seeds_auto.py) both start from."""
+    groups: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
+    for r in train:
+        groups[result_key(r).without_seed()].append(r)  # the seeds of one configuration
+    rows = sorted((group_row(g, peaks) for g in groups.values()), key=_sort_key)
+    add_comparisons(rows)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole report
 # ---------------------------------------------------------------------------------------------
@@ -396,12 +413,8 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     workloads = []
     for name in sorted(by_workload):
         cells = by_workload[name]
-        train = [r for r in cells if r["cell"].get("kind", "train") != "baseline" and r["status"] != "baseline"]
-        groups: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
-        for r in train:
-            groups[result_key(r).without_seed()].append(r)  # the seeds of one configuration
-        rows = sorted((group_row(g, peaks) for g in groups.values()), key=_sort_key)
-        add_comparisons(rows)
+        train = train_results(cells)
+        rows = configuration_rows(train, peaks)
         target = next((r["target"] for r in train if r.get("target")), None)
         report = WorkloadReport(
             name=name,
@@ -428,7 +441,30 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
         without_numbers=[_listing(r) for r in results if r["status"] not in WITH_NUMBERS],
         cell_count=len(results),
         launch_seconds=sum(r["cell_wall_s"] for r in results if r.get("cell_wall_s")) or None,
+        seeds_auto=seeds_auto_listing(meta),
     )
+
+
+STILL_OPEN = "undecided when the run stopped (`bench run --resume` continues it)"
+
+
+def seeds_auto_listing(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """run.json's `seeds_auto` (`bench run --seeds auto`, bench/analysis/seeds_auto.py) as the report
+    lists it: per configuration its seed count, why it stopped and its time-to-target comparison
+    with the reference. None for a run with fixed seeds (or a record that is not a mapping)."""
+    entry = meta.get("seeds_auto")
+    if not isinstance(entry, dict) or not isinstance(entry.get("cells"), dict):
+        return None
+    cells = []
+    for config_id, cell in sorted(entry["cells"].items()):
+        if not isinstance(cell, dict):
+            continue
+        judged = cell.get("time_to_target")
+        cells.append({"id": config_id, "workload": cell.get("workload"), "seeds": cell.get("seeds"),
+                      "stopped": cell.get("stopped") or STILL_OPEN, "reference": cell.get("reference"),
+                      "time_to_target": judged if isinstance(judged, dict) else None})
+    return {"start": entry.get("start"), "max": entry.get("max"), "rounds": entry.get("rounds"),
+            "done": bool(entry.get("done")), "cells": cells}
 
 
 def data_notes(results: list[dict[str, Any]]) -> list[str]:

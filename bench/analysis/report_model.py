@@ -44,3 +44,6 @@ class Report:
     cell_count: int
     launch_seconds: float | None = None
     """Sum of the cells' launch-to-exit wall time (`cell_wall_s`); None for runs without it."""
+    seeds_auto: dict[str, Any] | None = None
+    """`bench run --seeds auto`: start and maximum seeds, rounds, and per configuration its seeds and
+    why it stopped (report.seeds_auto_listing); None for a run with fixed seeds."""

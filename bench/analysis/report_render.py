@@ -319,6 +319,25 @@ def _peaks_table(report: Report) -> str:
     )
 
 
+def seeds_auto_lines(report: Report) -> list[str]:
+    """'Seeds chosen automatically': each configuration's seed count and why it stopped (--seeds auto)."""
+    auto = report.seeds_auto
+    if not auto:
+        return []
+    out = ["", "## Seeds chosen automatically", "",
+           f"`bench run --seeds auto`: every configuration started with {auto['start']} seeds; after each round, each "
+           "configuration whose time-to-target against its reference was still undecided (its 95% interval "
+           "included 1, or a side had fewer than 2 converged seeds) got one more seed, and so did that reference, "
+           f"up to {auto['max']} seeds ({auto['rounds']} round{'s' if auto['rounds'] != 1 else ''}; docs/report.md)."]
+    if not auto["done"]:
+        out[-1] += " The run stopped before every comparison was decided; `bench run --resume` continues it."
+    rows = [[f"`{c['id']}`", fmt(c["seeds"], 0) if isinstance(c["seeds"], int) else DASH, c["stopped"],
+             fmt_judged(c["time_to_target"])] for c in auto["cells"]]
+    out += ["", tabulate(rows, headers=["configuration", "seeds", "stopped because", "time-to-target vs reference"],
+                         tablefmt="github", disable_numparse=True)]
+    return out
+
+
 def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | None = None,
                     extra_metrics: tuple[str, ...] = (), command: str | None = None) -> str:
     env, meta = report.environment, report.meta
@@ -351,6 +370,7 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         out += convergence_lines(w) + knob_lines(w)
         for title, filename in (plots or {}).get(w.name, []):
             out += ["", f"![{title}]({filename})"]
+    out += seeds_auto_lines(report)
     out += ["", "## Cells without numbers", ""]
     if report.without_numbers:
         out.append("Every cell that produced no figures, and why (none is left out of the tables above by accident):")

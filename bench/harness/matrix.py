@@ -273,6 +273,9 @@ class Host:
     gpus: int
     bf16_gpu: bool
     fp8_backend: str | None
+    gpu_capability: tuple[int, int] | None = None
+    """The first visible GPU's CUDA compute capability (9, 0) for an H100; None without an NVIDIA GPU
+    (no GPU, a ROCm GPU) or where it could not be read."""
 
     @classmethod
     def detect(cls) -> Host:
@@ -281,23 +284,51 @@ class Host:
         gpus = torch.cuda.device_count()  # counts devices without creating a CUDA context
         # In accelerate's own order of preference when no backend is configured: torchao, TE, MS-AMP.
         fp8 = next((m for m in FP8_BACKENDS if importlib.util.find_spec(m)), None)
-        return cls(gpus=gpus, bf16_gpu=bool(gpus) and gpu_runs_bf16_natively(), fp8_backend=fp8)
+        probed = probe_gpu() if gpus else {}
+        capability = probed.get("capability")
+        return cls(gpus=gpus, bf16_gpu=bool(probed.get("bf16")), fp8_backend=fp8,
+                   gpu_capability=tuple(capability) if capability else None)
 
 
-# Asked in a child process: is_bf16_supported() initialises CUDA on device 0, and a context held by
-# the long-lived runner makes every cell's rank 0 fail on a GPU in exclusive-process mode.
+# Asked in a child process: is_bf16_supported() and get_device_capability() initialise CUDA on
+# device 0, and a context held by the long-lived runner makes every cell's rank 0 fail on a GPU in
+# exclusive-process mode.
 # including_emulation=False: a V100 or T4 "supports" bf16 only by emulating it, slower than fp32;
 # its bf16 cells are skipped with the reason instead of reported as bf16.
-_BF16_PROBE = "import torch; print(int(torch.cuda.is_bf16_supported(including_emulation=False)))"
+# The compute capability decides fp8 (8.9: Ada, Hopper) and TF32 (8.0: Ampere); it is NVIDIA's
+# numbering, so a ROCm build (torch.version.hip) reports none.
+_BF16_PROBE = (
+    "import json, torch\n"
+    "ok = torch.cuda.is_available()\n"
+    "nvidia = ok and torch.version.hip is None\n"
+    "print(json.dumps({'bf16': bool(ok and torch.cuda.is_bf16_supported(including_emulation=False)),\n"
+    "                  'capability': list(torch.cuda.get_device_capability(0)) if nvidia else None}))"
+)
 
 
-def gpu_runs_bf16_natively(timeout_s: float = 120.0) -> bool:
-    """Whether this host's first visible GPU has native bf16, probed in a short-lived child process."""
+def probe_gpu(timeout_s: float = 120.0) -> dict:
+    """{"bf16": native bf16, "capability": [major, minor] or None} of this host's first visible GPU,
+    probed in a short-lived child process; {} when the probe fails."""
+    import json
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", _BF16_PROBE], capture_output=True, text=True, timeout=timeout_s)
-    return done.returncode == 0 and done.stdout.strip() == "1"
+    if done.returncode != 0:
+        return {}
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+
+
+def gpu_runs_bf16_natively(timeout_s: float = 120.0) -> bool:
+    """Whether this host's first visible GPU has native bf16, probed in a short-lived child process."""
+    return bool(probe_gpu(timeout_s).get("bf16"))
+
+
+def _capability(host: Host) -> str:
+    return f"{host.gpu_capability[0]}.{host.gpu_capability[1]}" if host.gpu_capability else "unknown"
 
 
 def expected_verdict(cell: Cell, topology: Topology | None) -> str | None:
@@ -333,6 +364,9 @@ def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None
             return f"needs {topology.gpus_needed} GPU(s), found {host.gpus}"
         if cell.precision == "bf16" and not host.bf16_gpu:
             return "needs a GPU with native bf16 (this one has none, or only emulates it)"
+    if cell.precision == "tf32" and (topology.use_cpu or host.gpu_capability is None or host.gpu_capability < (8, 0)):
+        found = "runs on the CPU" if topology.use_cpu else f"this host's GPU has compute capability {_capability(host)}"
+        return f"tf32 needs an NVIDIA GPU of compute capability 8.0 or newer (Ampere); {found}"
     if topology.needs_deepspeed and importlib.util.find_spec("deepspeed") is None:
         return "needs DeepSpeed, an optional extra: pip install 'accelerate-bench[deepspeed]'"
     if cell.precision == "fp8":
@@ -340,6 +374,12 @@ def skip_reason(cell: Cell, topology: Topology | None, host: Host) -> str | None
             return "fp8 needs a GPU (and torchao, transformer_engine or MS-AMP)"
         if host.fp8_backend is None:
             return "fp8 needs torchao, transformer_engine or MS-AMP installed, found none"
+        if host.gpu_capability is not None and host.gpu_capability < (8, 9):
+            # accelerate itself would switch such a cell to fp16 with only a log line
+            return (f"fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); this one has "
+                    f"{_capability(host)} (accelerate would run fp16 instead)")
+        if host.fp8_backend == "msamp" and topology.distributed_type == "FSDP":
+            return "fp8 with MS-AMP under FSDP: accelerate refuses it (MS-AMP + FSDP is not supported; use DeepSpeed)"
     from workloads import workload_class
 
     return workload_class(cell.workload).unavailable_reason(cell.params)

@@ -18,23 +18,34 @@ import time
 from typing import Any
 
 # Dense peaks in FLOP/s from the vendors' datasheets (sparsity excluded). fp32 is the non-tensor-
-# core rate, which is what torch uses for fp32 matmuls unless TF32 is switched on. Matched by
-# substring of torch.cuda.get_device_name(), first match wins, so specific names come first.
+# core rate, which is what torch uses for fp32 matmuls unless TF32 is switched on; tf32 is the dense
+# TF32 tensor-core rate (half the datasheet's sparse figure), listed where known; a GPU without TF32
+# (before Ampere) has none. Matched by substring of torch.cuda.get_device_name(), first match wins,
+# so specific names come first.
 DATASHEET_PEAKS: tuple[tuple[str, str, dict[str, float]], ...] = (
-    ("H100 PCIe", "NVIDIA H100 PCIe", {"fp32": 51.2e12, "bf16": 756e12, "fp16": 756e12, "fp8": 1513e12}),
+    ("H100 PCIe", "NVIDIA H100 PCIe", {"fp32": 51.2e12, "tf32": 378e12, "bf16": 756e12, "fp16": 756e12, "fp8": 1513e12}),
     ("H100 NVL", "NVIDIA H100 NVL", {"fp32": 60e12, "bf16": 835e12, "fp16": 835e12, "fp8": 1671e12}),
-    ("H100", "NVIDIA H100 SXM", {"fp32": 66.9e12, "bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12}),
-    ("H200", "NVIDIA H200 SXM", {"fp32": 66.9e12, "bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12}),
-    ("A100", "NVIDIA A100", {"fp32": 19.5e12, "bf16": 312e12, "fp16": 312e12}),
-    ("L40S", "NVIDIA L40S", {"fp32": 91.6e12, "bf16": 362.05e12, "fp16": 362.05e12, "fp8": 733e12}),
-    ("L4", "NVIDIA L4", {"fp32": 30.3e12, "bf16": 121e12, "fp16": 121e12, "fp8": 242.5e12}),
-    ("A10", "NVIDIA A10", {"fp32": 31.2e12, "bf16": 125e12, "fp16": 125e12}),
+    ("H100", "NVIDIA H100 SXM", {"fp32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12}),
+    ("H200", "NVIDIA H200 SXM", {"fp32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12}),
+    ("A100", "NVIDIA A100", {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12}),
+    ("L40S", "NVIDIA L40S", {"fp32": 91.6e12, "tf32": 183e12, "bf16": 362.05e12, "fp16": 362.05e12, "fp8": 733e12}),
+    ("L4", "NVIDIA L4", {"fp32": 30.3e12, "tf32": 60e12, "bf16": 121e12, "fp16": 121e12, "fp8": 242.5e12}),
+    ("A10", "NVIDIA A10", {"fp32": 31.2e12, "tf32": 62.5e12, "bf16": 125e12, "fp16": 125e12}),
     ("V100", "NVIDIA V100", {"fp32": 15.7e12, "fp16": 125e12}),
     ("T4", "NVIDIA T4", {"fp32": 8.1e12, "fp16": 65e12}),
 )
 
 CPU_DTYPES = ("fp32", "bf16")
 CUDA_DTYPES = ("fp32", "bf16", "fp16")
+TF32_MIN_CAPABILITY = (8, 0)
+"""tf32 is measured only on an NVIDIA GPU of compute capability 8.0 (Ampere) or newer. Elsewhere (the
+CPU, older or ROCm GPUs) the --json output has no tf32 entry at all: absent means not applicable, as
+fp16 is absent on the CPU. fp32 is measured with TF32 off (strict), tf32 with it on."""
+
+
+def cuda_dtypes(capability: tuple[int, int] | None) -> tuple[str, ...]:
+    """The dtypes measured on a GPU of this NVIDIA compute capability (None: not NVIDIA's numbering)."""
+    return CUDA_DTYPES + (("tf32",) if capability is not None and capability >= TF32_MIN_CAPABILITY else ())
 
 
 def datasheet_peak(device_name: str) -> tuple[str, dict[str, float]] | None:
@@ -53,7 +64,18 @@ def matmul_flops(dtype_name: str, device: str, size: int, seconds: float) -> flo
     """
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    dtype = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = dtype_name == "tf32"  # fp32 strict, tf32 on tensor cores
+    try:
+        return _best_matmul_rate(dtype, device, size, seconds)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _best_matmul_rate(dtype: object, device: str, size: int, seconds: float) -> float:
+    import torch
+
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
 
@@ -99,9 +121,10 @@ def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cud
     }
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
+        capability = torch.cuda.get_device_capability(0) if torch.version.hip is None else None
         entry: dict[str, Any] = {
             "name": name,
-            "measured": {d: matmul_flops(d, "cuda", cuda_size, seconds_per_dtype) for d in CUDA_DTYPES},
+            "measured": {d: matmul_flops(d, "cuda", cuda_size, seconds_per_dtype) for d in cuda_dtypes(capability)},
         }
         sheet = datasheet_peak(name)
         if sheet:

@@ -26,9 +26,11 @@ from bench.cells import is_config_path, topology_label
 from bench.errors import BenchError, first_line, one_of, read_yaml_file
 from bench.paths import ACCELERATE_CONFIGS_DIR
 
-PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
-# accelerate's own spelling of each precision, for --mixed_precision
-ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8"}
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "tf32")
+"""fp32 is strict IEEE fp32 (TF32 off for matmuls and cuDNN); tf32 is fp32 storage with no autocast and
+TF32 on for both (Ampere or later NVIDIA GPUs). The worker's verify sets the switches for both."""
+# accelerate's own spelling of each precision, for --mixed_precision (tf32 is no mixed precision at all)
+ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "tf32": "no"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Expected:
     distributed_types: tuple[str, ...]
     """Acceptable accelerate DistributedType names (e.g. ('MULTI_CPU',) or ('NO',))."""
     device: str  # "cpu" or "cuda"
-    precision: str  # fp32 / bf16 / fp16 / fp8
+    precision: str  # fp32 / bf16 / fp16 / fp8 / tf32
     sharding: dict[str, Any] | None = None
     """What the config asks to shard (Topology.sharding), checked from what each rank holds."""
 
@@ -186,8 +188,9 @@ def _mistyped(raw: dict[str, Any]) -> str | None:
     hints = typing.get_type_hints(ClusterConfig)
     for key, value in raw.items():
         if key == "mixed_precision":
-            if value not in ACCELERATE_PRECISION.values():
-                return f"mixed_precision must be one of {', '.join(ACCELERATE_PRECISION.values())}, got {value!r}"
+            spellings = list(dict.fromkeys(ACCELERATE_PRECISION.values()))
+            if value not in spellings:
+                return f"mixed_precision must be one of {', '.join(spellings)}, got {value!r}"
             continue
         if key not in hints:
             continue  # unknown keys: ClusterConfig names them

@@ -22,6 +22,8 @@ from bench.harness.train import to_device
 from workloads.base import Splits, Workload
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+FP8_MIN_FRACTION = 0.5
+"""An fp8 cell is `unsupported` when under this share of its compute parameters sit in fp8 layers."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,76 @@ def tf32_in_effect() -> dict[str, object]:
     }
 
 
+def set_fp32_arithmetic(precision: str) -> dict[str, bool] | None:
+    """Set torch's TF32 switches for the cell's precision, in this process, before anything trains.
+
+    - fp32: strict IEEE fp32 everywhere: matmul and cuDNN (convolutions, RNNs) TF32 off. torch 2.13
+      leaves cuDNN TF32 on by default and accelerate turns matmul TF32 on with dynamo, so without
+      this an "fp32" cell computed partly in TF32 on an Ampere or later GPU.
+    - tf32: both on (fp32 storage, no autocast, tensor-core TF32 matmuls and convolutions/RNNs).
+    - fp16 / bf16 / fp8: left as torch and accelerate set them (autocast decides the matmul dtype).
+    `verify` calls this first, so every cell the worker verifies runs with it; the switches in effect
+    are then recorded in observed["tf32"]. They only act on CUDA; on a CPU they change nothing."""
+    if precision not in ("fp32", "tf32"):
+        return None
+    on = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+    return {"matmul": on, "cudnn": on}
+
+
+def grad_reduce_dtype(accelerator: Accelerator) -> dict[str, object]:
+    """In which dtype gradients are averaged across ranks, as accelerate has set up this run.
+
+    DDP (MULTI_GPU, MULTI_CPU) all-reduces the gradients of the fp32 parameters: fp32 whatever the
+    autocast. FSDP reduces in its mixed-precision policy's reduce_dtype, which accelerate sets to the
+    low precision (bf16 for bf16 and fp8, fp16 for fp16): the same config in bf16 averages gradients
+    in bf16 under FSDP and in fp32 under DDP. DeepSpeed reduces in its `communication_data_type`
+    (None: DeepSpeed's own default). One process reduces nothing (dtype None)."""
+    kind = accelerator.distributed_type.name
+    if kind == "FSDP":
+        plugin = accelerator.state.fsdp_plugin
+        version = getattr(plugin, "fsdp_version", 1)
+        policy = getattr(plugin, "mixed_precision_policy", None)
+        return {"by": f"FSDP{version}", **_policy_dtypes(policy), "source": "accelerate fsdp_plugin.mixed_precision_policy"}
+    if kind == "DEEPSPEED":
+        config = getattr(accelerator.state.deepspeed_plugin, "deepspeed_config", {}) or {}
+        return {"by": "DeepSpeed", "dtype": config.get("communication_data_type"), "source": "deepspeed_config"}
+    if accelerator.num_processes > 1:
+        # On a CPU an FSDP or DeepSpeed config runs as exactly this (../shared/docs/accelerate-on-cpu.md).
+        return {"by": "DDP", "dtype": "fp32", "source": "DDP all-reduces the fp32 parameters' gradients"}
+    return {"by": None, "dtype": None, "source": "one process: no gradient reduction"}
+
+
+def _policy_dtypes(policy: object) -> dict[str, str | None]:
+    """param/reduce dtypes of an FSDP1 MixedPrecision or FSDP2 MixedPrecisionPolicy (None: no policy,
+    fp32 parameters). Both reduce in param_dtype when reduce_dtype is unset, in fp32 when neither is."""
+    def name(dtype: object) -> str | None:
+        return DTYPE_NAMES.get(dtype, str(dtype)) if dtype is not None else None
+
+    param = name(getattr(policy, "param_dtype", None))
+    reduce = name(getattr(policy, "reduce_dtype", None))
+    return {"dtype": reduce or param or "fp32", "param_dtype": param, "reduce_dtype": reduce}
+
+
+def grad_reduce_of_model(model: torch.nn.Module) -> dict[str, object]:
+    """The gradient reduction dtype read from a prepared model itself: its FSDP1 `mixed_precision`,
+    its FSDP2 state's policy, or fp32 for a DistributedDataParallel (fp32 parameters)."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    if isinstance(model, FullyShardedDataParallel):
+        return {"by": "FSDP1", **_policy_dtypes(getattr(model, "mixed_precision", None)), "source": "prepared model"}
+    if isinstance(model, FSDPModule):
+        policy = getattr(model._get_fsdp_state(), "_mp_policy", None)  # torch keeps FSDP2's policy there
+        return {"by": "FSDP2", **_policy_dtypes(policy), "source": "prepared model"}
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        dtypes = sorted({DTYPE_NAMES.get(p.dtype, str(p.dtype)) for p in model.parameters() if p.requires_grad})
+        return {"by": "DDP", "dtype": "/".join(dtypes), "source": "prepared model (DDP all-reduces in the parameters' dtype)"}
+    return {"by": None, "dtype": None, "source": "prepared model: not wrapped for data parallel"}
+
+
 def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
+    tf32_set = set_fp32_arithmetic(expected.precision)  # first: strict fp32, or TF32 on, before anything runs
     started = int(os.environ.get("WORLD_SIZE", "1"))  # processes the launcher actually started
     observed = {
         "distributed_type": accelerator.distributed_type.name,
@@ -63,8 +134,10 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
         "compute_dtype": autocast_dtype(accelerator),
         "backend": getattr(accelerator.state, "backend", None),
         "torch_threads": torch.get_num_threads(),
-        "tf32": tf32_in_effect(),
+        "tf32": {**tf32_in_effect(), "set_by_bench": tf32_set is not None},
+        "grad_reduce": grad_reduce_dtype(accelerator),
     }
+    observed["grad_reduce_dtype"] = observed["grad_reduce"]["dtype"]
     if accelerator.mixed_precision == "fp8":
         # Which library computes the fp8 matmuls (accelerate picks torchao, then TE, then MS-AMP).
         backend = getattr(accelerator, "fp8_backend", None)
@@ -86,16 +159,47 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
         )
     if observed["device"] != expected.device:
         return Verdict("invalid", f"asked for device {expected.device}, running on {observed['device']}", observed)
-    # fp8 computes its matmuls in fp8 inside torchao / Transformer Engine / MS-AMP layers; the plain-Linear
-    # probe cannot see that, so only the setting is checked for it.
-    if expected.precision != "fp8" and observed["compute_dtype"] != expected.precision:
+    precision_verdict = verify_precision_setting(observed, expected)
+    if precision_verdict:
+        return precision_verdict
+    return Verdict(None, "", observed)
+
+
+def verify_precision_setting(observed: dict, expected: Expected) -> Verdict | None:
+    """The precision as accelerate set it up: a Verdict when it is not what the cell asked for."""
+    precision = expected.precision
+    if precision == "fp8":
+        # Below compute capability 8.9 accelerate switches fp8 to fp16 with only a log line. Under fp8
+        # its autocast is bf16; the fp8 matmuls happen inside torchao / Transformer Engine / MS-AMP
+        # layers, counted on the prepared model by probe_model_precision (fp8_layer_share).
+        if observed["mixed_precision_setting"] != "fp8":
+            return Verdict("unsupported", f"fp8 requested but accelerate runs mixed_precision="
+                           f"{observed['mixed_precision_setting']!r} (it falls back to fp16 below compute capability 8.9)",
+                           observed)
+        return None
+    if precision == "tf32":
+        tf32 = observed["tf32"]
+        if observed["compute_dtype"] != "fp32" or not (tf32["matmul"] and tf32["cudnn"]):
+            return Verdict("unsupported", f"tf32 requested but {observed['compute_dtype']} autocast with matmul TF32 "
+                           f"{'on' if tf32['matmul'] else 'off'} and cuDNN TF32 {'on' if tf32['cudnn'] else 'off'}", observed)
+        if observed["device"] == "cuda":
+            capability = torch.cuda.get_device_capability(torch.cuda.current_device())
+            observed["gpu_capability"] = f"{capability[0]}.{capability[1]}"
+            if capability < (8, 0):
+                return Verdict("unsupported", f"tf32 requested but this GPU (compute capability {capability[0]}."
+                               f"{capability[1]}) has no TF32 tensor cores: it computes plain fp32", observed)
+        return None
+    if observed["compute_dtype"] != precision:
         return Verdict(
             "unsupported",
-            f"{expected.precision} requested but {observed['compute_dtype']} computed on {observed['device']} "
+            f"{precision} requested but {observed['compute_dtype']} computed on {observed['device']} "
             f"(accelerate accepted mixed_precision={observed['mixed_precision_setting']!r} and fell back silently)",
             observed,
         )
-    return Verdict(None, "", observed)
+    if precision == "fp32" and (observed["tf32"]["matmul"] or observed["tf32"]["cudnn"]):
+        return Verdict("unsupported", "fp32 requested but TF32 is on for "
+                       f"{'matmuls' if observed['tf32']['matmul'] else 'cuDNN'}: not strict fp32", observed)
+    return None
 
 
 # Modules whose work is matrix products, which autocast is meant to run in lower precision.
@@ -135,7 +239,7 @@ def model_compute_dtypes(model: torch.nn.Module, forward: Callable[[], object]) 
 def verify_model_precision(modules: dict[str, dict], precision: str, device: str) -> Verdict:
     """`unsupported` when most of the model's compute parameters do not run in the asked dtype."""
     observed = {"module_dtypes": modules}
-    if precision in ("fp32", "fp8") or not modules:
+    if precision in ("fp32", "tf32", "fp8") or not modules:
         return Verdict(None, "", observed)
     total = sum(m["params"] for m in modules.values())
     in_precision = sum(m["params"] for m in modules.values() if m["dtype"] == precision)
@@ -184,14 +288,134 @@ def probe_kernels(forward_backward: Callable[[], object], precision: str, device
     return Verdict(None, "", {"kernel_probe": "ok"})
 
 
+# ---------------------------------------------------------------------------------------------
+# fp8: which compute parameters really sit in fp8 layers once accelerate has prepared the model
+# ---------------------------------------------------------------------------------------------
+
+# The layers that compute in fp8, per backend: (top-level package of the class's module, class names).
+# Matched by name, not imported, so that the count runs (and is tested) where none is installed.
+# torchao: accelerate swaps nn.Linear for Float8Linear, except the first and the last Linear of the
+# model and any whose in or out features are not multiples of 16 (accelerate.utils.ao).
+# Transformer Engine: accelerate swaps nn.Linear for te.Linear where both sizes are multiples of 16
+# (accelerate.utils.transformer_engine.convert_model, which stops converting a module's remaining
+# children at the first that is not); te.LayerNorm computes nothing in fp8 and is not listed.
+# MS-AMP: msamp.initialize swaps nn.Linear for its FP8Linear, whose weight is a ScalingParameter
+# (a ScalingTensor); any module holding such a parameter counts too.
+FP8_LAYER_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "torchao": ("torchao", ("Float8Linear",)),
+    "transformer_engine": ("transformer_engine", ("Linear", "LayerNormLinear", "LayerNormMLP", "GroupedLinear")),
+    "msamp": ("msamp", ("FP8Linear",)),
+}
+FP8_BACKEND_NAMES = {"AO": "torchao", "TE": "transformer_engine", "MSAMP": "msamp"}
+"""accelerate's FP8BackendType values -> the package that computes."""
+_WRAPPER_PARTS = ("module", "_fsdp_wrapped_module", "_orig_mod", "_checkpoint_wrapped_module")
+_MAX_LAYERS_LISTED = 40
+
+
+def fp8_layer_kind(module: torch.nn.Module) -> str | None:
+    """The fp8 backend whose layer `module` is, or None."""
+    cls = type(module)
+    package = cls.__module__.split(".")[0]
+    for backend, (prefix, names) in FP8_LAYER_CLASSES.items():
+        if package == prefix and cls.__name__ in names:
+            return backend
+    if any(type(p).__module__.split(".")[0] == "msamp" for p in module.parameters(recurse=False)):
+        return "msamp"  # a ScalingParameter: MS-AMP keeps this weight in fp8
+    return None
+
+
+def _clean_name(name: str) -> str:
+    """A module's name without the parts that DDP, FSDP1, compile or checkpointing wrappers add."""
+    return ".".join(part for part in name.split(".") if part not in _WRAPPER_PARTS)
+
+
+def compute_param_sizes(model: torch.nn.Module) -> dict[str, int]:
+    """{module name: parameters it holds itself} for every compute module (_COMPUTE_MODULES or an fp8
+    layer). What counts as compute: the parameters held directly (weight and bias) by Linear, RNN,
+    convolution and attention modules and by the backends' fp8 layers; an attention module's
+    projections count once, with the Linear that holds them. Embeddings (lookups) and norms are not
+    compute. Taken before `prepare`, this is the full size even where FSDP1 leaves a rank an empty view."""
+    return {
+        _clean_name(name): sum(p.numel() for p in module.parameters(recurse=False))
+        for name, module in model.named_modules()
+        if isinstance(module, _COMPUTE_MODULES) or fp8_layer_kind(module)
+    }
+
+
+def fp8_layer_share(model: torch.nn.Module, backend: str | None = None, sizes: dict[str, int] | None = None) -> dict:
+    """How many of the compute parameters of a prepared (unwrapped) model sit in fp8 layers.
+
+    Returns {"backend", "fp8_params", "compute_params", "fraction", "layers" (the fp8 layers' names,
+    at most 40, "layers_total" then says how many), "not_fp8" ({module type: parameters} of the rest)}.
+    `sizes` (compute_param_sizes of the model before prepare) gives each module's full size."""
+    sizes = sizes or {}
+    fp8 = compute = 0
+    layers: list[str] = []
+    rest: dict[str, int] = {}
+    for name, module in model.named_modules():
+        kind = fp8_layer_kind(module)
+        if kind is None and not isinstance(module, _COMPUTE_MODULES):
+            continue
+        key = _clean_name(name)
+        n = sizes.get(key, sum(p.numel() for p in module.parameters(recurse=False)))
+        compute += n
+        if kind:
+            fp8 += n
+            layers.append(key)
+        elif n:
+            rest[type(module).__name__] = rest.get(type(module).__name__, 0) + n
+    record = {"backend": backend, "fp8_params": fp8, "compute_params": compute,
+              "fraction": round(fp8 / compute, 4) if compute else 0.0,
+              "layers": layers[:_MAX_LAYERS_LISTED], "not_fp8": rest}
+    if len(layers) > _MAX_LAYERS_LISTED:
+        record["layers_total"] = len(layers)
+    return record
+
+
+def verify_fp8(record: dict, device: str) -> Verdict:
+    """`unsupported` when under FP8_MIN_FRACTION of the compute parameters sit in fp8 layers, as bf16
+    is when most of the model does not compute in bf16 (verify_model_precision): such a cell
+    measures bf16 with a little fp8, not fp8."""
+    observed = {"fp8": record}
+    if record["fraction"] >= FP8_MIN_FRACTION:
+        return Verdict(None, "", observed)
+    others = ", ".join(f"{kind} {n:,}" for kind, n in sorted(record["not_fp8"].items())) or "none"
+    return Verdict(
+        "unsupported",
+        f"fp8 requested but only {record['fraction']:.0%} of the model's compute parameters "
+        f"({record['fp8_params']:,} of {record['compute_params']:,}) sit in {record['backend'] or 'fp8'} fp8 layers on "
+        f"{device}; the rest computes in bf16 (not fp8: {others}). torchao keeps the first and last Linear and any "
+        "whose sizes are not multiples of 16 out of fp8, Transformer Engine the latter; no backend has fp8 RNNs",
+        observed,
+    )
+
+
+def probe_fp8_layers(accelerator: Accelerator, workload: Workload) -> Verdict:
+    """Prepare a throwaway copy of the model (with an optimizer: Transformer Engine and MS-AMP convert
+    only a model and optimizer prepared together) as the cell's training will, count its fp8 layers,
+    and release it. A collective under DDP/FSDP: every rank calls it."""
+    model = workload.build_model()
+    sizes = compute_param_sizes(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    try:
+        backend = getattr(accelerator, "fp8_backend", None)
+        backend = getattr(backend, "value", backend)
+        record = fp8_layer_share(accelerator.unwrap_model(prepared), FP8_BACKEND_NAMES.get(backend, backend), sizes)
+    finally:
+        accelerator.free_memory(prepared, optimizer)  # accelerate's public way to drop what it prepared
+    return verify_fp8(record, accelerator.device.type)
+
+
 def probe_model_precision(accelerator: Accelerator, workload: Workload, splits: Splits, precision: str) -> Verdict:
     """What the cell's precision does to this model on this device, on a throwaway copy of it.
 
     `verify`'s Linear probe says what autocast does to a Linear; the model may hold layers that
     autocast leaves alone on this device. First one forward and backward (`probe_kernels`: does
     the model run in this precision here at all), then one forward with hooks
-    (`model_compute_dtypes`: in which dtype its compute layers really run). Draws random numbers
-    (the copy's initialisation): seed again before training."""
+    (`model_compute_dtypes`: in which dtype its compute layers really run). For fp8 (whose autocast
+    is bf16), then a second copy prepared by accelerate and its fp8 layers counted (`probe_fp8_layers`,
+    observed["fp8"]). Draws random numbers (the copies' initialisation): seed again before training."""
     model = workload.build_model().to(accelerator.device)
     batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
     batch = to_device(batch, accelerator.device)
@@ -209,6 +433,9 @@ def probe_model_precision(accelerator: Accelerator, workload: Workload, splits: 
         return kernels
     verdict = verify_model_precision(model_compute_dtypes(model, forward), precision, device)
     verdict.observed.update(kernels.observed)
+    if precision == "fp8" and not verdict.status:
+        fp8 = probe_fp8_layers(accelerator, workload)
+        return Verdict(fp8.status, fp8.reason, {**verdict.observed, **fp8.observed})
     return verdict
 
 

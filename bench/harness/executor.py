@@ -26,6 +26,7 @@ The options come from the command line and from the `executor:` section of the m
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +137,36 @@ def parse_sbatch_options(pairs: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-# -- one cell: the files it is given before launch and the result made of what it left -------------
+# -- one launch: the files its seeds are given before launch and the results made of what it left ---
+
+
+def shares_launch(cell: Cell) -> bool:
+    """Whether the cell's seeds may share one launch (bench/harness/worker.py runs them in turn).
+    Baselines launch per seed (no accelerate to pay for); so do compile cells, which must each pay
+    a cold compile, and tracked cells (`--log-with`), whose tracker run ends with the process."""
+    return cell.kind == "train" and cell.compile == "none" and not cell.tracking
+
+
+def launch_groups(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The planned items (each with its "cell") in launches: the cells that differ in seed only
+    (and in their checkpoint folder, which holds the seed) go in one launch, in the order of their
+    first cell; every other cell alone."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        cell: Cell = item["cell"]
+        key = cell.id
+        if shares_launch(cell):
+            key = json.dumps({k: v for k, v in cell.to_dict().items() if k not in ("seed", "id", "save_checkpoint")},
+                             sort_keys=True, default=str)
+        groups.setdefault(key, []).append(item)
+    return list(groups.values())
+
+
+def launch_id(cells: list[Cell]) -> str:
+    """A launch's name: its cell's id alone, or the seeds' configuration and seeds (…__seeds-0-1-2)."""
+    if len(cells) == 1:
+        return cells[0].id
+    return f"{cells[0].key.without_seed().id}__seeds-{'-'.join(str(cell.seed) for cell in cells)}"
 
 
 @dataclass
@@ -145,6 +175,29 @@ class CellFiles:
     out: Path
     log: Path
     mllog: Path
+
+
+@dataclass
+class LaunchFiles:
+    """The files of one launch: each seed's (in launch order) and the log they share."""
+
+    cells: list[Cell]
+    files: list[CellFiles]
+    log: Path
+
+    @property
+    def id(self) -> str:
+        return launch_id(self.cells)
+
+    @property
+    def timeout_s(self) -> float:
+        """A shared launch gets every seed's timeout: the per-cell timeout_s times the seeds it runs
+        (the seeds of a launch have the same timeout_s). One seed: the cell's own timeout."""
+        return sum(cell.timeout_s for cell in self.cells)
+
+    def also(self) -> list[tuple[Path, Path, Path | None]]:
+        """The seeds after the first, as launch_commands(also=...) takes them."""
+        return [(f.cell_file, f.out, f.mllog) for f in self.files[1:]]
 
 
 def prepare_cell(cell: Cell, run_dir: Path) -> CellFiles:
@@ -158,35 +211,79 @@ def prepare_cell(cell: Cell, run_dir: Path) -> CellFiles:
     return files
 
 
+def prepare_launch(cells: list[Cell], run_dir: Path) -> LaunchFiles:
+    """Every seed's files (prepare_cell). A shared launch logs to logs/<launch id>.log, and each
+    seed's logs/<cell>.log is a link to it: what the cell's processes printed, with the other seeds'."""
+    files = [prepare_cell(cell, run_dir) for cell in cells]
+    if len(cells) == 1:
+        return LaunchFiles(cells, files, files[0].log)
+    log = run_dir / "logs" / f"{launch_id(cells)}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    for f in files:
+        f.log.symlink_to(log.name)
+    return LaunchFiles(cells, files, log)
+
+
+def collect_launch(launch: LaunchFiles, finished: Finished, load_start: list[float] | None,
+                   extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each seed's result once the launch's processes are gone (collect_result), in launch order.
+
+    The launch's wall time is split so that the seeds' cell_wall_s add up to it: each seed that
+    wrote its result gets its own seconds (`own_s`, timed by the worker from the seed's start to its
+    result) plus an equal share of the rest (imports, Accelerator, verification, teardown, and the
+    part of a seed that never finished), which every seed of the launch gets. One seed: its
+    cell_wall_s is the launch's wall time, as before launches were shared."""
+    n = len(launch.cells)
+    own = [((read_result(f.out) or {}).get("launch") or {}).get("own_s") for f in launch.files]
+    fixed_share = max(0.0, finished.seconds - sum(o for o in own if isinstance(o, (int, float)))) / n
+    results = []
+    for cell, files, own_s in zip(launch.cells, launch.files, own, strict=True):
+        share = {"seeds": n, "wall_s": round(finished.seconds, 3), "own_s": own_s, "fixed_share_s": round(fixed_share, 3),
+                 "timeout_s": launch.timeout_s, "log": launch.log.name}
+        wall = finished.seconds if n == 1 else (own_s if isinstance(own_s, (int, float)) else 0.0) + fixed_share
+        results.append(collect_result(cell, files, finished, load_start, extra, share=share, wall_s=wall,
+                                      others=[c.seed for c in launch.cells if c is not cell]))
+    return results
+
+
 def collect_result(cell: Cell, files: CellFiles, finished: Finished, load_start: list[float] | None,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   extra: dict[str, Any] | None = None, *, share: dict[str, Any] | None = None,
+                   wall_s: float | None = None, others: list[int] | None = None) -> dict[str, Any]:
     """The cell's result once its processes are gone: the worker's, with the launch's wall time and
-    the host's load added (and `extra` top-level fields), or a failed one saying what happened."""
+    the host's load added (and `extra` top-level fields), or a failed one saying what happened.
+    In a shared launch (collect_launch): `share` is its record (result["launch"]), `wall_s` this
+    seed's part of its wall time, `others` the seeds it ran with."""
     host_load = {"start": load_start, "end": load_average(), "cores": usable_cores()}
+    wall = round(finished.seconds if wall_s is None else wall_s, 3)
+    launch = share or {"seeds": 1, "wall_s": round(finished.seconds, 3), "timeout_s": cell.timeout_s}
+    timeout_s = launch["timeout_s"]
     existing = read_result(files.out)
     if existing is not None:
         # Launch to exit, every process of the cell: what the cell cost the matrix, as opposed
         # to the training clock inside it (imports, data, evaluation and teardown included).
-        existing["cell_wall_s"] = round(finished.seconds, 3)
+        existing["cell_wall_s"] = wall
+        existing["launch"] = {**(existing.get("launch") or {}), **launch}
         existing["host_load"] = host_load
         existing.update(extra or {})
-        if finished.timed_out:  # written, then hung on the way out: the numbers stand
-            existing.setdefault("notes", []).append(f"processes killed at the {cell.timeout_s:g} s timeout after writing")
+        if finished.timed_out:  # written, then hung on the way out (or a later seed ran out): the numbers stand
+            existing.setdefault("notes", []).append(f"processes killed at the {timeout_s:g} s timeout after writing")
         write_json_atomic(files.out, existing)
         return existing
+    shared = f" (the launch it shared with seed(s) {', '.join(map(str, others))} ended before this seed's result)" \
+        if others else ""
     if finished.timed_out:
-        reason = f"timed out after {cell.timeout_s:g} s; all processes of the cell killed"
+        per_seed = f", {cell.timeout_s:g} s for each of its {launch['seeds']} seeds" if launch["seeds"] > 1 else ""
+        reason = f"timed out after {timeout_s:g} s{per_seed}; all processes of the cell killed{shared}"
     else:
-        reason = f"exit codes {finished.returncodes} and no result written"
+        reason = f"exit codes {finished.returncodes} and no result written{shared}"
     result = make_result(cell.to_dict(), "failed", reason, stderr_tail=tail(files.log),
-                         cell_wall_s=round(finished.seconds, 3), host_load=host_load, **(extra or {}))
+                         cell_wall_s=wall, launch=launch, host_load=host_load, **(extra or {}))
     write_json_atomic(files.out, result)
     return result
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

@@ -53,20 +53,25 @@ def launch_commands(
     cores: int | None = None,
     main_ip: str = "127.0.0.1",
     ranks_on_host: int | None = None,
+    also: Sequence[tuple[Path, Path, Path | None]] = (),
 ) -> list[list[str]]:
     """The command line(s) that run a cell: one per node rank; one plain python for baselines.
     A training cell given `mllog_file` writes its MLPerf log there (bench/harness/mlperf_log.py).
+    `also` adds the (cell file, result file, MLPerf log) of further seeds of the same configuration
+    that share the launch: the worker runs them one after another (bench/harness/worker.py).
 
     The keywords serve the other executors (bench/harness/executor*.py): `gpus` and `cores` are
     the slice of the host a pinned cell was given (default: the whole host); `main_ip` and
     `ranks_on_host` are for nodes that really are separate hosts (a SLURM job: each node's
     launcher shares its node's cores only among its own ranks)."""
-    # Absolute: the launchers run in PROJECT_ROOT (see run_group), not in the user's folder.
-    worker = ["-m", "bench.harness.worker", "--cell", str(Path(cell_file).absolute()), "--out", str(Path(out_file).absolute())]
+    worker = ["-m", "bench.harness.worker"]
+    for cell, out, mllog in [(cell_file, out_file, mllog_file), *also]:
+        # Absolute: the launchers run in PROJECT_ROOT (see run_group), not in the user's folder.
+        worker += ["--cell", str(Path(cell).absolute()), "--out", str(Path(out).absolute())]
+        if topology is not None and mllog is not None:  # a baseline cell writes no MLPerf log
+            worker += ["--mllog", str(Path(mllog).absolute())]
     if topology is None:
         return [[sys.executable, *worker]]
-    if mllog_file is not None:
-        worker += ["--mllog", str(Path(mllog_file).absolute())]
     base = accelerate_executable()
     if base[-1] != "accelerate.commands.launch":
         base = [*base, "launch"]
@@ -142,8 +147,10 @@ def launch_env(topology: Topology | None) -> dict[str, str]:
     return env
 
 
-def format_command(cmd: list[str], env_note: str = "") -> str:
-    return (env_note + " " if env_note else "") + shlex.join(cmd)
+def format_command(cmd: list[str], env_note: str = "", wrap: bool = False) -> str:
+    """The command as a shell line; `wrap` breaks it before each seed's --cell (a shared launch)."""
+    line = (env_note + " " if env_note else "") + shlex.join(cmd)
+    return line.replace(" --cell ", " \\\n    --cell ") if wrap else line
 
 
 @dataclass

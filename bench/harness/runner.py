@@ -28,8 +28,16 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.harness.executor import ExecutorOptions, collect_result, prepare_cell
-from bench.harness.launch import format_command, free_port, launch_commands, launch_env, run_group
+from bench.harness.executor import (
+    ExecutorOptions,
+    LaunchFiles,
+    collect_launch,
+    launch_groups,
+    launch_id,
+    prepare_launch,
+    read_result,
+)
+from bench.harness.launch import Finished, format_command, free_port, launch_commands, launch_env, run_group
 from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.harness.measure import environment, load_average
 from bench.harness.mlperf_log import mllog_path
@@ -40,34 +48,48 @@ from bench.results import COMPLETED, Result, make_result, result_path, write_jso
 
 
 def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
-    """For each cell: its id, skip reason (None = runnable) and the exact launch commands."""
+    """For each cell: its id, skip reason (None = runnable) and the exact launch commands. The
+    runnable cells that share a launch (launch_groups: the seeds of one configuration) share its
+    commands; "launch" names the launch, and the first cell of each launch is marked "first"."""
     planned = []
     for cell in cells:
         topology = load_topology(cell.topology) if cell.kind == "train" else None
-        cell_file = run_dir / "launch" / f"{cell.id}.json"
-        commands = launch_commands(topology, cell.precision, cell_file, result_path(run_dir, cell.id),
-                                   mllog_file=mllog_path(run_dir, cell.id))
+        planned.append({"cell": cell, "topology": topology, "skip": skip_reason(cell, topology, host)})
+    for group in launch_groups([item for item in planned if not item["skip"]]) + [[i] for i in planned if i["skip"]]:
+        cells = [item["cell"] for item in group]
+        also = [(_launch_file(run_dir, c), result_path(run_dir, c.id), mllog_path(run_dir, c.id)) for c in cells[1:]]
+        commands = launch_commands(group[0]["topology"], cells[0].precision, _launch_file(run_dir, cells[0]),
+                                   result_path(run_dir, cells[0].id), mllog_file=mllog_path(run_dir, cells[0].id),
+                                   also=also)
+        topology = group[0]["topology"]
         env_note = "ACCELERATE_USE_CPU=1" if topology is not None and topology.use_cpu else ""
-        planned.append(
-            {
-                "cell": cell,
-                "topology": topology,
-                "skip": skip_reason(cell, topology, host),
-                "commands": [format_command(c, env_note) for c in commands],
-            }
-        )
+        for index, item in enumerate(group):
+            item.update(launch=launch_id(cells), first=index == 0, seeds=len(cells),
+                        commands=[format_command(c, env_note, wrap=len(cells) > 1) for c in commands])
     return planned
 
 
+def _launch_file(run_dir: Path, cell: Cell) -> Path:
+    return run_dir / "launch" / f"{cell.id}.json"
+
+
 def print_dry_run(planned: list[dict[str, Any]]) -> None:
-    rows = []
+    """One row per launch: its cells (the seeds that share it, one per line), what would happen,
+    and its command(s)."""
+    rows, launches = [], {}
     for item in planned:
         if item["skip"]:
             would = "skip: " + item["skip"]
         else:
             expected = expected_verdict(item["cell"], item["topology"])
             would = f"run; expect {expected}" if expected else "run"
-        rows.append([item["cell"].id, would, "\n".join(item["commands"])])
+            if item["seeds"] > 1:
+                would += f" ({item['seeds']} seeds, one launch)"
+        if item["launch"] in launches:  # a later seed of a shared launch: listed in its launch's row
+            launches[item["launch"]][0] += "\n" + item["cell"].id
+            continue
+        launches[item["launch"]] = [item["cell"].id, would, "\n".join(item["commands"])]
+        rows.append(launches[item["launch"]])
     print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
 
 
@@ -88,30 +110,7 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
             # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
             _, peaks = measure_peak_flops_apart()
             write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": peaks}})
-        elsewhere = options is not None and (options.type != "local" or options.parallel > 1)
-        if elsewhere:
-            interrupted = _run_elsewhere(planned, run_dir, options, results, bar)
-        for item in [] if elsewhere else planned:
-            cell: Cell = item["cell"]
-            out = result_path(run_dir, cell.id)
-            existing = _load_existing(out)
-            if existing and existing["status"] in COMPLETED:
-                results[cell.id] = existing  # --resume: done before, not run again
-                bar.update(1)
-                continue
-            bar.set_postfix_str(cell.id)
-            if item["skip"]:
-                result = make_result(cell.to_dict(), "skipped", item["skip"])
-                write_json_atomic(out, result)
-            else:
-                result = _launch(cell, item["topology"], run_dir, out)
-                if result is None:
-                    interrupted = True
-                    break
-            results[cell.id] = result
-            bar.update(1)
-            wall = f" [{result['cell_wall_s']:.0f} s]" if result.get("cell_wall_s") is not None else ""
-            bar.write(f"{cell.id}: {_status_line(result)}{wall}")
+        interrupted = _run_todo(planned, run_dir, options or ExecutorOptions(), results, bar)
     except KeyboardInterrupt:
         interrupted = True
     except OSError as exc:
@@ -126,10 +125,10 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
     return [results[item["cell"].id] for item in planned if item["cell"].id in results]
 
 
-def _run_elsewhere(planned: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,
-                   results: dict[str, dict[str, Any]], bar: tqdm) -> bool:
-    """The completed and skipped cells here, the rest through the parallel or SLURM executor;
-    True when interrupted (Ctrl-C)."""
+def _run_todo(planned: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,
+              results: dict[str, dict[str, Any]], bar: tqdm) -> bool:
+    """The completed and skipped cells here, the rest launched: one launch per configuration's
+    seeds here (or with --parallel), one SLURM job per cell there; True when interrupted (Ctrl-C)."""
     todo = []
     for item in planned:
         cell: Cell = item["cell"]
@@ -140,7 +139,7 @@ def _run_elsewhere(planned: list[dict[str, Any]], run_dir: Path, options: Execut
         elif item["skip"]:
             _done(results, bar, cell, make_result(cell.to_dict(), "skipped", item["skip"]), run_dir)
         else:
-            todo.append(item)
+            todo.append(item)  # with --resume, the seeds of a launch not completed: launched together
     if not todo:
         return False
 
@@ -151,9 +150,18 @@ def _run_elsewhere(planned: list[dict[str, Any]], run_dir: Path, options: Execut
         from bench.harness.executor_slurm import run_on_slurm
 
         return run_on_slurm(todo, run_dir, options, on_done, bar)
-    from bench.harness.executor_parallel import run_parallel
+    if options.parallel > 1:
+        from bench.harness.executor_parallel import run_parallel
 
-    return run_parallel(todo, run_dir, options.parallel, on_done, bar)
+        return run_parallel(todo, run_dir, options.parallel, on_done, bar)
+    for group in launch_groups(todo):
+        bar.set_postfix_str(launch_id([item["cell"] for item in group]))
+        done, interrupted = _launch(group, run_dir)
+        for cell, result in done:
+            on_done(cell, result)
+        if interrupted:
+            return True
+    return False
 
 
 def _done(results: dict[str, dict[str, Any]], bar: tqdm, cell: Cell, result: dict[str, Any],
@@ -252,18 +260,37 @@ def _load_existing(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _launch(cell: Cell, topology, run_dir: Path, out: Path) -> dict[str, Any] | None:
-    files = prepare_cell(cell, run_dir)
+def _launch(group: list[dict[str, Any]], run_dir: Path) -> tuple[list[tuple[Cell, dict[str, Any]]], bool]:
+    """One launch of the group's cells (the seeds of one configuration, or one cell): each seed's
+    result, and whether the launch was interrupted (then only the seeds whose result the worker
+    had written are kept, with the launch's wall time so far)."""
+    cells, topology = [item["cell"] for item in group], group[0]["topology"]
+    launch = prepare_launch(cells, run_dir)
+    first = launch.files[0]
     port = free_port() if topology is not None and topology.num_processes > 1 else None
-    commands = launch_commands(topology, cell.precision, files.cell_file, out, port, files.mllog)
+    commands = launch_commands(topology, cells[0].precision, first.cell_file, first.out, port, first.mllog,
+                               also=launch.also())
     # The host's load (1-, 5-, 15-min averages) as the cell starts and ends, beside the cores it may
     # use: a 1-min load above the cores means other work queued for them, and the cell's speed
     # figures are contaminated (the report marks it). The load counts the cell's own threads too.
     load_start = load_average()
-    finished = run_group(commands, launch_env(topology), files.log, cell.timeout_s)
-    if finished.interrupted:
-        return None
-    return collect_result(cell, files, finished, load_start)
+    finished = run_group(commands, launch_env(topology), launch.log, launch.timeout_s)
+    results = collect_launch(launch, finished, load_start) if not finished.interrupted else \
+        _kept_on_interrupt(launch, finished, load_start)
+    return [(cell, r) for cell, r in zip(cells, results, strict=True) if r is not None], finished.interrupted
+
+
+def _kept_on_interrupt(launch: LaunchFiles, finished: Finished, load_start: list[float] | None) -> list[dict[str, Any] | None]:
+    """Ctrl-C in a shared launch: the seeds done before it keep their results (collect_launch),
+    the rest have none (--resume runs them)."""
+    written = [read_result(f.out) is not None for f in launch.files]
+    if not any(written):
+        return [None] * len(written)
+    results = collect_launch(launch, dataclasses.replace(finished, interrupted=False), load_start)
+    for done, files in zip(written, launch.files, strict=True):
+        if not done:
+            files.out.unlink(missing_ok=True)
+    return [r if done else None for r, done in zip(results, written, strict=True)]
 
 
 def _status_line(result: dict[str, Any]) -> str:

@@ -1,17 +1,28 @@
-"""What runs inside `accelerate launch`: one cell, from verification to its JSON result.
+"""What runs inside `accelerate launch`: the seeds of one cell, from verification to a JSON result each.
 
     accelerate launch --config_file bench/configs/accelerate/X.yaml --mixed_precision P \\
-        -m bench.harness.worker --cell launch/<cell>.json --out cells/<cell>.json --mllog mllog/<cell>.log
+        -m bench.harness.worker --cell launch/<cell>__s0.json --out cells/<cell>__s0.json --mllog mllog/<cell>__s0.log \\
+                                [--cell launch/<cell>__s1.json --out cells/<cell>__s1.json --mllog mllog/<cell>__s1.log ...]
+
+One (--cell, --out, --mllog) triplet per seed. Several triplets are a shared launch: cells that
+differ in seed only (the runner groups them, bench/harness/executor.py launch_groups), run one
+after another in one process so that imports and the Accelerator are paid once.
 
 1. Build the Accelerator from the launched environment and verify that the topology and the
-   precision in effect are the ones the cell asked for (bench/harness/verify.py). If not: one result with
-   status invalid/unsupported and no numbers.
-2. Seed, build data (init time, reported apart); one forward and backward of a throwaway model
-   tells whether the model really runs in that precision here (verify.probe_model_precision);
-   seed again and train to target (bench/harness/train.py).
-3. Gather each rank's peak memory (measure.gather_peak_memory); rank 0 writes the result atomically, then its MLPerf log
-   (bench/harness/mlperf_log.py) and, with `bench run --log-with`, sends it to a tracker (bench/harness/trackers.py).
-Baseline cells (classical models) run the same file without accelerate.
+   precision in effect are the ones the cell asked for (bench/harness/verify.py). If not: one result
+   per seed with status invalid/unsupported and no numbers.
+2. For each seed, in order (`run_seed`): seed, build data (init time, reported apart; the data
+   files are checked once per launch); one forward and backward of a throwaway model tells whether
+   the model really runs in that precision here (verify.probe_model_precision); seed again and
+   train to target (bench/harness/train.py).
+3. Gather each rank's peak memory (measure.gather_peak_memory); rank 0 writes the seed's result
+   atomically, then its MLPerf log (bench/harness/mlperf_log.py) and, with `bench run --log-with`,
+   sends it to a tracker (bench/harness/trackers.py). The seed's model and optimizer are then
+   released (accelerator.free_memory) before the next seed builds its own. A seed's result records
+   `launch: {seeds, own_s}` (how many seeds the launch served, this seed's own seconds); the runner
+   adds the launch's wall time. A seed that fails (an exception, a killed rank) ends the launch:
+   the seeds before it keep their results, the runner fails the rest.
+Baseline cells (classical models) run the same file without accelerate, one seed per launch.
 """
 
 from __future__ import annotations
@@ -22,11 +33,14 @@ if __name__ == "__main__":
     die_with_parent()  # before anything heavy is imported: see bench/harness/lifeline.py
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -75,26 +89,31 @@ def data_record(info: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
     return {**info, "cleaning": info.get("cleaning", []), "sha256": files}
 
 
-def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
+@dataclass
+class SeedRun:
+    """One seed of the launched configuration: its cell, where its result and MLPerf log go."""
+
+    cell: Cell
+    out: Path
+    mllog: Path | None = None
+
+
+def run_training(runs: list[SeedRun]) -> None:
+    """The seeds of one configuration (cells that differ in seed only), one after another in this
+    process: the Accelerator is built and the topology and precision verified once, then each seed
+    runs as a cell alone would (`run_seed`) and its model and optimizer are released before the next."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
-    from bench.data.datasets import check_workload_data
     from bench.harness import trackers
-    from bench.harness.mlperf_log import write_mllog
     from bench.harness.topology import load_topology
-    from bench.harness.train import train
-    from bench.harness.verify import cpu_affinity, probe_model_precision, verify
-    from workloads import make_workload
+    from bench.harness.verify import cpu_affinity, verify
 
-    # Only the process the launcher calls rank 0 writes. Ask the environment, not accelerate:
-    # in a broken launch every process believes it is the main one.
-    launcher_rank0 = os.environ.get("RANK", "0") == "0"
+    cell = runs[0].cell  # the seeds' cells differ in seed (and save_checkpoint folder) only
 
     def refuse(status: str, reason: str, **fields: Any) -> None:
-        """A result without numbers: the cell is not what it claims, or could not start."""
-        if launcher_rank0:
-            write_json_atomic(out, make_result(cell.to_dict(), status, reason, **fields, environment=environment()))
+        """The same result without numbers for every seed: the launch is not what it claims, or could not start."""
+        for run in runs:
+            _refuse(run, len(runs), None, status, reason, **fields)
 
     topology = load_topology(cell.topology)
     if cell.tracking:
@@ -110,51 +129,110 @@ def run_training(cell: Cell, out: Path, mllog: Path | None = None) -> None:
         refuse(verdict.status, verdict.reason, observed=verdict.observed)
         return
     knobs["cpu_affinity"] = cpu_affinity(accelerator, topology.enable_cpu_affinity)
+    checked: dict[str, dict[str, str]] = {}  # the data check, once per launch (its files do not depend on the seed)
+    for run in runs:
+        run_seed(accelerator, run, len(runs), topology, copy.deepcopy(verdict.observed), copy.deepcopy(knobs), checked)
+        # What the seed prepared goes before the next one builds its own: accelerate's references
+        # (free_memory also resets its step count), then the cycles Python has not collected yet.
+        accelerator.free_memory()
+        gc.collect()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+def _refuse(run: SeedRun, seeds: int, start: float | None, status: str, reason: str, **fields: Any) -> None:
+    """A seed's result without numbers, written by the process the launcher calls rank 0. Ask the
+    environment, not accelerate: in a broken launch every process believes it is the main one."""
+    if os.environ.get("RANK", "0") == "0":
+        write_json_atomic(run.out, make_result(run.cell.to_dict(), status, reason, **fields,
+                                               launch=_own_share(seeds, start), environment=environment()))
+
+
+def _own_share(seeds: int, start: float | None) -> dict[str, Any]:
+    """What a seed records of its launch: how many seeds it served and this seed's own seconds in
+    it (from the seed's start to its result; None when refused before any seed started). The
+    runner adds the launch's wall time and splits it (bench/harness/executor.py, collect_launch)."""
+    return {"seeds": seeds, "own_s": None if start is None else round(time.perf_counter() - start, 3)}
+
+
+def run_seed(accelerator: Any, run: SeedRun, seeds: int, topology: Any, observed: dict[str, Any],
+             knobs: dict[str, Any], checked: dict[str, dict[str, str]]) -> None:
+    """One seed, as a cell alone: data, precision probe, (sharding probe), training to target,
+    memory, then its result, MLPerf log, checkpoint and tracker. Nothing of an earlier seed of the
+    process reaches it: every random generator is seeded again and the model built anew."""
+    from bench.harness.mlperf_log import write_mllog
+
+    cell, start = run.cell, time.perf_counter()
+    trained = _train_seed(accelerator, run, seeds, start, topology, observed, knobs, checked)
+    if trained is None:
+        return
+    workload, splits, outcome, init, data_files = trained
+    memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
+    full_state = gather_for_checkpoint(accelerator, cell, workload, outcome)  # a collective too
+    if accelerator.is_main_process:
+        result = training_result(cell, workload, topology.describe(), observed, outcome, init, memory,
+                                 data_record(splits.info, data_files), knobs)
+        result["launch"] = _own_share(seeds, start)
+        write_json_atomic(run.out, result)  # the result first: a failed save must not lose it
+        if run.mllog:
+            write_mllog(run.mllog, result)
+        if full_state is not None:
+            workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)
+            result["checkpoint"] = cell.save_checkpoint
+            write_json_atomic(run.out, result)
+        if cell.tracking:
+            from bench.harness import trackers
+
+            trackers.log_result(accelerator, cell.tracking, result)
+
+
+def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topology: Any, observed: dict[str, Any],
+                knobs: dict[str, Any], checked: dict[str, dict[str, str]]) -> tuple | None:
+    """Data, the probes and training for one seed: (workload, splits, outcome, init, data files),
+    or None when the seed was refused (its result written). A BenchError writes a failed result and
+    ends the launch: data or configuration problems are the same on every rank and every seed."""
+    from accelerate.utils import set_seed
+
+    from bench.data.datasets import check_workload_data
+    from bench.harness.train import train
+    from bench.harness.verify import probe_model_precision
+    from workloads import make_workload
+
+    cell = run.cell
+
+    def refuse(status: str, reason: str, **fields: Any) -> None:
+        _refuse(run, seeds, start, status, reason, **fields)
 
     try:
         init_start, init_start_unix = time.perf_counter(), time.time()
-        # The data as `bench data verify` checks it, on every rank (each refuses alike, none waits on another).
-        data_files = check_workload_data(cell.workload)
+        # The data as `bench data verify` checks it, on every rank (each refuses alike, none waits on
+        # another); once per launch: a later seed reads the same files.
+        if cell.workload not in checked:
+            checked[cell.workload] = check_workload_data(cell.workload)
         set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
         workload = make_workload(cell.workload, cell.variant, cell.params)
         splits = workload.load(cell.seed)
         init = {"init_s": time.perf_counter() - init_start, "init_start": init_start_unix, "init_stop": time.time()}
         precision_verdict = probe_model_precision(accelerator, workload, splits, cell.precision)
-        verdict.observed.update(precision_verdict.observed)
+        observed.update(precision_verdict.observed)
         if precision_verdict.status:
-            refuse(precision_verdict.status, precision_verdict.reason, observed=verdict.observed)
-            return
+            refuse(precision_verdict.status, precision_verdict.reason, observed=observed)
+            return None
         sharded = sharding_in_effect(accelerator, workload, splits, topology.sharding, knobs)
         if sharded.status:  # no numbers from a cell that is not what it claims
-            refuse(sharded.status, sharded.reason, observed=verdict.observed, knobs=knobs)
-            return
+            refuse(sharded.status, sharded.reason, observed=observed, knobs=knobs)
+            return None
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
         outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on")
         knob_verdict = knobs_in_effect(cell, outcome, knobs)
         if knob_verdict.status:
-            refuse(knob_verdict.status, knob_verdict.reason, observed=verdict.observed, knobs=knobs)
-            return
+            refuse(knob_verdict.status, knob_verdict.reason, observed=observed, knobs=knobs)
+            return None
     except BenchError as exc:
         # Data or configuration problems are the same on every rank; report them as the reason.
         refuse("failed", str(exc))
         raise
-
-    memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
-    full_state = gather_for_checkpoint(accelerator, cell, workload, outcome)  # a collective too
-    if accelerator.is_main_process:
-        result = training_result(cell, workload, topology.describe(), verdict.observed, outcome, init, memory,
-                                 data_record(splits.info, data_files), knobs)
-        write_json_atomic(out, result)  # the result first: a failed save must not lose it
-        if mllog:
-            write_mllog(mllog, result)
-        if full_state is not None:
-            workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)
-            result["checkpoint"] = cell.save_checkpoint
-            write_json_atomic(out, result)
-        if cell.tracking:
-            trackers.log_result(accelerator, cell.tracking, result)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    return workload, splits, outcome, init, checked[cell.workload]
 
 
 def gather_for_checkpoint(accelerator: Any, cell: Cell, workload: Any, outcome: dict[str, Any]) -> dict[str, Any] | None:
@@ -263,19 +341,35 @@ def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observe
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_runs(argv: list[str] | None = None) -> list[SeedRun]:
+    """The command line's seeds: one (--cell, --out[, --mllog]) triplet per seed, in order."""
     parser = argparse.ArgumentParser(prog="bench.harness.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", required=True, type=Path, help="cell JSON written by the runner")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the result JSON")
-    parser.add_argument("--mllog", type=Path, help="where a training cell writes its MLPerf log (bench/harness/mlperf_log.py)")
+    parser.add_argument("--cell", required=True, type=Path, action="append",
+                        help="cell JSON written by the runner (repeat, with --out and --mllog, for each seed of a shared launch)")
+    parser.add_argument("--out", required=True, type=Path, action="append", help="where to write that cell's result JSON")
+    parser.add_argument("--mllog", type=Path, action="append",
+                        help="where a training cell writes its MLPerf log (bench/harness/mlperf_log.py)")
     args = parser.parse_args(argv)
+    mllogs = args.mllog or [None] * len(args.cell)
+    if not len(args.cell) == len(args.out) == len(mllogs):
+        parser.error(f"every --cell needs its --out (and its --mllog, if any is given): got {len(args.cell)} "
+                     f"--cell, {len(args.out)} --out, {len(args.mllog or [])} --mllog")
+    runs = [SeedRun(Cell.from_dict(json.loads(c.read_text())), o, m) for c, o, m in zip(args.cell, args.out, mllogs, strict=True)]
+    first = runs[0].cell
+    for run in runs[1:]:
+        if run.cell.key.without_seed() != first.key.without_seed() or run.cell.kind == "baseline":
+            parser.error(f"a shared launch runs the seeds of one training configuration; {run.cell.id} is not one of {first.id}'s")
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    runs = parse_runs(argv)
     _quiet_libraries()
-    cell = Cell.from_dict(json.loads(args.cell.read_text()))
     try:
-        if cell.kind == "baseline":
-            run_baselines(cell, args.out)
+        if runs[0].cell.kind == "baseline":
+            run_baselines(runs[0].cell, runs[0].out)
         else:
-            run_training(cell, args.out, args.mllog)
+            run_training(runs)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

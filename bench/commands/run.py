@@ -7,7 +7,18 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.analysis.seeds_auto import DEFAULT_MAX_SEEDS, MAX_SEEDS_CAP
 from bench.cells import is_config_path
+from bench.commands.run_auto import (
+    AUTO,
+    parse_max_seeds,
+    parse_seeds,
+    recorded,
+    run_rounds,
+    start_cells,
+    summary_lines,
+    with_seeds,
+)
 from bench.errors import BenchError
 from bench.harness.matrix import Host, available_matrices, filter_cells, load_matrix
 from bench.harness.runner import (
@@ -33,7 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"only this topology ({', '.join(available_topologies())}); or the path of your own "
                              "`accelerate config` YAML, under which every training cell of the matrix then runs")
     parser.add_argument("--precision", help="only this precision (fp32, fp16, bf16, fp8)")
-    parser.add_argument("--seeds", type=int, help="run each cell with seeds 0..N-1 (overrides the matrix)")
+    parser.add_argument("--seeds", metavar="N|auto",
+                        help="run each cell with seeds 0..N-1 (overrides the matrix); `auto`: start with 3 seeds (or the "
+                             "matrix's, if more) and add seeds to each configuration whose time-to-target against its "
+                             "reference is still undecided, until its 95%% interval excludes 1 or --max-seeds is reached")
+    parser.add_argument("--max-seeds", metavar="N",
+                        help=f"with --seeds auto: the most seeds a configuration gets (default {DEFAULT_MAX_SEEDS}, "
+                             f"at most {MAX_SEEDS_CAP})")
     parser.add_argument("--dry-run", action="store_true", help="print every cell, its launch command(s) and whether it would run")
     parser.add_argument("--resume", metavar="RUN_ID",
                         help="continue results/RUN_ID, skipping completed cells; refused if run.json is missing or damaged, "
@@ -63,8 +80,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seeds is not None and args.seeds < 1:
-        raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
+    args.seeds = parse_seeds(args.seeds)
     if args.run_id is not None:
         check_run_id(args.run_id, "--run-id")
     if args.log_with is not None:
@@ -76,7 +92,14 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError(f"no run {args.resume!r} under {args.results_dir} to resume")
         _inherit_from_run(args, run_dir)
     args.matrix = args.matrix or "smoke"
-    cells = load_matrix(args.matrix, args.seeds)
+    auto = args.seeds == AUTO
+    if args.max_seeds is not None and not auto:
+        raise BenchError("--max-seeds goes with --seeds auto")
+    if auto:
+        cells, start = start_cells(args.matrix)
+        args.max_seeds = parse_max_seeds(args.max_seeds, start)
+    else:
+        cells = load_matrix(args.matrix, args.seeds)
     if args.config and is_config_path(args.config):
         # Absolute, so that run.json's filters name the same file to a --resume from anywhere.
         args.config = str(Path(args.config).expanduser().absolute())
@@ -90,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         started = (run_dir / "run.json").exists() or any(run_dir.glob("cells/*.json"))
         if args.run_id and started and not args.dry_run:
             raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
+    auto_record = recorded(_run_meta(run_dir), f"run {run_dir.name!r}: {run_dir / 'run.json'}") if auto and args.resume else None
+    if auto_record:  # the seeds earlier rounds added, so that the loop takes up where it stopped
+        cells = with_seeds(cells, {config_id: c["seed_list"] for config_id, c in auto_record["cells"].items()})
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
     if args.log_with:
@@ -105,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         for item in planned:
             write_json_atomic(run_dir / "launch" / f"{item['cell'].id}.json", item["cell"].to_dict())
         print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
+        if auto:
+            print(f"--seeds auto: this is the first round ({start} seeds per configuration"
+                  f"{', with the seeds earlier rounds added' if auto_record else ''}); more seeds, up to "
+                  f"--max-seeds {args.max_seeds}, may follow for each configuration whose time-to-target against "
+                  "its reference is still undecided after a round")
         return 0
     from bench.data.datasets import preflight
 
@@ -112,11 +143,19 @@ def run(args: argparse.Namespace) -> int:
     meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
             "filters": {"workload": args.workload, "config": args.config, "precision": args.precision},
             "seeds": args.seeds}
+    if auto:
+        meta["seeds_auto"] = auto_record or {"start": start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
     if options is not None:
         meta["executor"] = options.describe()
-    print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}", file=sys.stderr)
-    results = run_cells(cells, run_dir, meta, options)
+    print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}" + (" in its first round (--seeds auto)" if auto else ""),
+          file=sys.stderr)
+    if auto:
+        results = run_rounds(cells, run_dir, meta, options, start, args.max_seeds)
+    else:
+        results = run_cells(cells, run_dir, meta, options)
     print(summary_table(results))
+    if auto:
+        print("\n" + "\n".join(summary_lines(run_dir)))
     bad = [r for r in results if r["status"] in FAILED_STATUSES]
     # Summed over the cells' own launches: a resumed run counts its earlier cells too.
     launched_s = sum(r.get("cell_wall_s") or 0.0 for r in results)
@@ -149,13 +188,18 @@ def _executor(args: argparse.Namespace, run_dir: Path):
     return None
 
 
-def _run_executor(run_dir: Path) -> dict:
+def _run_meta(run_dir: Path) -> dict:
     import json
 
     try:
-        recorded = json.loads((run_dir / "run.json").read_text()).get("executor")
-    except (OSError, ValueError, AttributeError):
+        meta = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
         return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _run_executor(run_dir: Path) -> dict:
+    recorded = _run_meta(run_dir).get("executor")
     return recorded if isinstance(recorded, dict) else {}
 
 
@@ -182,8 +226,9 @@ def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
         problem = f"'matrix' must name the matrix, got {meta.get('matrix')!r}"
     elif filters is not None and (not isinstance(filters, dict) or not all(v is None or isinstance(v, str) for v in filters.values())):
         problem = f"'filters' must map workload/config/precision to names, got {filters!r}"
-    elif meta.get("seeds") is not None and (isinstance(meta["seeds"], bool) or not isinstance(meta["seeds"], int) or meta["seeds"] < 1):
-        problem = f"'seeds' must be a positive count or null, got {meta['seeds']!r}"
+    elif meta.get("seeds") not in (None, AUTO) and (isinstance(meta["seeds"], bool) or not isinstance(meta["seeds"], int)
+                                                     or meta["seeds"] < 1):
+        problem = f"'seeds' must be a positive count, 'auto' or null, got {meta['seeds']!r}"
     if problem:
         raise BenchError(f"{where} is damaged ({problem}); start a new run (--run-id) instead of resuming this one")
     if args.matrix and meta.get("matrix") and args.matrix != meta["matrix"]:
@@ -195,6 +240,8 @@ def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
     args.precision = args.precision or filters.get("precision")
     if args.seeds is None:
         args.seeds = meta.get("seeds")
+    if args.seeds == AUTO and args.max_seeds is None and meta.get("seeds") == AUTO:
+        args.max_seeds = recorded(meta, where)["max"] if meta.get("seeds_auto") is not None else None
 
 
 def _under_config(cells, config_file: str):

@@ -1,0 +1,305 @@
+"""`bench run --seeds auto`: the decision after each round (bench/analysis/seeds_auto.py) on result
+dicts built here with chosen numbers, the command line's checks, a loop over cells this host
+skips (in-process, nothing launched), and one real run of two configurations end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import bench.harness.matrix
+import bench.harness.runner
+from bench.analysis.report import build_report
+from bench.analysis.report_render import render_markdown
+from bench.analysis.seeds_auto import (
+    BASELINES,
+    DID_NOT_CONVERGE,
+    NO_REFERENCE,
+    REFERENCE,
+    REFERENCE_DID_NOT_CONVERGE,
+    decide,
+    needing_a_seed,
+    record,
+)
+from bench.cells import CellKey
+from bench.cli import main
+from bench.harness.matrix import Host
+from bench.results import load_run
+from tests.conftest import run_cli
+
+REF = "kn-mlp__cpu-1proc__fp32"
+DDP = "kn-mlp__cpu-ddp2__fp32"
+BF16 = "kn-mlp__cpu-1proc__bf16"
+
+
+def result(topology: str, precision: str, seed: int, ttt: float | None, status: str = "converged",
+           reason: str = "") -> dict[str, Any]:
+    """One result of workload `kn`: trained (converged in `ttt` s, or not) or without numbers."""
+    cell = {"workload": "kn", "variant": "mlp", "topology": topology, "precision": precision, "seed": seed, "kind": "train"}
+    cell["id"] = CellKey.of(cell).id
+    out: dict[str, Any] = {"schema_version": 2, "cell": cell, "status": status, "reason": reason}
+    if status not in ("converged", "not_converged"):
+        return out
+    processes = 2 if topology == "cpu-ddp2" else 1
+    converged = status == "converged"
+    out.update({
+        "topology": {"name": topology, "num_processes": processes, "use_cpu": True},
+        "observed": {"device": "cpu", "compute_dtype": precision},
+        "metrics": {"val": {"f1": 0.6 if converged else 0.4}, "test": {"f1": 0.6}},
+        "target": {"metric": "f1", "value": 0.5, "split": "val", "higher_is_better": True},
+        "timings": {"init_s": 1.0, "time_to_target_s": ttt if converged else None, "train_seconds": ttt or 30.0},
+        "samples_to_target": 2000 if converged else None,
+        "throughput": {"samples_per_s": 1000.0, "tokens_per_s": None},
+        "memory": {"peak_rss_mb_max": 400.0, "peak_rss_mb_sum": 400.0 * processes},
+        "curve": [{"step": 10, "samples": 2000, "seconds": ttt or 30.0, "f1": 0.6 if converged else 0.4}],
+        "environment": {"hardware_class": "cpu-2core-Fixture", "cpu_count": 2, "gpus": []},
+        "cell_wall_s": (ttt or 30.0) + 5,
+    })
+    return out
+
+
+def seeds_of(topology: str, precision: str, times: list[float | None]) -> list[dict[str, Any]]:
+    """One result per seed 0.., converged in times[seed] seconds (None: not converged)."""
+    return [result(topology, precision, seed, t, "converged" if t is not None else "not_converged")
+            for seed, t in enumerate(times)]
+
+
+REFERENCE_TIMES = [10.0, 10.5, 9.8]
+
+
+# -- the decision --------------------------------------------------------------------------------
+
+
+def test_a_configuration_whose_interval_excludes_one_is_decided_and_adds_nothing():
+    decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + seeds_of("cpu-ddp2", "fp32", [5.0, 5.2, 4.9]), 10)
+    assert decisions[DDP]["stopped"] == "interval excludes 1 after 3 seeds"
+    assert decisions[DDP]["reference"] == REF
+    assert decisions[DDP]["time_to_target"]["conclusive"] is True
+    assert decisions[DDP]["time_to_target"]["verdict"] == "faster"
+    assert decisions[REF]["stopped"] == REFERENCE
+    assert needing_a_seed(decisions) == []
+
+
+def test_an_undecided_configuration_adds_the_next_seed_to_it_and_to_its_reference():
+    decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + seeds_of("cpu-ddp2", "fp32", [10.2, 9.9, 10.4]), 10)
+    assert sorted(needing_a_seed(decisions)) == [REF, DDP]
+    assert decisions[DDP]["next_seed"] == decisions[REF]["next_seed"] == 3
+    assert decisions[DDP]["open"] == "the interval includes 1"
+    assert decisions[DDP]["time_to_target"]["conclusive"] is False
+    assert decisions[REF]["open"] == "reference of 1 undecided configuration"
+
+
+def test_at_the_maximum_an_undecided_configuration_stops_and_so_does_its_reference():
+    decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES + [10.1]) + seeds_of("cpu-ddp2", "fp32", [10.2, 9.9, 10.4, 10.0]), 4)
+    assert decisions[DDP]["stopped"] == "reached the maximum of 4 seeds"
+    assert decisions[REF]["stopped"] == REFERENCE
+    assert decisions[DDP]["seeds"] == decisions[REF]["seeds"] == 4
+    assert needing_a_seed(decisions) == []
+
+
+def test_a_configuration_that_never_converges_is_decided_and_its_reference_needs_no_seed():
+    decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + seeds_of("cpu-ddp2", "fp32", [None, None, None]), 10)
+    assert decisions[DDP]["stopped"] == DID_NOT_CONVERGE
+    assert decisions[REF]["stopped"] == REFERENCE
+    assert needing_a_seed(decisions) == []
+
+
+def test_too_few_converged_seeds_is_undecided():
+    decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + seeds_of("cpu-ddp2", "fp32", [5.0, None, None]), 10)
+    assert decisions[DDP]["stopped"] is None
+    assert decisions[DDP]["open"] == "fewer than 2 converged seeds on a side, no interval"
+    assert sorted(needing_a_seed(decisions)) == [REF, DDP]
+
+
+def test_a_reference_that_never_converges_decides_its_comparisons():
+    decisions = decide(seeds_of("cpu-1proc", "fp32", [None, None, None]) + seeds_of("cpu-ddp2", "fp32", [5.0, 5.1, 5.2]), 10)
+    assert decisions[DDP]["stopped"] == REFERENCE_DID_NOT_CONVERGE
+    assert needing_a_seed(decisions) == []
+
+
+def test_skipped_unsupported_and_invalid_configurations_are_decided_at_once():
+    results = seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES)
+    results += [result("gpu-1", "fp32", s, None, "skipped", "needs 1 GPU, found 0") for s in range(3)]
+    results += [result("cpu-1proc", "fp16", s, None, "unsupported", "fp16 requested but fp32 computed") for s in range(3)]
+    results += [result("cpu-ddp2", "fp32", s, None, "invalid", "2 independent processes, not DDP") for s in range(3)]
+    decisions = decide(results, 10)
+    assert decisions["kn-mlp__gpu-1__fp32"]["stopped"] == "not run: skipped (needs 1 GPU, found 0)"
+    assert decisions["kn-mlp__cpu-1proc__fp16"]["stopped"] == "not run: unsupported (fp16 requested but fp32 computed)"
+    assert decisions[DDP]["stopped"] == "not run: invalid (2 independent processes, not DDP)"
+    assert decisions[REF]["stopped"] == REFERENCE
+    assert needing_a_seed(decisions) == []
+
+
+def test_a_reference_gets_a_seed_while_any_of_its_comparisons_is_open():
+    results = seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES + [10.1])
+    results += seeds_of("cpu-ddp2", "fp32", [5.0, 5.2, 4.9])  # decided at 3 seeds
+    results += seeds_of("cpu-1proc", "bf16", [10.2, 9.9, 10.4])  # open
+    decisions = decide(results, 10)
+    assert sorted(needing_a_seed(decisions)) == [BF16, REF]
+    assert decisions[REF]["next_seed"] == 4 and decisions[BF16]["next_seed"] == 3
+
+
+def test_configurations_without_a_reference_are_decided():
+    decisions = decide(seeds_of("cpu-ddp2", "fp32", [5.0, 5.2, 4.9]) + seeds_of("cpu-ddp2", "bf16", [5.0, 5.2, 4.9]), 10)
+    assert {d["stopped"] for d in decisions.values()} == {NO_REFERENCE}
+
+
+def test_classical_baselines_keep_their_seeds_and_the_record_has_every_configuration():
+    baseline = {"schema_version": 2, "status": "baseline", "reason": "",
+                "cell": {"workload": "kn", "variant": "baselines", "topology": "none", "precision": "fp32", "seed": 0,
+                         "kind": "baseline", "id": "kn__baselines__s0"},
+                "baselines": [{"name": "rf", "metrics": {"test": {"f1": 0.5}}, "fit_seconds": 1.0}]}
+    decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + [baseline], 10)
+    assert decisions["kn__baselines"]["stopped"] == BASELINES
+    saved = record(decisions, 3, 10, 1)
+    assert saved["done"] is True and saved["max"] == 10 and saved["rounds"] == 1
+    assert saved["cells"][REF] == {"workload": "kn", "seeds": 3, "seed_list": [0, 1, 2], "stopped": REFERENCE,
+                                   "reference": REF, "time_to_target": None}
+    json.dumps(saved, allow_nan=False)  # run.json is strict JSON
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
+
+
+@pytest.fixture
+def cpu_host(monkeypatch):
+    """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
+    monkeypatch.setattr(bench.harness.matrix.Host, "detect", classmethod(lambda cls: NO_GPU))
+    monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
+
+
+def write_matrix(path: Path, topologies, seeds=1, budget=None, params=None, grad_accum=None) -> str:
+    workload: dict[str, Any] = {"variants": ["gru"], "budget": budget or {"max_epochs": 1, "max_steps": 30},
+                                "params": params or {"target": 0.3}, "baselines": False}
+    if grad_accum:
+        workload["grad_accum"] = grad_accum
+    spec = {"name": "t", "seeds": seeds, "timeout_s": 300, "topologies": list(topologies), "precisions": ["fp32"],
+            "workloads": {"maintenance": workload}}
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seeds", "three"], "--seeds takes a positive whole number or 'auto', got 'three'"),
+    (["--seeds", "2.5"], "--seeds takes a positive whole number or 'auto', got '2.5'"),
+    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["--seeds", "3", "--max-seeds", "5"], "--max-seeds goes with --seeds auto"),
+    (["--seeds", "auto", "--max-seeds", "2"], "--max-seeds 2 is below the 3 seeds every configuration starts with"),
+    (["--seeds", "auto", "--max-seeds", "51"], "--max-seeds must be at most 50, got 51"),
+    (["--seeds", "auto", "--max-seeds", "ten"], "--max-seeds takes a whole number, got 'ten'"),
+])
+def test_bad_seed_options_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc"])
+    assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), *argv, "--dry-run"]) == 2
+    assert one_error_line(capsys) == f"error: {message}"
+
+
+def test_a_dry_run_shows_the_first_round_and_says_more_seeds_may_follow(tmp_path, capsys):
+    matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc"])
+    assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--seeds", "auto", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"maintenance-gru__cpu-1proc__fp32__s{s}" in out for s in range(3))
+    assert "__s3" not in out
+    assert "first round (3 seeds per configuration)" in out and "up to --max-seeds 10, may follow" in out
+
+
+def test_a_matrix_with_more_seeds_starts_with_them(tmp_path, capsys):
+    matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc"], seeds=5)
+    assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--seeds", "auto", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "maintenance-gru__cpu-1proc__fp32__s4" in out and "first round (5 seeds per configuration)" in out
+
+
+def test_skipped_cells_are_decided_in_one_round_and_a_resume_keeps_the_record(tmp_path, cpu_host):
+    matrix = write_matrix(tmp_path / "m.yaml", ["gpu-1", "gpu-ddp2"])
+    results = tmp_path / "results"
+    assert main(["run", "--matrix", matrix, "--results-dir", str(results), "--run-id", "a", "--seeds", "auto",
+                 "--max-seeds", "6"]) == 0
+    meta = json.loads((results / "a" / "run.json").read_text())
+    assert meta["seeds"] == "auto"
+    auto = meta["seeds_auto"]
+    assert (auto["start"], auto["max"], auto["rounds"], auto["done"]) == (3, 6, 1, True)
+    assert {c["stopped"].split(" (")[0] for c in auto["cells"].values()} == {"not run: skipped"}
+    assert {c["seeds"] for c in auto["cells"].values()} == {3}
+    # --resume of an auto run continues the loop (here: nothing left to decide) and keeps the maximum
+    assert main(["run", "--results-dir", str(results), "--resume", "a"]) == 0
+    again = json.loads((results / "a" / "run.json").read_text())["seeds_auto"]
+    assert again["max"] == 6 and again["cells"] == auto["cells"] and again["rounds"] == 2
+    assert len(load_run(results / "a")) == 6
+
+
+def test_a_resume_refuses_a_damaged_seeds_auto_record(tmp_path, cpu_host, capsys):
+    matrix = write_matrix(tmp_path / "m.yaml", ["gpu-1"])
+    results = tmp_path / "results"
+    assert main(["run", "--matrix", matrix, "--results-dir", str(results), "--run-id", "a", "--seeds", "auto"]) == 0
+    path = results / "a" / "run.json"
+    meta = json.loads(path.read_text())
+    meta["seeds_auto"]["max"] = "ten"
+    path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["run", "--results-dir", str(results), "--resume", "a"]) == 2
+    assert "is damaged ('seeds_auto' must hold max" in one_error_line(capsys)
+
+
+# -- end to end -----------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_seeds_auto_on_two_real_configurations_end_to_end(tmp_path):
+    """cpu-1proc (the reference) against the same with grad_accum 2, really trained, plus a GPU
+    configuration a CPU host skips. The target (f1 >= 0) is met at the first evaluation, so every
+    seed converges and time-to-target is a real measurement; whether its interval ends up
+    excluding 1 depends on the machine's timing, and what is asserted holds either way."""
+    matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc", "gpu-1"], grad_accum=[1, 2],
+                          budget={"max_epochs": 1, "max_seconds": 120, "max_steps": 10},
+                          params={"target": 0.0, "eval_every_steps": 5})
+    results = tmp_path / "results"
+    proc = run_cli("run", "--matrix", matrix, "--results-dir", str(results), "--run-id", "auto",
+                   "--seeds", "auto", "--max-seeds", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = results / "auto"
+    auto = json.loads((run_dir / "run.json").read_text())["seeds_auto"]
+    assert auto["max"] == 4 and auto["start"] == 3 and auto["done"] is True and 1 <= auto["rounds"] <= 2
+    cells = auto["cells"]
+    ref, accum = "maintenance-gru__cpu-1proc__fp32", "maintenance-gru__cpu-1proc__fp32__grad_accum=2"
+    assert set(cells) >= {ref, accum}
+
+    seeds: dict[str, list[int]] = {}
+    for r in load_run(run_dir):
+        seeds.setdefault(CellKey.of(r["cell"]).without_seed().id, []).append(r["cell"]["seed"])
+    for config_id, entry in cells.items():
+        assert sorted(seeds[config_id]) == list(range(entry["seeds"])) == entry["seed_list"]  # contiguous from 0
+        assert 3 <= entry["seeds"] <= 4
+        assert entry["stopped"]  # every configuration stopped, for a stated reason
+
+    gpu = [c for c in cells if "__gpu-1__" in c]
+    if gpu and not Host.detect().gpus:
+        assert all(cells[c]["stopped"].startswith("not run: skipped") and cells[c]["seeds"] == 3 for c in gpu)
+    assert cells[ref]["stopped"] == REFERENCE and cells[accum]["reference"] == ref
+    stopped = cells[accum]["stopped"]
+    reasons = {DID_NOT_CONVERGE, REFERENCE_DID_NOT_CONVERGE, "reached the maximum of 4 seeds",
+               f"interval excludes 1 after {cells[accum]['seeds']} seeds"}
+    assert stopped in reasons or stopped.startswith(("not run:", "no numbers:")), stopped
+    if stopped == "reached the maximum of 4 seeds":
+        assert cells[accum]["seeds"] == 4 and cells[ref]["seeds"] == 4
+    if stopped.startswith("interval excludes 1"):
+        assert cells[accum]["time_to_target"]["conclusive"] is True
+    if cells[accum]["seeds"] == 4:  # a seed was added: it went to the reference too
+        assert cells[ref]["seeds"] == 4
+    assert "--seeds auto:" in proc.stdout
+
+    report = render_markdown(build_report(run_dir, measure_peaks=False))
+    assert "## Seeds chosen automatically" in report
+    assert f"`{accum}`" in report and stopped in report

@@ -247,6 +247,20 @@ def collect_launch(launch: LaunchFiles, finished: Finished, load_start: list[flo
     return results
 
 
+def collect_interrupted(launch: LaunchFiles, finished: Finished, load_start: list[float] | None,
+                        extra: dict[str, Any] | None = None) -> list[dict[str, Any] | None]:
+    """Ctrl-C in a launch: the seeds whose result the worker had written keep it (collect_launch,
+    with the launch's wall time so far); the others have none (None), and --resume runs them."""
+    written = [read_result(f.out) is not None for f in launch.files]
+    if not any(written):
+        return [None] * len(written)
+    results = collect_launch(launch, dataclasses.replace(finished, interrupted=False), load_start, extra)
+    for done, files in zip(written, launch.files, strict=True):
+        if not done:
+            files.out.unlink(missing_ok=True)  # the failed result collect_launch wrote: the seed was not run
+    return [result if done else None for result, done in zip(results, written, strict=True)]
+
+
 def collect_result(cell: Cell, files: CellFiles, finished: Finished, load_start: list[float] | None,
                    extra: dict[str, Any] | None = None, *, share: dict[str, Any] | None = None,
                    wall_s: float | None = None, others: list[int] | None = None) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""`bench run --parallel N`: up to N cells at once on one host, each pinned to its own slice of it.
+"""`bench run --parallel N`: up to N launches at once on one host, each pinned to its own slice of it.
+
+A launch is a cell, or the seeds of one cell sharing it (bench/harness/executor.py launch_groups),
+as in a sequential run; everything below that says "cell" holds for such a launch and its seeds.
 
 The host (the cores this process may use, `BENCH_CPU_CORES` of them at most, and its GPUs) is cut
 into N equal slots of disjoint cores and GPUs. A cell takes as many whole slots as it needs (a CPU
@@ -16,7 +19,8 @@ What each result gets, in a top-level `placement` field (besides what the worker
                            from /proc/<pid>/status while they ran
     pinned                 true when every worker seen ran on the given cores only (false makes
                            the cell `invalid`); null when no worker was seen
-    beside                 the ids of the cells that ran at the same time (empty: it ran alone)
+    beside                 the ids of the cells that ran at the same time in other launches (empty:
+                           it ran alone; the seeds of its own launch ran before or after it)
 """
 
 from __future__ import annotations
@@ -34,7 +38,15 @@ from typing import Any
 
 from bench.cells import Cell
 from bench.errors import BenchError
-from bench.harness.executor import CellFiles, collect_result, prepare_cell, read_result
+from bench.harness.executor import (
+    CellFiles,
+    LaunchFiles,
+    collect_interrupted,
+    collect_launch,
+    launch_groups,
+    prepare_launch,
+    read_result,
+)
 from bench.harness.launch import (
     Finished,
     free_port,
@@ -87,7 +99,8 @@ def slots_needed(topology: Topology | None, slot: Slot, parallel: int) -> int:
 
 @dataclass
 class _Running:
-    cell: Cell
+    cells: list[Cell]
+    """The launch's cells: one, or the seeds that share it."""
     slots: list[Slot]
     start: float
     end: float | None = None
@@ -96,50 +109,56 @@ class _Running:
 
 def run_parallel(todo: list[dict[str, Any]], run_dir: Path, parallel: int,
                  on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
-    """Run the planned cells `todo` up to `parallel` at once; True when interrupted (Ctrl-C)."""
+    """Run the planned cells `todo`, in launches (launch_groups), up to `parallel` launches at once;
+    True when interrupted (Ctrl-C)."""
     # The GPUs bench was given (CUDA_VISIBLE_DEVICES), not every index of the host: a slot's
     # CUDA_VISIBLE_DEVICES replaces the variable, so an index would name the physical GPU.
     slots = host_slots(parallel, visible_gpus())
     free = list(slots)
-    pending = deque(todo)
+    pending = deque(launch_groups(todo))
     running: dict[Future, _Running] = {}
     spans: list[_Running] = []
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         try:
             while pending or running:
-                # Matrix order: the next cell waits for enough free slots (no cell jumps the queue).
-                while pending and len(free) >= slots_needed(pending[0]["topology"], slots[0], parallel):
-                    item = pending.popleft()
-                    taken = [free.pop(0) for _ in range(slots_needed(item["topology"], slots[0], parallel))]
-                    span = _Running(item["cell"], taken, time.monotonic())
+                # Matrix order: the next launch waits for enough free slots (none jumps the queue).
+                while pending and len(free) >= slots_needed(pending[0][0]["topology"], slots[0], parallel):
+                    group = pending.popleft()
+                    taken = [free.pop(0) for _ in range(slots_needed(group[0]["topology"], slots[0], parallel))]
+                    span = _Running([item["cell"] for item in group], taken, time.monotonic())
                     spans.append(span)
-                    running[pool.submit(_run_pinned, item, run_dir, span, stop)] = span
+                    running[pool.submit(_run_pinned, group, run_dir, span, stop)] = span
                 bar.set_postfix_str(f"running {len(running)}, waiting {len(pending)}")
                 finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished:
                     span = running.pop(future)
                     free = sorted(free + span.slots, key=lambda s: s.index)
-                    result = _finish(future.result(), span, spans, parallel)
-                    if result is not None:
-                        on_done(span.cell, result)
+                    for cell, result in zip(span.cells, _finish(future.result(), span, spans, parallel), strict=True):
+                        if result is not None:
+                            on_done(cell, result)
         except KeyboardInterrupt:
-            stop.set()  # every running cell's group is killed by its own thread
+            stop.set()  # every running launch's group is killed by its own thread
             wait(list(running))
+            for future, span in running.items():  # the seeds done before Ctrl-C keep their results
+                for cell, result in zip(span.cells, _finish(future.result(), span, spans, parallel), strict=True):
+                    if result is not None:
+                        on_done(cell, result)
             return True
     return False
 
 
-def _run_pinned(item: dict[str, Any], run_dir: Path, span: _Running,
-                stop: threading.Event) -> tuple[CellFiles, Finished, list[float] | None, int]:
-    cell: Cell = item["cell"]
-    topology: Topology | None = item["topology"]
+def _run_pinned(group: list[dict[str, Any]], run_dir: Path, span: _Running,
+                stop: threading.Event) -> tuple[LaunchFiles, Finished, list[float] | None, int]:
+    cells = [item["cell"] for item in group]
+    topology: Topology | None = group[0]["topology"]
     cores = [c for slot in span.slots for c in slot.cores]
     gpus = [g for slot in span.slots for g in slot.gpus]
-    files = prepare_cell(cell, run_dir)
+    launch = prepare_launch(cells, run_dir)
+    first = launch.files[0]
     port = free_port() if topology is not None and topology.num_processes > 1 else None
-    commands = launch_commands(topology, cell.precision, files.cell_file, files.out, port, files.mllog,
-                               gpus=gpus, cores=len(cores))
+    commands = launch_commands(topology, cells[0].precision, first.cell_file, first.out, port, first.mllog,
+                               gpus=gpus, cores=len(cores), also=launch.also())
     env = launch_env(topology)
     env["BENCH_CPU_CORES"] = str(len(cores))
     if topology is None:
@@ -147,11 +166,11 @@ def _run_pinned(item: dict[str, Any], run_dir: Path, span: _Running,
     if gpus or (topology is not None and not topology.use_cpu):
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     threads = 0 if topology is None else max(1, len(cores) // topology.num_processes)
-    sample = _AffinitySampler(str(files.cell_file.absolute()), span.affinity)
+    sample = _AffinitySampler(str(first.cell_file.absolute()), span.affinity)
     load_start = load_average()
-    finished = run_group(commands, env, files.log, cell.timeout_s, cores=cores, stop=stop, on_poll=sample)
+    finished = run_group(commands, env, launch.log, launch.timeout_s, cores=cores, stop=stop, on_poll=sample)
     span.end = time.monotonic()
-    return files, finished, load_start, threads
+    return launch, finished, load_start, threads
 
 
 class _AffinitySampler:
@@ -190,15 +209,13 @@ def _cpu_list(text: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
-def _finish(outcome: tuple[CellFiles, Finished, list[float] | None, int], span: _Running,
-            spans: list[_Running], parallel: int) -> dict[str, Any] | None:
-    """The cell's result with its placement; None when the cell was interrupted."""
-    files, finished, load_start, threads = outcome
-    if finished.interrupted:
-        return None
+def _finish(outcome: tuple[LaunchFiles, Finished, list[float] | None, int], span: _Running,
+            spans: list[_Running], parallel: int) -> list[dict[str, Any] | None]:
+    """Each seed's result with the launch's placement; None for a seed that an interrupt left without one."""
+    launch, finished, load_start, threads = outcome
     cores = sorted(c for slot in span.slots for c in slot.cores)
-    beside = sorted(other.cell.id for other in spans if other is not span and other.start < (span.end or 0)
-                    and (other.end is None or other.end > span.start))
+    beside = sorted(cell.id for other in spans if other is not span and other.start < (span.end or 0)
+                    and (other.end is None or other.end > span.start) for cell in other.cells)
     pinned = None if not span.affinity else all(set(seen) <= set(cores) for seen in span.affinity)
     placement = {
         "executor": "local", "parallel": parallel, "slots": [slot.index for slot in span.slots],
@@ -206,10 +223,10 @@ def _finish(outcome: tuple[CellFiles, Finished, list[float] | None, int], span: 
         "threads_per_rank": threads or None, "observed_affinity": sorted(list(s) for s in span.affinity),
         "pinned": pinned, "beside": beside,
     }
-    result = collect_result(span.cell, files, finished, load_start, {"placement": placement})
-    if pinned is False and result["status"] not in ("failed",):
-        result = _unpinned(result, placement, files)
-    return result
+    collect = collect_interrupted if finished.interrupted else collect_launch
+    results = collect(launch, finished, load_start, {"placement": placement})
+    return [_unpinned(result, placement, files) if result is not None and pinned is False
+            and result["status"] not in ("failed",) else result for result, files in zip(results, launch.files, strict=True)]
 
 
 def _unpinned(result: dict[str, Any], placement: dict[str, Any], files: CellFiles) -> dict[str, Any]:

@@ -30,14 +30,13 @@ from tqdm import tqdm
 from bench.errors import BenchError
 from bench.harness.executor import (
     ExecutorOptions,
-    LaunchFiles,
+    collect_interrupted,
     collect_launch,
     launch_groups,
     launch_id,
     prepare_launch,
-    read_result,
 )
-from bench.harness.launch import Finished, format_command, free_port, launch_commands, launch_env, run_group
+from bench.harness.launch import format_command, free_port, launch_commands, launch_env, run_group
 from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
 from bench.harness.measure import environment, load_average
 from bench.harness.mlperf_log import mllog_path
@@ -275,22 +274,8 @@ def _launch(group: list[dict[str, Any]], run_dir: Path) -> tuple[list[tuple[Cell
     # figures are contaminated (the report marks it). The load counts the cell's own threads too.
     load_start = load_average()
     finished = run_group(commands, launch_env(topology), launch.log, launch.timeout_s)
-    results = collect_launch(launch, finished, load_start) if not finished.interrupted else \
-        _kept_on_interrupt(launch, finished, load_start)
+    results = (collect_interrupted if finished.interrupted else collect_launch)(launch, finished, load_start)
     return [(cell, r) for cell, r in zip(cells, results, strict=True) if r is not None], finished.interrupted
-
-
-def _kept_on_interrupt(launch: LaunchFiles, finished: Finished, load_start: list[float] | None) -> list[dict[str, Any] | None]:
-    """Ctrl-C in a shared launch: the seeds done before it keep their results (collect_launch),
-    the rest have none (--resume runs them)."""
-    written = [read_result(f.out) is not None for f in launch.files]
-    if not any(written):
-        return [None] * len(written)
-    results = collect_launch(launch, dataclasses.replace(finished, interrupted=False), load_start)
-    for done, files in zip(written, launch.files, strict=True):
-        if not done:
-            files.out.unlink(missing_ok=True)
-    return [r if done else None for r, done in zip(results, written, strict=True)]
 
 
 def _status_line(result: dict[str, Any]) -> str:

@@ -2,10 +2,14 @@
 
 Three ways to run the cells of a matrix, all writing the same run folder (bench/harness/runner.py):
 
-    local            one cell after another on this host (the default, bench/harness/runner.py)
-    local, --parallel N   up to N cells at once on disjoint, pinned slices of this host
+    local            one launch after another on this host (the default, bench/harness/runner.py)
+    local, --parallel N   up to N launches at once on disjoint, pinned slices of this host
                      (bench/harness/executor_parallel.py)
-    slurm            one SLURM job per cell, submitted through submitit (bench/harness/executor_slurm.py)
+    slurm            one SLURM job per cell (per seed), submitted through submitit (bench/harness/executor_slurm.py)
+
+Locally a launch runs the seeds of one configuration (`launch_groups`): cells that differ in seed
+only share one `accelerate launch`, whose worker runs them in turn (bench/harness/worker.py);
+`collect_launch` then makes each seed's result of what the launch left.
 
 The options come from the command line and from the `executor:` section of the matrix YAML
 (bench/harness/matrix.py accepts that key and leaves it to this module); the command line wins.

@@ -6,9 +6,17 @@ Layout of a run directory (results/<run-id>/):
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
     mllog/<cell>.log      a training cell's MLPerf log (bench/harness/mlperf_log.py)
     trackers/             what `--log-with` trackers write locally (bench/harness/trackers.py)
-    logs/<cell>.log       everything the cell's processes printed
+    logs/<cell>.log       everything the cell's processes printed; for the seeds of a shared launch,
+                          a link to logs/<cell without seed>__seeds-0-1-2.log, the launch's log
 
---resume keeps every completed cell (results.COMPLETED) and re-runs the rest; it refuses, before
+The seeds of one configuration (cells that differ in seed only) share one launch
+(bench/harness/executor.py launch_groups; the worker runs them in turn, bench/harness/worker.py):
+its timeout is the cell's timeout_s times its seeds, each seed keeps its own result file, and a
+crash or timeout fails only the seeds without a result. Baseline, compile and tracked cells launch
+per seed; so does every cell under --executor slurm.
+
+--resume keeps every completed cell (results.COMPLETED) and re-runs the rest, the seeds of one
+configuration that are not completed in one launch again; it refuses, before
 running anything, when the matrix now defines a completed cell differently (DEFINING), naming the
 cell and the changed fields. A write that fails (a full disk) stops the run with one line; every
 result is written atomically, so those already written stay whole for the next --resume.
@@ -49,7 +57,7 @@ from bench.results import COMPLETED, Result, make_result, result_path, write_jso
 def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
     """For each cell: its id, skip reason (None = runnable) and the exact launch commands. The
     runnable cells that share a launch (launch_groups: the seeds of one configuration) share its
-    commands; "launch" names the launch, and the first cell of each launch is marked "first"."""
+    commands; "launch" names the launch and "seeds" counts its cells."""
     planned = []
     for cell in cells:
         topology = load_topology(cell.topology) if cell.kind == "train" else None
@@ -62,8 +70,8 @@ def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
                                    also=also)
         topology = group[0]["topology"]
         env_note = "ACCELERATE_USE_CPU=1" if topology is not None and topology.use_cpu else ""
-        for index, item in enumerate(group):
-            item.update(launch=launch_id(cells), first=index == 0, seeds=len(cells),
+        for item in group:
+            item.update(launch=launch_id(cells), seeds=len(cells),
                         commands=[format_command(c, env_note, wrap=len(cells) > 1) for c in commands])
     return planned
 

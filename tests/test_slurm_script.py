@@ -122,7 +122,7 @@ def test_an_allocation_with_the_wrong_node_count_is_refused_before_anything_runs
 def test_an_unknown_precision_is_refused(tmp_path):
     done = _sbatch(tmp_path, [str(ACCELERATE_CONFIGS_DIR / "cpu-2node.yaml"), "int4", "cell.json", "out.json"], nodes=2)
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: precision 'int4' is not one of fp32, fp16, bf16, fp8"
+    assert done.stderr.strip() == "error: precision 'int4' is not one of fp32, tf32, fp16, bf16, fp8"
 
 
 @pytest.mark.e2e

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from bench.analysis.report_model import Report, WorkloadReport
 
-MARKERS = {"fp32": "o", "bf16": "s", "fp16": "^", "fp8": "D"}
+MARKERS = {"fp32": "o", "tf32": "v", "bf16": "s", "fp16": "^", "fp8": "D"}
 DPI = 110
 
 
@@ -115,7 +115,7 @@ def convergence(w: WorkloadReport, path: Path) -> bool:
     lines = sum(len(r["curves"]) for r in rows)
     fig, ax = _new_figure(4.5 + 0.12 * max(0, lines - 6))
     colors = _colors(rows)
-    styles = {"fp32": "-", "bf16": "--", "fp16": ":", "fp8": "-."}
+    styles = {"fp32": "-", "tf32": (0, (3, 1, 1, 1)), "bf16": "--", "fp16": ":", "fp8": "-."}
     for r in rows:
         for curve in r["curves"]:
             ax.plot(curve["seconds"], curve["value"], styles.get(r["precision"], "-"), marker=".",

@@ -28,7 +28,7 @@ from bench.paths import ACCELERATE_CONFIGS_DIR
 from bench.results import WITH_NUMBERS, Result, load_run, result_key
 
 TRAINED = ("converged", "not_converged")
-PRECISION_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2, "fp8": 3}
+PRECISION_ORDER = {"fp32": 0, "tf32": 1, "bf16": 2, "fp16": 3, "fp8": 4}
 REFERENCE_PRECISION = "fp32"
 
 
@@ -120,6 +120,10 @@ def cell_processes(result: dict[str, Any]) -> int | None:
 
 
 def compute_dtype(result: dict[str, Any]) -> str:
+    """The dtype whose peak FLOP/s the cell's MFU divides by. A tf32 cell computes fp32 tensors in
+    TF32 on the tensor cores: its peak is the tf32 one, not fp32's."""
+    if result["cell"]["precision"] == "tf32":
+        return "tf32"
     return (result.get("observed") or {}).get("compute_dtype") or result["cell"]["precision"]
 
 

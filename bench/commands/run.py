@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="NAME|YAML",
                         help=f"only this topology ({', '.join(available_topologies())}); or the path of your own "
                              "`accelerate config` YAML, under which every training cell of the matrix then runs")
-    parser.add_argument("--precision", help="only this precision (fp32, fp16, bf16, fp8)")
+    parser.add_argument("--precision", help="only this precision (fp32, tf32, fp16, bf16, fp8)")
     parser.add_argument("--seeds", metavar="N|auto",
                         help="run each cell with seeds 0..N-1 (overrides the matrix); `auto`: start with 3 seeds (or the "
                              "matrix's, if more) and add seeds to each configuration whose time-to-target against its "

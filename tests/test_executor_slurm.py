@@ -162,11 +162,13 @@ def _numbers(result: dict) -> tuple:
 @pytest.mark.e2e
 def test_the_maintenance_smoke_cells_through_the_slurm_path_match_the_local_executor(tmp_path):
     # The smoke matrix's maintenance cells in fp32 (whose numbers must match) and its baselines, but
-    # bound by epochs: the smoke budget's 90 s training clock ends a cell early on a loaded machine,
-    # and the two runs would then differ by the load, not by the executor.
+    # bound by 30 steps: the smoke budget's 90 s training clock ends a cell early on a loaded machine,
+    # and the two runs would then differ by the load, not by the executor. What is compared is the
+    # path (launch, job, result), which 30 steps and three evaluations exercise as fully as 40 epochs.
     smoke = yaml.safe_load((PROJECT_ROOT / "bench" / "configs" / "matrix" / "smoke.yaml").read_text())
     maintenance = smoke["workloads"]["maintenance"]
-    maintenance["budget"] = {**maintenance.get("budget", {}), "max_seconds": 3600}
+    maintenance["budget"] = {"max_epochs": 40, "max_steps": 30, "max_seconds": 3600}
+    maintenance["params"] = {**maintenance.get("params", {}), "eval_every_steps": 10}
     spec = {"name": "smoke-fp32", "timeout_s": 1800, "seeds": 1, "topologies": smoke["topologies"],
             "precisions": ["fp32"], "workloads": {"maintenance": maintenance}}
     matrix = tmp_path / "smoke-fp32.yaml"

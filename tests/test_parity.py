@@ -88,3 +88,40 @@ def test_the_accelerate_side_times_the_loops_own_step(monkeypatch, data_dir) -> 
     step()
     step()
     assert len(calls) == 2
+
+
+def test_cost_interval_brackets_a_known_shift() -> None:
+    """The bootstrap interval of median(A) - median(P): zero for identical samples, around a known
+    shift (and excluding 0) when A is P plus 1 ms, paired or not; unequal paired lists are refused."""
+    from bench.harness.parity import cost_interval
+
+    rng = np.random.default_rng(1)
+    plain = list(0.010 + rng.exponential(0.001, 400))
+    assert cost_interval(plain, plain, paired=True) == (0.0, 0.0)
+    shifted = [t + 0.001 for t in plain]
+    for paired in (True, False):
+        low, high = cost_interval(shifted, plain, paired=paired)
+        assert low <= 0.001 <= high
+        assert paired or low > 0
+    with pytest.raises(ValueError):
+        cost_interval(shifted[:10], plain, paired=True)
+
+
+def test_the_tool_reports_cost_per_step_with_load_in_json(tmp_path, data_dir) -> None:
+    """python -m bench.harness.parity --json writes, per case, both ratios and the cost per step in ms
+    (Accelerate median minus plain median) with its interval, and the load averages around it."""
+    import json
+
+    from bench.harness import parity
+
+    out = tmp_path / "parity.json"
+    assert parity.main(["--workload", "maintenance", "--precision", "fp32", "--steps", "4", "--repeats", "1",
+                        "--pairs", "3", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert (row["workload"], row["precision"]) == ("maintenance", "fp32")
+    for prefix, a, p in (("cost_ms", "accelerate_ms", "plain_ms"), ("step_cost_ms", "step_accelerate_ms", "step_plain_ms")):
+        assert row[prefix] == pytest.approx(row[a] - row[p])
+        assert row[prefix + "_low"] <= row[prefix + "_high"]
+    assert row["ratio"] > 0 and row["step_ratio"] > 0
+    assert len(report["load_average_start"]) == len(report["load_average_end"]) == 3

@@ -6,10 +6,14 @@ Accelerate in it (`plain_step` is bench.harness.train.train_step without Acceler
 `accelerate_train` runs the real bench/harness/train.py loop in this process, and `prepared_step`
 (what the micro-benchmarks time) calls train_step itself, so both time exactly the step cells
 run. With the same workload, data and seed, fp32 losses must agree to 1e-6
-(tests/test_parity.py), and the ratio of their median step times is Accelerate's overhead
+(tests/test_parity.py). Accelerate's overhead is reported two ways: the ratio of the median step
+times, and its cost per step in milliseconds (median Accelerate step minus median plain step, with
+a 95% bootstrap interval). The cost is the figure that carries over: it is a roughly fixed amount of
+Python per step (docs/compare.md lists it), so the ratio is 1 + cost / step time and depends on how
+long the step is (a few percent of a 2-ms step, nothing of a 1-s one) and on the machine's load
 (measured figures: docs/compare.md, "Parity with plain PyTorch"):
 
-    python -m bench.harness.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16
+    python -m bench.harness.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16 --json parity.json
 
 Step times follow the harness's rules (measure.StepTimes: warm-up steps dropped; evaluation
 excluded). The two loops are run alternately, A-P then P-A, so a change in the load of a shared
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import math
 import os
 import random
@@ -240,9 +245,34 @@ def losses_side_by_side(name: str, steps: int, seed: int = 0) -> tuple[list[floa
     return accelerate_losses, plain_losses
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def cost_interval(accelerate: list[float], plain: list[float], paired: bool = False, seed: int = 0,
+                  resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of median(accelerate) - median(plain), in the samples' unit.
+
+    Unpaired (whole runs): each side resampled on its own. Paired (alternating steps, the two lists
+    index the same pairs): the pairs are resampled together, so that the load two adjacent steps
+    shared stays shared."""
+    a, p = np.asarray(accelerate, dtype=float), np.asarray(plain, dtype=float)
+    if not len(a) or not len(p) or (paired and len(a) != len(p)):
+        raise ValueError(f"cost_interval needs samples on both sides{' of equal length' if paired else ''}")
+    rng = np.random.default_rng(seed)
+    if paired:
+        idx = rng.integers(0, len(a), size=(resamples, len(a)))
+        diffs = np.median(a[idx], axis=1) - np.median(p[idx], axis=1)
+    else:
+        diffs = (np.median(a[rng.integers(0, len(a), size=(resamples, len(a)))], axis=1)
+                 - np.median(p[rng.integers(0, len(p), size=(resamples, len(p)))], axis=1))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: int = 0) -> dict[str, Any]:
     """Median steady step time of bench/harness/train.py and of the plain loop, whole runs alternating
-    (data loading included, evaluation excluded)."""
+    (data loading included, evaluation excluded); their ratio, and the difference (Accelerate's cost
+    per step, ms) with its bootstrap interval."""
     workload, splits = loaded(name, seed)
     accelerate_times: list[float] = []
     plain_times: list[float] = []
@@ -255,7 +285,9 @@ def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: i
             else:
                 plain_times += plain_train(workload, splits, steps, seed, precision).steady()[0]
     a, b = statistics.median(accelerate_times), statistics.median(plain_times)
-    return {"accelerate_ms": a * 1e3, "plain_ms": b * 1e3, "ratio": a / b}
+    low, high = cost_interval(accelerate_times, plain_times, seed=seed)
+    return {"accelerate_ms": a * 1e3, "plain_ms": b * 1e3, "ratio": a / b,
+            "cost_ms": (a - b) * 1e3, "cost_ms_low": low * 1e3, "cost_ms_high": high * 1e3}
 
 
 def interleaved_step_ratio(name: str, precision: str, steps: int, seed: int = 0) -> dict[str, Any]:
@@ -263,7 +295,8 @@ def interleaved_step_ratio(name: str, precision: str, steps: int, seed: int = 0)
 
     On a shared machine the load of other jobs changes within seconds, which whole-run
     alternation cannot cancel; adjacent steps see the same load. The headline is the median of
-    the per-pair ratios."""
+    the per-pair ratios; the cost is median Accelerate step minus median plain step (ms), its interval
+    a paired bootstrap."""
     workload, splits = loaded(name, seed)
     accelerate_step = prepared_step(workload, splits, precision, use_accelerate=True, seed=seed)
     plain_step = prepared_step(workload, splits, precision, use_accelerate=False, seed=seed)
@@ -278,10 +311,14 @@ def interleaved_step_ratio(name: str, precision: str, steps: int, seed: int = 0)
             step()
             timed[side] = measure.now() - start
         pairs.append((timed["a"], timed["p"]))
+    a_times, p_times = [a for a, _ in pairs], [p for _, p in pairs]
+    a, p = statistics.median(a_times), statistics.median(p_times)
+    low, high = cost_interval(a_times, p_times, paired=True, seed=seed)
     return {
-        "step_accelerate_ms": statistics.median(a for a, _ in pairs) * 1e3,
-        "step_plain_ms": statistics.median(p for _, p in pairs) * 1e3,
+        "step_accelerate_ms": a * 1e3,
+        "step_plain_ms": p * 1e3,
         "step_ratio": statistics.median(a / p for a, p in pairs),
+        "step_cost_ms": (a - p) * 1e3, "step_cost_ms_low": low * 1e3, "step_cost_ms_high": high * 1e3,
     }
 
 
@@ -297,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each loop, alternating (default 2)")
     parser.add_argument("--pairs", type=int, default=200, help="alternating step pairs for the step ratio (default 200)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table to this file")
+    parser.add_argument("--json", type=Path, help="also write the rows, machine and load averages as JSON to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load_start = os.getloadavg()
     rows = []
     for name in args.workload:
         for precision in args.precision:
@@ -306,16 +345,41 @@ def main(argv: list[str] | None = None) -> int:
                    **step_time_ratio(name, precision, args.steps, args.repeats),
                    "pairs": args.pairs, **interleaved_step_ratio(name, precision, args.pairs)}
             rows.append(row)
-            print(f"{name} {precision}: loop ratio {row['ratio']:.3f}, step ratio {row['step_ratio']:.3f}", file=sys.stderr)
+            print(f"{name} {precision}: loop ratio {row['ratio']:.3f}, cost {_cost(row, 'cost_ms')} ms/step; "
+                  f"step ratio {row['step_ratio']:.3f}, cost {_cost(row, 'step_cost_ms')} ms/step", file=sys.stderr)
+    load_end = os.getloadavg()
     env = measure.environment()
-    table = tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f")
-    text = f"{table}\n\nMeasured on {env['cpu_model']} ({env['cpu_count']} cores), {', '.join(env['gpus']) or 'no GPU'}; " \
-           f"torch {env['packages']['torch']}, accelerate {env['packages']['accelerate']}; load average at the end " \
-           f"{os.getloadavg()[0]:.1f}.\n"
+    table = tabulate([_table_row(row) for row in rows], headers="keys", tablefmt="github", floatfmt=".3f")
+    text = f"{table}\n\nCost: median Accelerate step minus median plain step, ms, [95% bootstrap interval].\n" \
+           f"Measured on {env['cpu_model']} ({env['cpu_count']} cores), {', '.join(env['gpus']) or 'no GPU'}; " \
+           f"torch {env['packages']['torch']}, accelerate {env['packages']['accelerate']}; load average (1/5/15 min) " \
+           f"at the start {_load(load_start)}, at the end {_load(load_end)}.\n"
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "rows": rows, "load_average_start": list(load_start), "load_average_end": list(load_end),
+            "cpu_model": env["cpu_model"], "cpu_count": env["cpu_count"], "gpus": env["gpus"],
+            "packages": {k: env["packages"].get(k) for k in ("torch", "accelerate")}, "argv": sys.argv[1:] if argv is None else argv,
+        }, indent=2) + "\n")
     return 0
+
+
+def _cost(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+
+
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the printed table: each cost with its interval in one column."""
+    out = {k: v for k, v in row.items() if not k.endswith(("_low", "_high"))}
+    for key in ("cost_ms", "step_cost_ms"):
+        out[key] = _cost(row, key)
+    return out
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in load)
 
 
 if __name__ == "__main__":

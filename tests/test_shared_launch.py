@@ -176,3 +176,23 @@ def test_a_shared_launch_times_out_after_every_seeds_timeout_and_splits_its_wall
         assert result["status"] == "failed" and result["cell_wall_s"] == pytest.approx(17.0)
         assert result["reason"].startswith("timed out after 60 s, 20 s for each of its 3 seeds")
     assert sum(r["cell_wall_s"] for r in results) == pytest.approx(61.0, abs=1e-3)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores for two 1-core launches")
+def test_parallel_runs_a_cells_seeds_in_one_pinned_launch(tmp_path):
+    spec = yaml.safe_load(Path(seeds_matrix(tmp_path, [0, 1], {"max_epochs": 1, "max_seconds": 600, "max_steps": 20})).read_text())
+    spec["precisions"] = ["fp32", "bf16"]  # two launches side by side, a core each
+    (tmp_path / "par.yaml").write_text(yaml.safe_dump(spec))
+    proc = run_cli("run", "--matrix", str(tmp_path / "par.yaml"), "--parallel", "2", "--results-dir", str(tmp_path),
+                   "--run-id", "par", env={"BENCH_CPU_CORES": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = cells_by_id(tmp_path / "par")
+    assert len(cells) == 4
+    for precision in ("fp32", "bf16"):
+        s0, s1 = (cells[f"maintenance-gru__cpu-1proc__{precision}__s{seed}"] for seed in (0, 1))
+        assert s0["launch"]["seeds"] == s1["launch"]["seeds"] == 2 and s0["launch"]["wall_s"] == s1["launch"]["wall_s"]
+        assert s0["placement"]["cores"] == s1["placement"]["cores"] and len(s0["placement"]["cores"]) == 1
+        assert s0["placement"]["pinned"] is True
+        assert launches_in(tmp_path / "par" / "logs" / f"maintenance-gru__cpu-1proc__{precision}__seeds-0-1.log") == 1
+    assert cells[f"{CELL}__s1"]["status"] == "not_converged"

@@ -302,6 +302,21 @@ class HostLoad(Record):
 
 
 @dataclass
+class Launch(Record):
+    """The `accelerate launch` a cell ran in. The seeds of one configuration share one launch
+    (bench/harness/executor.py, launch_groups): `seeds` it served, its whole `wall_s`, this seed's
+    `own_s` (from the seed's start to its result) and `fixed_share_s` (the launch's imports, set-up
+    and teardown split evenly over its seeds); the seed's cell_wall_s is own_s + fixed_share_s."""
+
+    seeds: int | None = None
+    wall_s: float | None = None
+    own_s: float | None = None
+    fixed_share_s: float | None = None
+    timeout_s: float | None = None
+    log: str | None = None
+
+
+@dataclass
 class DataRecord(Record):
     """What the cell read: the workload's preprocessing record and each file's content SHA-256."""
 
@@ -314,7 +329,7 @@ class Result(Record):
 
     SECTIONS: ClassVar[dict[str, type[Record]]] = {
         "cell": ResultCell, "target": Target, "timings": Timings, "throughput": Throughput, "memory": Memory,
-        "environment": Environment, "host_load": HostLoad, "data": DataRecord,
+        "environment": Environment, "host_load": HostLoad, "data": DataRecord, "launch": Launch,
     }
 
     schema_version: int
@@ -338,6 +353,7 @@ class Result(Record):
     data: DataRecord = section(DataRecord)
     host_load: HostLoad = section(HostLoad)
     cell_wall_s: float | None = None
+    launch: Launch = section(Launch)
     knobs: dict[str, Any] | None = not_null()
     """What the knobs were seen doing (docs/knobs.md): compile {backend, graphs, recompiles, graph_breaks,
     compile_s, cache}, grad_accum {steps, micro_steps, optimizer_steps, sync_on_last_only}, checkpointing

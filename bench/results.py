@@ -359,6 +359,9 @@ class Result(Record):
     compile_s, cache}, grad_accum {steps, micro_steps, optimizer_steps, sync_on_last_only}, checkpointing
     {recompute_forwards_per_step, peak_rss_mb_max}, sharding {per_rank, sharded, ...}, cpu_affinity
     {asked, per_rank, no_op}; only the knobs a cell set, and cpu_affinity for every training cell."""
+    loader: dict[str, Any] | None = not_null()
+    """The training loader's settings (bench/harness/train.py loader_settings): num_workers, pin_memory,
+    non_blocking, split_batches, dispatch_batches, even_batches, device, eval_batch."""
     stderr_tail: str | None = None
     non_finite: dict[str, str] | None = not_null()
 

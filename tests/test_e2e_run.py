@@ -97,6 +97,11 @@ def test_two_process_and_two_node_cells_are_really_synchronised(tmp_path):
         assert observed["torch_threads"] == threads_per_rank(2)
         assert len(result["memory"]["per_rank"]["peak_rss_mb"]) == 2
         assert result["batch"] == {"global": 64, "per_process": 32}
+        # The loader as it fed the model: in-memory data, no workers; no pinning on a CPU, where
+        # nothing crosses to a device; accelerate shards each global batch over the processes.
+        assert result["loader"] == {"num_workers": 0, "pin_memory": False, "non_blocking": True,
+                                    "split_batches": False, "dispatch_batches": None, "even_batches": True,
+                                    "device": "cpu", "eval_batch": result["loader"]["eval_batch"]}
 
 
 def test_a_multi_process_launch_without_the_cpu_switch_is_invalid(tmp_path):

@@ -144,10 +144,15 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     if p.global_batch % (world * micro):
         raise BenchError(f"global_batch {p.global_batch} does not divide over {world} processes x {micro} micro-batches")
     per_process_batch = p.global_batch // (world * micro)
-    train_loader = training_loader(workload, splits, p.global_batch, per_process_batch, micro, seed)
+    # Pinned host memory only where batches cross to a GPU: it lets accelerate's copy overlap the
+    # step (non_blocking, recorded in `loader_settings`); on a CPU it would only cost memory. No
+    # loader workers: every workload's data is in memory, tensors built (and text tokenised) at
+    # load, so a batch is one index and one collate; a worker process would add a copy.
+    pin = accelerator.device.type == "cuda"
+    train_loader = training_loader(workload, splits, p.global_batch, per_process_batch, micro, seed, pin)
     eval_sets = {"train": splits.train, "val": splits.val, "test": splits.test, **splits.extra}
     eval_loaders = {
-        name: DataLoader(ds, batch_size=p.eval_batch, shuffle=False, collate_fn=workload.collate)
+        name: DataLoader(ds, batch_size=p.eval_batch, shuffle=False, collate_fn=workload.collate, pin_memory=pin)
         for name, ds in eval_sets.items()
     }
 
@@ -183,7 +188,7 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
 
 
 def training_loader(workload: Workload, splits: Splits, global_batch: int, per_process_batch: int, micro: int,
-                    seed: int) -> DataLoader:
+                    seed: int, pin_memory: bool = False) -> DataLoader:
     """The training DataLoader of one process's micro-batches, before accelerate shards it.
 
     A seeded generator makes the shuffle order a function of the seed alone; accelerate then
@@ -195,10 +200,29 @@ def training_loader(workload: Workload, splits: Splits, global_batch: int, per_p
     if micro == 1:
         return DataLoader(splits.train, batch_size=per_process_batch, shuffle=True,
                           drop_last=True,  # every step sees exactly global_batch samples
-                          collate_fn=workload.collate, generator=torch.Generator().manual_seed(seed))
+                          collate_fn=workload.collate, generator=torch.Generator().manual_seed(seed),
+                          pin_memory=pin_memory)
     whole = len(splits.train) // global_batch * global_batch
     sampler = torch.utils.data.RandomSampler(splits.train, num_samples=whole, generator=torch.Generator().manual_seed(seed))
-    return DataLoader(splits.train, batch_size=per_process_batch, sampler=sampler, drop_last=True, collate_fn=workload.collate)
+    return DataLoader(splits.train, batch_size=per_process_batch, sampler=sampler, drop_last=True, collate_fn=workload.collate,
+                      pin_memory=pin_memory)
+
+
+def loader_settings(accelerator: Accelerator, loader: DataLoader, eval_batch: int) -> dict[str, Any]:
+    """How the prepared training loader feeds the model, as the result records it (`loader`):
+    worker processes, pinned memory, whether accelerate copies batches to the device without
+    blocking, and how it shards batches over processes. What makes GPU throughput comparable."""
+    config = accelerator.dataloader_config
+    return {
+        "num_workers": loader.num_workers,
+        "pin_memory": bool(loader.pin_memory),
+        "non_blocking": bool(config.non_blocking),
+        "split_batches": bool(config.split_batches),
+        "dispatch_batches": config.dispatch_batches,
+        "even_batches": bool(config.even_batches),
+        "device": accelerator.device.type,
+        "eval_batch": eval_batch,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +410,7 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
         "flops_per_sample": run.flops_per_sample,
         "batch": {"global": p.global_batch, "per_process": run.per_process_batch,
                   **({"grad_accum": run.knobs.micro_per_step} if run.knobs.micro_per_step > 1 else {})},
+        "loader": loader_settings(accelerator, run.train_loader, p.eval_batch),
         "knobs": run.knobs.record(progress.step, step_times),
         "memory": memory,
         "curve": progress.curve,

@@ -124,6 +124,23 @@ def test_mfu_uses_the_peak_of_the_cells_dtype_and_device(report):
     assert gpu["tokens_per_s"]["median"] == 25600
 
 
+@pytest.mark.parametrize(("flags", "shown"), [(["avx512f"], False), ([], False), (["avx512_bf16", "avx512f"], True),
+                                            (["amx_bf16", "amx_tile"], True), (None, True)])
+def test_a_bf16_cell_on_a_cpu_that_only_emulates_bf16_gets_no_mfu(flags, shown):
+    # 91% of an emulated bf16 peak would make a cell 3x slower than fp32 look efficient. A result
+    # that records no flags (written before they were) keeps its MFU.
+    from bench.analysis.report import mfu
+
+    result = json.loads((FIXTURE / "cells" / "alpha-gru__cpu-1proc__bf16__s0.json").read_text())
+    if flags is not None:
+        result["environment"] = {**result.get("environment", {}), "cpu_precision_flags": flags}
+    peaks = json.loads((FIXTURE / "run.json").read_text())["environment"]["peak_flops"]
+    assert (mfu(result, peaks, "measured") is not None) is shown
+    fp32 = json.loads((FIXTURE / "cells" / "alpha-gru__cpu-1proc__fp32__s0.json").read_text())
+    fp32["environment"] = {**fp32.get("environment", {}), "cpu_precision_flags": flags or []}
+    assert mfu(fp32, peaks, "measured") is not None  # fp32 is native everywhere
+
+
 def test_quality_columns_follow_each_workloads_target(report):
     alpha, beta = report.workloads
     assert alpha.target["metric"] == "f1" and beta.target["metric"] == "roc_auc"

@@ -141,8 +141,27 @@ def peak_for(peaks: dict[str, Any] | None, device: str | None, dtype: str, proce
     return float(value) * (processes if device == "cuda" else 1)
 
 
+NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+"""The CPU flags without which a CPU only emulates a precision (oneDNN converts to fp32 and back)."""
+
+
+def emulated_on_cpu(result: dict[str, Any]) -> bool:
+    """Whether the cell computed on a CPU in a half precision that CPU has no instructions for
+    (bf16 without avx512_bf16 or AMX). Its "peak" is that of the emulation: 91% of a 44 GFLOP/s
+    emulated peak makes a cell 3x slower than fp32 look efficient, so it gets no MFU."""
+    flags = (result.get("environment") or {}).get("cpu_precision_flags")
+    needed = NATIVE_CPU_FLAGS.get(compute_dtype(result))
+    if cell_device(result) != "cpu" or needed is None or flags is None:
+        return False
+    return not any(flag in flags for flag in needed)
+
+
 def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> float | None:
-    """Model FLOPs utilisation of one cell: training FLOP/s achieved over the peak."""
+    """Model FLOPs utilisation of one cell: training FLOP/s achieved over the peak. None where the
+    cell's precision is only emulated by its CPU (`emulated_on_cpu`): that is no utilisation of
+    the hardware."""
+    if emulated_on_cpu(result):
+        return None
     typed = Result.from_dict(result)
     flops, rate = typed.flops_per_sample, typed.throughput.samples_per_s
     peak = peak_for(peaks, cell_device(result), compute_dtype(result), cell_processes(result) or 1, kind)

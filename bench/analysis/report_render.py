@@ -315,7 +315,10 @@ def _peaks_table(report: Report) -> str:
         "*MFU (measured peak)* divides each cell's training FLOP/s (FLOPs per sample counted by "
         "torch's FlopCounterMode x steady samples/s) by the measured peak for the dtype the cell computed in; "
         "a CPU peak is the whole host's, which the ranks share, a GPU peak is per device and multiplied by the "
-        "processes. *MFU (datasheet peak)* uses the vendor's dense figure where the GPU is known.\n\n" + text
+        "processes. *MFU (datasheet peak)* uses the vendor's dense figure where the GPU is known. "
+        "A cell that computed in bf16 or fp16 on a CPU without instructions for it (no avx512_bf16 or "
+        "AMX; the result's environment records the CPU's flags) gets no MFU: the peak of an emulated "
+        "precision is no measure of the hardware.\n\n" + text
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.harness.launch import threads_per_rank
+from bench.harness.launch import PROGRESS_PREFIX, latest_progress, threads_per_rank
 from bench.results import load_run, validate_result
 from tests.conftest import PROJECT_ROOT, run_cli
 
@@ -69,6 +69,14 @@ def test_a_maintenance_cell_trains_to_target_through_accelerate_launch(tmp_path)
     assert fp32["observed"]["distributed_type"] == "NO"
     assert fp32["memory"]["peak_rss_mb_max"] > 100
     assert fp32["environment"]["packages"]["accelerate"] != "not installed"
+    # A long cell is not silent: one progress line per evaluation in its log, the latest of which
+    # `bench run` shows beside its bar; the last one is the evaluation that met the target.
+    log = only_run(tmp_path / "results") / "logs" / "maintenance-gru__cpu-1proc__fp32__s0.log"
+    lines = [line for line in log.read_text().splitlines() if line.startswith(PROGRESS_PREFIX)]
+    assert len(lines) == len(fp32["curve"])
+    last = fp32["curve"][-1]
+    assert latest_progress(log) == (f"seed 0 step {last['step']} samples {last['samples']} val f1 {last['f1']:.4f} "
+                                    f"(target 0.3) loss {last['train_loss']:.4f} clock {last['seconds']:.1f} s")
     fp16 = cells["maintenance-gru__cpu-1proc__fp16__s0"]
     assert fp16["status"] == "unsupported"
     assert "fp16 requested but fp32 computed" in fp16["reason"]
@@ -245,3 +253,24 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_keeps_the_cells_written(tmp
     assert validate_result(kept) == [] and kept["status"] == "skipped" and kept["cell"]["topology"] == "gpu-1"
     worker_log = (results / "full" / "logs" / "maintenance-gru__cpu-1proc__fp32__s0.log").read_text()
     assert "No space left on device" in worker_log  # the worker met the full disk first
+
+
+def test_the_runner_shows_the_latest_progress_line_of_a_running_cells_log(tmp_path):
+    import io
+
+    from tqdm import tqdm
+
+    from bench.harness.runner import _show_progress
+
+    log = tmp_path / "cell.log"
+    log.write_text("$ accelerate launch ...\nsome warning\n")
+    bar = tqdm(total=1, file=io.StringIO(), disable=False)
+    show = _show_progress(bar, "maintenance-gru__cpu-1proc__fp32", log, every_s=0.0)
+    show([])
+    assert bar.postfix is None  # nothing evaluated yet
+    with log.open("a") as f:
+        f.write(f"{PROGRESS_PREFIX} seed 0 step 10 samples 640 val f1 0.1000 (target 0.5) loss 0.7 clock 1.0 s\n")
+        f.write(f"{PROGRESS_PREFIX} seed 0 step 20 samples 1280 val f1 0.4200 (target 0.5) loss 0.5 clock 2.0 s\nnoise\n")
+    show([])
+    assert bar.postfix == "maintenance-gru__cpu-1proc__fp32: seed 0 step 20 samples 1280 val f1 0.4200 (target 0.5) loss 0.5 clock 2.0 s"
+    assert latest_progress(tmp_path / "absent.log") is None

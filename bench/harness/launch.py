@@ -254,6 +254,25 @@ def kill_group(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
         pass
 
 
+PROGRESS_PREFIX = "progress:"
+"""Marks the line a training cell's main process prints at each evaluation (bench/harness/train.py,
+progress_line); `bench run` shows the latest beside its progress bar, so a long cell is not silent."""
+
+
+def latest_progress(log: Path, window: int = 8192) -> str | None:
+    """The last progress line in a cell's log, without its prefix (None before the first evaluation).
+    Reads only the log's end: a sentiment cell's log grows for minutes."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - window))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = [line for line in text.splitlines() if line.startswith(PROGRESS_PREFIX)]
+    return lines[-1][len(PROGRESS_PREFIX):].strip() if lines else None
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from bench.cells import Budget
 from bench.errors import BenchError
 from bench.harness import measure
+from bench.harness.launch import PROGRESS_PREFIX
 from workloads.base import Splits, Target, Workload
 
 
@@ -46,7 +47,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     rss_window_reset = measure.reset_peak_rss()
     if on_cuda:  # a CPU cell on a GPU host must not create a CUDA context just to measure it
         measure.reset_cuda_peak()
-    progress = Progress(loss_sum=torch.zeros((), device=accelerator.device))
+    progress = Progress(loss_sum=torch.zeros((), device=accelerator.device), seed=seed)
     step_times = measure.StepTimes()
     progress.run_start_unix = time.time()  # dates place the run in time (MLPerf log, trackers); they measure nothing
     while not progress.done and progress.epoch < budget.max_epochs:
@@ -284,6 +285,7 @@ class Progress:
     """Where the loop stands: counts, the training clock, the curve, and how it ended."""
 
     loss_sum: torch.Tensor  # training losses since the last evaluation, summed on the device
+    seed: int = 0  # named in the progress lines only
     loss_count: int = 0
     step: int = 0
     epoch: int = 0
@@ -353,6 +355,17 @@ def evaluate_and_decide(accelerator: Accelerator, workload: Workload, run: Run, 
     decision = should_stop(mean_loss, metrics, workload.target, progress.clock, budget, progress.step)
     if decision:
         progress.stop(*decision)
+    if accelerator.is_main_process:  # off the training clock: the next step's clock starts after this
+        print(progress_line(progress, workload.target.metric, metrics.get(workload.target.metric), workload.target.value),
+              flush=True)
+
+
+def progress_line(progress: Progress, metric: str, value: Any, target: float) -> str:
+    """'progress: seed 0 step 120 samples 7680 val f1 0.7812 (target 0.8) loss 0.2104 clock 12.3 s'."""
+    shown = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+    loss = progress.curve[-1]["train_loss"] if progress.curve else float("nan")
+    return (f"{PROGRESS_PREFIX} seed {progress.seed} step {progress.step} samples {progress.samples_seen} "
+            f"val {metric} {shown} (target {target:g}) loss {loss:.4f} clock {progress.clock:.1f} s")
 
 
 def max_over_ranks(accelerator: Accelerator, value: float) -> float:

@@ -289,7 +289,10 @@ def test_recheck_really_re_runs_the_cell(tmp_path: Path) -> None:
     and failed in a fresh clone for that reason)."""
     from tests.test_e2e_run import matrix_file
 
-    matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], params={"target": 0.3})
+    # Converged at its first evaluation, after 20 steps: a short cell keeps the three launches cheap,
+    # and 20 steps leave 15 steady ones after the warm-up for the median step time.
+    matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], params={"target": 0.0, "eval_every_steps": 20},
+                         budget={"max_epochs": 1, "max_steps": 40, "max_seconds": 900})
     done = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "runs"), "--run-id", "cand")
     assert done.returncode == 0, done.stderr[-2000:]
     cand = tmp_path / "runs" / "cand"

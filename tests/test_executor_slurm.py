@@ -160,6 +160,7 @@ def _numbers(result: dict) -> tuple:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_the_maintenance_smoke_cells_through_the_slurm_path_match_the_local_executor(tmp_path):
     # The smoke matrix's maintenance cells in fp32 (whose numbers must match) and its baselines, but
     # bound by 30 steps: the smoke budget's 90 s training clock ends a cell early on a loaded machine,
@@ -229,6 +230,7 @@ def _gone(run_dir: Path) -> list[int]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_ctrl_c_cancels_every_job_of_the_run(tmp_path):
     run_dir = tmp_path / "results" / "r"
     # Long enough that no cell can end before the Ctrl-C, however loaded the machine (a 40 s budget
@@ -247,6 +249,7 @@ def test_ctrl_c_cancels_every_job_of_the_run(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_resume_re_attaches_to_jobs_still_running_instead_of_submitting_again(tmp_path):
     run_dir = tmp_path / "results" / "r"
     runner = _long_run(tmp_path, "r")

@@ -64,6 +64,7 @@ def _fresh_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_wheel_installed_in_a_fresh_venv_runs_the_smoke_matrix_from_any_folder(tmp_path, data_dir):
     python, site = _fresh_venv(tmp_path, _build_wheel(tmp_path))
     work = tmp_path / "elsewhere"

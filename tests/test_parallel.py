@@ -87,6 +87,7 @@ def _matrix(tmp_path) -> str:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # --parallel's pinned launch is also run by tests/test_shared_launch.py
 @pytest.mark.skipif(CORES < 2, reason="needs 2 cores for two 1-core cells")
 def test_two_one_core_cells_run_side_by_side_pinned_and_give_the_sequential_numbers(tmp_path):
     matrix = _matrix(tmp_path)

@@ -257,6 +257,7 @@ def test_a_resume_refuses_a_damaged_seeds_auto_record(tmp_path, cpu_host, capsys
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_seeds_auto_on_two_real_configurations_end_to_end(tmp_path):
     """cpu-1proc (the reference) against the same with grad_accum 2, really trained, plus a GPU
     configuration a CPU host skips. The target (f1 >= 0) is met at the first evaluation, so every

@@ -91,6 +91,7 @@ def test_the_script_asks_for_whole_nodes_and_one_launcher_per_node():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_two_node_cell_runs_through_the_script_and_writes_its_result_and_run_json(tmp_path):
     cell_file, out = _plan_cell(tmp_path)
     done = _sbatch(tmp_path, [str(ACCELERATE_CONFIGS_DIR / "cpu-2node.yaml"), "fp32", str(cell_file), str(out)], nodes=2)
@@ -126,6 +127,7 @@ def test_an_unknown_precision_is_refused(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_cell_past_its_timeout_is_ended_and_gets_a_failed_result(tmp_path):
     cell_file, out = _plan_cell(tmp_path)
     cell = json.loads(cell_file.read_text())

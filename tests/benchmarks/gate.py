@@ -17,6 +17,7 @@ behind SELECTION and FAIL.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ def saved_runs(storage: Path) -> list[Path]:
     return sorted((storage / machine_id()).glob("*.json"))
 
 
+def own_session_env() -> dict[str, str]:
+    """This environment without what a pytest-xdist worker sets (PYTEST_XDIST_WORKER...): run from a
+    test under `pytest -n`, the benchmarks' pytest would otherwise take itself for a worker and
+    pytest-benchmark would neither time for real nor save."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
+
+
 def pytest_command(storage: Path, selection: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "tests" / "benchmarks"), "-q", "-p", "no:cacheprovider",
             "--benchmark-enable", "-k", selection, f"--benchmark-storage=file://{storage}", *extra]
@@ -75,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     storage = args.storage_root / hardware_key(hardware())
     if args.save:
-        done = subprocess.run(pytest_command(storage, args.selection, ["--benchmark-save=baseline"]), cwd=PROJECT_ROOT)
+        done = subprocess.run(pytest_command(storage, args.selection, ["--benchmark-save=baseline"]), cwd=PROJECT_ROOT,
+                              env=own_session_env())
         if done.returncode == 0:
             print(f"micro-benchmark baseline saved: {saved_runs(storage)[-1]}; commit it")
         return done.returncode
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(command: list[str]) -> tuple[int, bool]:
     """Run pytest; (its exit code, whether a benchmark regressed past the threshold). pytest-benchmark
     fails a compare by raising PerformanceRegression: its report is kept, the traceback dropped."""
-    done = subprocess.run(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True, env=own_session_env())
     regressed = "PerformanceRegression" in done.stderr
     err = done.stderr.split("Traceback (most recent call last):")[0] if regressed else done.stderr
     sys.stderr.write(err)

@@ -46,6 +46,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800, cwd: Pat
     )
 
 
+def as_at_a_terminal() -> None:
+    """A child's preexec_fn: SIGINT back to its default, as a shell gives its foreground job.
+
+    A test that sends Ctrl-C (SIGINT) to a runner must not inherit an ignored SIGINT: a script that
+    starts `make test` in the background of a non-interactive shell (`cmd &`, nohup) ignores it,
+    every child inherits that, and Python then installs no KeyboardInterrupt handler. Such a
+    runner never sees the test's Ctrl-C (found when three fresh-clone runs were started that way)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cpu_runs_a_bf16_lstm() -> bool:
     """Whether this CPU trains a bf16 LSTM. oneDNN needs AVX-512 for one: an AVX2-only CPU (one
     machine of the project's kind reports "AMD EPYC" with AVX2 only) raises "could not create a

@@ -26,7 +26,7 @@ from bench.harness.executor import ExecutorOptions, executor_options
 from bench.harness.executor_slurm import job_parameters, sbatch_script
 from bench.harness.topology import load_topology
 from bench.results import validate_result
-from tests.conftest import PROJECT_ROOT, run_cli
+from tests.conftest import PROJECT_ROOT, as_at_a_terminal, run_cli
 from tests.test_e2e_run import cells_by_id, processes_mentioning
 
 pytest.importorskip("submitit")
@@ -202,7 +202,8 @@ def _long_run(tmp_path: Path, run_id: str, seconds: float = 40) -> subprocess.Po
     return subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--matrix", matrix, "--executor", "slurm", "--cluster", "local",
          "--max-jobs", "2", "--results-dir", str(tmp_path / "results"), "--run-id", run_id],
-        cwd=PROJECT_ROOT, stdout=(tmp_path / "out.txt").open("w"), stderr=(tmp_path / "err.txt").open("w"), text=True)
+        cwd=PROJECT_ROOT, stdout=(tmp_path / "out.txt").open("w"), stderr=(tmp_path / "err.txt").open("w"), text=True,
+        preexec_fn=as_at_a_terminal)  # the Ctrl-C test's SIGINT must reach it, however pytest was started
 
 
 def _wait_for_workers(run_dir: Path, count: int) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, as_at_a_terminal
 from tests.test_e2e_run import matrix_file, processes_mentioning
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +36,7 @@ def _start_run(matrix: str, results_dir: Path, run_id: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_at_a_terminal,  # the test's Ctrl-C must reach it, however pytest was started
     )
 
 

@@ -147,8 +147,11 @@ def parse_sbatch_options(pairs: list[str] | None) -> dict[str, str] | None:
 def shares_launch(cell: Cell) -> bool:
     """Whether the cell's seeds may share one launch (bench/harness/worker.py runs them in turn).
     Baselines launch per seed (no accelerate to pay for); so do compile cells, which must each pay
-    a cold compile, and tracked cells (`--log-with`), whose tracker run ends with the process."""
-    return cell.kind == "train" and cell.compile == "none" and not cell.tracking
+    a cold compile, tracked cells (`--log-with`), whose tracker run ends with the process, and fp16
+    and fp8 cells: accelerate builds their loss scaler once per Accelerator and `free_memory` keeps
+    it, so a later seed would start from an earlier one's loss scale (on a CPU, where fp16 is
+    refused as unsupported, this costs nothing)."""
+    return cell.kind == "train" and cell.compile == "none" and not cell.tracking and cell.precision not in ("fp16", "fp8")
 
 
 def launch_groups(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -313,7 +313,10 @@ def probe_gpu(timeout_s: float = 120.0) -> dict:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _BF16_PROBE], capture_output=True, text=True, timeout=timeout_s)
+    try:
+        done = subprocess.run([sys.executable, "-c", _BF16_PROBE], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:  # a hung driver: no GPU facts, and the GPU cells say so
+        return {}
     if done.returncode != 0:
         return {}
     try:

@@ -136,6 +136,10 @@ def run_training(runs: list[SeedRun]) -> None:
         # (free_memory also resets its step count), then the cycles Python has not collected yet.
         accelerator.free_memory()
         gc.collect()
+        if accelerator.device.type == "cuda":  # free_memory emptied the cache before the model was freed:
+            import torch  # empty it again, or the next seed's reserved peak starts at this one's
+
+            torch.cuda.empty_cache()
     accelerator.wait_for_everyone()
     accelerator.end_training()
 

@@ -177,6 +177,23 @@ def test_every_cell_without_numbers_is_listed_with_its_reason(report):
     assert _row(report, "alpha", "gpu-1", "fp32")["converged"] == 0
 
 
+def test_rows_are_ordered_by_scale_then_precision(report):
+    # CPU before GPU; 1 process, then 2 processes on one node, then 2 processes on 2 nodes
+    # (cpu-2node after cpu-ddp2, although its name sorts first); then fp32, bf16, fp16.
+    rows = report.workloads[0].rows
+    assert [(r["topology"], r["precision"]) for r in rows] == [
+        ("cpu-1proc", "fp32"), ("cpu-1proc", "bf16"), ("cpu-1proc", "fp16"), ("cpu-ddp2", "fp32"), ("cpu-ddp2", "bf16"),
+        ("cpu-2node", "fp32"), ("gpu-1", "fp32")]
+    assert [(r["processes"], r["nodes"]) for r in rows] == [(1, 1)] * 3 + [(2, 1)] * 2 + [(2, 2), (1, 1)]
+
+
+def test_curves_carry_seconds_values_and_samples(report):
+    (curve, *_) = _row(report, "alpha", "cpu-1proc", "fp32")["curves"]
+    assert curve["seed"] == 0 and curve["metric"] == "f1"
+    assert curve["seconds"] == [3.0, 6.0, 9.0] and curve["samples"] == [640, 1280, 1920]
+    assert len(curve["value"]) == 3
+
+
 def test_verdict_names_the_fastest_and_judges_spread(report):
     lines = report.workloads[0].verdict
     assert lines[0].startswith("**Fastest to target:** gru · cpu-ddp2 · fp32: 7.50 s")

@@ -79,7 +79,7 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
 @functools.cache
 def _topology_file(name: str) -> dict[str, Any]:
     """What a topology's config file (bench/configs/accelerate/<name>.yaml or a user's path) promises,
-    for cells that never ran (skipped, invalid...): its processes and whether it computes on the CPU.
+    for cells that never ran (skipped, invalid...): its processes, its nodes and whether it computes on the CPU.
 
     Read as plain YAML with accelerate's defaults (one process, not the CPU), not through
     bench.harness.topology.load_topology: that goes through accelerate, which imports torch, and a
@@ -94,7 +94,10 @@ def _topology_file(name: str) -> dict[str, Any]:
     processes = raw.get("num_processes") or 1
     if isinstance(processes, bool) or not isinstance(processes, int):
         return {}
-    return {"num_processes": processes, "use_cpu": bool(raw.get("use_cpu"))}
+    machines = raw.get("num_machines") or 1
+    if isinstance(machines, bool) or not isinstance(machines, int):
+        machines = 1
+    return {"num_processes": processes, "num_machines": machines, "use_cpu": bool(raw.get("use_cpu"))}
 
 
 def _topology(result: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +120,12 @@ def cell_processes(result: dict[str, Any]) -> int | None:
     """The processes the topology asks for (an invalid cell may have observed fewer)."""
     processes = _topology(result).get("num_processes")
     return int(processes) if processes else None
+
+
+def cell_nodes(result: dict[str, Any]) -> int | None:
+    """The nodes (accelerate's num_machines) the topology asks for."""
+    nodes = _topology(result).get("num_machines")
+    return int(nodes) if nodes else None
 
 
 def compute_dtype(result: dict[str, Any]) -> str:
@@ -244,6 +253,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
     for r in results:
         statuses[r["status"]] += 1
     processes = next((p for p in map(cell_processes, results) if p), None)
+    nodes = next((n for n in map(cell_nodes, results) if n), None)
     device = next((d for d in map(cell_device, results) if d), None)
 
     typed = [Result.from_dict(r) for r in trained]
@@ -279,6 +289,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "topology": cell["topology"],
         "axes": dict(key.axes),
         "processes": processes,
+        "nodes": nodes,
         "device": device,
         "precision": cell["precision"],
         "target": next((r["target"] for r in results if r.get("target")), None),
@@ -314,7 +325,8 @@ def knob_figure(result: dict[str, Any], axis: str, name: str) -> float | None:
 
 
 def _curve(result: dict[str, Any]) -> dict[str, Any]:
-    """The target metric against training-clock seconds, as evaluated during training."""
+    """The target metric against training-clock seconds and samples seen (all processes; None for a
+    point that records none), as evaluated during training."""
     metric = result["target"]["metric"]
     points = [p for p in result["curve"] if p.get(metric) is not None and p.get("seconds") is not None]
     return {
@@ -323,6 +335,7 @@ def _curve(result: dict[str, Any]) -> dict[str, Any]:
         "metric": metric,
         "seconds": [p["seconds"] for p in points],
         "value": [p[metric] for p in points],
+        "samples": [p.get("samples") for p in points],
     }
 
 
@@ -385,12 +398,18 @@ def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _sort_key(row: dict[str, Any]) -> tuple:
+def scale_key(row: dict[str, Any]) -> tuple:
+    """A configuration's place by scale: CPU before GPU, then fewer processes first, then fewer nodes
+    (2 processes on one node before 2 processes on 2 nodes), then the topology's name. The report's
+    rows and the plots' colours and legends follow it."""
+    return (row["device"] != "cpu", row["processes"] or 0, row.get("nodes") or 1, row["topology"])
+
+
+def row_order_key(row: dict[str, Any]) -> tuple:
+    """The report's row order: model, then scale (`scale_key`), then precision, then knob axes."""
     return (
         row["model"],
-        row["device"] != "cpu",
-        row["processes"] or 0,
-        row["topology"],
+        *scale_key(row),
         PRECISION_ORDER.get(row["precision"], 9),
         sorted((name, str(value)) for name, value in row["axes"].items()),  # the default (no axes) first
     )
@@ -408,7 +427,7 @@ def configuration_rows(train: list[dict[str, Any]], peaks: dict[str, Any] | None
     groups: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
     for r in train:
         groups[result_key(r).without_seed()].append(r)  # the seeds of one configuration
-    rows = sorted((group_row(g, peaks) for g in groups.values()), key=_sort_key)
+    rows = sorted((group_row(g, peaks) for g in groups.values()), key=row_order_key)
     add_comparisons(rows)
     return rows
 

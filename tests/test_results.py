@@ -73,6 +73,18 @@ def test_load_run_ignores_temporary_leftovers_and_rejects_broken_files(tmp_path)
         load_run(tmp_path)
 
 
+def test_a_resumed_run_clears_the_leftovers_of_killed_writes_and_nothing_else(tmp_path):
+    from bench.harness.runner import remove_unfinished_writes
+
+    write_json_atomic(result_path(tmp_path, "a"), converged())
+    (tmp_path / "cells" / ".b.json.123.tmp").write_text("{half")
+    (tmp_path / ".run.json.9.tmp").write_text("{")
+    (tmp_path / "cells" / "notes.tmp").write_text("a user's file, not one of ours")
+    gone = remove_unfinished_writes(tmp_path)
+    assert sorted(p.name for p in gone) == [".b.json.123.tmp", ".run.json.9.tmp"]
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == ["a.json", "notes.tmp"]
+
+
 def test_load_run_on_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(BenchError, match="not a run directory"):
         load_run(tmp_path)

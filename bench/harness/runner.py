@@ -120,6 +120,7 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
     bar = tqdm(total=len(planned), unit="cell", file=sys.stderr, dynamic_ncols=True, disable=None)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_unfinished_writes(run_dir)
         if not (run_dir / "run.json").exists():
             # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
             # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
@@ -138,6 +139,16 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
         print(f"interrupted: {len(results)} of {len(planned)} cells kept in {run_dir}; continue with --resume {run_dir.name}")
         raise KeyboardInterrupt
     return [results[item["cell"].id] for item in planned if item["cell"].id in results]
+
+
+def remove_unfinished_writes(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of writes that never finished (`write_atomic`'s `.NAME.*.tmp`):
+    a runner or worker killed by SIGKILL mid-write cannot remove its own. Readers already ignore
+    them; a resumed run owns its folder, so nothing else can be writing them. Returns what went."""
+    leftovers = [p for folder in (run_dir, run_dir / "cells") for p in folder.glob(".*.tmp") if p.is_file()]
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
 
 
 def _run_todo(planned: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,

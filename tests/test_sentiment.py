@@ -63,7 +63,9 @@ def test_unresolvable_model_makes_the_cell_skipped_not_launched(tmp_path):
         "name: t\ntopologies: [cpu-1proc]\nprecisions: [fp32]\n"
         "workloads:\n  sentiment:\n    baselines: false\n    params: {model: no-such-org/no-such-model}\n"
     )
-    done = run_cli("run", "--matrix", str(matrix), "--dry-run", env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    # --results-dir: a dry run writes its cells' launch files, which must not land in the project's results/.
+    done = run_cli("run", "--matrix", str(matrix), "--results-dir", str(tmp_path / "runs"), "--dry-run",
+                   env={"HF_HUB_OFFLINE": "1"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "skip: cannot resolve model 'no-such-org/no-such-model'" in done.stdout
 

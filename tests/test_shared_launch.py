@@ -150,7 +150,8 @@ def test_cells_share_a_launch_when_they_differ_in_seed_only():
 
     items = [cell(0), cell(1), cell(0, precision="bf16"), cell(2), cell(0, compile="inductor"),
              cell(1, compile="inductor"), cell(0, kind="baseline"), cell(1, kind="baseline"), cell(3, timeout_s=5),
-             cell(0, precision="fp16"), cell(1, precision="fp16")]
+             cell(0, precision="fp16"), cell(1, precision="fp16"),
+             cell(0, topology="gpu-1", precision="fp16"), cell(1, topology="gpu-1", precision="fp16")]
     groups = [[item["cell"].id for item in group] for group in launch_groups(items)]
     assert groups == [
         [f"{CELL}__s0", f"{CELL}__s1", f"{CELL}__s2"],
@@ -159,8 +160,10 @@ def test_cells_share_a_launch_when_they_differ_in_seed_only():
         ["maintenance-gru__cpu-1proc__fp32__compile=inductor__s0"], ["maintenance-gru__cpu-1proc__fp32__compile=inductor__s1"],
         ["maintenance__baselines__s0"], ["maintenance__baselines__s1"],
         [f"{CELL}__s3"],  # another definition (its timeout) is another launch
-        # fp16 (and fp8): accelerate's loss scaler outlives free_memory, so each seed gets its own.
-        ["maintenance-gru__cpu-1proc__fp16__s0"], ["maintenance-gru__cpu-1proc__fp16__s1"],
+        # fp16 on a CPU: no loss scaler, refused as unsupported before any seed trains: one launch.
+        ["maintenance-gru__cpu-1proc__fp16__s0", "maintenance-gru__cpu-1proc__fp16__s1"],
+        # fp16 on a GPU (and fp8): accelerate's loss scaler outlives free_memory, so each seed gets its own.
+        ["maintenance-gru__gpu-1__fp16__s0"], ["maintenance-gru__gpu-1__fp16__s1"],
     ]
 
 

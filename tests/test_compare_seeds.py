@@ -105,6 +105,30 @@ def test_one_seed_against_several_keeps_the_single_seed_rules(base_result) -> No
     assert "Mann-Whitney U" in verdicts["samples_per_s"].why and verdicts["samples_per_s"].p_value is not None
 
 
+def _longer_path(result: dict, factor: float) -> dict:
+    """`result` as a seed whose optimisation path needs `factor` times the samples (and time) to target."""
+    r = copy.deepcopy(result)
+    r["samples_to_target"] = int(r["samples_to_target"] * factor)
+    r["timings"]["time_to_target_s"] *= factor
+    return r
+
+
+def test_one_seed_is_judged_against_the_same_seed_of_a_baseline_of_several(base_result) -> None:
+    # The gate's case: seed 0 needs 1.75x the samples of the other seeds (as the smoke LSTM's does
+    # on 2 processes), so it is 1.75x the baseline's median time-to-target with nothing changed.
+    baseline = [_longer_path(_seed(base_result, 0, 1.0), 1.75)] + [_seed(base_result, s, c) for s, c in
+                                                                   zip(range(1, 5), [1.02, 0.98, 1.01, 0.99])]
+    unchanged = _verdicts(baseline, [_longer_path(_seed(base_result, 0, 1.03), 1.75)])
+    assert unchanged["time_to_target_s"].verdict == OK
+    assert "seed for seed: the baseline's seed 0 of 5" in unchanged["time_to_target_s"].why
+    slower = _verdicts(baseline, [_longer_path(_seed(base_result, 0, 1.6), 1.75)])
+    assert slower["time_to_target_s"].verdict == REGRESSION, slower["time_to_target_s"].why
+    assert "seed for seed" in slower["time_to_target_s"].why
+    # Without its own seed in the baseline, the median of the baseline's seeds is what it meets.
+    other = _verdicts(baseline[1:], [_longer_path(_seed(base_result, 0, 1.0), 1.75)])
+    assert other["time_to_target_s"].verdict == REGRESSION and "seed for seed" not in other["time_to_target_s"].why
+
+
 def _write_run(folder: Path, results: list[dict]) -> Path:
     (folder / "cells").mkdir(parents=True)
     for r in results:

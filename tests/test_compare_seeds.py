@@ -117,7 +117,7 @@ def test_one_seed_is_judged_against_the_same_seed_of_a_baseline_of_several(base_
     # The gate's case: seed 0 needs 1.75x the samples of the other seeds (as the smoke LSTM's does
     # on 2 processes), so it is 1.75x the baseline's median time-to-target with nothing changed.
     baseline = [_longer_path(_seed(base_result, 0, 1.0), 1.75)] + [_seed(base_result, s, c) for s, c in
-                                                                   zip(range(1, 5), [1.02, 0.98, 1.01, 0.99])]
+                                                                   zip(range(1, 5), [1.02, 0.98, 1.01, 0.99], strict=True)]
     unchanged = _verdicts(baseline, [_longer_path(_seed(base_result, 0, 1.03), 1.75)])
     assert unchanged["time_to_target_s"].verdict == OK
     assert "seed for seed: the baseline's seed 0 of 5" in unchanged["time_to_target_s"].why

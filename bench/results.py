@@ -3,7 +3,8 @@
 A result is written once, by one process, through a temporary file in the same directory
 followed by `os.replace`, so a runner killed at any instant leaves either the whole file or
 none of it (SIGKILL mid-write leaves a `.NAME.*.tmp` beside it). Readers ignore `*.tmp`
-leftovers and a resumed run deletes them (runner.remove_unfinished_writes). Every file bench writes goes through `write_atomic`.
+leftovers and a resumed local run deletes those beside run.json and in cells/
+(runner.remove_unfinished_writes). Every file bench writes goes through `write_atomic`.
 
 JSON is written strict: a number that is not finite (NaN, an infinity) is written as null, and
 the top-level object gains `non_finite`, a map from the JSON pointer of each such value to what

@@ -127,6 +127,11 @@ def test_one_seed_is_judged_against_the_same_seed_of_a_baseline_of_several(base_
     # Without its own seed in the baseline, the median of the baseline's seeds is what it meets.
     other = _verdicts(baseline[1:], [_longer_path(_seed(base_result, 0, 1.0), 1.75)])
     assert other["time_to_target_s"].verdict == REGRESSION and "seed for seed" not in other["time_to_target_s"].why
+    # Nor when its seed did not reach the target in the baseline: still judged, never dropped.
+    missed = copy.deepcopy(baseline[0])
+    missed["status"], missed["timings"]["time_to_target_s"], missed["samples_to_target"] = "not_converged", None, None
+    judged = _verdicts([missed, *baseline[1:]], [_longer_path(_seed(base_result, 0, 1.6), 1.75)])
+    assert judged["time_to_target_s"].verdict == REGRESSION and "seed for seed" not in judged["time_to_target_s"].why
 
 
 def _write_run(folder: Path, results: list[dict]) -> Path:

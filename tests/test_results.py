@@ -80,9 +80,24 @@ def test_a_resumed_run_clears_the_leftovers_of_killed_writes_and_nothing_else(tm
     (tmp_path / "cells" / ".b.json.123.tmp").write_text("{half")
     (tmp_path / ".run.json.9.tmp").write_text("{")
     (tmp_path / "cells" / "notes.tmp").write_text("a user's file, not one of ours")
+    (tmp_path / "cells" / ".notes.tmp").write_text("a user's hidden file, not one of ours either")
     gone = remove_unfinished_writes(tmp_path)
     assert sorted(p.name for p in gone) == [".b.json.123.tmp", ".run.json.9.tmp"]
-    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == ["a.json", "notes.tmp"]
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == [".notes.tmp", "a.json", "notes.tmp"]
+
+
+def test_a_resumed_slurm_run_keeps_temporary_files_its_live_jobs_may_be_writing(tmp_path):
+    from bench.harness.executor import ExecutorOptions
+    from bench.harness.runner import run_cells
+
+    write_json_atomic(tmp_path / "run.json", {"matrix": "t"})  # a run to resume: no peak to measure
+    leftover = tmp_path / "cells" / ".a.json.1.tmp"
+    leftover.parent.mkdir()
+    leftover.write_text("{")
+    assert run_cells([], tmp_path, {"matrix": "t"}, ExecutorOptions(type="slurm")) == []
+    assert leftover.exists()  # a SLURM job outlives its runner: its write may still be under way
+    assert run_cells([], tmp_path, {"matrix": "t"}) == []
+    assert not leftover.exists()  # local launches die with their runner: nothing is writing it
 
 
 def test_load_run_on_a_folder_that_is_not_a_run(tmp_path):

@@ -461,20 +461,21 @@ def _compare_speed(
     key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
 ) -> list[GateVerdict]:
     verdicts = []
-    same_seeds, note = _same_seeds(base, cand)
     for metric in SPEED_AND_MEMORY:
         # Time-to-target follows each seed's optimisation path (how many samples it needs): a
         # single candidate seed is judged against that same seed of the baseline, not its median.
         # Clocks and memory do not depend on the path: every baseline seed counts for those.
-        seed_for_seed = bool(note) and metric.name == "time_to_target_s"
-        verdicts += _compare_metric(key, metric, same_seeds if seed_for_seed else base, cand, settings,
-                                    note if seed_for_seed else "")
+        base_for_metric, note = _same_seeds(base, cand, metric) if metric.name == "time_to_target_s" else (base, "")
+        verdicts += _compare_metric(key, metric, base_for_metric, cand, settings, note)
     return verdicts
 
 
-def _same_seeds(base: list[dict[str, Any]], cand: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+def _same_seeds(base: list[dict[str, Any]], cand: list[dict[str, Any]],
+                metric: Metric) -> tuple[list[dict[str, Any]], str]:
     """The baseline's results of the candidate's own seeds, and a note naming them, when the
-    candidate has a single seed and the baseline holds it among several; else (base, "").
+    candidate has a single seed and the baseline holds it, with a figure for `metric`, among
+    several; else (base, ""): a baseline seed that did not reach the target has no time-to-target,
+    and the candidate's is then judged against the baseline's other seeds rather than not at all.
 
     The gate runs one seed (seed 0) against a baseline of five: the seeds of one cell need
     different numbers of samples to reach the target (27,904 to 48,832 for the smoke LSTM on
@@ -483,7 +484,7 @@ def _same_seeds(base: list[dict[str, Any]], cand: list[dict[str, Any]]) -> tuple
     seeds = {r["cell"].get("seed") for r in cand}
     if len(cand) != 1 or len(base) < 2:
         return base, ""
-    matching = [r for r in base if r["cell"].get("seed") in seeds]
+    matching = [r for r in base if r["cell"].get("seed") in seeds and metric.value(r) is not None]
     if not matching:
         return base, ""
     return matching, f"seed for seed: the baseline's seed {_listed(sorted(seeds))} of {len(base)}"

@@ -120,13 +120,15 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
     bar = tqdm(total=len(planned), unit="cell", file=sys.stderr, dynamic_ncols=True, disable=None)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        remove_unfinished_writes(run_dir)
+        options = options or ExecutorOptions()
+        if options.type != "slurm":  # SLURM jobs outlive their runner and may be writing right now
+            remove_unfinished_writes(run_dir)
         if not (run_dir / "run.json").exists():
             # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
             # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
             _, peaks = measure_peak_flops_apart()
             write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": peaks}})
-        interrupted = _run_todo(planned, run_dir, options or ExecutorOptions(), results, bar)
+        interrupted = _run_todo(planned, run_dir, options, results, bar)
     except KeyboardInterrupt:
         interrupted = True
     except OSError as exc:
@@ -142,10 +144,12 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
 
 
 def remove_unfinished_writes(run_dir: Path) -> list[Path]:
-    """Delete the temporary files of writes that never finished (`write_atomic`'s `.NAME.*.tmp`):
-    a runner or worker killed by SIGKILL mid-write cannot remove its own. Readers already ignore
-    them; a resumed run owns its folder, so nothing else can be writing them. Returns what went."""
-    leftovers = [p for folder in (run_dir, run_dir / "cells") for p in folder.glob(".*.tmp") if p.is_file()]
+    """Delete the temporary files of result writes that never finished (`write_atomic`'s
+    `.NAME.json.*.tmp` beside run.json and in cells/): a runner or worker killed by SIGKILL
+    mid-write cannot remove its own. Readers already ignore them. Only for a run whose writers all
+    died with their runner (local launches die with it, bench/harness/lifeline.py): SLURM jobs
+    outlive it, and a job's live write must not lose its file. Returns what went."""
+    leftovers = [p for folder in (run_dir, run_dir / "cells") for p in folder.glob(".*.json.*.tmp") if p.is_file()]
     for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     return leftovers

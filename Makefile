@@ -10,6 +10,11 @@ BIN := $(VENV)/bin
 # torch first, pinned: on these machines 2.13.0 is the CPU wheel on disk. Installing the project
 # with no torch present would pull a multi-GB CUDA build. Override TORCH_SPEC for a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
+# Every install takes its exact versions from the lock (a pip constraints file); `make lock`
+# regenerates it and `make test-latest` tests the newest allowed versions on purpose (docs/install.md).
+# LOCK= (empty) installs without it, e.g. with another TORCH_SPEC on a GPU host.
+LOCK ?= requirements.lock
+PIP_LOCKED = $(BIN)/pip install -q $(if $(LOCK),-c $(LOCK))
 export BENCH_DATA_DIR ?= $(abspath ../shared/data)
 RUN_ID := $(shell date -u +%Y%m%d-%H%M%S)
 
@@ -19,12 +24,32 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e .
+	$(PIP_LOCKED) "$(TORCH_SPEC)"
+	$(PIP_LOCKED) -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(PIP_LOCKED) "$(TORCH_SPEC)"
+	$(PIP_LOCKED) -e ".[test]"
+
+# The lock: a fresh venv takes the newest versions pyproject.toml allows (torch as TORCH_SPEC),
+# and its freeze becomes requirements.lock. Review the diff, run `make test`, commit.
+.PHONY: lock test-latest
+LOCK_VENV := $(shell mktemp -u -d /tmp/bench-lock.XXXXXX)
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q "$(TORCH_SPEC)"
+	$(LOCK_VENV)/bin/pip install -q -e ".[test]"
+	$(LOCK_VENV)/bin/python scripts/write_lock.py $(LOCK_VENV) requirements.lock
+	rm -rf $(LOCK_VENV)
+
+# The unit and end-to-end tests against the newest versions the ranges allow, in .venv-latest
+# (the lock untouched): drift is found here, on purpose, and not by a fresh clone.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install -q "$(TORCH_SPEC)"
+	.venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[test]"
+	.venv-latest/bin/python scripts/write_lock.py .venv-latest - | diff requirements.lock - || true
+	.venv-latest/bin/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 smoke: install
 	$(BIN)/python -m bench run --matrix smoke --run-id smoke-$(RUN_ID); status=$$?; \

@@ -1,6 +1,6 @@
 """GPU launch paths that a CPU machine can check: a cell runs on the GPUs it was given.
 
-accelerate writes a config's `gpu_ids` over CUDA_VISIBLE_DEVICES unless it is 'all', and two
+accelerate may write a config's `gpu_ids` over CUDA_VISIBLE_DEVICES unless it is 'all', and two
 loopback "nodes" on one GPU host would both put their local ranks on GPUs 0..k-1. No GPU is needed
 to see either: the launcher sets the variable before any CUDA call.
 """
@@ -38,11 +38,10 @@ def _visible_devices_under(config: Path, given: str, tmp_path: Path) -> str:
 
 @pytest.mark.e2e
 def test_the_one_gpu_cell_runs_on_the_gpu_it_was_given_not_on_gpu_0(tmp_path):
+    # bench's side of it: the built-in config leaves the GPU it was given alone. Whether accelerate
+    # would overwrite a pinned `gpu_ids` is accelerate's behaviour (1.15 did on any torch, 1.16 only
+    # when torch reports an accelerator), so no test here rests on it.
     assert _visible_devices_under(ACCELERATE_CONFIGS_DIR / "gpu-1.yaml", "3", tmp_path) == "3"
-    # The control: the old config (gpu_ids '0') moved the cell to physical GPU 0.
-    old = tmp_path / "gpu-1-old.yaml"
-    old.write_text(yaml.safe_dump({**yaml.safe_load((ACCELERATE_CONFIGS_DIR / "gpu-1.yaml").read_text()), "gpu_ids": "0"}))
-    assert _visible_devices_under(old, "3", tmp_path) == "0"
 
 
 @pytest.mark.parametrize("config", GPU_CONFIGS, ids=lambda p: p.stem)

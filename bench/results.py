@@ -261,6 +261,8 @@ class Timings(Record):
     step_time_median_s: float | None = None
     step_time_p90_s: float | None = None
     step_times_s: list[float] | None = not_null()
+    final_eval_s: float | None = None
+    """The final evaluation on every split, after training (not on the training clock)."""
 
 
 @dataclass

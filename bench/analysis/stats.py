@@ -20,9 +20,10 @@ import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, mannwhitneyu, permutation_test, rankdata, wilcoxon
 
 OLYMPIC_MIN_SEEDS = 5
 """MLPerf scores time-to-target over 5+ runs by dropping the fastest and the slowest."""
@@ -162,3 +163,155 @@ def ratio_interval(candidate: Sequence[float | None], reference: Sequence[float 
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     # The point estimate always lies in its interval; resampling noise could put it a hair outside.
     return RatioInterval(ratio, min(low, ratio), max(high, ratio), len(cand), len(ref))
+
+
+# ---------------------------------------------------------------------------------------------
+# Claims with a known error rate: exact rank tests over seeds or launches, and the control of
+# the error rate across the many claims of one gate or report (docs/statistics.md)
+# ---------------------------------------------------------------------------------------------
+
+EXACT_ARRANGEMENTS = 200_000
+"""Enumerate every arrangement of the values up to this many (exact p-values); beyond it, a Monte
+Carlo permutation test whose p-value, (hits + 1) / (resamples + 1), is still valid."""
+MONTE_CARLO_RESAMPLES = 99_999
+GREATER, LESS, TWO_SIDED = "greater", "less", "two-sided"
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """An exact permutation test of a candidate sample against a reference sample.
+
+    `estimate` is the Hodges-Lehmann estimate: for two independent samples the median of the
+    pairwise ratios candidate/reference (or differences, `ratio=False`); for paired samples the
+    median of the pair ratios (differences). `p_value` is for the alternative the test was asked
+    (candidate `greater`, `less`, or `two-sided`); `min_p` is the smallest p-value the test could
+    have given on these values in any arrangement, which says whether a sample is large enough to
+    decide anything at all (and lets Tarone's rule leave undecidable tests out of the count)."""
+
+    estimate: float
+    p_value: float
+    min_p: float
+    n_candidate: int
+    n_reference: int
+    paired: bool
+    ratio: bool
+
+
+def _rank_sum(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Wilcoxon's rank sum of `x` in the pooled sample (midranks for ties)."""
+    ranks = rankdata(np.concatenate([x, y], axis=axis), axis=axis)
+    return np.sum(ranks[..., : x.shape[axis]], axis=axis)
+
+
+def _signed_rank(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Wilcoxon's signed-rank statistic of paired differences (zeros keep their rank, count 0: Pratt)."""
+    return np.sum(np.sign(d) * rankdata(np.abs(d), axis=axis), axis=axis)
+
+
+def _arrangements(n: int, m: int, paired: bool) -> int:
+    return 2**n if paired else math.comb(n + m, n)
+
+
+def _p_and_min(result: Any, alternative: str, arrangements: int) -> tuple[float, float]:
+    null = np.asarray(result.null_distribution)
+    eps = 1e-9 * max(1.0, float(np.max(np.abs(null))) if null.size else 1.0)
+    exact = arrangements <= EXACT_ARRANGEMENTS
+    top = float(np.mean(null >= np.max(null) - eps)) if exact else 1.0 / arrangements
+    bottom = float(np.mean(null <= np.min(null) + eps)) if exact else 1.0 / arrangements
+    if not exact:  # a Monte Carlo p-value is never below 1 / (resamples + 1)
+        top = bottom = max(top, 1.0 / (MONTE_CARLO_RESAMPLES + 1))
+    min_p = {GREATER: top, LESS: bottom, TWO_SIDED: min(1.0, 2 * min(top, bottom))}[alternative]
+    return float(result.pvalue), min_p
+
+
+def rank_sum_test(candidate: Sequence[float | None], reference: Sequence[float | None],
+                  alternative: str = TWO_SIDED, ratio: bool = True, seed: int = 0) -> RankTest | None:
+    """Wilcoxon-Mann-Whitney rank-sum test of two independent samples, by exact permutation
+    (conditional on ties; Monte Carlo past EXACT_ARRANGEMENTS). Its error rate holds at any sample
+    size for exchangeable values; a small sample simply cannot reach a small p-value (3 v 3: 0.05
+    one-sided at best, `min_p`). None when a side has no value, or (`ratio`) a value is not positive."""
+    cand, ref = np.asarray(finite(candidate)), np.asarray(finite(reference))
+    if not cand.size or not ref.size or (ratio and (np.min(cand) <= 0 or np.min(ref) <= 0)):
+        return None
+    arrangements = _arrangements(cand.size, ref.size, paired=False)
+    if np.unique(np.concatenate([cand, ref])).size == cand.size + ref.size:
+        # No ties: scipy's exact Mann-Whitney distribution, the same p-value, without enumerating.
+        p = float(mannwhitneyu(cand, ref, alternative=alternative, method="exact").pvalue)
+        min_p = min(1.0, (1 if alternative != TWO_SIDED else 2) / arrangements)
+    else:
+        result = permutation_test((cand, ref), _rank_sum, permutation_type="independent", vectorized=True,
+                                  alternative=alternative, rng=np.random.default_rng(seed),
+                                  n_resamples=np.inf if arrangements <= EXACT_ARRANGEMENTS else MONTE_CARLO_RESAMPLES)
+        p, min_p = _p_and_min(result, alternative, arrangements)
+    if ratio:
+        estimate = float(np.exp(np.median(np.subtract.outer(np.log(cand), np.log(ref)))))
+    else:
+        estimate = float(np.median(np.subtract.outer(cand, ref)))
+    return RankTest(estimate, p, min_p, int(cand.size), int(ref.size), paired=False, ratio=ratio)
+
+
+def signed_rank_test(pairs: Sequence[tuple[float, float]], alternative: str = TWO_SIDED,
+                     ratio: bool = False, seed: int = 0) -> RankTest | None:
+    """Wilcoxon's signed-rank test of (candidate, reference) pairs, by exact sign flips: for
+    figures that are a function of the seed, where the same seed on both sides is a pair (a
+    quality metric on one host). Pairs that are equal carry no evidence: all equal gives p = 1 and
+    min_p = 1. None without a pair of numbers."""
+    kept = [(c, r) for c, r in pairs if c is not None and r is not None and math.isfinite(c) and math.isfinite(r)
+            and (not ratio or (c > 0 and r > 0))]
+    if not kept:
+        return None
+    cand, ref = np.array([c for c, _ in kept]), np.array([r for _, r in kept])
+    diffs = np.log(cand) - np.log(ref) if ratio else cand - ref
+    n = diffs.size
+    if not np.any(diffs):
+        return RankTest(1.0 if ratio else 0.0, 1.0, 1.0, n, n, paired=True, ratio=ratio)
+    arrangements = _arrangements(n, n, paired=True)
+    if np.all(diffs != 0) and np.unique(np.abs(diffs)).size == n:
+        # No zero and no tie: scipy's exact signed-rank distribution.
+        p = float(wilcoxon(diffs, alternative=alternative, method="exact").pvalue)
+        min_p = min(1.0, (1 if alternative != TWO_SIDED else 2) / arrangements)
+    else:
+        result = permutation_test((diffs,), _signed_rank, permutation_type="samples", vectorized=True,
+                                  alternative=alternative, rng=np.random.default_rng(seed),
+                                  n_resamples=np.inf if arrangements <= EXACT_ARRANGEMENTS else MONTE_CARLO_RESAMPLES)
+        p, min_p = _p_and_min(result, alternative, arrangements)
+    middle = float(np.median(diffs))
+    return RankTest(math.exp(middle) if ratio else middle, p, min_p, n, n, paired=True, ratio=ratio)
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down rule: which of the hypotheses to reject so that the chance of rejecting
+    any true one stays at most `alpha` (family-wise), whatever their dependence."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for step, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - step):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def tarone_count(min_ps: Sequence[float], alpha: float) -> int:
+    """Tarone's K: the smallest k such that at most k tests could reach p <= alpha / k at all.
+    Tests that could not (too few values, or values identical on both sides) need no share of
+    alpha; Bonferroni over the other K keeps the family-wise rate at most alpha (Tarone 1990)."""
+    for k in range(1, len(min_ps) + 1):
+        if sum(mp <= alpha / k for mp in min_ps) <= k:
+            return k
+    return max(1, len(min_ps))
+
+
+def tarone_bonferroni(tests: Sequence[RankTest], alpha: float) -> tuple[list[bool], float]:
+    """(which tests reject, the per-test level alpha / K used) under Tarone's rule."""
+    k = tarone_count([t.min_p for t in tests], alpha)
+    level = alpha / k
+    return [t.p_value <= level for t in tests], level
+
+
+def seeds_to_decide(alpha: float, two_sided: bool = True, most: int = 50) -> int | None:
+    """The fewest values per side (equal sides, no ties) at which the rank-sum test can reach
+    `alpha` at all: 1 / C(2n, n) (twice that two-sided) <= alpha. None past `most`."""
+    for n in range(1, most + 1):
+        if (2 if two_sided else 1) / math.comb(2 * n, n) <= alpha:
+            return n
+    return None

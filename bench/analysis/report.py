@@ -297,7 +297,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "trained": len(trained),
         "converged": len(converged),
         "statuses": dict(statuses),
-        "time_to_target_s": {**summarise(ttt), "olympic_mean": stats.olympic_mean(ttt)},
+        "time_to_target_s": {**summarise(ttt), "olympic_mean": stats.olympic_mean(ttt, len(trained) - len(converged))},
         "samples_to_target": summarise([r.get("samples_to_target") for r in converged]),
         "quality": _quality(quality, labels),
         "per_seed": per_seed,
@@ -439,7 +439,15 @@ def configuration_rows(train: list[dict[str, Any]], peaks: dict[str, Any] | None
 
 def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     """Read a run directory (or one result file) and compute every figure of its report."""
-    from bench.analysis.report_compare import add_intervals, knob_sections, reference_convergence
+    from bench.analysis.report_compare import (
+        add_intervals,
+        control_claims,
+        flag_convergence,
+        iter_claims,
+        knob_sections,
+        rankings,
+        reference_convergence,
+    )
     from bench.analysis.report_verdict import verdict
 
     run_dir = Path(run_dir)
@@ -466,11 +474,18 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
             not_converged=[_listing(r) for r in train if r["status"] == "not_converged"],
             data=data_notes(cells),
         )
-        add_intervals(rows, report)  # every comparison as a ratio with its interval (report_compare.py)
+        add_intervals(rows, report)  # every comparison as a claim: a ratio and an exact test (report_compare.py)
         report.convergence = reference_convergence(rows)
         report.knobs = knob_sections(rows, report)
-        report.verdict = verdict(report)
+        report.rankings = rankings(rows)
         workloads.append(report)
+    # All of the report's claims are decided together, so its error rate holds over all of them.
+    alpha = report_alpha(meta)
+    claims = [c for w in workloads for part in (w.rows, w.convergence, w.knobs, w.rankings) for c in iter_claims(part)]
+    decided = control_claims(claims, alpha)
+    for report in workloads:
+        flag_convergence(report.convergence)
+        report.verdict = verdict(report)
 
     return Report(
         run_dir=run_dir,
@@ -484,7 +499,20 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
         cell_count=len(results),
         launch_seconds=sum(r["cell_wall_s"] for r in results if r.get("cell_wall_s")) or None,
         seeds_auto=seeds_auto_listing(meta),
+        alpha=alpha,
+        claims=decided,
     )
+
+
+def report_alpha(meta: dict[str, Any]) -> float:
+    """The level a report decides its claims at: 5%, or for a `--seeds auto` run the per-look level
+    of its sequential design (the seeds it stopped at were chosen by looking)."""
+    from bench.analysis.report_compare import REPORT_ALPHA
+
+    auto = meta.get("seeds_auto") or {}
+    if isinstance(auto.get("start"), int) and isinstance(auto.get("max"), int):
+        return stats.SequentialDesign(auto["start"], auto["max"], REPORT_ALPHA).level
+    return REPORT_ALPHA
 
 
 STILL_OPEN = "undecided when the run stopped (`bench run --resume` continues it)"

@@ -25,6 +25,9 @@ class WorkloadReport:
     """Samples-to-target of each configuration against its reference (report_compare.reference_convergence)."""
     knobs: list[dict[str, Any]] = field(default_factory=list)
     """Per knob axis: each configuration with it turned against the same with it at its default."""
+    rankings: dict[str, Any] = field(default_factory=dict)
+    """"Fastest to target" and "least memory": the best by median and every other configuration
+    against it, as claims (report_compare.rankings); those not told apart tie with it."""
     data: list[str] = field(default_factory=list)
     """What the cells read (file, SHA-256), and a **Different data** line where cells read different content."""
 
@@ -44,6 +47,11 @@ class Report:
     cell_count: int
     launch_seconds: float | None = None
     """Sum of the cells' launch-to-exit wall time (`cell_wall_s`); None for runs without it."""
+    alpha: float = 0.05
+    """The report's family-wise error rate over all its claims (Holm; a `--seeds auto` run's is its
+    sequential design's per-look level)."""
+    claims: int = 0
+    """How many comparisons the report decided together."""
     seeds_auto: dict[str, Any] | None = None
     """`bench run --seeds auto`: start and maximum seeds, rounds, and per configuration its seeds and
     why it stopped (report.seeds_auto_listing); None for a run with fixed seeds."""

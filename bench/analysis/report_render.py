@@ -42,13 +42,12 @@ def fmt_ratio(value: float | None) -> str:
 
 
 def fmt_interval(value: float | None, judged: dict[str, Any] | None, invert: bool = False) -> str:
-    """A ratio with its 95% interval over seeds, '1.73x [1.12–4.00]' (just the ratio without one).
-    `invert`: the interval is of the reciprocal ratio (a speedup is reference time / this time)."""
+    """A ratio with the mark of a decided claim, '1.73x*' (just the ratio when undecided).
+    `invert` is kept for callers that show a speedup (reference time / this time)."""
     text = fmt_ratio(value)
-    if value is None or not judged or judged.get("low") is None:
+    if value is None or not judged or not judged.get("conclusive"):
         return text
-    low, high = (1 / judged["high"], 1 / judged["low"]) if invert else (judged["low"], judged["high"])
-    return f"{text} [{low:.2f}–{high:.2f}]"
+    return f"{text}*"
 
 
 def fmt_axes(axes: dict[str, Any] | None) -> str:
@@ -57,15 +56,17 @@ def fmt_axes(axes: dict[str, Any] | None) -> str:
 
 
 def fmt_judged(judged: dict[str, Any] | None) -> str:
-    """A comparison in a table cell: '0.80x [0.72–0.88] faster', '1.02x [0.91–1.10] no difference measured
-    (n = 3 vs 3)', '1.30x, one seed (n = 1 vs 1)', or a dash where one side has no numbers."""
+    """A comparison in a table cell: '0.80x faster (p 0.004)', '1.02x no difference measured (p 0.40,
+    n = 5 vs 5)', '1.30x needs 7 seeds (n = 3 vs 3)', or a dash where one side has no numbers."""
     if not judged or judged.get("ratio") is None:
         return DASH
-    n = f"(n = {judged['n_candidate']} vs {judged['n_reference']})"
-    if judged.get("low") is None:
-        return f"{judged['ratio']:.2f}x, one seed {n}"
-    text = f"{judged['ratio']:.2f}x [{judged['low']:.2f}–{judged['high']:.2f}]"
-    return f"{text} {judged['verdict']}" + ("" if judged["conclusive"] else f" {n}")
+    n = f"n = {judged['n_candidate']} vs {judged['n_reference']}"
+    p = f"p {judged['p_value']:.2g}" if judged.get("p_value") is not None else ""
+    if judged["conclusive"]:
+        return f"{judged['ratio']:.2f}x {judged['verdict']} ({p})"
+    if judged["verdict"] == "needs more seeds":
+        return f"{judged['ratio']:.2f}x, needs {judged.get('seeds_needed') or 'more'} seeds ({n})"
+    return f"{judged['ratio']:.2f}x {judged['verdict']} ({p}, {n})"
 
 
 def fmt_percent(value: float | None) -> str:
@@ -205,9 +206,9 @@ def convergence_lines(report: WorkloadReport) -> list[str]:
     flagged = [f"`{c['id']}`" for c in report.convergence if c["flag"]]
     out = ["", "### Reference convergence", "",
            "Samples to target (converged seeds) of each configuration against its reference, the single-process fp32 "
-           "run of the same model: a configuration whose 95% interval of the ratio lies above 1 needs significantly more "
-           "samples to reach the target (its precision, world size or knob changed the optimisation, not only the clock).",
-           "", tabulate(rows, headers=["configuration", "converged", "samples to target", "reference", "ratio [95% interval]",
+           "run of the same model: a configuration the report decides needs more samples (exact rank test, Holm over the "
+           "report's claims) changed the optimisation with its precision, world size or knob, not only the clock.",
+           "", tabulate(rows, headers=["configuration", "converged", "samples to target", "reference", "ratio, verdict (p)",
                                        "flag"], tablefmt="github", disable_numparse=True)]
     if flagged:
         out += ["", f"**Needs significantly more samples than the reference:** {', '.join(flagged)}."]
@@ -256,7 +257,7 @@ def knob_lines(report: WorkloadReport) -> list[str]:
                          *(_payback(e) if axis == "compile" else [])])
         out += ["", f"### What turning it on did: {axis}", "",
                 f"Each configuration with `{axis}` away from its default against the same configuration with "
-                f"`{axis}={section['default']}` (its other axes as they are): the ratio on / off with its 95% interval over seeds.",
+                f"`{axis}={section['default']}` (its other axes as they are): the ratio on / off over seeds and what the report decides.",
                 "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
         if axis == "compile":
             out += ["", "Pays back at: the compile time (measured apart, `knobs.compile.compile_s`) divided by what "
@@ -329,9 +330,9 @@ def seeds_auto_lines(report: Report) -> list[str]:
         return []
     out = ["", "## Seeds chosen automatically", "",
            f"`bench run --seeds auto`: every configuration started with {auto['start']} seeds; after each round, each "
-           "configuration whose time-to-target against its reference was still undecided (its 95% interval "
-           "included 1, or a side had fewer than 2 converged seeds) got one more seed, and so did that reference, "
-           f"up to {auto['max']} seeds ({auto['rounds']} round{'s' if auto['rounds'] != 1 else ''}; docs/report.md)."]
+           "configuration whose time-to-target against its reference was still undecided at the design's per-look "
+           f"level ({report.alpha:.2g}, alpha spent over the looks that can decide) got one more seed, and so did that "
+           f"reference, up to {auto['max']} seeds ({auto['rounds']} round{'s' if auto['rounds'] != 1 else ''}; docs/report.md)."]
     if not auto["done"]:
         out[-1] += " The run stopped before every comparison was decided; `bench run --resume` continues it."
     rows = [[f"`{c['id']}`", fmt(c["seeds"], 0) if isinstance(c["seeds"], int) else DASH, c["stopped"],
@@ -350,9 +351,10 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         + (f", run with `{meta['command']}`" if meta.get("command") else "")
         + (f"; {report.launch_seconds / 60:.1f} min of cell launches, end to end" if report.launch_seconds else "") + "."
     )
-    out.append("Figures are medians over seeds with [min–max] where there are several; a comparison is a ratio with "
-               "its 95% bootstrap interval over seeds, called a difference only when the interval excludes 1; "
-               "column meanings and the statistics are in docs/report.md.")
+    out.append("Figures are medians over seeds with [min–max] where there are several; a comparison is a ratio over "
+               "seeds (Hodges-Lehmann) with an exact rank test, called a difference (and marked *) only when Holm's rule "
+               f"over all {report.claims} comparisons of this report decides it, so that the chance of any false call is "
+               f"at most {report.alpha:.2g}; column meanings and the statistics are in docs/report.md.")
     for w in report.workloads:
         out += ["", f"## {w.name}", "", _target_line(w), ""]
         for line in w.data:  # the data files read, and whether cells read different content
@@ -436,8 +438,8 @@ def flat_rows(report: Report) -> list[dict[str, Any]]:
                 "scaling_efficiency": r.get("scaling_efficiency", ""),
                 "busy_host_cells": len(r.get("busy_host") or []),
             }
-            for name, judged in (r.get("vs_reference") or {}).items():  # ratio to the reference, 95% interval
-                row.update({f"{name}_ratio_{k}": judged.get(k) for k in ("ratio", "low", "high")}
+            for name, judged in (r.get("vs_reference") or {}).items():  # ratio to the reference and its verdict
+                row.update({f"{name}_ratio_{k}": judged.get(k) for k in ("ratio", "p_value")}
                            | {f"{name}_ratio_verdict": judged.get("verdict")})
             ttt = r.get("time_to_target_s") or {}
             row.update({f"time_to_target_s_{k}": ttt.get(k, "") for k in ("median", "min", "max", "olympic_mean")})

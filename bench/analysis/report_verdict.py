@@ -1,9 +1,9 @@
 """The answer a user came for: per workload, a few sentences at the top of the report.
 
-Each sentence names the figures it rests on and the ratio with its 95% interval over seeds
+Each sentence names the figures it rests on, the ratio over seeds and the exact test's p-value
 (bench/analysis/report_compare.py): "faster", "slower", "better", "worse", "more" or "less memory"
-only when the interval excludes 1; otherwise "no difference measured (n = a vs b)", or "one seed"
-when a side has a single seed.
+only when the report's Holm rule decides the claim; otherwise "no difference measured", or "needs
+N seeds a side" where the seeds could not have decided it at the report's level.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench.analysis import stats
-from bench.analysis.report_compare import NO_NUMBERS, ONE_SEED, judge, memory_measure, quality_key
+from bench.analysis.report_compare import NEEDS_SEEDS, NO_NUMBERS, memory_measure, quality_key
 from bench.analysis.report_render import fmt, fmt_seconds
 
 if TYPE_CHECKING:
@@ -43,73 +43,80 @@ def spread_note(comparison: stats.Comparison) -> str:
 
 
 def ratio_text(judged: dict[str, Any]) -> str:
-    """'1.62x [1.40–1.90], n = 2 vs 5': the ratio, its 95% interval and the seeds on each side."""
+    """'1.62x, p 0.004, n = 5 vs 5': the ratio (Hodges-Lehmann), the exact test's p-value, the seeds."""
     n = f"n = {judged['n_candidate']} vs {judged['n_reference']}"
-    if judged["low"] is None:
-        return n if judged["ratio"] is None else f"{judged['ratio']:.2f}x, {n}"
-    return f"{judged['ratio']:.2f}x [{judged['low']:.2f}–{judged['high']:.2f}], {n}"
+    p = f"p {judged['p_value']:.2g}, " if judged.get("p_value") is not None else ""
+    return f"{p}{n}" if judged["ratio"] is None else f"{judged['ratio']:.2f}x, {p}{n}"
 
 
 def interval_text(judged: dict[str, Any]) -> str:
-    """What an inconclusive comparison says: no difference measured, one seed, or no numbers."""
+    """What an undecided comparison says: no difference measured, more seeds needed, or no numbers."""
     n = f"n = {judged['n_candidate']} vs {judged['n_reference']}"
     if judged["verdict"] == NO_NUMBERS:
         return f"no numbers on one side ({n})"
-    if judged["verdict"] == ONE_SEED:
-        return f"one seed on a side, no interval: {ratio_text(judged)}"
-    return f"no difference measured ({n}; {judged['ratio']:.2f}x [{judged['low']:.2f}–{judged['high']:.2f}])"
+    if judged["verdict"] == NEEDS_SEEDS:
+        return f"undecided, needs {judged.get('seeds_needed') or 'more'} seeds a side ({ratio_text(judged)})"
+    return f"no difference measured ({ratio_text(judged)})"
 
 
 def claim(what: str, figures: str, judged: dict[str, Any]) -> str:
-    """'<what>: <verdict> (<figures>; <ratio>)' when the interval excludes 1, else '<what> <figures>: no difference...'."""
+    """'<what>: <verdict> (<figures>; <ratio, p, n>)' when decided, else '<what> <figures>: <why not>'."""
     if judged["conclusive"]:
         return f"{what}: {judged['verdict']} ({figures}; {ratio_text(judged)})"
     return f"{what} {figures}: {interval_text(judged)}"
 
 
 def time_claim(judged: dict[str, Any], seconds: float | None, reference_seconds: float | None) -> str:
-    """Time-to-target against a reference, as 'N.NNx faster/slower to target' only when the interval excludes 1."""
+    """Time-to-target against a reference, as 'N.NNx faster/slower to target' only when decided."""
     figures = f"{fmt_seconds(seconds)} s vs {fmt_seconds(reference_seconds)} s"
-    if judged["conclusive"]:
+    if judged["conclusive"] and judged["ratio"]:
         r = judged["ratio"]
         pace = f"{1 / r:.2f}x faster" if r < 1 else f"{r:.2f}x slower"
         return f"{pace} to target ({figures}; time ratio {ratio_text(judged)})"
+    if judged["conclusive"]:
+        return f"{judged['verdict']} to target ({figures}; {ratio_text(judged)})"
     return f"time-to-target {figures}: {interval_text(judged)}"
 
 
-def _next(judged: dict[str, Any]) -> str:
-    """The runner-up against the best: 'slower (1.73x [1.12–4.00], n = 5 vs 4)' or why no difference is called."""
-    return f"{judged['verdict']} ({ratio_text(judged)})" if judged["conclusive"] else interval_text(judged)
-
-
-def _fastest(rows: list[dict[str, Any]]) -> str | None:
-    done = sorted((r for r in rows if r["converged"]), key=lambda r: r["time_to_target_s"]["median"])
-    if not done:
+def _ranked(report: WorkloadReport, kind: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """(the best row, the rows tied with it, the rows decided worse with their claims)."""
+    ranking = report.rankings.get(kind)
+    if not ranking:
         return None
-    best = done[0]
-    line = (
-        f"**Fastest to target:** {label(best)}: {fmt_seconds(best['time_to_target_s']['median'])} s median time-to-target "
-        f"({best['converged']}/{best['cells']} seeds converged)"
-    )
-    if len(done) > 1:
-        nxt = done[1]
-        judged = judge(nxt["per_seed"]["time_to_target_s_converged"], best["per_seed"]["time_to_target_s_converged"],
-                       ("slower", "faster"))
-        line += f"; next {label(nxt)} at {fmt_seconds(nxt['time_to_target_s']['median'])} s: {_next(judged)}"
+    by_id = {row["id"]: row for row in report.rows}
+    tied = [by_id[o["id"]] for o in ranking["others"] if not o["conclusive"]]
+    worse = [{**o, "row": by_id[o["id"]]} for o in ranking["others"] if o["conclusive"]]
+    return by_id[ranking["best"]], tied, worse
+
+
+def _tie_text(tied: list[dict[str, Any]]) -> str:
+    if not tied:
+        return ""
+    return (f"; tied with {', '.join(label(r) for r in tied)} (the report cannot tell "
+            f"{'it' if len(tied) == 1 else 'them'} apart from the best)")
+
+
+def _fastest(report: WorkloadReport) -> str | None:
+    ranked = _ranked(report, "time_to_target")
+    if ranked is None:
+        return None
+    best, tied, worse = ranked
+    line = (f"**Fastest to target:** {label(best)}: {fmt_seconds(best['time_to_target_s']['median'])} s median "
+            f"time-to-target ({best['converged']}/{best['cells']} seeds converged){_tie_text(tied)}")
+    if worse:
+        line += f"; slower: {len(worse)} configuration(s)"
     return line + "."
 
 
-def _least_memory(rows: list[dict[str, Any]]) -> str | None:
-    key, words = memory_measure(rows)
-    measured = sorted((r for r in rows if r[key]["median"] is not None), key=lambda r: r[key]["median"])
-    if not measured:
+def _least_memory(report: WorkloadReport) -> str | None:
+    ranked = _ranked(report, "memory")
+    if ranked is None:
         return None
-    best = measured[0]
-    line = f"**Least memory:** {label(best)}: {fmt(best[key]['median'], 0)} MB {words}"
-    if len(measured) > 1:
-        nxt = measured[1]
-        judged = judge(nxt["per_seed"][key], best["per_seed"][key], ("more memory", "less memory"))
-        line += f"; next {label(nxt)} at {fmt(nxt[key]['median'], 0)} MB: {_next(judged)}"
+    best, tied, worse = ranked
+    key, words = memory_measure(report.rows)
+    line = f"**Least memory:** {label(best)}: {fmt(best[key]['median'], 0)} MB {words}{_tie_text(tied)}"
+    if worse:
+        line += f"; more memory: {len(worse)} configuration(s)"
     return line + "."
 
 
@@ -142,6 +149,10 @@ def _against_reference(report: WorkloadReport, row: dict[str, Any], ref: dict[st
     if row["throughput_ratio"] is not None:
         figures = f"{fmt(row['samples_per_s']['median'], 0)} vs {fmt(ref['samples_per_s']['median'], 0)} samples/s"
         parts.append(claim("throughput", figures, vs["samples_per_s"]))
+    converged = vs.get("convergence_rate")
+    if converged and converged["conclusive"]:
+        parts.append(f"{converged['verdict']} ({row['converged']}/{row['cells']} vs {ref['converged']}/{ref['cells']} "
+                     f"seeds, Fisher's exact p {converged['p_value']:.2g})")
     if row["scaling_efficiency"] is not None:
         parts.append(f"scaling efficiency {row['scaling_efficiency']:.0%} over {row['processes']} processes")
     memory = vs["memory"]
@@ -175,8 +186,8 @@ def verdict(report: WorkloadReport) -> list[str]:
     if not any(r["trained"] for r in rows):
         lines = ["No Accelerate cell of this workload produced numbers; see *Cells without numbers*."]
     else:
-        lines = [_fastest(rows) or "**No configuration reached the target** within its budget."]
-        memory = _least_memory(rows)
+        lines = [_fastest(report) or "**No configuration reached the target** within its budget."]
+        memory = _least_memory(report)
         if memory:
             lines.append(memory)
         for row in rows:

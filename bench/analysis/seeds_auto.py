@@ -1,20 +1,23 @@
 """`bench run --seeds auto`: after each round of seeds, which configurations need another one.
 
 The comparison judged is the one the report's verdict makes first: a configuration's
-time-to-target (converged seeds only) against its reference, the single-process fp32
-configuration of the same model on the same kind of device with no knob turned
-(bench.analysis.report.configuration_rows, report_compare.add_intervals), as a ratio of medians
-with its 95% bootstrap interval (bench.analysis.stats.ratio_interval). It is decided when
+time-to-target (a seed that did not converge counts as slower than every seed that did) against
+its reference, the single-process fp32 configuration of the same model on the same kind of device
+with no knob turned (bench.analysis.report.configuration_rows, report_compare.add_intervals), by
+the exact rank-sum test. Looking after every round and stopping at the first look that claims
+would claim far more often than 5%; so the looks follow a sequential design
+(bench.analysis.stats.SequentialDesign): alpha is spent evenly over the looks that can decide
+anything, and at each look Holm's rule over all configurations runs at that per-look level. The
+report of such a run decides its claims at the same level. A comparison is decided when
 
-- the interval excludes 1 (the report will say faster or slower),
+- the test rejects at the look's level (the report will say faster or slower),
 - the configuration has no seed that reached the target ("did not converge"),
 - the reference has none ("the reference did not converge"), or there is no reference,
 - the configuration produced no numbers at all (skipped, unsupported, invalid: "not run"; or
   every seed failed),
 - or the configuration has run the maximum of seeds.
 
-Otherwise (the interval includes 1, or a side has fewer than 2 converged seeds, so no interval)
-it is open: the configuration gets one more seed, and so does its reference while any comparison
+Otherwise (the test does not reject at this look) it is open: the configuration gets one more seed, and so does its reference while any comparison
 with it is open and it is under the maximum. Classical-baseline cells are compared with nothing
 and keep the seeds they started with.
 
@@ -28,7 +31,8 @@ from collections import defaultdict
 from typing import Any
 
 from bench.analysis.report import configuration_rows, train_results
-from bench.analysis.report_compare import add_intervals
+from bench.analysis.report_compare import add_intervals, control_claims
+from bench.analysis.stats import SequentialDesign
 from bench.results import WITHOUT_METRICS, result_key
 
 START_SEEDS = 3
@@ -45,7 +49,7 @@ NO_REFERENCE = "no single-process fp32 reference on its device in this run"
 
 
 def excluded_after(seeds: int) -> str:
-    return f"interval excludes 1 after {seeds} seeds"
+    return f"decided after {seeds} seeds"
 
 
 def reached_maximum(max_seeds: int) -> str:
@@ -85,14 +89,14 @@ def _decide_row(row: dict[str, Any], ref: dict[str, Any] | None, results: list[d
     judged = row["vs_reference"]["time_to_target_s"]
     if judged["conclusive"]:
         return excluded_after(seeds), None
-    open_because = ("the interval includes 1" if judged["low"] is not None
-                    else "fewer than 2 converged seeds on a side, no interval")
+    open_because = (f"p {judged['p_value']:.2g} above the look's level {judged.get('alpha', 0):.2g}"
+                    if judged.get("p_value") is not None else "no numbers on a side")
     if seeds >= max_seeds:
         return reached_maximum(max_seeds), open_because
     return None, open_because
 
 
-def decide(results: list[dict[str, Any]], max_seeds: int) -> dict[str, dict[str, Any]]:
+def decide(results: list[dict[str, Any]], max_seeds: int, start: int = START_SEEDS) -> dict[str, dict[str, Any]]:
     """One decision per configuration (`CellKey.without_seed().id`) of `results`, every workload.
 
     Each is {"workload", "seeds" (how many seeds it has run), "seed_list", "next_seed",
@@ -112,9 +116,16 @@ def decide(results: list[dict[str, Any]], max_seeds: int) -> dict[str, dict[str,
     by_workload: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in train_results(results):
         by_workload[r["cell"]["workload"]].append(r)
+    level = SequentialDesign(start, max_seeds).level
+    workload_rows = []
     for train in by_workload.values():
         rows = configuration_rows(train, None)
         add_intervals(rows)  # the same comparisons, by the same statistics, as the report's
+        workload_rows.append(rows)
+    # This look's time-to-target claims, decided together (Holm) at the design's per-look level.
+    control_claims([row["vs_reference"]["time_to_target_s"] for rows in workload_rows for row in rows
+                    if row.get("vs_reference")], level)
+    for rows in workload_rows:
         by_id = {row["id"]: row for row in rows}
         for row in rows:
             entry = decisions[row["id"]]

@@ -15,6 +15,7 @@ so. docs/report.md says what the interval is over and what it is not.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import warnings
@@ -45,15 +46,16 @@ def value_range(values: Sequence[float | None]) -> tuple[float, float] | None:
     return (min(vals), max(vals)) if vals else None
 
 
-def olympic_mean(values: Sequence[float | None]) -> float | None:
-    """Mean without the single lowest and highest value, from OLYMPIC_MIN_SEEDS values up.
-
-    Fewer values give None: dropping two of four leaves too little to call a mean.
-    """
+def olympic_mean(values: Sequence[float | None], unconverged: int = 0) -> float | None:
+    """MLPerf's score of a time-to-target over OLYMPIC_MIN_SEEDS or more runs: drop the fastest and
+    the slowest, average the rest. A run that did not converge counts as the slowest (so it is the
+    one dropped); a second makes the result invalid (None), as do fewer than OLYMPIC_MIN_SEEDS runs.
+    `values` are the converged runs' times; `unconverged` counts the others."""
     vals = sorted(finite(values))
-    if len(vals) < OLYMPIC_MIN_SEEDS:
+    if unconverged > 1 or len(vals) + unconverged < OLYMPIC_MIN_SEEDS:
         return None
-    return statistics.fmean(vals[1:-1])
+    kept = vals[1:] if unconverged else vals[1:-1]
+    return statistics.fmean(kept)
 
 
 def speedup(reference_seconds: float | None, seconds: float | None) -> float | None:
@@ -189,6 +191,7 @@ class RankTest:
     decide anything at all (and lets Tarone's rule leave undecidable tests out of the count)."""
 
     estimate: float
+    """NaN when censored values leave a side with no measured one."""
     p_value: float
     min_p: float
     n_candidate: int
@@ -225,13 +228,23 @@ def _p_and_min(result: Any, alternative: str, arrangements: int) -> tuple[float,
 
 
 def rank_sum_test(candidate: Sequence[float | None], reference: Sequence[float | None],
-                  alternative: str = TWO_SIDED, ratio: bool = True, seed: int = 0) -> RankTest | None:
+                  alternative: str = TWO_SIDED, ratio: bool = True, seed: int = 0,
+                  censored: tuple[int, int] = (0, 0)) -> RankTest | None:
     """Wilcoxon-Mann-Whitney rank-sum test of two independent samples, by exact permutation
     (conditional on ties; Monte Carlo past EXACT_ARRANGEMENTS). Its error rate holds at any sample
     size for exchangeable values; a small sample simply cannot reach a small p-value (3 v 3: 0.05
-    one-sided at best, `min_p`). None when a side has no value, or (`ratio`) a value is not positive."""
+    one-sided at best, `min_p`). None when a side has no value, or (`ratio`) a value is not positive.
+
+    `censored` = (candidate, reference) counts of values known only to lie above every measured
+    one: seeds that did not reach the target, whose time-to-target is at least their budget. They
+    rank last (tied with each other) in the test and take no part in the estimate, which is None
+    when a side has no measured value."""
     cand, ref = np.asarray(finite(candidate)), np.asarray(finite(reference))
-    if not cand.size or not ref.size or (ratio and (np.min(cand) <= 0 or np.min(ref) <= 0)):
+    if ratio and ((cand.size and np.min(cand) <= 0) or (ref.size and np.min(ref) <= 0)):
+        return None
+    if censored != (0, 0):
+        return _censored_rank_sum(cand, ref, alternative, ratio, seed, censored)
+    if not cand.size or not ref.size:
         return None
     arrangements = _arrangements(cand.size, ref.size, paired=False)
     if np.unique(np.concatenate([cand, ref])).size == cand.size + ref.size:
@@ -239,15 +252,49 @@ def rank_sum_test(candidate: Sequence[float | None], reference: Sequence[float |
         p = float(mannwhitneyu(cand, ref, alternative=alternative, method="exact").pvalue)
         min_p = min(1.0, (1 if alternative != TWO_SIDED else 2) / arrangements)
     else:
+        p, min_p = _tied_rank_sum(cand, ref, alternative, seed)
+    return RankTest(_hodges_lehmann(cand, ref, ratio), p, min_p, int(cand.size), int(ref.size), paired=False, ratio=ratio)
+
+
+def _tied_rank_sum(cand: np.ndarray, ref: np.ndarray, alternative: str, seed: int) -> tuple[float, float]:
+    """(p, min_p) of the rank-sum test with ties (midranks), conditional on them: every way of
+    choosing which pooled values are the candidate's, enumerated; Monte Carlo past EXACT_ARRANGEMENTS."""
+    arrangements = _arrangements(cand.size, ref.size, paired=False)
+    if arrangements > EXACT_ARRANGEMENTS:  # both sides are large here, as permutation_test needs
         result = permutation_test((cand, ref), _rank_sum, permutation_type="independent", vectorized=True,
                                   alternative=alternative, rng=np.random.default_rng(seed),
-                                  n_resamples=np.inf if arrangements <= EXACT_ARRANGEMENTS else MONTE_CARLO_RESAMPLES)
-        p, min_p = _p_and_min(result, alternative, arrangements)
+                                  n_resamples=MONTE_CARLO_RESAMPLES)
+        return _p_and_min(result, alternative, arrangements)
+    ranks = rankdata(np.concatenate([cand, ref]))
+    chosen = np.array(list(itertools.combinations(range(ranks.size), cand.size)))
+    null = ranks[chosen].sum(axis=1)
+    observed = ranks[: cand.size].sum()
+    eps = 1e-9 * ranks.size**2
+    upper, lower = float(np.mean(null >= observed - eps)), float(np.mean(null <= observed + eps))
+    top, bottom = float(np.mean(null >= null.max() - eps)), float(np.mean(null <= null.min() + eps))
+    p = {GREATER: upper, LESS: lower, TWO_SIDED: min(1.0, 2 * min(upper, lower))}[alternative]
+    min_p = {GREATER: top, LESS: bottom, TWO_SIDED: min(1.0, 2 * min(top, bottom))}[alternative]
+    return p, min_p
+
+
+def _hodges_lehmann(cand: np.ndarray, ref: np.ndarray, ratio: bool) -> float | None:
+    if not cand.size or not ref.size:
+        return None
     if ratio:
-        estimate = float(np.exp(np.median(np.subtract.outer(np.log(cand), np.log(ref)))))
-    else:
-        estimate = float(np.median(np.subtract.outer(cand, ref)))
-    return RankTest(estimate, p, min_p, int(cand.size), int(ref.size), paired=False, ratio=ratio)
+        return float(np.exp(np.median(np.subtract.outer(np.log(cand), np.log(ref)))))
+    return float(np.median(np.subtract.outer(cand, ref)))
+
+
+def _censored_rank_sum(cand: np.ndarray, ref: np.ndarray, alternative: str, ratio: bool, seed: int,
+                       censored: tuple[int, int]) -> RankTest | None:
+    full_cand = np.concatenate([cand, np.full(censored[0], np.inf)])
+    full_ref = np.concatenate([ref, np.full(censored[1], np.inf)])
+    if not full_cand.size or not full_ref.size:
+        return None
+    p, min_p = _tied_rank_sum(full_cand, full_ref, alternative, seed)
+    estimate = _hodges_lehmann(cand, ref, ratio)
+    return RankTest(math.nan if estimate is None else estimate, p, min_p, int(full_cand.size), int(full_ref.size),
+                    paired=False, ratio=ratio)
 
 
 def signed_rank_test(pairs: Sequence[tuple[float, float]], alternative: str = TWO_SIDED,
@@ -315,3 +362,47 @@ def seeds_to_decide(alpha: float, two_sided: bool = True, most: int = 50) -> int
         if (2 if two_sided else 1) / math.comb(2 * n, n) <= alpha:
             return n
     return None
+
+
+def smallest_p(n: int, m: int, two_sided: bool = True) -> float:
+    """The smallest p-value the rank-sum test can give on n v m distinct values."""
+    return min(1.0, (2 if two_sided else 1) / math.comb(n + m, n)) if n and m else 1.0
+
+
+@dataclass(frozen=True)
+class SequentialDesign:
+    """`bench run --seeds auto`: a look after every round, from `start` to `most` seeds a side.
+
+    Peeking after every round and stopping at the first look that claims would claim far more
+    often than alpha (18.5% at start 3, up to 10, with the old bootstrap rule). Here alpha is
+    spent evenly over the looks at which the two-sided rank-sum test can claim anything at all
+    (Bonferroni over looks, with Tarone's count: a look at 3 v 3, whose smallest p is 0.1, spends
+    nothing). The chance of any false claim over all looks is then at most alpha."""
+
+    start: int
+    most: int
+    alpha: float = 0.05
+
+    @property
+    def looks(self) -> list[int]:
+        return list(range(self.start, self.most + 1))
+
+    @property
+    def level(self) -> float:
+        """The level every look tests at."""
+        return self.alpha / tarone_count([smallest_p(n, n) for n in self.looks], self.alpha)
+
+    @property
+    def deciding_looks(self) -> list[int]:
+        """The seed counts at which a claim is possible at `level`."""
+        return [n for n in self.looks if smallest_p(n, n) <= self.level]
+
+
+def sequential_test(candidate: Sequence[float], reference: Sequence[float], design: SequentialDesign) -> tuple[bool, int]:
+    """Run `design` over two streams of per-seed values (each at least design.most long): the
+    rank-sum test on the first n of each at every look n. Returns (claimed, seeds a side used)."""
+    for n in design.looks:
+        test = rank_sum_test(candidate[:n], reference[:n], TWO_SIDED)
+        if test is not None and test.p_value <= design.level:
+            return True, n
+    return False, design.most

@@ -126,7 +126,7 @@ def run_rounds(cells: list, run_dir: Path, meta: dict[str, Any], options, start:
             cell_id = result["cell"]["id"]
             order += [] if cell_id in results else [cell_id]
             results[cell_id] = result
-        decisions = decide([results[i] for i in order], max_seeds)
+        decisions = decide([results[i] for i in order], max_seeds, start)
         _write_record(run_dir, record(decisions, start, max_seeds, rounds))
         more = [config_id for config_id in needing_a_seed(decisions) if config_id in templates]
         if not more:

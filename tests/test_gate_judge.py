@@ -137,3 +137,17 @@ def test_every_format_carries_the_regression(template):
     assert "**FAIL**" in render_markdown(judgement, "b", "c")
     assert '"passed": false' in render_json(judgement, "b", "c")
     assert "<failure" in render_junit(judgement, "b", "c")
+
+
+def test_two_locks_are_named_in_a_note(template):
+    from bench.analysis.gate.judge import package_differences
+
+    older = dataclasses.replace(template, environment=dataclasses.replace(
+        template.environment, extra={**template.environment.extra,
+                                     "packages": {**template.environment.extra["packages"], "accelerate": "1.15.0"}}))
+    newer = dataclasses.replace(template, environment=dataclasses.replace(
+        template.environment, extra={**template.environment.extra,
+                                     "packages": {**template.environment.extra["packages"], "accelerate": "1.16.0"}}))
+    assert package_differences([older], [older]) == []
+    (note,) = package_differences([older], [newer])
+    assert "accelerate 1.15.0 -> 1.16.0" in note and "different locks" in note

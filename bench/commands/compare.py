@@ -37,9 +37,10 @@ from bench.analysis.compare import (
     save_baseline,
     speed_not_judged,
 )
+from bench.analysis.gate.judge import package_differences
 from bench.errors import BenchError
 from bench.paths import RESULTS_DIR
-from bench.results import write_atomic
+from bench.results import Result, write_atomic
 
 AUTO, LATEST = "auto", "latest"
 
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     )
     verdicts = compare_results(baseline, candidate, settings)
     notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)
+    notes += package_differences(map(Result.from_dict, baseline), map(Result.from_dict, candidate))  # two locks
     if args.recheck:
         from bench.analysis.recheck import recheck
 

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         judgement = judge_alone(cand_rounds, base_failure)
     else:
         judgement = judge(base_rounds, cand_rounds, settings)
-        judgement.notes += package_differences(base_rounds, cand_rounds)
+        judgement.notes += package_differences(sum(base_rounds, []), sum(cand_rounds, []))
     judgement.notes[:0] = notes
     names = (BASE, CANDIDATE)
     text = render_markdown(judgement, *names)

@@ -341,8 +341,11 @@ def environment(cpu_only: bool | None = None) -> dict[str, Any]:
 class KnobProbe:
     """Counts what gradient accumulation and activation checkpointing really did during training.
 
-    - micro-steps, and optimizer steps as accelerate closed them (`accelerator.sync_gradients`
-      after a micro-step under `accumulate`);
+    - micro-steps, optimizer steps as accelerate closed them (`accelerator.sync_gradients` after a
+      micro-step under `accumulate`), and the steps the torch optimizer itself took (a step post
+      hook on it: what really updated the weights);
+    - the samples this rank trained on, micro-batch by micro-batch (the observed global batch is
+      their sum over ranks per optimizer step, not the configured one);
     - on several processes, the gradient all-reduces DDP really ran per micro-step, counted by a
       DDP communication hook (the default all-reduce, wrapped): accumulation must run none on
       every micro-step but the last of each optimizer step;
@@ -351,8 +354,14 @@ class KnobProbe:
     """
 
     micro_per_step: int = 1
+    """Accelerate's gradient_accumulation_steps: what the loop ran (the environment can override it)."""
+    asked_micro: int = 1
+    """The cell's grad_accum: what was asked for."""
     micro_steps: int = 0
     optimizer_steps: int = 0
+    inner_steps: int = 0
+    """Steps the torch optimizer took (its step post hook)."""
+    local_samples: int = 0
     allreduce_calls: int = 0
     sync_pattern_ok: bool = True
     """False once a micro-step broke "all-reduce on the last micro-step only"."""
@@ -379,6 +388,13 @@ class KnobProbe:
         inner = next(iter(blocks[0].children()), blocks[0])
         inner.register_forward_hook(count)
 
+    def watch_optimizer(self, optimizer: Any) -> None:
+        """Count the steps the torch optimizer itself takes (before accelerate wraps it)."""
+        def stepped(_optimizer: Any, _args: Any, _kwargs: Any) -> None:
+            self.inner_steps += 1
+
+        optimizer.register_step_post_hook(stepped)
+
     def watch_sync(self, model: Any, micro: int) -> None:
         """With accumulation on a DDP model: count its all-reduces through a comm hook."""
         from torch.nn.parallel import DistributedDataParallel
@@ -399,8 +415,9 @@ class KnobProbe:
         model.register_comm_hook(None, counted)
         self.watching_sync = True
 
-    def after_micro_step(self, accelerator: Any, loss: Any, tokens: int | None) -> None:
+    def after_micro_step(self, accelerator: Any, loss: Any, tokens: int | None, samples: int | None = None) -> None:
         self.micro_steps += 1
+        self.local_samples += samples or 0
         last = bool(accelerator.sync_gradients)
         if self.watching_sync:
             ran = self.allreduce_calls > self._calls_before
@@ -429,14 +446,16 @@ class KnobProbe:
 
     def record(self, steps: int, step_times: StepTimes) -> dict[str, Any]:
         """The result's `knobs` entries that training measured (compile and sharding are added by
-        the worker): only for knobs away from their default."""
-        out: dict[str, Any] = {}
-        if self.micro_per_step > 1:
-            out["grad_accum"] = {
-                "steps": self.micro_per_step, "micro_steps": self.micro_steps, "optimizer_steps": self.optimizer_steps,
+        the worker). Accumulation is recorded for every cell, at its default too: a cell that asked
+        for 1 and ran 2 is as wrong as the reverse."""
+        out: dict[str, Any] = {
+            "grad_accum": {
+                "asked": self.asked_micro, "steps": self.micro_per_step, "micro_steps": self.micro_steps,
+                "optimizer_steps": self.optimizer_steps, "optimizer_stepped": self.inner_steps,
                 "sync_on_last_only": self.sync_pattern_ok if self.watching_sync else None,
                 "allreduce_calls": self.allreduce_calls if self.watching_sync else None,
             }
+        }
         if self.watched_blocks:
             out["checkpointing"] = {
                 "blocks": self.watched_blocks,

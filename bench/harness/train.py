@@ -36,12 +36,14 @@ from workloads.base import Splits, Target, Workload
 
 
 def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
-          checkpointing: bool = False) -> dict[str, Any]:
+          checkpointing: bool = False, grad_accum: int = 1) -> dict[str, Any]:
     """Train until the target is met or the budget runs out; return what was measured.
 
     A step is one optimizer step: with gradient accumulation (the Accelerator's
-    gradient_accumulation_steps = N) it is N micro-batches under `accelerator.accumulate`, timed as one."""
+    gradient_accumulation_steps = N) it is N micro-batches under `accelerator.accumulate`, timed as one.
+    `grad_accum` is what the cell asked for; the knob check compares it with what ran."""
     run = setup(accelerator, workload, splits, budget, seed, checkpointing)
+    run.knobs.asked_micro = grad_accum
     p, world = workload.params, accelerator.num_processes
     on_cuda = accelerator.device.type == "cuda"
     rss_window_reset = measure.reset_peak_rss()
@@ -92,7 +94,7 @@ def micro_step(accelerator: Accelerator, workload: Workload, run: Run, batch: An
     else:
         with accelerator.accumulate(run.model):
             loss = train_step(accelerator, workload, run.model, run.optimizer, run.scheduler, batch, grad_clip)
-    run.knobs.after_micro_step(accelerator, loss, workload.tokens_in(batch))
+    run.knobs.after_micro_step(accelerator, loss, workload.tokens_in(batch), workload.samples_in(batch))
     return run.knobs.step_loss(loss)
 
 
@@ -177,6 +179,7 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     )
     knobs = measure.KnobProbe(micro_per_step=micro)
     knobs.watch_blocks(blocks)  # after the FLOP count: only training forwards are counted
+    knobs.watch_optimizer(optimizer)  # the torch optimizer itself, before accelerate wraps it
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
     knobs.watch_sync(model, micro)
@@ -373,6 +376,12 @@ def max_over_ranks(accelerator: Accelerator, value: float) -> float:
     return float(accelerator.gather(torch.tensor([value], dtype=torch.float64, device=accelerator.device)).max())
 
 
+def observed_global_batch(accelerator: Accelerator, knobs: measure.KnobProbe) -> float | None:
+    """Samples trained on per optimizer step, summed over ranks (None before any step)."""
+    total = sum_over_ranks(accelerator, knobs.local_samples)[0]
+    return total / knobs.inner_steps if knobs.inner_steps else None
+
+
 def sum_over_ranks(accelerator: Accelerator, *values: float) -> list[float]:
     gathered = accelerator.gather(torch.tensor([values], dtype=torch.float64, device=accelerator.device))
     return gathered.reshape(-1, len(values)).sum(dim=0).tolist()
@@ -422,6 +431,8 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
         "throughput": throughput,
         "flops_per_sample": run.flops_per_sample,
         "batch": {"global": p.global_batch, "per_process": run.per_process_batch,
+                  # what the ranks really trained on per step of the optimizer itself, summed over ranks
+                  "observed_global": observed_global_batch(accelerator, run.knobs),
                   **({"grad_accum": run.knobs.micro_per_step} if run.knobs.micro_per_step > 1 else {})},
         "loader": loader_settings(accelerator, run.train_loader, p.eval_batch),
         "knobs": run.knobs.record(progress.step, step_times),

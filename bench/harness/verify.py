@@ -474,15 +474,38 @@ def verify_compile(asked: str, window: dict, stats: dict) -> tuple[Verdict, dict
 
 
 def verify_grad_accum(record: dict) -> Verdict:
-    """optimizer steps = micro-steps / N, and on several processes the all-reduce on the last
-    micro-step of each optimizer step only."""
-    n, micro, steps = record["steps"], record["micro_steps"], record["optimizer_steps"]
-    if micro != steps * n:
-        return Verdict("unsupported", f"grad_accum={n} asked for but {micro} micro-steps made {steps} optimizer steps "
-                       f"(expected {micro / n:g})", {})
+    """Accumulation as asked, from what ran: the cell's N is the micro-steps accelerate ran per
+    optimizer step (ACCELERATE_GRADIENT_ACCUMULATION_STEPS, which DeepSpeed's launcher sets from its
+    YAML, overrides the Accelerator's argument); the torch optimizer itself stepped once per N
+    micro-steps; the samples the ranks trained on per optimizer step are the global batch; and on
+    several processes the all-reduce ran on the last micro-step of each optimizer step only."""
+    asked, n, micro = record.get("asked", record["steps"]), record["steps"], record["micro_steps"]
+    if n != asked:
+        return Verdict("unsupported", f"grad_accum={asked} asked for but accelerate ran {n} micro-step(s) per optimizer "
+                       "step (ACCELERATE_GRADIENT_ACCUMULATION_STEPS in the environment, or a DeepSpeed YAML, "
+                       "overrides the Accelerator's argument)", {})
+    stepped = record.get("optimizer_stepped", record["optimizer_steps"])
+    if micro != stepped * asked:
+        return Verdict("unsupported", f"grad_accum={asked} asked for but {micro} micro-steps made the optimizer step "
+                       f"{stepped} time(s) (expected {micro / asked:g})", {})
+    observed, wanted = record.get("observed_global_batch"), record.get("global_batch")
+    if observed is not None and wanted is not None and abs(observed - wanted) > 1e-6:
+        return Verdict("invalid", f"global batch {wanted} configured but the ranks trained on {observed:g} samples per "
+                       "optimizer step", {})
     if record.get("sync_on_last_only") is False:
-        return Verdict("unsupported", f"grad_accum={n} asked for but gradients were all-reduced on micro-steps other "
+        return Verdict("unsupported", f"grad_accum={asked} asked for but gradients were all-reduced on micro-steps other "
                        "than the last of an optimizer step (no no_sync)", {})
+    return Verdict(None, "", {})
+
+
+def verify_no_compile(prepared_model: str, stats: dict) -> Verdict:
+    """compile=none, from what ran: the prepared model is not dynamo's OptimizedModule and dynamo
+    compiled no graph in this process (a user config's dynamo_config compiles silently)."""
+    graphs = stats.get("graphs") or 0
+    if prepared_model == "OptimizedModule" or graphs:
+        return Verdict("invalid", f"compile=none asked for but the model ran compiled (prepared as {prepared_model or '?'}, "
+                       f"{graphs} dynamo graph(s)): a dynamo_config in the Accelerate config, or "
+                       "ACCELERATE_DYNAMO_BACKEND in the environment?", {})
     return Verdict(None, "", {})
 
 

@@ -129,6 +129,11 @@ def run_training(runs: list[SeedRun]) -> None:
         refuse(verdict.status, verdict.reason, observed=verdict.observed)
         return
     knobs["cpu_affinity"] = cpu_affinity(accelerator, topology.enable_cpu_affinity)
+    if knobs["cpu_affinity"]["no_op"]:  # asked for, and every rank may still run on every core
+        refuse("unsupported", "enable_cpu_affinity asked for but not applied: every rank may still run on every core "
+               f"({knobs['cpu_affinity']['per_rank']}); accelerate pins ranks only on CUDA hosts",
+               observed=verdict.observed, knobs=knobs)
+        return
     checked: dict[str, dict[str, str]] = {}  # the data check, once per launch (its files do not depend on the seed)
     for run in runs:
         run_seed(accelerator, run, len(runs), topology, copy.deepcopy(verdict.observed), copy.deepcopy(knobs), checked)
@@ -227,7 +232,8 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
             refuse(sharded.status, sharded.reason, observed=observed, knobs=knobs)
             return None
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
-        outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on")
+        outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on",
+                        grad_accum=cell.grad_accum)
         knob_verdict = knobs_in_effect(cell, outcome, knobs)
         if knob_verdict.status:
             refuse(knob_verdict.status, knob_verdict.reason, observed=observed, knobs=knobs)
@@ -292,14 +298,15 @@ def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: d
 
 
 def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any]) -> Any:
-    """Each knob the cell asked for, checked in what training did (bench/harness/verify.py); fills
-    `knobs` with what was seen. The first knob not in effect makes the verdict."""
+    """Each knob axis, at its default too, checked in what training did (bench/harness/verify.py);
+    fills `knobs` with what was seen. The first knob not in effect makes the verdict."""
     from bench.harness.verify import (
         Verdict,
         dynamo_stats,
         verify_checkpointing,
         verify_compile,
         verify_grad_accum,
+        verify_no_compile,
     )
 
     seen = outcome.get("knobs", {})
@@ -308,9 +315,11 @@ def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any]) 
         verdict, knobs["compile"] = verify_compile(cell.compile, seen.get("compile_window", {}), dynamo_stats())
         knobs["compile"]["cache"] = knobs.pop("cache")
         verdicts.append(verdict)
-    if cell.grad_accum > 1:
-        knobs["grad_accum"] = seen["grad_accum"]
-        verdicts.append(verify_grad_accum(knobs["grad_accum"]))
+    else:  # compile=none: a user config's dynamo_config would compile it silently
+        verdicts.append(verify_no_compile(seen.get("compile_window", {}).get("prepared_model", ""), dynamo_stats()))
+    knobs["grad_accum"] = {**seen["grad_accum"], "observed_global_batch": outcome["batch"].get("observed_global"),
+                           "global_batch": outcome["batch"]["global"]}
+    verdicts.append(verify_grad_accum(knobs["grad_accum"]))
     if cell.checkpointing == "on":
         knobs["checkpointing"] = seen.get("checkpointing", {"recompute_forwards_per_step": 0})
         verdicts.append(verify_checkpointing(knobs["checkpointing"]))

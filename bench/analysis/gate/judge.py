@@ -265,14 +265,13 @@ def judge(base: Rounds, candidate: Rounds, settings: GateSettings | None = None)
     return Judgement(checks, settings.alpha, level, tests)
 
 
-def package_differences(base: Rounds, candidate: Rounds) -> list[str]:
-    """Notes naming each package whose version differs between the two sides' results (two locks)."""
-    def versions(rounds: Rounds) -> dict[str, set[str]]:
+def package_differences(base: Iterable[Result], candidate: Iterable[Result]) -> list[str]:
+    """Notes naming each package whose version differs between two sets of results (two locks)."""
+    def versions(results: Iterable[Result]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = defaultdict(set)
-        for results in rounds:
-            for r in results:
-                for name, version in (r.environment.extra.get("packages") or {}).items():
-                    found[name].add(str(version))
+        for r in results:
+            for name, version in (r.environment.extra.get("packages") or {}).items():
+                found[name].add(str(version))
         return found
 
     b, c = versions(base), versions(candidate)

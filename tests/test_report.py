@@ -287,6 +287,10 @@ def test_datasheet_peaks_match_gpu_names():
     assert datasheet_peak("NVIDIA A100-SXM4-80GB")[1]["bf16"] == 312e12
     assert datasheet_peak("NVIDIA A10G")[0] == "NVIDIA A10"
     assert datasheet_peak("Some Future GPU") is None
+    # A model name inside a longer one is another GPU (issue 27): the L40 is no L4, the A100 no A10.
+    assert datasheet_peak("NVIDIA L40") is None
+    assert datasheet_peak("NVIDIA L4")[0] == "NVIDIA L4" and datasheet_peak("NVIDIA L40S")[0] == "NVIDIA L40S"
+    assert datasheet_peak("NVIDIA A100 80GB PCIe")[0] == "NVIDIA A100"
 
 
 def test_matmul_peak_is_a_plausible_rate():

@@ -14,14 +14,16 @@ report made later, or elsewhere, divides by the peak of the machine that ran the
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 # Dense peaks in FLOP/s from the vendors' datasheets (sparsity excluded). fp32 is the non-tensor-
 # core rate, which is what torch uses for fp32 matmuls unless TF32 is switched on; tf32 is the dense
 # TF32 tensor-core rate (half the datasheet's sparse figure), listed where known; a GPU without TF32
-# (before Ampere) has none. Matched by substring of torch.cuda.get_device_name(), first match wins,
-# so specific names come first.
+# (before Ampere) has none. Matched in torch.cuda.get_device_name() as a whole model name: not
+# inside a longer word, and not followed by a digit ("NVIDIA L40" is no L4, "A100" no A10; "A10G"
+# is an A10). First match wins, so specific names come first.
 DATASHEET_PEAKS: tuple[tuple[str, str, dict[str, float]], ...] = (
     ("H100 PCIe", "NVIDIA H100 PCIe", {"fp32": 51.2e12, "tf32": 378e12, "bf16": 756e12, "fp16": 756e12, "fp8": 1513e12}),
     ("H100 NVL", "NVIDIA H100 NVL", {"fp32": 60e12, "bf16": 835e12, "fp16": 835e12, "fp8": 1671e12}),
@@ -51,7 +53,7 @@ def cuda_dtypes(capability: tuple[int, int] | None) -> tuple[str, ...]:
 def datasheet_peak(device_name: str) -> tuple[str, dict[str, float]] | None:
     """(datasheet name, {dtype: FLOP/s}) for a known GPU name, else None."""
     for key, label, peaks in DATASHEET_PEAKS:
-        if key.lower() in device_name.lower():
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![0-9])", device_name, flags=re.IGNORECASE):
             return label, dict(peaks)
     return None
 

@@ -200,7 +200,10 @@ def one_error_line(capsys) -> str:
     (["--seeds", "three"], "--seeds takes a positive whole number or 'auto', got 'three'"),
     (["--seeds", "2.5"], "--seeds takes a positive whole number or 'auto', got '2.5'"),
     (["--seeds", "0"], "--seeds must be at least 1, got 0"),
-    (["--seeds", "3", "--max-seeds", "5"], "--max-seeds goes with --seeds auto"),
+    (["--seeds", "3", "--max-seeds", "5"], "--max-seeds and --target-ratio go with --seeds auto"),
+    (["--seeds", "3", "--target-ratio", "1.3"], "--max-seeds and --target-ratio go with --seeds auto"),
+    (["--seeds", "auto", "--target-ratio", "1.3", "--max-seeds", "5"], "give --target-ratio or --max-seeds, not both"),
+    (["--seeds", "auto", "--target-ratio", "1"], "--target-ratio must be a ratio away from 1 (e.g. 1.3), got 1"),
     (["--seeds", "auto", "--max-seeds", "2"], "--max-seeds 2 is below the 3 seeds every configuration starts with"),
     (["--seeds", "auto", "--max-seeds", "51"], "--max-seeds must be at most 50, got 51"),
     (["--seeds", "auto", "--max-seeds", "ten"], "--max-seeds takes a whole number, got 'ten'"),
@@ -218,6 +221,15 @@ def test_a_dry_run_shows_the_first_round_and_says_more_seeds_may_follow(tmp_path
     assert all(f"maintenance-gru__cpu-1proc__fp32__s{s}" in out for s in range(3))
     assert "__s3" not in out
     assert "first round (3 seeds per configuration)" in out and "up to --max-seeds 10, may follow" in out
+
+
+def test_a_target_ratio_sets_the_most_seeds_the_design_needs_to_find_it(tmp_path, capsys):
+    matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc"])
+    assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--seeds", "auto",
+                 "--target-ratio", "2", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    # docs/report.md: a 2x ratio is found at least 80% of the time by the time the design reaches 5 seeds
+    assert "--target-ratio 2: up to 5 seeds a side" in captured.err and "up to --max-seeds 5" in captured.out
 
 
 def test_a_matrix_with_more_seeds_starts_with_them(tmp_path, capsys):

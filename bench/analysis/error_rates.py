@@ -57,6 +57,17 @@ def sequential_rates(design: stats.SequentialDesign, ratio: float, sigma: float,
     return claims / trials, seeds / trials
 
 
+def max_seeds_for(ratio: float, start: int, sigma: float = TTT_SPREAD, power: float = 0.8, most: int = 50,
+                  trials: int = 400) -> int | None:
+    """The fewest seeds a side `--seeds auto` may go up to so that its design (start, that maximum)
+    finds a real `ratio` (either way) at least `power` of the time at seed spread `sigma`; None when
+    even `most` does not."""
+    for top in range(max(start, 5), most + 1):
+        if sequential_rates(stats.SequentialDesign(start, top), ratio, sigma, trials, seed=top)[0] >= power:
+            return top
+    return None
+
+
 def tables() -> str:
     lines = ["| seeds a side | smallest two-sided p | false claims at 5% (no difference) | smallest ratio found 80% of the time, "
              f"time-to-target (spread {TTT_SPREAD}) | the same, throughput (spread {THROUGHPUT_SPREAD}) |",

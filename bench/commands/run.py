@@ -37,6 +37,24 @@ from bench.results import write_json_atomic
 FAILED_STATUSES = ("failed", "invalid")
 
 
+def seeds_for_target(ratio: float, max_seeds: str | None, start: int) -> int:
+    """--target-ratio: the --max-seeds at which the sequential design finds `ratio` 80% of the time."""
+    from bench.analysis.error_rates import TTT_SPREAD, max_seeds_for
+
+    if max_seeds is not None:
+        raise BenchError("give --target-ratio or --max-seeds, not both")
+    if not 1.0 < ratio <= 10.0 and not 0.1 <= ratio < 1.0:
+        raise BenchError(f"--target-ratio must be a ratio away from 1 (e.g. 1.3), got {ratio:g}")
+    wanted = max(ratio, 1 / ratio)
+    seeds = max_seeds_for(wanted, start)
+    if seeds is None:
+        raise BenchError(f"--target-ratio {ratio:g}: even {MAX_SEEDS_CAP} seeds a side would find it less than 80% of "
+                         f"the time at the time-to-target spread measured here ({TTT_SPREAD}); aim for a larger ratio")
+    print(f"--target-ratio {ratio:g}: up to {seeds} seeds a side (finds {wanted:g}x 80% of the time at the "
+          f"time-to-target spread {TTT_SPREAD} measured on these machines)", file=sys.stderr)
+    return seeds
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", help=f"matrix name ({', '.join(available_matrices())}) or YAML path; default smoke")
     parser.add_argument("--workload", help="only this workload")
@@ -47,10 +65,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", metavar="N|auto",
                         help="run each cell with seeds 0..N-1 (overrides the matrix); `auto`: start with 3 seeds (or the "
                              "matrix's, if more) and add seeds to each configuration whose time-to-target against its "
-                             "reference is still undecided, until its 95%% interval excludes 1 or --max-seeds is reached")
+                             "reference is still undecided, until the exact test decides it at the sequential design's per-look level "
+                             "or --max-seeds is reached (docs/report.md)")
     parser.add_argument("--max-seeds", metavar="N",
                         help=f"with --seeds auto: the most seeds a configuration gets (default {DEFAULT_MAX_SEEDS}, "
                              f"at most {MAX_SEEDS_CAP})")
+    parser.add_argument("--target-ratio", type=float, metavar="R",
+                        help="with --seeds auto: the smallest time-to-target ratio worth finding (e.g. 1.3); sets "
+                             "--max-seeds to the fewest seeds at which the sequential design finds it 80%% of the time "
+                             "at the seed spread measured on these machines (docs/report.md)")
     parser.add_argument("--dry-run", action="store_true", help="print every cell, its launch command(s) and whether it would run")
     parser.add_argument("--resume", metavar="RUN_ID",
                         help="continue results/RUN_ID, skipping completed cells; refused if run.json is missing or damaged, "
@@ -93,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
         _inherit_from_run(args, run_dir)
     args.matrix = args.matrix or "smoke"
     auto = args.seeds == AUTO
-    if args.max_seeds is not None and not auto:
-        raise BenchError("--max-seeds goes with --seeds auto")
+    if (args.max_seeds is not None or args.target_ratio is not None) and not auto:
+        raise BenchError("--max-seeds and --target-ratio go with --seeds auto")
     if auto:
         cells, start = start_cells(args.matrix)
+        if args.target_ratio is not None:
+            args.max_seeds = seeds_for_target(args.target_ratio, args.max_seeds, start)
         args.max_seeds = parse_max_seeds(args.max_seeds, start)
     else:
         cells = load_matrix(args.matrix, args.seeds)

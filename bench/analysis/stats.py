@@ -1,16 +1,21 @@
-"""The few statistics a report and the gate rest on, kept pure (numbers in, numbers out) so they can be tested.
+"""The statistics a report and the gate rest on, kept pure (numbers in, numbers out) so they can be
+tested, and tested by simulation (tests/test_error_rates.py, docs/report.md, docs/gate.md).
 
-Every comparison of two configurations is a ratio with an interval over seeds (`ratio_interval`):
-the ratio of the medians of the two seed samples, with a 95% percentile-bootstrap interval
-(scipy.stats.bootstrap, each side resampled on its own). A difference is called only when the
-interval excludes 1. With 2 or 3 seeds on a side the bootstrap median can only land on seeds
-that were measured, and the interval then runs from the lowest to the highest seed ratio: it
-excludes 1 exactly when the seed ranges (min-max) are apart, the rule the report used before
-and that a reader can check by eye in the table. From 4 seeds up it narrows towards the spread
-of the median. With a single seed on either side there is no interval and the comparison says
-so. docs/report.md says what the interval is over and what it is not.
+Every claim ("faster", "slower", "regression") comes from an exact test whose error rate holds at
+the sample size it is used at:
 
-`compare` (min-max overlap) is the older rule, kept for callers that want it.
+- `rank_sum_test`: Wilcoxon-Mann-Whitney over two independent samples (seeds, or the gate's
+  launches), exact by permutation, with the Hodges-Lehmann ratio and the smallest p-value the
+  samples could give (`min_p`: 3 v 3 seeds can never reach 5% two-sided). Seeds that did not reach
+  the target enter as censored (slower than every measured one).
+- `signed_rank_test`: Wilcoxon's signed-rank test over pairs (the same seed on both sides).
+- `holm` (the report: all of its claims together) and `tarone_bonferroni` (the gate: tests that
+  could not decide anything take no share of alpha) keep the family-wise error rate at alpha.
+- `SequentialDesign`: `--seeds auto` spends alpha over the looks that can decide.
+- `olympic_mean` follows MLPerf's rule for runs that did not converge.
+
+`ratio_interval` (a percentile bootstrap of the ratio of medians) is kept for `bench compare`
+against committed baselines; the report and the gate no longer use it.
 """
 
 from __future__ import annotations

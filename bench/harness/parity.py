@@ -9,9 +9,9 @@ run. With the same workload, data and seed, fp32 losses must agree to 1e-6
 (tests/test_parity.py). Accelerate's overhead is reported two ways: the ratio of the median step
 times, and its cost per step in milliseconds (median Accelerate step minus median plain step, with
 a 95% bootstrap interval). The cost is the figure that carries over: it is a roughly fixed amount of
-Python per step (docs/compare.md lists it), so the ratio is 1 + cost / step time and depends on how
+Python per step (docs/parity.md lists it), so the ratio is 1 + cost / step time and depends on how
 long the step is (a few percent of a 2-ms step, nothing of a 1-s one) and on the machine's load
-(measured figures: docs/compare.md, "Parity with plain PyTorch"):
+(measured figures: docs/parity.md, "Parity with plain PyTorch"):
 
     python -m bench.harness.parity --workload maintenance --steps 300 --repeats 2 --precision fp32 bf16 --json parity.json
 

@@ -10,7 +10,7 @@ results/benchmarks/<class>/, inside which pytest-benchmark keys its runs by its 
 precision, GPUs), not the CPU model string, which one VM class reports several ways.
 
 Where no baseline is committed for this class and machine id, nothing is run or compared and the
-gate passes, saying so: new hardware is not a regression. See docs/compare.md for the figures
+gate passes, saying so: new hardware is not a regression. See docs/parity.md for the figures
 behind SELECTION and FAIL.
 """
 
@@ -34,7 +34,7 @@ machine. Sentiment's MiniLM step (seconds each under load, its data tokenised fi
 FAIL = "median:150%"
 """Fail a benchmark whose median step is more than 2.5x the baseline's. Five runs of one commit on
 the loaded 2-core machine (load average 5-6) put one benchmark's median up to 1.75x another run's
-(docs/compare.md); a regression must also show in a second run (`main`)."""
+(docs/parity.md); a regression must also show in a second run (`main`)."""
 
 
 def hardware_key(hw: dict[str, Any]) -> str:

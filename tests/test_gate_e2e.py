@@ -61,3 +61,31 @@ def test_the_slowdown_patch_fails_loudly_when_train_step_changes():
     assert "_slow.perf_counter()" in slow_step(source, 0.3)
     with pytest.raises(BenchError, match="train_step is not as"):
         slow_step(source.replace("optimizer.zero_grad(set_to_none=True)", "optimizer.zero_grad()"), 0.3)
+
+
+def test_a_base_that_cannot_run_leaves_the_candidate_judged_alone_and_says_why(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_checkout(ROOT, repo)
+    (repo / "bench" / "__main__.py").write_text('raise SystemExit("error: this base predates the gate")\n')
+    commit(repo, "a base whose bench cannot run")
+    (repo / "bench" / "__main__.py").write_text((ROOT / "bench" / "__main__.py").read_text())
+    commit(repo, "the candidate runs again")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env.pop("BENCH_GATE_BASE", None)
+    done = subprocess.run([sys.executable, "-m", "bench", "gate", "--matrix", str(_traffic_matrix(tmp_path / "m.yaml")),
+                           "--rounds", "2", "--seeds-per-launch", "1", "--folder", str(tmp_path / "gate")],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "The base could not run (`bench run` exited 1 with no result: error: this base predates the gate" in done.stdout
+    assert "speed, memory and quality changes are not judged" in done.stdout
+
+
+def test_bad_gate_input_is_one_line_and_exit_2(tmp_path):
+    for args, words in ((["--base", "no-such-rev", "--rounds", "2"], "the gate's base 'no-such-rev' is not a commit"),
+                        (["--rounds", "1"], "--rounds must be at least 2"),
+                        (["--matrix", str(tmp_path / "missing.yaml")], "no such file")):
+        done = subprocess.run([sys.executable, "-m", "bench", "gate", *args, "--folder", str(tmp_path / "g")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and words in lines[0], done.stderr

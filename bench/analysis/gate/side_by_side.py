@@ -77,7 +77,7 @@ def resolve(repo: Path, rev: str) -> str:
     try:
         return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except BenchError:
-        raise BenchError(f"the gate's base {rev!r} is not a commit of {repo}") from None
+        raise BenchError(f"the gate's base {rev!r} is not a commit of {repo} (a shallow clone? fetch two commits or more)") from None
 
 
 def describe_candidate(repo: Path) -> str:

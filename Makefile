@@ -63,7 +63,12 @@ smoke: install
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
-.PHONY: test-all
+.PHONY: test-all test-unit
+# The fast tier: every test that starts no process (tests marked e2e launch cells, servers or
+# scripts; in this tier an unmarked test that starts one fails, naming itself: tests/conftest.py).
+test-unit: install-test
+	BENCH_TEST_TIER=unit $(PYTEST) -m "not e2e and not slow"
+
 test: install-test
 	$(PYTEST) -m "not slow"
 

@@ -26,6 +26,23 @@ if "BENCH_DATA_DIR" not in os.environ:
 torch.set_num_threads(1)
 
 
+UNIT_TIER = os.environ.get("BENCH_TEST_TIER") == "unit"
+"""`make test-unit` sets it: the fast tier, tests that start no process (the e2e marker keeps the others out)."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_no_process(request, monkeypatch):
+    """In the unit tier, a test not marked e2e that starts a process fails, naming itself: the tier
+    stays fast, and a launching test cannot slip into it unmarked. (`Failed` is no Exception, so
+    code under test that catches exceptions does not swallow it.)"""
+    if UNIT_TIER and request.node.get_closest_marker("e2e") is None:
+        def refuse(self, args, *rest, **kwargs):
+            pytest.fail(f"{request.node.nodeid} starts a process ({args!r:.120}) but is not marked e2e")
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = Path(os.environ.get("BENCH_DATA_DIR", ""))

@@ -68,6 +68,7 @@ def test_saving_a_baseline_keeps_the_previous_one_in_history_and_auto_ignores_it
     assert not [p for p in second.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
 
 
+@pytest.mark.e2e
 def test_a_baseline_save_that_fails_part_way_leaves_the_previous_baseline_whole(tmp_path: Path) -> None:
     results = tmp_path / "results"
     saved = save_baseline(RUN_A, results / "baselines")
@@ -80,6 +81,7 @@ def test_a_baseline_save_that_fails_part_way_leaves_the_previous_baseline_whole(
     assert not [p for p in (results / "baselines").rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
 
 
+@pytest.mark.e2e
 def test_a_report_write_that_fails_part_way_keeps_the_previous_report(tmp_path: Path) -> None:
     out = tmp_path / "report"
     out.mkdir()
@@ -90,6 +92,7 @@ def test_a_report_write_that_fails_part_way_keeps_the_previous_report(tmp_path: 
     assert _listing(out) == ["report.csv"]
 
 
+@pytest.mark.e2e
 def test_a_compare_report_write_that_fails_part_way_keeps_the_previous_one(tmp_path: Path) -> None:
     out = tmp_path / "compare.md"
     out.write_text("the previous report\n")
@@ -109,6 +112,7 @@ class _Saves:
         (Path(folder) / self.name).write_text("{}")
 
 
+@pytest.mark.e2e
 def test_checkpoint_metadata_is_strict_json_written_whole(tmp_path: Path) -> None:
     from bench.checkpoint import METADATA_FILE, save_checkpoint
 

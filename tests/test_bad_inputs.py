@@ -298,6 +298,7 @@ def test_the_table_is_at_least_15_distinct_inputs():
     assert len({c[0] for c in CASES}) == len(CASES) >= 15
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", SUBPROCESS)
 def test_bad_input_through_the_real_entry_point(name, tmp_path):
     case = next(c for c in CASES if c[0] == name)

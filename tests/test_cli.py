@@ -30,6 +30,7 @@ def _modules_loaded_by(argv: list[str]) -> tuple[int, set[str], str]:
     return done.returncode, set(heavy_line.split()[1:]), done.stdout
 
 
+@pytest.mark.e2e
 def test_help_lists_every_command_without_importing_torch():
     rc, heavy, stdout = _modules_loaded_by(["--help"])
     assert rc == 0
@@ -38,12 +39,14 @@ def test_help_lists_every_command_without_importing_torch():
         assert name in stdout
 
 
+@pytest.mark.e2e
 def test_an_unknown_command_imports_nothing_heavy_and_exits_2():
     rc, heavy, _ = _modules_loaded_by(["no-such-command"])
     assert rc == 2
     assert heavy == set()
 
 
+@pytest.mark.e2e
 def test_a_command_s_own_help_still_lists_its_options():
     rc, _, stdout = _modules_loaded_by(["env", "--help"])
     assert rc == 0

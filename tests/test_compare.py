@@ -71,6 +71,7 @@ def honest() -> tuple[list[dict], list[dict]]:
     return load_run(RUN_A), load_run(RUN_B)
 
 
+@pytest.mark.e2e
 def test_two_honest_runs_of_the_same_commit_pass(tmp_path: Path) -> None:
     out = tmp_path / "report.md"
     proc = run_cli("compare", str(RUN_A), str(RUN_B), "--out", str(out))

@@ -40,6 +40,7 @@ def honest() -> tuple[list[dict], list[dict]]:
     return load_run(RUN_A), load_run(RUN_B)
 
 
+@pytest.mark.e2e
 def test_junit_of_two_honest_runs_has_a_passing_testcase_per_cell_and_metric(tmp_path: Path) -> None:
     out = tmp_path / "compare.xml"
     proc = run_cli("compare", str(RUN_A), str(RUN_B), "--format", "junit", "--out", str(out))

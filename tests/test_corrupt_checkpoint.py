@@ -142,6 +142,7 @@ def test_serve_refuses_a_corrupt_checkpoint_before_listening(corrupt, monkeypatc
     assert_one_line_error(capsys.readouterr().err, words)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", ["serve", "predict"])
 def test_truncated_weights_through_python_m_bench(command, checkpoint, reviews, tmp_path):
     folder = damaged_copy(checkpoint, tmp_path / "damaged", CORRUPTIONS[0][1])

@@ -77,6 +77,7 @@ def in_process_accelerator():
 # -- inside the cell: the same checks as `bench data verify` ----------------------------------------
 
 
+@pytest.mark.e2e
 def test_baseline_cell_on_one_class_labels_fails_with_the_reason_not_a_traceback(tmp_path, monkeypatch, capsys):
     _ai4i_copy(tmp_path / "data", _no_failures)
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
@@ -88,6 +89,7 @@ def test_baseline_cell_on_one_class_labels_fails_with_the_reason_not_a_traceback
     assert "metrics" not in result
 
 
+@pytest.mark.e2e
 def test_training_cell_on_one_class_labels_fails_before_training(tmp_path, monkeypatch, capsys, in_process_accelerator):
     _ai4i_copy(tmp_path / "data", _no_failures)
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
@@ -100,6 +102,7 @@ def test_training_cell_on_one_class_labels_fails_before_training(tmp_path, monke
     assert err[-1] == f"error: {result['reason']}"
 
 
+@pytest.mark.e2e
 def test_cell_on_rows_cut_at_a_line_boundary_fails_as_truncated(tmp_path, monkeypatch, capsys):
     def first_5000(cells):
         del cells[5001:]
@@ -138,6 +141,7 @@ def test_workload_data_check_refuses_what_verify_refuses(tmp_path, monkeypatch):
 # -- what the result records --------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_result_records_the_sha256_of_each_file_read_and_the_cleaning(tmp_path, capsys):
     code, result, err = _run_cell(tmp_path, _baseline_cell(), capsys)
     assert code == 0, err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from bench.commands.env import render
@@ -18,6 +19,7 @@ def _strict_loads(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.e2e
 def test_bench_env_names_the_flags_memory_load_and_gpus() -> None:
     proc = run_cli("env", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -35,6 +37,7 @@ def test_bench_env_names_the_flags_memory_load_and_gpus() -> None:
     assert proc.stderr == ""
 
 
+@pytest.mark.e2e
 def test_bench_env_json_is_what_results_record() -> None:
     proc = run_cli("env", "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -49,6 +52,7 @@ def test_bench_env_json_is_what_results_record() -> None:
         assert env["gpus"] == [] and env["gpu_memory_mb"] == [] and env["cuda_driver"] is None
 
 
+@pytest.mark.e2e
 def test_a_gpu_host_is_listed_with_its_models_memory_and_versions() -> None:
     env = {**environment(), "gpus": ["NVIDIA H200", "NVIDIA H200"], "gpu_memory_mb": [143771.0, 143771.0],
            "cuda_version": "12.8", "cuda_driver": "570.124.06", "nccl_version": "2.26.2",
@@ -61,11 +65,13 @@ def test_a_gpu_host_is_listed_with_its_models_memory_and_versions() -> None:
     assert "above the 16 usable cores: busy" in out
 
 
+@pytest.mark.e2e
 def test_a_quiet_host_is_not_called_busy() -> None:
     out = render({**environment(), "load_average": [0.5, 0.4, 0.3], "usable_cores": 2})
     assert "0.50, 0.40, 0.30 (1, 5, 15 min)" in out and "busy" not in out
 
 
+@pytest.mark.e2e
 def test_a_cpu_cell_is_recorded_as_a_cpu_cell_whatever_gpus_the_host_has(monkeypatch):
     """A CPU cell on a GPU host must match the CPU baseline of its cores and flags: its record
     leaves the GPUs out and takes a CPU hardware class. By default the record follows

@@ -111,6 +111,7 @@ def _one_error(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.e2e
 def test_slurm_without_submitit_installed_is_one_line(tmp_path):
     # submitit hidden from this interpreter only: None in sys.modules makes `import submitit` fail.
     code = "import sys; sys.modules['submitit'] = None; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -134,6 +135,7 @@ def _fake_cluster(tmp_path: Path) -> dict[str, str]:
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
+@pytest.mark.e2e
 def test_an_unknown_partition_is_refused_before_anything_is_submitted(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", _fake_cluster(tmp_path)["PATH"])
     results = tmp_path / "results"

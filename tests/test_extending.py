@@ -122,6 +122,7 @@ def _matrix(tmp_path: Path, workload: str, budget: dict | None = None) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_bench_run_names_a_broken_entry_point_in_one_line(tmp_path):
     site = install_plugin(tmp_path / "site", {"ghost": "no_such_module_anywhere:Ghost"}, module=False)
     done = run_cli("run", "--matrix", str(_matrix(tmp_path, "ghost")), "--results-dir", str(tmp_path / "runs"),

@@ -79,6 +79,7 @@ def test_too_few_gpus_for_the_loopback_nodes_splits_nothing(monkeypatch):
     assert gpus_per_loopback_node(load_topology("gpu-2node-x8")) is None
 
 
+@pytest.mark.e2e
 def test_the_bf16_probe_runs_apart_and_counts_no_emulation():
     """The runner's capability check asks a child process (no CUDA context in the runner) whether
     the GPU has native bf16; on a host without a GPU the answer is no, and this process has not

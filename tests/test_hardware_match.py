@@ -129,6 +129,7 @@ def test_a_gpu_result_never_matches_a_cpu_baselines_speed(tmp_path, honest, caps
     assert "samples_per_s" not in out
 
 
+@pytest.mark.e2e
 def test_every_result_records_the_cpu_flags_that_decide_precision(monkeypatch):
     import bench.harness.measure as measure
 

@@ -76,6 +76,7 @@ def test_the_knobs_matrix_loads_and_keeps_every_default_cell():
     ({"grad_accum": [3], "workloads": {"traffic": {"params": {"global_batch": 64}}}},
      "global_batch 64 does not divide into 1 process(es) x grad_accum 3"),
 ])
+@pytest.mark.e2e
 def test_bad_knob_input_is_one_line_and_exit_2_before_anything_launches(tmp_path, body, words):
     body = {"topologies": ["cpu-1proc"], "workloads": {"traffic": {"baselines": False}}, **body}
     path = write_matrix(tmp_path, body)
@@ -86,6 +87,7 @@ def test_bad_knob_input_is_one_line_and_exit_2_before_anything_launches(tmp_path
     assert not (tmp_path / "results").exists()  # nothing launched, no run folder
 
 
+@pytest.mark.e2e
 def test_the_dry_run_gives_every_skip_and_expected_unsupported(tmp_path):
     proc = run_cli("run", "--matrix", "knobs", "--dry-run", "--results-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

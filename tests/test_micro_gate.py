@@ -42,6 +42,7 @@ def test_the_committed_baselines_are_pytest_benchmark_runs_of_the_gate_selection
         assert workloads == set(SELECTION.split(" or "))
 
 
+@pytest.mark.e2e
 def test_no_committed_baseline_for_this_hardware_passes_and_says_so(tmp_path: Path) -> None:
     done = _gate("--storage-root", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr

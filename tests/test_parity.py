@@ -108,6 +108,7 @@ def test_cost_interval_brackets_a_known_shift() -> None:
         cost_interval(shifted[:10], plain, paired=True)
 
 
+@pytest.mark.e2e
 def test_the_tool_reports_cost_per_step_with_load_in_json(tmp_path, data_dir) -> None:
     """python -m bench.harness.parity --json writes, per case, both ratios and the cost per step in ms
     (Accelerate median minus plain median) with its interval, and the load averages around it."""

@@ -273,6 +273,7 @@ def test_plots_are_written_as_non_empty_pngs(report, tmp_path):
             assert data.startswith(b"\x89PNG") and len(data) > 5000
 
 
+@pytest.mark.e2e
 def test_peaks_are_never_taken_from_another_machine():
     # No host of this project is "cpu-2core-Fixture-CPU": the peak this host measures is not used.
     peaks, source = resolve_peaks({}, {"hardware_class": "cpu-2core-Fixture-CPU"})
@@ -298,6 +299,7 @@ def test_matmul_peak_is_a_plausible_rate():
     assert 1e6 < rate < 1e14  # FLOP/s: above a megaflop, below any CPU
 
 
+@pytest.mark.e2e
 def test_cli_writes_markdown_and_plots(tmp_path):
     out = tmp_path / "rep"
     proc = run_cli("report", str(FIXTURE), "--out", str(out), "--metrics", "accuracy,out_of_domain_accuracy", timeout=300)
@@ -341,6 +343,7 @@ print("exit", code, "heavy", heavy, file=sys.stderr)
     # No run.json, so no recorded peak: it is measured, in a child process, not in the report's.
     (Path("results") / "baselines" / "cpu-2core-AMD-EPYC", []),
 ])
+@pytest.mark.e2e
 def test_bench_report_imports_no_torch(run: Path, flags: list[str]) -> None:
     """A report reads JSON and draws plots: on a machine without torch (a CI runner, a laptop) it
     must work, and it must not pay torch's seconds of import. The fixture has cells that never ran

@@ -70,6 +70,7 @@ def start_run(tmp_path: Path, matrix: str, run_id: str = "r1") -> Path:
 # -- 5. resume ---------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_resume_refuses_cells_whose_definition_changed_naming_the_cell_and_fields(tmp_path, capsys):
     matrix = write_matrix(tmp_path / "m.yaml")
     run_dir = start_run(tmp_path, matrix)
@@ -86,6 +87,7 @@ def test_resume_refuses_cells_whose_definition_changed_naming_the_cell_and_field
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*.json")} == kept  # nothing touched
 
 
+@pytest.mark.e2e
 def test_resume_with_the_same_matrix_keeps_completed_cells(tmp_path):
     matrix = write_matrix(tmp_path / "m.yaml")
     run_dir = start_run(tmp_path, matrix)
@@ -94,6 +96,7 @@ def test_resume_with_the_same_matrix_keeps_completed_cells(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*.json")} == kept
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("damage", ["missing", "not JSON", "not a mapping", "no matrix", "bad filters"])
 def test_resume_refuses_a_run_without_a_readable_run_json(tmp_path, capsys, monkeypatch, damage):
     run_dir = start_run(tmp_path, write_matrix(tmp_path / "m.yaml"))
@@ -296,6 +299,7 @@ def test_a_wrongly_typed_accelerate_key_is_one_error(tmp_path, key, value, messa
 # -- 6. a full disk mid-run ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_path, capsys, monkeypatch):
     matrix = write_matrix(tmp_path / "m.yaml", topologies=("gpu-1", "gpu-ddp2", "gpu-ddp4"))
     real = bench.harness.runner.write_json_atomic
@@ -336,6 +340,7 @@ def test_a_full_disk_outside_the_runner_is_one_line_too(tmp_path, capsys, monkey
     assert "No space left on device" in line and "maintenance-gru__gpu-1__fp32__s0.json" in line, line
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", ["binary matrix", "unsafe run id", "NaN timeout"])
 def test_refusals_through_the_real_entry_point(tmp_path, case):
     """As a user meets them: exit 2, one `error:` line on stderr, no traceback."""

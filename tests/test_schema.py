@@ -56,6 +56,7 @@ def test_the_schema_is_a_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(json_schema())
 
 
+@pytest.mark.e2e
 def test_every_committed_result_validates_against_the_schema(validator) -> None:
     files = committed_results()
     assert files, "no committed results found"
@@ -64,6 +65,7 @@ def test_every_committed_result_validates_against_the_schema(validator) -> None:
         assert errors == [], f"{path.relative_to(ROOT)}: {errors[:3]}"
 
 
+@pytest.mark.e2e
 def test_committed_results_round_trip_through_the_typed_model_and_keep_their_ids() -> None:
     for path in committed_results():
         raw = json.loads(path.read_text())
@@ -148,6 +150,7 @@ SCHEMA_BREAKS = {
 
 # Through the real CLI, one process per command: two faults (a new rule and an old one) suffice; the
 # in-process tests of tests/test_compare_inputs.py cover the other field types.
+@pytest.mark.e2e
 @pytest.mark.parametrize("fault", ["version 2 target without higher_is_better", "seed a string"])
 def test_a_result_that_breaks_the_schema_is_one_error_line_and_exit_2(tmp_path: Path, validator, fault: str) -> None:
     bad = json.loads(FIXTURE_CELL.read_text())

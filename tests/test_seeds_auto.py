@@ -239,6 +239,7 @@ def test_a_matrix_with_more_seeds_starts_with_them(tmp_path, capsys):
     assert "maintenance-gru__cpu-1proc__fp32__s4" in out and "first round (5 seeds per configuration)" in out
 
 
+@pytest.mark.e2e
 def test_skipped_cells_are_decided_in_one_round_and_a_resume_keeps_the_record(tmp_path, cpu_host):
     matrix = write_matrix(tmp_path / "m.yaml", ["gpu-1", "gpu-ddp2"])
     results = tmp_path / "results"
@@ -257,6 +258,7 @@ def test_skipped_cells_are_decided_in_one_round_and_a_resume_keeps_the_record(tm
     assert len(load_run(results / "a")) == 6
 
 
+@pytest.mark.e2e
 def test_a_resume_refuses_a_damaged_seeds_auto_record(tmp_path, cpu_host, capsys):
     matrix = write_matrix(tmp_path / "m.yaml", ["gpu-1"])
     results = tmp_path / "results"

@@ -57,6 +57,7 @@ def test_folder_without_config_is_refused(tmp_path):
         resolve_model(str(tmp_path))
 
 
+@pytest.mark.e2e
 def test_unresolvable_model_makes_the_cell_skipped_not_launched(tmp_path):
     matrix = tmp_path / "m.yaml"
     matrix.write_text(

@@ -466,6 +466,7 @@ def test_loadtest_only_targets_loopback_http(url):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_real_server_answers_concurrent_clients_and_stops_cleanly(checkpoint, tmp_path):
     server = ServerProcess(checkpoint, threads=32, torch_threads=1, micro_batch=16, startup_timeout=180)
     with server:
@@ -557,6 +558,7 @@ def test_idle_and_half_sent_connections_are_closed_after_the_channel_timeout():
         thread.join(10)
 
 
+@pytest.mark.e2e
 def test_real_server_answers_past_hundreds_of_idle_and_half_sent_connections(checkpoint):
     """With waitress's defaults (at most 100 connections, idle ones closed after 120 s) 100 idle
     sockets shut /health out for two minutes; `bench serve`'s defaults keep it answering."""
@@ -584,6 +586,7 @@ def test_real_server_answers_past_hundreds_of_idle_and_half_sent_connections(che
     assert server.process.returncode == 0
 
 
+@pytest.mark.e2e
 def test_serve_refuses_a_connection_limit_beyond_the_open_file_limit(tmp_path):
     resource = pytest.importorskip("resource")
     from tests.conftest import PROJECT_ROOT
@@ -599,6 +602,7 @@ def test_serve_refuses_a_connection_limit_beyond_the_open_file_limit(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.e2e
 def test_serve_raises_its_soft_open_file_limit_to_fit_its_connections():
     pytest.importorskip("resource")
     from tests.conftest import PROJECT_ROOT

@@ -132,6 +132,7 @@ def test_a_launch_killed_after_its_first_seed_costs_only_the_seeds_not_done_and_
     assert "__s0.json" not in (run_dir / "logs" / f"{CELL}__seeds-1-2.log").read_text().splitlines()[0]
 
 
+@pytest.mark.e2e
 def test_the_dry_run_shows_one_launch_per_configuration(tmp_path):
     proc = run_cli("run", "--matrix", "smoke", "--seeds", "3", "--workload", "maintenance", "--config", "cpu-1proc",
                    "--precision", "fp32", "--dry-run", "--results-dir", str(tmp_path), "--run-id", "dry")

@@ -109,6 +109,7 @@ def test_a_two_node_cell_runs_through_the_script_and_writes_its_result_and_run_j
     assert "--num_processes 2" in launch[0] and "--num_cpu_threads_per_process 1" in launch[0]
 
 
+@pytest.mark.e2e
 def test_an_allocation_with_the_wrong_node_count_is_refused_before_anything_runs(tmp_path):
     cell_file, out = _plan_cell(tmp_path)
     done = _sbatch(tmp_path, [str(ACCELERATE_CONFIGS_DIR / "cpu-2node.yaml"), "fp32", str(cell_file), str(out)], nodes=3)
@@ -120,6 +121,7 @@ def test_an_allocation_with_the_wrong_node_count_is_refused_before_anything_runs
     assert not out.exists()
 
 
+@pytest.mark.e2e
 def test_an_unknown_precision_is_refused(tmp_path):
     done = _sbatch(tmp_path, [str(ACCELERATE_CONFIGS_DIR / "cpu-2node.yaml"), "int4", "cell.json", "out.json"], nodes=2)
     assert done.returncode == 2

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from bench.data.text_cleaning import baseline_tokens, clean_for_baseline, clean_for_model, dedupe_key
 from tests.conftest import PROJECT_ROOT
@@ -48,6 +49,7 @@ def test_baseline_keeps_negations_drops_stop_words_and_stems():
     assert clean_for_baseline("Not <b>good</b> http://x.y") == "not good"
 
 
+@pytest.mark.e2e
 def test_cleaning_needs_no_nltk_download(tmp_path):
     """Run the cleaning with NLTK's data search paths pointing nowhere: no corpus may be needed."""
     code = "from bench.data.text_cleaning import clean_for_baseline as c; print(c(\"Wasn't the best, not bad\"))"

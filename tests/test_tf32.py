@@ -122,6 +122,7 @@ def test_tf32_peaks_only_where_tf32_exists():
     assert "tf32" not in datasheet_peak("Tesla V100-SXM2-16GB")[1]
 
 
+@pytest.mark.e2e
 def test_peak_json_has_no_tf32_entry_on_a_cpu_host():
     """`python -m bench.harness.peak --json` as the report runs it: on the CPU tf32 is absent (not
     applicable), as fp16 is; on a GPU host the cuda entry has it only from Ampere on."""

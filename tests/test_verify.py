@@ -190,6 +190,7 @@ print(json.dumps(seen))
 '''
 
 
+@pytest.mark.e2e
 def test_the_reduction_dtype_is_read_from_the_prepared_model(tmp_path):
     """Real DDP and FSDP2 wrappers (gloo, one rank, in a child process so no process group stays in
     this one): DDP reduces the fp32 gradients; FSDP2 in its policy's reduce_dtype."""
@@ -243,6 +244,7 @@ if accelerator.is_main_process:
 '''
 
 
+@pytest.mark.e2e
 def test_an_fsdp_config_on_the_cpu_records_ddp_in_fp32(tmp_path):
     """The CPU FSDP2 config launched in bf16, as the runner launches it (ACCELERATE_USE_CPU=1):
     accelerate runs it as MULTI_CPU, plain DDP, so the gradients are reduced in fp32, and that is

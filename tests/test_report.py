@@ -277,9 +277,20 @@ def test_plots_are_written_as_non_empty_pngs(report, tmp_path):
 def test_peaks_are_never_taken_from_another_machine():
     # No host of this project is "cpu-2core-Fixture-CPU": the peak this host measures is not used.
     peaks, source = resolve_peaks({}, {"hardware_class": "cpu-2core-Fixture-CPU"})
-    assert peaks is None and "MFU omitted" in source and "is not the run's (cpu-2core-Fixture-CPU)" in source
+    assert peaks is None and "MFU omitted" in source and "is not the run's hardware" in source
     peaks, source = resolve_peaks({}, {}, measure=False)
     assert peaks is None
+
+
+@pytest.mark.e2e
+def test_a_peak_is_not_taken_from_a_host_of_the_same_class_with_other_precision_flags():
+    # Two "AMD EPYC" hosts share a hardware class; one has avx512_bf16, the other not (issue 26).
+    from bench.harness.measure import hardware
+
+    here = hardware(cpu_only=True)
+    other_flags = sorted(set(here["cpu_precision_flags"]) ^ {"amx_tile"})
+    peaks, source = resolve_peaks({}, {**here, "cpu_precision_flags": other_flags})
+    assert peaks is None and "CPU precision flags differ" in source and "MFU omitted" in source
 
 
 def test_datasheet_peaks_match_gpu_names():

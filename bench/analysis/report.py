@@ -54,21 +54,32 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
     """The peak FLOP/s for MFU and a sentence saying where it comes from.
 
     A run records its peaks in run.json. For an older run without them, the peak is measured now,
-    but only used when this host is the same hardware class as the one that ran the cells: a peak
-    from another machine would make the MFU a fiction.
+    but only used when this host is the run's hardware by what decides the figures (core count,
+    CPU precision flags, GPUs: two "AMD EPYC" of one class may differ in bf16): a peak from another
+    machine would make the MFU a fiction. Measured while other work ran (a 1-minute load average
+    above half the usable cores), the peak is low and every MFU high: the sentence says so.
     """
     recorded = (meta.get("environment") or {}).get("peak_flops")
     if recorded:
         return recorded, "recorded in run.json when the run started, on the machine that ran the cells"
     if not measure:
         return None, "not recorded with the run and not measured (MFU omitted)"
-    from bench.harness.peak import measure_peak_flops_apart  # in a child process: the report imports no torch
+    from bench.analysis.compare import Hardware, match_hardware
+    from bench.harness.peak import measure_host_apart  # in a child process: the report imports no torch
 
-    here, peaks = measure_peak_flops_apart()
-    there = environment.get("hardware_class")
-    if there and there != here:
-        return None, f"not recorded with the run, and this host ({here}) is not the run's ({there}); MFU omitted"
-    return peaks, "not recorded with the run: measured by `bench report` on this host, same hardware class as the run"
+    host = measure_host_apart()
+    here, there = Hardware.of_environment(host.get("hardware")), Hardware.of_environment(environment)
+    if there is not None and here is not None:
+        same, why = match_hardware(there, here)
+        if not same:
+            return None, f"not recorded with the run, and this host is not the run's hardware ({why}); MFU omitted"
+    elif environment.get("hardware_class") and environment["hardware_class"] != host["hardware_class"]:
+        return None, (f"not recorded with the run, and this host ({host['hardware_class']}) is not the run's "
+                      f"({environment['hardware_class']}); MFU omitted")
+    load, cores = (host.get("load_average") or [0.0])[0], host.get("usable_cores") or 1
+    busy = (f"; **measured while other work ran** (1-minute load {load:.1f} on {cores} cores): the peak is low and "
+            "every MFU too high") if load > 0.5 * cores else ""
+    return host["peak_flops"], f"not recorded with the run: measured by `bench report` on this host, the run's hardware{busy}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,6 +140,13 @@ def measure_peak_flops_apart(timeout_s: float = 300.0) -> tuple[str, dict[str, A
     that the caller never imports torch nor holds a CUDA context: `bench report` stays light, and
     on a GPU in exclusive-process mode a context held by the long-lived runner would make every
     cell's rank 0 fail to get the device."""
+    measured = measure_host_apart(timeout_s)
+    return measured["hardware_class"], measured["peak_flops"]
+
+
+def measure_host_apart(timeout_s: float = 300.0) -> dict[str, Any]:
+    """The child's whole answer: hardware class, `hardware` (cores, precision flags, GPUs), the
+    1/5/15-minute load averages and usable cores while it measured, and the peaks."""
     import json
     import subprocess
     import sys
@@ -151,8 +158,7 @@ def measure_peak_flops_apart(timeout_s: float = 300.0) -> tuple[str, dict[str, A
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise BenchError(f"measuring the peak FLOP/s failed: {last[0]}")
-    measured = json.loads(done.stdout)
-    return measured["hardware_class"], measured["peak_flops"]
+    return json.loads(done.stdout)
 
 
 def write_run_record(path: str, command: str) -> None:
@@ -181,9 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_json:
         write_run_record(args.run_json, args.command)
     else:
-        from bench.harness.measure import hardware_class
+        import os
 
-        measured = {"hardware_class": hardware_class(), "peak_flops": measure_peak_flops()}
+        from bench.harness.measure import hardware, hardware_class, usable_cores
+
+        load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        measured = {"hardware_class": hardware_class(), "hardware": hardware(), "load_average": load,
+                    "usable_cores": usable_cores(), "peak_flops": measure_peak_flops()}
         print(json.dumps(measured) if args.json else measured)
     return 0
 

@@ -350,6 +350,9 @@ class Result(Record):
     """The evaluations during training: training-clock seconds and the metrics of each."""
     samples_to_target: float | None = None
     flops_per_sample: float | None = None
+    """The model's training FLOPs per sample (forward and backward, without recomputation): what MFU divides."""
+    hardware_flops_per_sample: float | None = None
+    """With activation checkpointing, the FLOPs the hardware ran, recomputed forwards included (HFU)."""
     environment: Environment = section(Environment)
     observed: dict[str, Any] | None = not_null()
     topology: dict[str, Any] | None = not_null()

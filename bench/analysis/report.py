@@ -142,8 +142,8 @@ def cell_nodes(result: dict[str, Any]) -> int | None:
 def compute_dtype(result: dict[str, Any]) -> str:
     """The dtype whose peak FLOP/s the cell's MFU divides by. A tf32 cell computes fp32 tensors in
     TF32 on the tensor cores: its peak is the tf32 one, not fp32's."""
-    if result["cell"]["precision"] == "tf32":
-        return "tf32"
+    if result["cell"]["precision"] in ("tf32", "fp8"):
+        return result["cell"]["precision"]  # an fp8 cell's peak is fp8's, never bf16's (its autocast dtype)
     return (result.get("observed") or {}).get("compute_dtype") or result["cell"]["precision"]
 
 
@@ -176,14 +176,17 @@ def emulated_on_cpu(result: dict[str, Any]) -> bool:
     return not any(flag in flags for flag in needed)
 
 
-def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str) -> float | None:
+def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str, hardware: bool = False) -> float | None:
     """Model FLOPs utilisation of one cell: training FLOP/s achieved over the peak. None where the
     cell's precision is only emulated by its CPU (`emulated_on_cpu`): that is no utilisation of
-    the hardware."""
+    the hardware. The model's FLOPs exclude what activation checkpointing recomputes; `hardware`
+    counts it too (HFU), for the cells that recorded it (`hardware_flops_per_sample`)."""
     if emulated_on_cpu(result):
         return None
     typed = Result.from_dict(result)
     flops, rate = typed.flops_per_sample, typed.throughput.samples_per_s
+    if hardware:
+        flops = result.get("hardware_flops_per_sample")
     peak = peak_for(peaks, cell_device(result), compute_dtype(result), cell_processes(result) or 1, kind)
     if not flops or not rate or not peak:
         return None
@@ -289,6 +292,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "compile_s": [knob_figure(r, "compile", "compile_s") for r in trained],
         "mfu_measured": [mfu(r, peaks, "measured") for r in trained],
         "mfu_datasheet": [mfu(r, peaks, "datasheet") for r in trained],
+        "hfu_measured": [mfu(r, peaks, "measured", hardware=True) for r in trained],
         **quality,
     }
     key = result_key(results[0]).without_seed()
@@ -314,7 +318,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "per_seed": per_seed,
     }
     for key in ("samples_per_s", "tokens_per_s", "peak_rss_mb_per_rank_max", "peak_rss_mb_sum", "cuda_max_allocated_mb",
-                "cuda_max_reserved_mb", "flops_per_sample", "mfu_measured", "mfu_datasheet"):
+                "cuda_max_reserved_mb", "flops_per_sample", "mfu_measured", "mfu_datasheet", "hfu_measured"):
         row[key] = summarise(per_seed[key])
     row["per_seed"]["time_to_target_s_converged"] = ttt
     row["busy_host"] = [b for b in map(busy_host, trained) if b]

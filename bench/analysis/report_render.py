@@ -160,7 +160,7 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
     headers = ["model", "topology", "procs", "precision", "knobs", *(labels[k] for k in keys), "converged",
                "time-to-target s", "TTT olympic s", "samples to target", "samples/s", "tokens/s", "speedup (TTT)",
                "throughput x", "scaling eff.", "RSS/rank MB", "CUDA alloc MB", "CUDA reserved MB",
-               "MFU (measured peak)", "MFU (datasheet peak)", "note"]
+               "MFU (measured peak)", "MFU (datasheet peak)", "HFU (measured peak)", "note"]
     rows = []
     for r in report.rows:
         rows.append([
@@ -181,13 +181,14 @@ def table_rows(report: WorkloadReport, extra_metrics: tuple[str, ...] = ()) -> t
             fmt_range(r["cuda_max_reserved_mb"], fmt, digits=0),
             fmt_range(r["mfu_measured"], fmt_percent),
             fmt_range(r["mfu_datasheet"], fmt_percent),
+            fmt_range(r["hfu_measured"], fmt_percent),
             _note(r),
         ])
     for b in report.baselines:
         rows.append([
             f"{b['model']} (baseline)", "classical", DASH, DASH, "",
             *(fmt_range(b["quality"].get(k) or {}) for k in keys),
-            *[DASH] * 14,
+            *[DASH] * 15,
             f"baseline, fit {fmt_seconds_range(b['fit_seconds'])} s"
             + (f", {_busy_mark(b, b['cells'], 'cells')}" if b.get("busy_host") else ""),
         ])

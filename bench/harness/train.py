@@ -131,6 +131,9 @@ class Run:
     steps_per_epoch: int
     per_process_batch: int
     flops_per_sample: float | None
+    """The model's training FLOPs per sample, without recomputation (what MFU divides)."""
+    hardware_flops_per_sample: float | None = None
+    """With activation checkpointing: the FLOPs the hardware ran, recomputed forwards included (HFU)."""
     knobs: measure.KnobProbe = field(default_factory=measure.KnobProbe)
     """What the knobs did while training (accumulation, recomputation), for the verification."""
 
@@ -161,7 +164,13 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
 
     model = workload.build_model()
     model.train()  # from_pretrained models come back in eval mode
+    # Count training FLOPs per sample once, on the plain model before any wrapper (DDP, FSDP) and
+    # before checkpointing (whose recomputed forwards are hardware FLOPs, not model FLOPs: MFU
+    # counts the model's, HFU both), on a batch built by hand, so the shuffle order is undisturbed.
+    sample_batch = workload.collate([splits.train[i] for i in range(min(per_process_batch, len(splits.train)))])
+    flops_per_sample = workload.flops_per_sample(model, sample_batch)
     blocks = workload.checkpoint_blocks(model) if checkpointing else []
+    hardware_flops = workload.flops_per_sample(model, sample_batch) if blocks else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps_per_epoch = len(train_loader) // (world * micro)  # before prepare: batches of the full dataset
     if steps_per_epoch == 0:
@@ -172,11 +181,6 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     # for a per-process batch), which would end a fixed-global-batch schedule `world` times early.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(p.warmup_fraction, total_steps, p.linear_decay))
 
-    # Count training FLOPs per sample once, on the plain model before any wrapper (DDP, FSDP) and
-    # on a batch built by hand, so that the shuffle order is not disturbed.
-    flops_per_sample = workload.flops_per_sample(
-        model, workload.collate([splits.train[i] for i in range(min(per_process_batch, len(splits.train)))])
-    )
     knobs = measure.KnobProbe(micro_per_step=micro)
     knobs.watch_blocks(blocks)  # after the FLOP count: only training forwards are counted
     knobs.watch_optimizer(optimizer)  # the torch optimizer itself, before accelerate wraps it
@@ -188,7 +192,7 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         return evaluate(accelerator, workload, model, eval_loaders[split])
 
     return Run(model, optimizer, scheduler, train_loader, evaluate_split, steps_per_epoch, per_process_batch,
-               flops_per_sample, knobs)
+               flops_per_sample, knobs=knobs, hardware_flops_per_sample=hardware_flops)
 
 
 def training_loader(workload: Workload, splits: Splits, global_batch: int, per_process_batch: int, micro: int,
@@ -430,6 +434,7 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
         "samples_seen": progress.samples_seen,
         "throughput": throughput,
         "flops_per_sample": run.flops_per_sample,
+        "hardware_flops_per_sample": run.hardware_flops_per_sample,
         "batch": {"global": p.global_batch, "per_process": run.per_process_batch,
                   # what the ranks really trained on per step of the optimizer itself, summed over ranks
                   "observed_global": observed_global_batch(accelerator, run.knobs),

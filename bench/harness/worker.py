@@ -348,6 +348,8 @@ def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observe
         samples_seen=outcome["samples_seen"],
         throughput=outcome["throughput"],
         flops_per_sample=outcome["flops_per_sample"],
+        **({"hardware_flops_per_sample": outcome["hardware_flops_per_sample"]}
+           if outcome.get("hardware_flops_per_sample") else {}),
         batch=outcome["batch"],
         loader=outcome["loader"],
         memory=memory,

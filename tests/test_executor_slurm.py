@@ -60,6 +60,15 @@ def test_each_cell_is_a_job_with_the_resources_its_topology_needs():
     assert {"#SBATCH --nodes=2", "#SBATCH --gpus-per-node=8", "#SBATCH --cpus-per-task=64", "#SBATCH --mem=256GB"} <= gpu
 
 
+def test_jobs_are_exclusive_and_srun_gives_each_task_its_cpus():
+    script = _script("cpu-ddp2", cpus_per_rank=4)
+    assert "#SBATCH --exclusive" in _sbatch_lines(script)
+    srun = next(line for line in script.splitlines() if line.startswith("srun"))
+    assert "--cpus-per-task 8" in srun  # the task's CPUs on the srun line too, not only in #SBATCH
+    shared = _sbatch_lines(_script("cpu-ddp2", cpus_per_rank=4, exclusive=False))
+    assert "#SBATCH --exclusive" not in shared
+
+
 def test_the_job_array_is_capped_at_max_jobs():
     cell = Cell("maintenance", "lstm", "cpu-1proc", "fp32", 0, timeout_s=600)
     params = job_parameters(cell, load_topology("cpu-1proc"), ExecutorOptions(type="slurm", max_jobs=3))

@@ -65,6 +65,8 @@ class ExecutorOptions:
     time_margin_min: int = 5
     sbatch: dict[str, Any] = field(default_factory=dict)
     cluster: str = "slurm"
+    exclusive: bool = True
+    """Each job has its nodes to itself (sbatch --exclusive): a benchmark shares no node."""
 
     def describe(self) -> dict[str, Any]:
         """What run.json records of the executor (so that --resume keeps it)."""
@@ -122,6 +124,8 @@ def executor_options(section: dict[str, Any], cli: dict[str, Any], where: str = 
         raise BenchError(f"{where}: mem_per_rank_gb must be a positive number, got {options.mem_per_rank_gb!r}")
     if not isinstance(options.sbatch, dict) or not all(isinstance(k, str) and k for k in options.sbatch):
         raise BenchError(f"{where}: sbatch must map sbatch option names to values, got {options.sbatch!r}")
+    if not isinstance(options.exclusive, bool):
+        raise BenchError(f"{where}: exclusive must be true or false, got {options.exclusive!r}")
     if options.type == "slurm" and options.parallel > 1:
         raise BenchError("--parallel is for the local executor; on SLURM, max_jobs limits how many cells run at once")
     return options

@@ -92,6 +92,11 @@ def job_parameters(cell: Cell, topology: Topology | None, options: ExecutorOptio
         "time": math.ceil(cell.timeout_s / 60) + options.time_margin_min,
         "array_parallelism": options.max_jobs,
     }
+    # srun does not pass sbatch's --cpus-per-task on to the task on every SLURM version (from 22.05
+    # it does not): without it a node's launcher and all its ranks share one CPU.
+    params["srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
+    if options.exclusive:
+        params["exclusive"] = True  # a benchmark shares no node
     if topology is not None and not topology.use_cpu:
         params["gpus_per_node"] = ranks
     for name in ("partition", "account", "qos"):

@@ -162,6 +162,16 @@ def test_the_dry_run_says_fp16_on_cpu_will_come_out_unsupported(capsys):
     assert "skip: needs 1 GPU(s), found 0" in lines["maintenance-gru__gpu-1__fp16__s0"]
 
 
+def test_the_dry_run_says_a_bf16_rnn_on_a_gpu_comes_out_unsupported():
+    # torch's AutocastRNN runs cuDNN GRU/LSTM in fp16 under bf16 autocast: the worker refuses such
+    # cells (issue 27, item 4), and the dry run must not predict "run" for them.
+    gru = Cell("maintenance", "gru", "gpu-1", "bf16", 0)
+    assert "AutocastRNN hard-codes Half" in expected_verdict(gru, load_topology("gpu-1"))
+    assert "AutocastRNN" in expected_verdict(Cell("traffic", "lstm_ae", "gpu-1", "bf16", 0), load_topology("gpu-1"))
+    assert expected_verdict(Cell("traffic", "ae", "gpu-1", "bf16", 0), load_topology("gpu-1")) is None
+    assert expected_verdict(Cell("maintenance", "gru", "cpu-1proc", "bf16", 0), load_topology("cpu-1proc")) is None
+
+
 def test_fp8_needs_a_backend_and_a_gpu():
     assert "needs a GPU" in skip_reason(cell("cpu-1proc", "fp8"), load_topology("cpu-1proc"), NO_GPU)
     assert "transformer_engine or MS-AMP" in skip_reason(cell("gpu-1", "fp8"), load_topology("gpu-1"), EIGHT_GPUS)

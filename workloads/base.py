@@ -181,6 +181,11 @@ class Workload(ABC):
         resolved offline), or None. Checked before launching, without loading any data."""
         return None
 
+    rnn_variants: tuple[str, ...] = ()
+    """The variants whose model is a recurrent network (GRU, LSTM): dynamo runs them eagerly, and
+    CUDA autocast runs their cuDNN kernels in fp16 under bf16 (torch's AutocastRNN hard-codes Half),
+    so the dry run can say what such cells will come out as."""
+
     @classmethod
     def knob_refusal(cls, variant: str, knobs: dict[str, Any]) -> str | None:
         """Why this workload cannot take these knob values (docs/knobs.md), or None. Only activation

@@ -154,6 +154,7 @@ class MaintenanceParams(TrainParams):
 class Maintenance(Workload):
     name = "maintenance"
     variants = ("gru", "lstm")
+    rnn_variants = ("gru", "lstm")
     target_metric = "f1"
     Params = MaintenanceParams
 

@@ -161,6 +161,7 @@ class TrafficParams(TrainParams):
 class Traffic(Workload):
     name = "traffic"
     variants = ("ae", "lstm_ae")
+    rnn_variants = ("lstm_ae",)
     target_metric = "roc_auc"
     Params = TrafficParams
 

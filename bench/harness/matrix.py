@@ -343,8 +343,13 @@ def expected_verdict(cell: Cell, topology: Topology | None) -> str | None:
         return "unsupported (fp16 on CPU computes in fp32)"
     if topology is not None and topology.use_cpu and topology.sharding:
         return "unsupported (accelerate runs FSDP and DeepSpeed configs as plain DDP on the CPU: nothing sharded)"
-    if cell.compile != "none" and cell.workload == "maintenance":
+    from workloads import workload_class
+
+    rnn = cell.variant in workload_class(cell.workload).rnn_variants
+    if cell.compile != "none" and rnn:
         return "unsupported (dynamo runs an RNN eagerly: nothing compiles)"
+    if rnn and cell.precision == "bf16" and topology is not None and not topology.use_cpu:
+        return "unsupported (CUDA autocast runs cuDNN GRU/LSTM in fp16 under bf16: torch's AutocastRNN hard-codes Half)"
     return None
 
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "loadtest": "measure serving latency and requests/s at 1, 8 and 32 concurrent clients on loopback",
     "compare": "judge a candidate run against a baseline (or the committed one for this hardware); exit 1 on a regression",
     "gate": "measure the base commit and this checkout side by side and judge the change over seeds; exit 1 on a regression",
+    "doctor": "assert and record the facts every verdict on this host rests on (peaks, TF32, autocast, FSDP2, one cell of each kind)",
     "env": "print what every result records about this machine (cores, memory, CPU flags, GPUs, CUDA, load), for a bug report",
 }
 

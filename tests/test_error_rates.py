@@ -76,6 +76,10 @@ def test_the_old_peeking_rule_would_have_claimed_far_more_often():
 def test_ties_and_equal_pairs_give_valid_p_values():
     tied = stats.rank_sum_test([5.0, 5.0, 6.0], [5.0, 6.0, 6.0], alternative=stats.GREATER)
     assert 0 < tied.min_p <= tied.p_value <= 1
+    # Conditional on the ties, by enumeration: candidate {3, 4, 4} of [1, 1.5, 0.5, 1, 2, 3, 4, 4] is the
+    # most extreme of C(8, 4) = 70 arrangements, and only one reaches its rank sum.
+    exact = stats.rank_sum_test([2.0, 3.0, 4.0, 4.0], [1.0, 1.5, 0.5, 1.0], alternative=stats.GREATER)
+    assert exact.p_value == pytest.approx(1 / 70) and exact.min_p == pytest.approx(1 / 70)
     same = stats.signed_rank_test([(0.8, 0.8), (0.9, 0.9)], alternative=stats.LESS)
     assert (same.p_value, same.min_p) == (1.0, 1.0)
 

@@ -74,11 +74,15 @@ def test_a_base_that_cannot_run_leaves_the_candidate_judged_alone_and_says_why(t
     env = {**os.environ, "PYTHONPATH": str(repo)}
     env.pop("BENCH_GATE_BASE", None)
     done = subprocess.run([sys.executable, "-m", "bench", "gate", "--matrix", str(_traffic_matrix(tmp_path / "m.yaml")),
-                           "--rounds", "2", "--seeds-per-launch", "1", "--folder", str(tmp_path / "gate")],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+                           "--rounds", "2", "--seeds-per-launch", "1", "--folder", str(tmp_path / "gate"),
+                           "--allow-no-base"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "The base could not run (`bench run` exited 1 with no result: error: this base predates the gate" in done.stdout
     assert "speed, memory and quality changes are not judged" in done.stdout
+    # Without --allow-no-base the same measurement is inconclusive, and fails the gate.
+    again = subprocess.run([sys.executable, "-m", "bench", "gate", "--judge-only", str(tmp_path / "gate")],
+                           cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "inconclusive: the base could not run" in again.stdout
 
 
 def test_bad_gate_input_is_one_line_and_exit_2(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.analysis.gate.judge import IMPROVEMENT, NEW, NOT_JUDGED, OK, REGRESSION, judge, judge_alone
+from bench.analysis.gate.judge import IMPROVEMENT, NEW, OK, REGRESSION, judge, judge_alone
 from bench.analysis.gate.render import render_json, render_junit, render_markdown
 from bench.results import Result, load_results
 
@@ -106,12 +106,22 @@ def test_quality_fails_when_the_median_misses_the_target_or_drops_significantly(
     rng = np.random.default_rng(5)
     missed = judge(side(template, rng), side(template, rng, auc=0.79))
     assert verdicts(missed, "val roc_auc") == [REGRESSION]
-    assert "misses the target 0.8 (the base met it)" in next(c.why for c in missed.checks if c.figure == "val roc_auc")
+    assert "misses the target 0.8, which the base's met" in next(c.why for c in missed.checks if c.figure == "val roc_auc")
+    # A base that missed the target too is no regression of the change: an unchanged commit must pass.
+    both = judge(side(template, rng, auc=0.79), side(template, rng, auc=0.79))
+    assert verdicts(both, "val roc_auc") == [OK]
     base = side(template, rng)
     lower = [[dataclasses.replace(r, metrics={**r.metrics, "test": {**r.metrics["test"],
                                                                    "roc_auc": r.metrics["test"]["roc_auc"] - 0.01 - 0.001 * r.cell.seed}})
               for r in launch] for launch in base]
     assert verdicts(judge(base, lower), "test roc_auc") == [REGRESSION]
+
+
+def test_a_seed_stopped_by_its_seconds_guard_is_no_coverage_regression(template):
+    rng = np.random.default_rng(9)
+    cand = side(template, rng)
+    cand[0][0] = result(template, 0, status="not_converged", reason="time budget of 200 s spent")
+    assert verdicts(judge(side(template, rng), cand), "status") == [OK]
 
 
 def test_better_convergence_is_an_improvement(template):
@@ -124,11 +134,14 @@ def test_better_convergence_is_an_improvement(template):
 def test_without_a_base_only_the_candidates_own_failures_and_targets_count(template):
     rng = np.random.default_rng(7)
     cand = side(template, rng)
-    assert judge_alone(cand, "no base").passed
+    assert judge_alone(cand, "no base", allowed=True).passed
+    # Without --allow-no-base the gate is inconclusive, and fails: a change that stops the base from
+    # running must not pass every check unseen.
+    inconclusive = judge_alone(cand, "no base")
+    assert not inconclusive.passed and "inconclusive" in inconclusive.regressions[0].why
     cand[0][0] = result(template, 0, status="failed", reason="boom")
-    alone = judge_alone(cand, "no base")
+    alone = judge_alone(cand, "no base", allowed=True)
     assert not alone.passed and "could not run" in alone.notes[0]
-    assert NOT_JUDGED not in verdicts(alone, "status")
 
 
 def test_every_format_carries_the_regression(template):

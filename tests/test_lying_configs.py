@@ -73,6 +73,9 @@ def test_accumulation_is_judged_against_the_cells_n_not_accelerates():
     assert verify_grad_accum(at_default).status == "unsupported"  # a default is verified too
     skipped = {"asked": 4, "steps": 4, "micro_steps": 40, "optimizer_steps": 10, "optimizer_stepped": 7}
     assert "made the optimizer step 7 time(s)" in verify_grad_accum(skipped).reason
+    # Steps the fp16 loss scaler skipped (overflow) are optimizer steps all the same.
+    scaled = {**skipped, "optimizer_skipped": 3}
+    assert verify_grad_accum(scaled).status is None
     wrong_batch = {"asked": 1, "steps": 1, "micro_steps": 10, "optimizer_steps": 10, "optimizer_stepped": 10,
                    "global_batch": 512, "observed_global_batch": 256.0}
     assert verify_grad_accum(wrong_batch).status == "invalid"

@@ -203,12 +203,12 @@ def test_verdict_names_the_fastest_and_calls_only_what_holm_decides(report):
     assert "tied with gru · cpu-1proc · fp32, gru · cpu-1proc · bf16" in lines[0]
     assert any(line.startswith("**Least memory:** gru · cpu-1proc · bf16: 380 MB") for line in lines)
     bf16 = next(line for line in lines if line.startswith("**cpu-1proc bf16**"))
-    # 2 bf16 seeds against 5: the smallest two-sided p is 2/21 = 0.095, never below Holm's 0.05/14;
+    # 2 bf16 seeds against 5: the smallest two-sided p is 2/21 = 0.095, never below Holm's 0.05/12;
     # inside the reference's range the time shows no difference, apart from it the throughput needs more seeds
     assert "time-to-target 21.0 s vs 13.0 s: no difference measured (1.63x, p 0.38, n = 2 vs 5)" in bf16
     assert "throughput 510 vs 1,000 samples/s: undecided, needs 6 seeds a side (0.52x, p 0.095, n = 2 vs 5)" in bf16
     ddp = next(line for line in lines if line.startswith("**cpu-ddp2 fp32**"))
-    # 5 v 5 with the ranges apart gives p = 2/252 = 0.0079: significant alone, not among 14 claims (Holm)
+    # 5 v 5 with the ranges apart gives p = 2/252 = 0.0079: significant alone, not among 12 claims (Holm)
     assert "throughput 1,800 vs 1,000 samples/s: undecided, needs 6 seeds a side (1.80x, p 0.0079, n = 5 vs 5)" in ddp
     assert "scaling efficiency 90% over 2 processes" in ddp
     assert any("cpu-1proc fp16" in line and "1 unsupported" in line for line in lines)
@@ -216,7 +216,7 @@ def test_verdict_names_the_fastest_and_calls_only_what_holm_decides(report):
     assert any("CUDA max allocated per rank 600 vs 1,000 MB" in line for line in beta)  # GPU: ranks by CUDA memory
     assert any("time-to-target 2.50 s vs 5.00 s: undecided, needs 6 seeds a side (0.50x, p 1, n = 1 vs 1)" in line
                for line in beta)
-    assert report.claims == 14 and report.alpha == 0.05
+    assert report.claims == 12 and report.alpha == 0.05  # the two convergence claims at 5/5 and 1/1 cannot decide: not counted
 
 
 def test_with_enough_seeds_a_difference_is_called_and_the_fastest_stands_alone():

@@ -62,10 +62,19 @@ def max_seeds_for(ratio: float, start: int, sigma: float = TTT_SPREAD, power: fl
     """The fewest seeds a side `--seeds auto` may go up to so that its design (start, that maximum)
     finds a real `ratio` (either way) at least `power` of the time at seed spread `sigma`; None when
     even `most` does not."""
-    for top in range(max(start, 5), most + 1):
-        if sequential_rates(stats.SequentialDesign(start, top), ratio, sigma, trials, seed=top)[0] >= power:
-            return top
-    return None
+    def finds(top: int) -> bool:
+        return sequential_rates(stats.SequentialDesign(start, top), ratio, sigma, trials, seed=top)[0] >= power
+
+    low, high = max(start, 5), most
+    if not finds(high):
+        return None
+    while low < high:  # power grows with the most seeds allowed: a binary search, not a scan
+        middle = (low + high) // 2
+        if finds(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def tables() -> str:

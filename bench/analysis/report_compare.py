@@ -147,8 +147,21 @@ def convergence_claim(row: dict[str, Any], base: dict[str, Any]) -> dict[str, An
     if not n or not m:
         return out
     out.update(p_value=float(fisher_exact([[a, n - a], [b, m - b]]).pvalue), larger=a / n > b / m, verdict=NO_DIFFERENCE,
-               min_p=float(fisher_exact([[n, 0], [0, m]]).pvalue), identical=a / n == b / m)
+               min_p=_fisher_min_p(a + b, n, m), identical=a / n == b / m)
     return out
+
+
+def _fisher_min_p(converged: int, n: int, m: int) -> float:
+    """The smallest p Fisher's exact test can give with these margins (`converged` of n + m seeds,
+    n on the candidate's side): the most lopsided table either way. 1 when every seed, or none,
+    converged: nothing could be told apart, and the claim takes no share of the report's alpha."""
+    if converged in (0, n + m):
+        return 1.0
+    tables = []
+    for a in (max(0, converged - m), min(n, converged)):
+        b = converged - a
+        tables.append(float(fisher_exact([[a, n - a], [b, m - b]]).pvalue))
+    return min(tables)
 
 
 def rankings(rows: list[dict[str, Any]]) -> dict[str, Any]:

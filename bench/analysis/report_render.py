@@ -58,10 +58,12 @@ def fmt_axes(axes: dict[str, Any] | None) -> str:
 def fmt_judged(judged: dict[str, Any] | None) -> str:
     """A comparison in a table cell: '0.80x faster (p 0.004)', '1.02x no difference measured (p 0.40,
     n = 5 vs 5)', '1.30x needs 7 seeds (n = 3 vs 3)', or a dash where one side has no numbers."""
-    if not judged or judged.get("ratio") is None:
+    if not judged or (judged.get("ratio") is None and not judged.get("conclusive")):
         return DASH
     n = f"n = {judged['n_candidate']} vs {judged['n_reference']}"
     p = f"p {judged['p_value']:.2g}" if judged.get("p_value") is not None else ""
+    if judged.get("ratio") is None:  # decided, with every seed of a side censored (none reached the target)
+        return f"{judged['verdict']} ({p}, {n})"
     if judged["conclusive"]:
         return f"{judged['ratio']:.2f}x {judged['verdict']} ({p})"
     if judged["verdict"] == "needs more seeds":

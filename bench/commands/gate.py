@@ -23,7 +23,7 @@ from bench.analysis.gate.judge import (
     package_differences,
 )
 from bench.analysis.gate.render import FORMATS, RENDERERS, render_markdown
-from bench.analysis.gate.side_by_side import BASE, CANDIDATE, GatePlan, load_folder, measure
+from bench.analysis.gate.side_by_side import BASE, CANDIDATE, GatePlan, load_folder, measure, repository_root
 from bench.errors import BenchError
 from bench.paths import MATRIX_CONFIGS_DIR, RESULTS_DIR
 from bench.results import write_atomic
@@ -50,6 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_MIN_CHANGE:.0%})")
     parser.add_argument("--folder", type=Path, metavar="DIR",
                         help="where the runs and the report go (default: results/gate-<time>)")
+    parser.add_argument("--allow-no-base", action="store_true",
+                        help="when the base cannot run, pass on the candidate's own targets alone (default: fail, inconclusive)")
     parser.add_argument("--judge-only", type=Path, metavar="DIR", help="judge a gate folder measured before; run nothing")
     parser.add_argument("--format", choices=FORMATS, default="text", help="the format of --out (default text)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the report, in --format, to FILE")
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         base_failure = "" if any(base_rounds) else "no base results in the folder"
     else:
         folder = args.folder or RESULTS_DIR / f"gate-{time.strftime('%Y%m%d-%H%M%S')}"
-        plan = GatePlan(Path.cwd(), args.base, args.matrix.resolve(), args.rounds, args.seeds_per_launch, folder.resolve())
+        plan = GatePlan(repository_root(Path.cwd()), args.base, args.matrix.resolve(), args.rounds, args.seeds_per_launch, folder.resolve())
         started = time.monotonic()
         base, candidate, notes = measure(plan, log=lambda line: print(f"gate: {line}", file=sys.stderr, flush=True))
         notes.append(f"Measured in {time.monotonic() - started:.0f} s.")
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if candidate.failure:
             raise BenchError(f"the candidate could not run: {candidate.failure}")
     if base_failure:
-        judgement = judge_alone(cand_rounds, base_failure)
+        judgement = judge_alone(cand_rounds, base_failure, allowed=args.allow_no_base)
     else:
         judgement = judge(base_rounds, cand_rounds, settings)
         judgement.notes += package_differences(sum(base_rounds, []), sum(cand_rounds, []))

@@ -361,6 +361,8 @@ class KnobProbe:
     optimizer_steps: int = 0
     inner_steps: int = 0
     """Steps the torch optimizer took (its step post hook)."""
+    skipped_steps: int = 0
+    """Optimizer steps the loss scaler skipped (fp16 overflow: accelerator.optimizer_step_was_skipped)."""
     local_samples: int = 0
     allreduce_calls: int = 0
     sync_pattern_ok: bool = True
@@ -425,6 +427,7 @@ class KnobProbe:
             self._calls_before = self.allreduce_calls
         if last:
             self.optimizer_steps += 1
+            self.skipped_steps += bool(getattr(accelerator, "optimizer_step_was_skipped", False))
         self._loss_sum = loss.float() if self._loss_sum is None else self._loss_sum + loss.float()
         if tokens is not None:
             self._tokens = (self._tokens or 0) + tokens
@@ -452,6 +455,7 @@ class KnobProbe:
             "grad_accum": {
                 "asked": self.asked_micro, "steps": self.micro_per_step, "micro_steps": self.micro_steps,
                 "optimizer_steps": self.optimizer_steps, "optimizer_stepped": self.inner_steps,
+                "optimizer_skipped": self.skipped_steps,
                 "sync_on_last_only": self.sync_pattern_ok if self.watching_sync else None,
                 "allreduce_calls": self.allreduce_calls if self.watching_sync else None,
             }

@@ -383,7 +383,8 @@ def max_over_ranks(accelerator: Accelerator, value: float) -> float:
 def observed_global_batch(accelerator: Accelerator, knobs: measure.KnobProbe) -> float | None:
     """Samples trained on per optimizer step, summed over ranks (None before any step)."""
     total = sum_over_ranks(accelerator, knobs.local_samples)[0]
-    return total / knobs.inner_steps if knobs.inner_steps else None
+    steps = knobs.inner_steps + knobs.skipped_steps  # a step the loss scaler skipped still consumed its batch
+    return total / steps if steps else None
 
 
 def sum_over_ranks(accelerator: Accelerator, *values: float) -> list[float]:

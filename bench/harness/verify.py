@@ -484,7 +484,8 @@ def verify_grad_accum(record: dict) -> Verdict:
         return Verdict("unsupported", f"grad_accum={asked} asked for but accelerate ran {n} micro-step(s) per optimizer "
                        "step (ACCELERATE_GRADIENT_ACCUMULATION_STEPS in the environment, or a DeepSpeed YAML, "
                        "overrides the Accelerator's argument)", {})
-    stepped = record.get("optimizer_stepped", record["optimizer_steps"])
+    # A step the fp16 loss scaler skipped (overflow) was an optimizer step all the same: counted apart.
+    stepped = record.get("optimizer_stepped", record["optimizer_steps"]) + record.get("optimizer_skipped", 0)
     if micro != stepped * asked:
         return Verdict("unsupported", f"grad_accum={asked} asked for but {micro} micro-steps made the optimizer step "
                        f"{stepped} time(s) (expected {micro / asked:g})", {})

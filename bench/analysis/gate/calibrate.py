@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from bench.analysis.gate.judge import judge
-from bench.analysis.gate.side_by_side import GatePlan, Side, compile_tree, git, run_round
+from bench.analysis.gate.side_by_side import GatePlan, Side, git, run_round, warm_up
 from bench.errors import BenchError
 from bench.paths import MATRIX_CONFIGS_DIR
 from bench.results import load_results
@@ -97,7 +97,7 @@ def measure(folder: Path, rounds: int, seeds_per_launch: int, fractions: list[fl
         tree = folder / "trees" / name
         git(scratch, "worktree", "add", "-q", "--detach", str(tree), rev)
         sides[name] = Side(name, tree, sys.executable)
-        compile_tree(sys.executable, tree)
+        warm_up(sys.executable, tree)
     plan = GatePlan(scratch, "HEAD", matrix, rounds, seeds_per_launch, folder)
     names = list(sides)
     for index in range(rounds):
@@ -122,6 +122,8 @@ def load_sides(folder: Path) -> dict[str, Side]:
 def rates(sides: dict[str, Side], gate_rounds: int = GATE_ROUNDS, seed: int = 0) -> dict[str, dict[str, float]]:
     """For A2 and each slow-down: the share of round subsets whose gate against A fails."""
     total = len(sides["A"].rounds)
+    if total < gate_rounds:
+        raise BenchError(f"{total} calibration rounds: at least {gate_rounds} are needed to form one gate")
     subsets = list(itertools.combinations(range(total), gate_rounds))
     if len(subsets) > SUBSETS:
         subsets = random.Random(seed).sample(subsets, SUBSETS)

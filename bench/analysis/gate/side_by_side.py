@@ -72,6 +72,14 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def repository_root(folder: Path) -> Path:
+    """The checkout `folder` is in (the gate may be started from a subfolder)."""
+    try:
+        return Path(git(folder, "rev-parse", "--show-toplevel"))
+    except BenchError:
+        raise BenchError(f"{folder} is not inside a git checkout: the gate compares two commits of one") from None
+
+
 def resolve(repo: Path, rev: str) -> str:
     """The full commit id of `rev`, or a one-line error naming it."""
     try:
@@ -106,7 +114,9 @@ def base_python(repo: Path, tree: Path, folder: Path, log: Callable[[str], None]
         return sys.executable, "Both sides have the same lock and ran in one environment."
     venv = folder / "base-venv"
     log(f"the base's lock differs: building its environment in {venv}")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+    if made.returncode != 0:
+        raise BenchError(f"cannot make a venv for the base: {made.stderr.strip()[-300:]}")
     pip = [str(venv / "bin" / "pip"), "install", "-q", "-c", str(theirs)]
     torch = next((line.strip() for line in theirs.read_text().splitlines() if line.startswith("torch==")), "torch")
     for args in ([torch], ["-e", str(tree)]):
@@ -116,10 +126,15 @@ def base_python(repo: Path, tree: Path, folder: Path, log: Callable[[str], None]
     return str(venv / "bin" / "python"), f"The base's lock differs from the candidate's: it ran in its own venv ({venv})."
 
 
-def compile_tree(python: str, tree: Path) -> None:
-    """Byte-compile a tree's packages, so that no side's first launch pays for it."""
+def warm_up(python: str, tree: Path) -> None:
+    """Byte-compile a tree's packages and import what a launch imports, once, so that neither
+    side's first launch alone pays for cold bytecode or a cold page cache (the base goes first in
+    round one)."""
     subprocess.run([python, "-m", "compileall", "-q", str(tree / "bench"), str(tree / "workloads")],
                    capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([python, "-c", "import torch, accelerate, transformers, sklearn, bench.harness.worker"],
+                   cwd=tree, env=env, capture_output=True)
 
 
 def round_matrix(plan: GatePlan, index: int) -> Path:
@@ -165,11 +180,14 @@ def measure(plan: GatePlan, log: Callable[[str], None] = print) -> tuple[Side, S
     tree = plan.folder / "base-src"
     check_out(plan.repo, base_commit, tree)
     try:
-        python, env_note = base_python(plan.repo, tree, plan.folder, log)
-        base = Side(BASE, tree, python)
         candidate = Side(CANDIDATE, plan.repo, sys.executable)
+        try:
+            python, env_note = base_python(plan.repo, tree, plan.folder, log)
+            base = Side(BASE, tree, python)
+        except BenchError as exc:  # the base cannot be installed: it cannot run
+            base, env_note = Side(BASE, tree, sys.executable, failure=str(exc)), str(exc)
         for side in (base, candidate):
-            compile_tree(side.python, side.tree)
+            warm_up(side.python, side.tree)
         for index in range(plan.rounds):
             order = (base, candidate) if index % 2 == 0 else (candidate, base)
             for side in order:

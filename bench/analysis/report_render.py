@@ -354,10 +354,12 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         + (f", run with `{meta['command']}`" if meta.get("command") else "")
         + (f"; {report.launch_seconds / 60:.1f} min of cell launches, end to end" if report.launch_seconds else "") + "."
     )
+    decided = (f"only when Holm's rule over all {report.claims} comparisons of this report decides it, so that the "
+               f"chance of any false call is at most {report.alpha:.2g}" if report.claims else
+               "only when an exact test decides it; at one seed a side none can, and this report calls no difference")
     out.append("Figures are medians over seeds with [min–max] where there are several; a comparison is a ratio over "
-               "seeds (Hodges-Lehmann) with an exact rank test, called a difference (and marked *) only when Holm's rule "
-               f"over all {report.claims} comparisons of this report decides it, so that the chance of any false call is "
-               f"at most {report.alpha:.2g}; column meanings and the statistics are in docs/report.md.")
+               f"seeds (Hodges-Lehmann) with an exact rank test, called a difference (and marked *) {decided}; "
+               "column meanings and the statistics are in docs/report.md.")
     for w in report.workloads:
         out += ["", f"## {w.name}", "", _target_line(w), ""]
         for line in w.data:  # the data files read, and whether cells read different content

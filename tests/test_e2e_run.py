@@ -104,7 +104,7 @@ def test_two_process_and_two_node_cells_are_really_synchronised(tmp_path):
         assert observed["backend"] == "gloo"
         assert observed["torch_threads"] == threads_per_rank(2)
         assert len(result["memory"]["per_rank"]["peak_rss_mb"]) == 2
-        assert result["batch"] == {"global": 64, "per_process": 32}
+        assert result["batch"] == {"global": 64, "per_process": 32, "observed_global": 64.0}  # observed: 2 ranks x 32
         # The loader as it fed the model: in-memory data, no workers; no pinning on a CPU, where
         # nothing crosses to a device; accelerate shards each global batch over the processes.
         assert result["loader"] == {"num_workers": 0, "pin_memory": False, "non_blocking": True,

@@ -37,6 +37,7 @@ def _gate(repo: Path, matrix: Path, folder: Path, alpha: float) -> subprocess.Co
                           cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow  # two real gates of 6 rounds: 6 min; under make test's second worker its noise hides 30% (docs/gate.md)
 def test_a_30_percent_slower_step_fails_the_gate_naming_the_cell_and_an_unchanged_commit_passes(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -31,7 +31,7 @@ from bench.errors import BenchError
 from bench.paths import MATRIX_CONFIGS_DIR
 from bench.results import load_results
 
-GATE_ROUNDS = 6
+GATE_ROUNDS = 8
 SUBSETS = 500
 TRAIN_STEP = "bench/harness/train.py"
 _STEP_START = "    with accelerator.autocast():\n        loss = workload.loss(model, batch)\n"
@@ -144,7 +144,7 @@ def rates(sides: dict[str, Side], gate_rounds: int = GATE_ROUNDS, seed: int = 0)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.analysis.gate.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seeds-per-launch", type=int, default=2)
+    parser.add_argument("--seeds-per-launch", type=int, default=1)
     parser.add_argument("--slowdowns", default="0.1,0.2,0.3", help="comma-separated fractions (0.2 = 20%% slower)")
     parser.add_argument("--matrix", type=Path, default=MATRIX_CONFIGS_DIR / "gate.yaml")
     parser.add_argument("--folder", type=Path, default=Path("results/gate-calibration"))

@@ -16,7 +16,7 @@ from bench.results import Result, load_results
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "results/baselines/cpu-2core-AMD-EPYC/cells/traffic-ae__cpu-1proc__fp32__s0.json"
 ROUNDS, SEEDS = 8, 1  # bench gate's defaults
-LAUNCH_SPREAD = 0.05  # lognormal sigma of a launch's figures against another's (docs/gate.md)
+LAUNCH_SPREAD = 0.13  # lognormal sigma of a launch's step median against another's, measured in CI (docs/gate.md)
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +61,23 @@ def test_an_unchanged_commit_passes_every_check(template):
     assert judgement.tests == 5 + 3 and verdicts(judgement, "val roc_auc") == [OK]
 
 
-def test_a_20_percent_slower_step_fails_naming_the_cell_and_figure(template):
+def test_a_much_slower_step_fails_naming_the_cell_and_figure(template):
     rng = np.random.default_rng(1)
-    judgement = judge(side(template, rng), side(template, rng, slower=1.2))
+    judgement = judge(side(template, rng), side(template, rng, slower=1.6))
     failed = {(c.cell, c.figure) for c in judgement.regressions}
     assert ("traffic-ae__cpu-1proc__fp32", "step_time_median_s") in failed
     assert "init_s" not in {figure for _, figure in failed}
 
 
-def test_unchanged_code_fails_at_most_alpha_of_the_time_and_a_20_percent_step_is_caught(template):
+def test_unchanged_code_fails_at_most_alpha_of_the_time_and_a_50_percent_step_is_caught(template):
+    # At the launch spread measured on the CI host the gate's error rate holds; its power is what the
+    # spread allows (docs/gate.md: about 70% at a 30% slowdown, measured; near certainty at 50%).
     rng = np.random.default_rng(2)
     trials = 200
     false_alarms = sum(not judge(side(template, rng), side(template, rng)).passed for _ in range(trials))
-    caught = sum(not judge(side(template, rng), side(template, rng, slower=1.2)).passed for _ in range(trials))
+    caught = sum(not judge(side(template, rng), side(template, rng, slower=1.5)).passed for _ in range(trials))
     assert false_alarms / trials <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / trials)
-    assert caught / trials >= 0.9
+    assert caught / trials >= 0.95
 
 
 def test_lost_coverage_fails_with_its_reason(template):

@@ -31,13 +31,13 @@ def _traffic_matrix(path: Path) -> Path:
 def _gate(repo: Path, matrix: Path, folder: Path, alpha: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     env.pop("BENCH_GATE_BASE", None)
-    return subprocess.run([sys.executable, "-m", "bench", "gate", "--matrix", str(matrix), "--rounds", "8",
+    return subprocess.run([sys.executable, "-m", "bench", "gate", "--matrix", str(matrix), "--rounds", "12",
                            "--seeds-per-launch", "1", "--alpha", str(alpha), "--folder", str(folder),
                            "--format", "json", "--out", str(folder / "gate.json")],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.slow  # two real gates of 8 rounds: about 8 min; under make test's second worker its noise hides 30% (docs/gate.md)
+@pytest.mark.slow  # two real gates of 12 rounds (one cell): about 10 min; beside make test's other worker the noise hid 30%
 def test_a_30_percent_slower_step_fails_the_gate_naming_the_cell_and_an_unchanged_commit_passes(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench.analysis.gate.metrics import CLOCK_AND_MEMORY, GateMetric
 from bench.analysis.stats import GREATER, LESS, RankTest, rank_sum_test, signed_rank_test, tarone_bonferroni
@@ -232,15 +232,11 @@ def _decide(checks: list[Check], pending: list[_Pending], settings: GateSettings
         if not reject:
             continue
         if item.metric is not None and item.test.estimate < 1 + settings.min_change:
-            checks[item.index] = _with(check, why=f"{check.why}; significant but under the {settings.min_change:.0%} "
+            checks[item.index] = replace(check, why=f"{check.why}; significant but under the {settings.min_change:.0%} "
                                                   "that fails the gate")
             continue
-        checks[item.index] = _with(check, verdict=REGRESSION, why=f"{check.why}; p {item.test.p_value:.2g} <= {level:.2g}")
+        checks[item.index] = replace(check, verdict=REGRESSION, why=f"{check.why}; p {item.test.p_value:.2g} <= {level:.2g}")
     return level, len(pending)
-
-
-def _with(check: Check, **changes: object) -> Check:
-    return Check(**{**check.__dict__, **changes})
 
 
 def judge(base: Rounds, candidate: Rounds, settings: GateSettings | None = None) -> Judgement:

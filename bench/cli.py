@@ -28,6 +28,7 @@ COMMANDS = {
     "compare": "judge a candidate run against a baseline (or the committed one for this hardware); exit 1 on a regression",
     "gate": "measure the base commit and this checkout side by side and judge the change over seeds; exit 1 on a regression",
     "doctor": "assert and record the facts every verdict on this host rests on (peaks, TF32, autocast, FSDP2, one cell of each kind)",
+    "tune": "find the fastest Accelerate setup to target on this host: prune, race, run the finalists to target, recommend",
     "env": "print what every result records about this machine (cores, memory, CPU flags, GPUs, CUDA, load), for a bug report",
 }
 

@@ -1,0 +1,248 @@
+"""`bench tune`, top to bottom: reference, prune, race, finals, recommendation.
+
+Every stage runs its cells with the runner every `bench run` uses (bench.harness.runner.run_cells),
+into one folder:
+
+    <folder>/to-target/   the reference and the finalists, each run to target with seeds: a run
+                          directory like any other (`bench report <folder>/to-target` reads it)
+    <folder>/race/        the probes, one launch each
+    <folder>/tune.json    what was decided, with every candidate's fate (bench.analysis.tune.record)
+
+Each stage's decisions depend only on the results in the folder, so running the same command
+again continues where it stopped (completed cells are not run again): that is `--resume`, and,
+since the default folder is named after the host's hardware fingerprint, the lock and the
+request, a cache too.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import stats
+from bench.analysis.tune.facts import cold_compile_floor
+from bench.analysis.tune.finals import Finalist, Verdict, judge_finals
+from bench.analysis.tune.race import (
+    Drop,
+    Probe,
+    RaceSettings,
+    RaceState,
+    choose_leader,
+    finalists,
+    judge_round,
+    projected_seconds,
+)
+from bench.analysis.tune.space import (
+    Candidate,
+    HostFacts,
+    Pruned,
+    SearchSpace,
+    enumerate_candidates,
+    prune,
+    reference_candidate,
+    with_reference,
+)
+from bench.cells import Budget, Cell
+from bench.errors import BenchError
+from bench.harness.executor import ExecutorOptions
+from bench.harness.matrix import Host, load_matrix
+from bench.harness.measure import precision_flags
+from bench.harness.runner import run_cells
+from bench.results import Result
+
+RACE_SEED_BASE = 1000
+"""Probe seeds: 1000 + 100 * round + probe, apart from the to-target seeds 0..n-1."""
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """What the user asked `bench tune` for."""
+
+    workload: str
+    variant: str
+    space: SearchSpace
+    matrix: str
+    """The matrix whose settings (budget, params, timeout) the workload trains with."""
+    folder: Path
+    seeds: int = 5
+    """Seeds each to-target run (the reference, each finalist) gets."""
+    race: RaceSettings = field(default_factory=RaceSettings)
+    budget_s: float | None = None
+    """Stop racing once the next round would pass this many seconds of the whole tune; None: no limit."""
+    executor: ExecutorOptions | None = None
+    command: str = ""
+
+
+@dataclass
+class TuneOutcome:
+    """Everything `bench tune` decided, as bench.analysis.tune.record writes and renders it."""
+
+    request: TuneRequest
+    reference: Candidate
+    pruned: list[Pruned]
+    raced: list[Candidate]
+    race: RaceState
+    behind: list[Candidate]
+    """Alive after the race but behind the finalists by median: not run to target."""
+    finals: list[Finalist]
+    verdict: Verdict
+    steps_to_target: int
+    facts: HostFacts
+    wall_s: float
+    rounds_run: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    """The workload as the chosen matrix trains it."""
+
+    budget: Budget
+    params: dict[str, Any]
+    timeout_s: float
+
+
+def workload_settings(matrix: str, workload: str, variant: str) -> WorkloadSettings:
+    """The budget, params and timeout `matrix` gives `workload`'s `variant`; one line if it has none."""
+    for cell in load_matrix(matrix, seeds=1):
+        if cell.kind == "train" and cell.workload == workload and cell.variant == variant:
+            return WorkloadSettings(cell.budget, dict(cell.params), cell.timeout_s)
+    raise BenchError(f"matrix {matrix!r} does not train {workload} variant {variant!r}; name a matrix that does (--matrix)")
+
+
+def tune(request: TuneRequest) -> TuneOutcome:
+    started = time.monotonic()
+    host = Host.detect()
+    settings = workload_settings(request.matrix, request.workload, request.variant)
+    facts = HostFacts(host, tuple(precision_flags()))
+    reference = reference_candidate(host)
+    candidates = with_reference(enumerate_candidates(request.space), reference)
+
+    say(f"1/4 reference: {reference.label} to target, {request.seeds} seeds")
+    ref = Finalist(reference, _to_target(request, settings, [reference])[reference])
+    steps = reference_steps(ref)
+    facts.reference_slowest_s = max(stats.finite(ref.time_to_target()))
+
+    kept, pruned = prune(candidates, request.workload, request.variant, settings.params, facts)
+    if any(c.compile != "none" for c in kept):
+        facts.cold_compile_floor_s = cold_compile_floor()
+        kept, more = prune(kept, request.workload, request.variant, settings.params, facts)
+        pruned += more
+    say(f"2/4 pruned {len(pruned)} of {len(candidates)} candidates; racing {len(kept)}")
+
+    state, rounds_run = _race(request, settings, kept, reference, steps, started)
+    alive = state.alive(kept)
+    chosen, behind = finalists(state, alive, reference, request.race.finalists)
+    say(f"4/4 finals: {', '.join(c.label for c in chosen) or 'none'} to target beside the reference")
+    runs = _to_target(request, settings, chosen)
+    finals = [Finalist(c, runs[c]) for c in chosen]
+    higher = ref.results[0].target.higher if ref.results[0].target else True
+    verdict = judge_finals(finals, ref, higher, request.race.alpha)
+    return TuneOutcome(request, reference, pruned, kept, state, behind, [ref] + finals, verdict, steps, facts,
+                       time.monotonic() - started, rounds_run)
+
+
+def say(message: str) -> None:
+    print(f"tune: {message}", file=sys.stderr, flush=True)
+
+
+def reference_steps(reference: Finalist) -> int:
+    """The reference's median optimizer steps to target: the work every probe is projected to.
+    One line and no race when the reference does not reach its target (nothing to hold others to)."""
+    steps = [r.timings.extra.get("steps") for r in reference.results if r.status == "converged"]
+    if len(steps) * 2 <= len(reference.results):
+        statuses = ", ".join(sorted({f"{r.status}: {r.reason}".rstrip(": ") for r in reference.results}))
+        raise BenchError(f"the reference {reference.candidate.label} reached the target in {len(steps)} of "
+                         f"{len(reference.results)} seeds ({statuses}); tune needs a reference that converges "
+                         "(a larger budget in the matrix, or another --matrix)")
+    return int(stats.median([float(s) for s in steps]) or 1)
+
+
+def _to_target(request: TuneRequest, settings: WorkloadSettings, candidates: list[Candidate]) -> dict[Candidate, list[Result]]:
+    """Each candidate run to target with the request's seeds (sharing a launch, as `bench run` runs them)."""
+    if not candidates:
+        return {}
+    cells = [c.cell(request.workload, request.variant, seed, settings.budget, settings.params, settings.timeout_s)
+             for c in candidates for seed in range(request.seeds)]
+    return _grouped(cells, run_cells(cells, request.folder / "to-target", _meta(request, "to-target"), request.executor))
+
+
+def _race(request: TuneRequest, settings: WorkloadSettings, kept: list[Candidate], reference: Candidate,
+          steps: int, started: float) -> tuple[RaceState, int]:
+    """Successive halving (bench.analysis.tune.race) until one candidate is left, the rounds are
+    spent, or the next round would pass the budget."""
+    state = RaceState()
+    budget = Budget(max_epochs=settings.budget.max_epochs, max_seconds=settings.budget.max_seconds,
+                    max_steps=min(steps, request.race.probe_steps))
+    rounds_run = 0
+    for round_ in range(1, request.race.rounds + 1):
+        alive = state.alive(kept)
+        if len(alive) <= 1 or (round_ > 1 and len([c for c in alive if c != reference]) <= request.race.finalists):
+            break
+        if _over_budget(request, state, alive, started):
+            say(f"3/4 race: the budget leaves no time for round {round_}; racing stops")
+            break
+        leader = choose_leader(state, alive, reference)
+        say(f"3/4 race round {round_}: {len(alive)} candidates, leader {leader.label}")
+        _probe_round(request, settings, budget, state, round_, alive, leader, steps)
+        state.drops += judge_round(state, round_, leader, alive, request.race)
+        rounds_run = round_
+    return state, rounds_run
+
+
+def _probe_round(request: TuneRequest, settings: WorkloadSettings, budget: Budget, state: RaceState, round_: int,
+                 alive: list[Candidate], leader: Candidate, steps: int) -> None:
+    """The round's probes, one launch each, interleaved: slot i launches probe i of every candidate
+    that gets that many, in an order rotated by one each slot (and reversed in even rounds)."""
+    race = request.race
+    order = alive if round_ % 2 else alive[::-1]
+    wanted = {c: race.leader_probes if c == leader else race.probes for c in order}
+    for slot in range(max(wanted.values())):
+        rotated = order[slot % len(order):] + order[:slot % len(order)]
+        seed = RACE_SEED_BASE + 100 * round_ + slot
+        cells = [c.cell(request.workload, request.variant, seed, budget, settings.params, settings.timeout_s)
+                 for c in rotated if wanted[c] > slot]
+        results = run_cells(cells, request.folder / "race", _meta(request, "race"), request.executor)
+        for cell in cells:
+            result = next((Result.from_dict(r) for r in results if r["cell"]["id"] == cell.id), None)
+            state.probes.append(_probe(Candidate.of(cell), round_, seed, result, steps))
+
+
+def _probe(candidate: Candidate, round_: int, seed: int, result: Result | None, steps: int) -> Probe:
+    if result is None:
+        return Probe(candidate, round_, seed, None, "missing", "no result was written")
+    return Probe(candidate, round_, seed, projected_seconds(result, steps), result.status, result.reason,
+                 result.cell_wall_s)
+
+
+def _over_budget(request: TuneRequest, state: RaceState, alive: list[Candidate], started: float) -> bool:
+    """Whether the next round, at the probes' median cost so far, would pass the budget."""
+    if request.budget_s is None:
+        return False
+    elapsed = time.monotonic() - started
+    per_probe = stats.median([p.wall_s for p in state.probes if p.wall_s]) or 0.0
+    estimate = per_probe * (request.race.probes * len(alive) + request.race.leader_probes)
+    return elapsed + estimate > request.budget_s
+
+
+def _grouped(cells: list[Cell], results: list[dict[str, Any]]) -> dict[Candidate, list[Result]]:
+    by_id = {r["cell"]["id"]: Result.from_dict(r) for r in results}
+    out: dict[Candidate, list[Result]] = {}
+    for cell in cells:
+        if cell.id in by_id:
+            out.setdefault(Candidate.of(cell), []).append(by_id[cell.id])
+    return out
+
+
+def _meta(request: TuneRequest, stage: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"matrix": request.matrix, "command": request.command, "seeds": request.seeds,
+                            "filters": {"workload": request.workload}, "tune": {"stage": stage, "variant": request.variant}}
+    if request.executor is not None:
+        meta["executor"] = request.executor.describe()
+    return meta
+
+
+__all__ = ["Drop", "TuneOutcome", "TuneRequest", "tune", "workload_settings"]

@@ -217,3 +217,20 @@ def test_the_written_config_is_one_accelerate_loads_with_the_recommended_precisi
     assert "mixed_precision: bf16" in text and "gradient_accumulation_steps=2" in text
     compiled = accelerate_config(Candidate("cpu-1proc", "fp32", compile="inductor"))
     assert "dynamo_backend: INDUCTOR" in compiled and "mixed_precision: 'no'" in compiled
+
+
+# -- planning for a partition from a login node ------------------------------------------------------
+
+
+def test_a_declared_partition_plans_gpu_setups_that_this_gpu_less_host_would_skip():
+    from bench.cells import Cell
+    from bench.harness.matrix import parse_capability, skip_reason
+
+    cell = Cell("traffic", "ae", "gpu-ddp8", "bf16", 0)
+    topology = load_topology("gpu-ddp8")
+    assert "needs 8 GPU(s), found 0" in skip_reason(cell, topology, CPU_HOST)
+    h100s = Host.declared(8, parse_capability("9.0"))
+    assert skip_reason(cell, topology, h100s) is None
+    assert "needs a GPU with native bf16" in skip_reason(cell, topology, Host.declared(8, parse_capability("7.0")))
+    # the tune's candidates on such nodes: gpu-ddp8 bf16 is raced, the CPU's fp16 fallback does not apply
+    assert prune_reason(Candidate("gpu-ddp8", "bf16"), "traffic", "ae", {}, HostFacts(h100s)) is None

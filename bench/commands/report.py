@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise BenchError(f"{out_dir}: cannot write the report's plots ({exc.strerror or exc})") from None
         command = shlex.join(["python", "-m", "bench", "report", *sys.argv[2:]]) if sys.argv[1:2] == ["report"] else None
-        text = render_markdown(report, plots, extra, command)
+        text = render_markdown(report, plots, extra, command) + _tune_section(run_dir)
     path = out_dir / FILES[args.format]
     try:
         write_atomic(path, text)  # whole or not at all: a failed write leaves the previous report
@@ -85,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
     print(f"report written to {path}")
     return 0
+
+
+def _tune_section(run_dir: Path) -> str:
+    """The tune's own account (its tune.md, one heading level down), when `run_dir` is the
+    to-target run of a `bench tune` (bench/analysis/tune/tuner.py): why each setup lost."""
+    tune_md = run_dir.parent / "tune.md"
+    if run_dir.name != "to-target" or not tune_md.is_file():
+        return ""
+    lines = tune_md.read_text().splitlines()
+    body = ["#" + line if line.startswith("#") else line for line in lines]
+    return "\n\n" + "\n".join(body) + "\n"
 
 
 def _parquet(run_dir: Path, out: str | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -93,6 +94,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jobs", type=int, metavar="N", help="slurm: at most N jobs of the run at once (default 8)")
     parser.add_argument("--sbatch", action="append", metavar="OPTION=VALUE",
                         help="slurm: a further sbatch option (repeatable), e.g. --sbatch constraint=a100")
+    parser.add_argument("--gpus", type=int, metavar="N",
+                        help="slurm: plan the cells for nodes with N GPUs (the partition's, declared from a login node "
+                             "that has none) instead of this host's")
+    parser.add_argument("--gpu-capability", metavar="MAJOR.MINOR",
+                        help="with --gpus: their CUDA compute capability (9.0 for an H100; decides bf16, TF32 and fp8)")
     parser.add_argument("--cluster", choices=("slurm", "local"),
                         help="slurm: `local` runs the jobs through submitit's LocalExecutor on this host (the same "
                              "code path, no cluster; for trying a matrix out and for tests)")
@@ -146,10 +152,11 @@ def run(args: argparse.Namespace) -> int:
     if args.log_with:
         cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
     options = _executor(args, run_dir)
+    host = _declared_host(args, options)
     if args.dry_run:
         if args.resume:
             refuse_changed_cells(cells, run_dir)  # what the real resume would refuse
-        planned = plan(cells, run_dir, Host.detect())
+        planned = plan(cells, run_dir, host or Host.detect())
         print_dry_run(planned)
         # Write the cell files the printed commands name, so that each command runs as printed,
         # e.g. once per node on a cluster (scripts/slurm-multinode.sbatch).
@@ -172,12 +179,14 @@ def run(args: argparse.Namespace) -> int:
         meta["seeds_auto"] = auto_record or {"start": start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
     if options is not None:
         meta["executor"] = options.describe()
+    if host is not None:
+        meta["planned_for"] = dataclasses.asdict(host)
     print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}" + (" in its first round (--seeds auto)" if auto else ""),
           file=sys.stderr)
     if auto:
-        results = run_rounds(cells, run_dir, meta, options, start, args.max_seeds)
+        results = run_rounds(cells, run_dir, meta, options, start, args.max_seeds, host)
     else:
-        results = run_cells(cells, run_dir, meta, options)
+        results = run_cells(cells, run_dir, meta, options, host)
     print(summary_table(results))
     if auto:
         print("\n" + "\n".join(summary_lines(run_dir)))
@@ -186,6 +195,22 @@ def run(args: argparse.Namespace) -> int:
     launched_s = sum(r.get("cell_wall_s") or 0.0 for r in results)
     print(f"\n{len(results)} cells in {run_dir} ({launched_s / 60:.1f} min of launches); {len(bad)} failed or invalid")
     return 1 if bad else 0
+
+
+def _declared_host(args: argparse.Namespace, options) -> Host | None:
+    """With --gpus (slurm only): the partition's nodes as declared, which the cells are planned
+    against instead of this (login) host; None: plan against this host."""
+    if args.gpus is None:
+        if args.gpu_capability:
+            raise BenchError("--gpu-capability goes with --gpus N")
+        return None
+    if options is None or options.type != "slurm":
+        raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
+    if args.gpus < 0:
+        raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
+    from bench.harness.matrix import parse_capability
+
+    return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
 
 
 def _executor(args: argparse.Namespace, run_dir: Path):

@@ -113,7 +113,8 @@ def _with_seed(template, seed: int):
     return dataclasses.replace(template, seed=seed, save_checkpoint=None)
 
 
-def run_rounds(cells: list, run_dir: Path, meta: dict[str, Any], options, start: int, max_seeds: int) -> list[dict[str, Any]]:
+def run_rounds(cells: list, run_dir: Path, meta: dict[str, Any], options, start: int, max_seeds: int,
+               host=None) -> list[dict[str, Any]]:
     """Round after round until no configuration needs a seed; every result of the rounds, in cell order."""
     templates = _templates(cells)
     results: dict[str, dict[str, Any]] = {}
@@ -122,7 +123,7 @@ def run_rounds(cells: list, run_dir: Path, meta: dict[str, Any], options, start:
     rounds = (meta.get("seeds_auto") or {}).get("rounds", 0)
     while True:
         rounds += 1
-        for result in run_cells(pending, run_dir, meta, options):
+        for result in run_cells(pending, run_dir, meta, options, host):
             cell_id = result["cell"]["id"]
             order += [] if cell_id in results else [cell_id]
             results[cell_id] = result

@@ -54,6 +54,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", type=Path, metavar="DIR", help="where the tune goes (default: results/tune-<request and hardware>)")
     parser.add_argument("--resume", metavar="DIR|ID", help="continue the tune in this folder (or results/ID)")
     parser.add_argument("--fresh", action="store_true", help="start over in a new folder, whatever is cached")
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local",
+                        help="where the cells run: this host (default) or one SLURM job each (docs/cluster.md)")
+    parser.add_argument("--partition", help="slurm: the partition to submit to")
+    parser.add_argument("--account", help="slurm: the account to charge")
+    parser.add_argument("--cluster", choices=("slurm", "local"),
+                        help="slurm: `local` runs the jobs through submitit's LocalExecutor on this host")
+    parser.add_argument("--gpus", type=int, metavar="N",
+                        help="plan for nodes with N GPUs (a partition's, from a login node) instead of this host's")
+    parser.add_argument("--gpu-capability", metavar="MAJOR.MINOR",
+                        help="with --gpus: their CUDA compute capability (9.0 for an H100; decides bf16, TF32 and fp8)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.analysis.tune.race import RaceSettings
     from bench.analysis.tune.space import SearchSpace, default_topologies, validate_space
     from bench.analysis.tune.tuner import TuneRequest, tune
-    from bench.harness.matrix import Host
     from bench.harness.measure import hardware
 
-    host = Host.detect()
+    host = _planned_host(args)
+    executor = _executor_options(args)
     workload, variant, matrix = _workload(args.workload, args.matrix or ("gpu" if host.gpus else "cpu"))
     space = SearchSpace(
         topologies=tuple(args.config) if args.config else default_topologies(host),
@@ -75,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     race = _race_settings(args, RaceSettings)
     if args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
-    fingerprint = _fingerprint(hardware(), workload, variant, matrix, space, race, args.seeds)
+    fingerprint = _fingerprint(hardware(), workload, variant, matrix, space, race, args.seeds, host)
     folder = _folder(args, workload, variant, fingerprint)
     cached = folder / "tune.json"
     if cached.exists() and not args.resume and not args.fresh:
@@ -90,14 +100,43 @@ def run(args: argparse.Namespace) -> int:
     from bench.data.datasets import preflight
 
     preflight([workload])
-    request = TuneRequest(workload, variant, space, matrix, folder, args.seeds, race, _seconds(args.budget),
-                          command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
+    request = TuneRequest(workload, variant, space, matrix, folder, args.seeds, race, _seconds(args.budget), executor,
+                          host if args.gpus is not None else None, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
     print(f"tune: {workload} ({variant}) -> {folder}", file=sys.stderr)
     outcome = tune(request)
     markdown = record.write(outcome, hardware()["hardware_class"], folder / "best.yaml")
     print(markdown)
+    print(f"tune: the full report of the runs to target: python -m bench report {folder / 'to-target'}", file=sys.stderr)
     _copy_config(folder, args.write_config)
     return 0
+
+
+def _planned_host(args: argparse.Namespace):
+    """This host, detected; or, with --gpus, nodes of N GPUs of the declared capability."""
+    from bench.harness.matrix import Host, parse_capability
+
+    if args.gpus is None:
+        if args.gpu_capability:
+            raise BenchError("--gpu-capability goes with --gpus N")
+        return Host.detect()
+    if args.gpus < 0:
+        raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
+    return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
+
+
+def _executor_options(args: argparse.Namespace):
+    """None for this host's executor; SLURM options checked before anything is planned."""
+    if args.executor == "local":
+        if args.partition or args.account or args.cluster:
+            raise BenchError("--partition, --account and --cluster go with --executor slurm")
+        return None
+    from bench.harness.executor import executor_options
+    from bench.harness.executor_slurm import check_cluster
+
+    options = executor_options({}, {"type": "slurm", "partition": args.partition, "account": args.account,
+                                    "cluster": args.cluster}, "tune: executor")
+    check_cluster(options)
+    return options
 
 
 def _workload(name: str, matrix: str) -> tuple[str, str, str]:
@@ -154,7 +193,7 @@ def _seconds(raw: str | None) -> float | None:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def _fingerprint(hardware: dict, workload: str, variant: str, matrix: str, space, race, seeds: int) -> dict:
+def _fingerprint(hardware: dict, workload: str, variant: str, matrix: str, space, race, seeds: int, host) -> dict:
     """What the tune's answer depends on: the hardware (cores, flags, GPUs), the lock, the request."""
     from dataclasses import asdict
 
@@ -162,7 +201,7 @@ def _fingerprint(hardware: dict, workload: str, variant: str, matrix: str, space
     return {"hardware": {k: hardware[k] for k in ("cpu_model", "cpu_count", "cpu_precision_flags", "gpus")},
             "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
             "request": {"workload": workload, "variant": variant, "matrix": matrix, "space": asdict(space),
-                        "race": asdict(race), "seeds": seeds}}
+                        "race": asdict(race), "seeds": seeds, "planned_for": asdict(host)}}
 
 
 def _folder(args: argparse.Namespace, workload: str, variant: str, fingerprint: dict) -> Path:

@@ -290,6 +290,24 @@ class Host:
                    gpu_capability=tuple(capability) if capability else None)
 
 
+    @classmethod
+    def declared(cls, gpus: int, capability: tuple[int, int] | None) -> Host:
+        """Nodes of `gpus` GPUs of this CUDA compute capability, as declared for a SLURM partition
+        planned from a login node (which has none): native bf16 from 8.0 (Ampere); the fp8 backends
+        are this host's installed packages, which the jobs share."""
+        fp8 = next((m for m in FP8_BACKENDS if importlib.util.find_spec(m)), None)
+        return cls(gpus=gpus, bf16_gpu=bool(capability and capability >= (8, 0)), fp8_backend=fp8,
+                   gpu_capability=capability)
+
+
+def parse_capability(raw: str) -> tuple[int, int]:
+    """"9.0" -> (9, 0); a one-line error otherwise."""
+    major, _, minor = raw.partition(".")
+    if not (major.isdigit() and (minor.isdigit() or not minor)):
+        raise BenchError(f"--gpu-capability: expected MAJOR.MINOR such as 9.0, got {raw!r}")
+    return int(major), int(minor or 0)
+
+
 # Asked in a child process: is_bf16_supported() and get_device_capability() initialise CUDA on
 # device 0, and a context held by the long-lived runner makes every cell's rank 0 fail on a GPU in
 # exclusive-process mode.

@@ -109,10 +109,12 @@ def print_dry_run(planned: list[dict[str, Any]]) -> None:
 
 
 def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
-              options: ExecutorOptions | None = None) -> list[dict[str, Any]]:
+              options: ExecutorOptions | None = None, host: Host | None = None) -> list[dict[str, Any]]:
     """Run every cell not yet completed in `run_dir`; return all results in cell order. `options`
-    other than the default (one local cell at a time) hand the launches to another executor."""
-    host = Host.detect()
+    other than the default (one local cell at a time) hand the launches to another executor.
+    `host`: what the cells are planned against (GPUs, bf16, fp8), where it is not this host (a
+    SLURM partition's nodes, declared); default: this host, detected."""
+    host = host or Host.detect()
     refuse_changed_cells(cells, run_dir)
     planned = plan(cells, run_dir, host)
     results: dict[str, dict[str, Any]] = {}

@@ -73,6 +73,9 @@ class TuneRequest:
     budget_s: float | None = None
     """Stop racing once the next round would pass this many seconds of the whole tune; None: no limit."""
     executor: ExecutorOptions | None = None
+    host: Host | None = None
+    """The hardware the cells run on, where it is not this host (a SLURM partition's nodes, declared
+    with --gpus); None: this host, detected."""
     command: str = ""
 
 
@@ -115,7 +118,7 @@ def workload_settings(matrix: str, workload: str, variant: str) -> WorkloadSetti
 
 def tune(request: TuneRequest) -> TuneOutcome:
     started = time.monotonic()
-    host = Host.detect()
+    host = request.host or Host.detect()
     settings = workload_settings(request.matrix, request.workload, request.variant)
     facts = HostFacts(host, tuple(precision_flags()))
     reference = reference_candidate(host)
@@ -167,21 +170,22 @@ def _to_target(request: TuneRequest, settings: WorkloadSettings, candidates: lis
         return {}
     cells = [c.cell(request.workload, request.variant, seed, settings.budget, settings.params, settings.timeout_s)
              for c in candidates for seed in range(request.seeds)]
-    return _grouped(cells, run_cells(cells, request.folder / "to-target", _meta(request, "to-target"), request.executor))
+    return _grouped(cells, run_cells(cells, request.folder / "to-target", _meta(request, "to-target"), request.executor,
+                                      request.host))
 
 
 def _race(request: TuneRequest, settings: WorkloadSettings, kept: list[Candidate], reference: Candidate,
           steps: int, started: float) -> tuple[RaceState, int]:
-    """Successive halving (bench.analysis.tune.race) until one candidate is left, the rounds are
-    spent, or the next round would pass the budget."""
+    """Successive halving (bench.analysis.tune.race) until no more are left than go to the finals,
+    the rounds are spent, or the next round would pass the budget."""
     state = RaceState()
     budget = Budget(max_epochs=settings.budget.max_epochs, max_seconds=settings.budget.max_seconds,
                     max_steps=min(steps, request.race.probe_steps))
     rounds_run = 0
     for round_ in range(1, request.race.rounds + 1):
         alive = state.alive(kept)
-        if len(alive) <= 1 or (round_ > 1 and len([c for c in alive if c != reference]) <= request.race.finalists):
-            break
+        if len([c for c in alive if c != reference]) <= request.race.finalists:
+            break  # every one left goes to the finals anyway
         if _over_budget(request, state, alive, started):
             say(f"3/4 race: the budget leaves no time for round {round_}; racing stops")
             break
@@ -205,7 +209,7 @@ def _probe_round(request: TuneRequest, settings: WorkloadSettings, budget: Budge
         seed = RACE_SEED_BASE + 100 * round_ + slot
         cells = [c.cell(request.workload, request.variant, seed, budget, settings.params, settings.timeout_s)
                  for c in rotated if wanted[c] > slot]
-        results = run_cells(cells, request.folder / "race", _meta(request, "race"), request.executor)
+        results = run_cells(cells, request.folder / "race", _meta(request, "race"), request.executor, request.host)
         for cell in cells:
             result = next((Result.from_dict(r) for r in results if r["cell"]["id"] == cell.id), None)
             state.probes.append(_probe(Candidate.of(cell), round_, seed, result, steps))

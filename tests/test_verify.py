@@ -268,3 +268,18 @@ def test_an_fsdp_config_on_the_cpu_records_ddp_in_fp32(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(out.read_text())
     assert (seen["distributed_type"], seen["by"], seen["dtype"]) == ("MULTI_CPU", "DDP", "fp32")
+
+
+def test_the_sharding_check_never_passes_on_an_empty_optimizer_state():
+    """ZeRO-1 shards the optimizer state; after a probe step skipped for fp16 overflow no rank holds
+    any, which once read as "each rank holds at most 3/4 of it": sharded."""
+    from bench.harness.verify import verify_sharding
+
+    zero1 = {"family": "deepspeed", "stage": 1, "shards": "optimizer"}
+    empty = [{"param_elements": 100, "optimizer_state_elements": 0}] * 2
+    verdict = verify_sharding(empty, 100, 200, zero1, "DEEPSPEED")
+    assert verdict.status == "invalid" and "hold 0 of the model's 200 optimizer state elements" in verdict.reason
+    halves = [{"param_elements": 100, "optimizer_state_elements": 100}] * 2
+    assert verify_sharding(halves, 100, 200, zero1, "DEEPSPEED").status is None
+    whole = [{"param_elements": 100, "optimizer_state_elements": 200}] * 2
+    assert verify_sharding(whole, 100, 200, zero1, "MULTI_CPU").status == "unsupported"

@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, metavar="N", help="race rounds at most (default 2)")
     parser.add_argument("--probes", type=int, metavar="N", help="probes per candidate and round (default 2)")
     parser.add_argument("--leader-probes", type=int, metavar="N", help="probes of each round's leader (default 8)")
-    parser.add_argument("--probe-steps", type=int, metavar="N", help="optimizer steps a probe trains at most (default 200)")
+    parser.add_argument("--probe-steps", type=int, metavar="N", help="optimizer steps a probe trains at most (default 50)")
     parser.add_argument("--alpha", type=float, metavar="A",
                         help="the most often the race may drop the fastest setup, and the finals make any false claim (default 0.05)")
     parser.add_argument("--budget", metavar="DURATION", help="stop racing once the next round would pass it: 90s, 20m, 1h")

@@ -537,13 +537,21 @@ def rank_holdings(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Non
 
 def verify_sharding(per_rank: list[dict], full_params: int, full_state: int, sharding: dict, distributed_type: str) -> Verdict:
     """Sharding is in effect when what the config shards is held by each rank only in part
-    (at most 3/4 of the whole, which allows for unsharded small layers and padding)."""
+    (at most 3/4 of the whole, which allows for unsharded small layers and padding) and by the
+    ranks together in whole; a probe whose ranks together hold less (an empty optimizer state)
+    checks nothing and is invalid, never a vacuous pass."""
     world = len(per_rank)
     key, full = (("param_elements", full_params) if sharding["shards"] == "params"
                  else ("optimizer_state_elements", full_state))
-    largest = max(r[key] for r in per_rank)
+    largest, held = max(r[key] for r in per_rank), sum(r[key] for r in per_rank)
     observed = {"world": world, "full_param_elements": full_params, "full_optimizer_state_elements": full_state,
-                "per_rank": per_rank, "checked": key, "sharded": world > 1 and largest <= 0.75 * full}
+                "per_rank": per_rank, "checked": key, "sharded": world > 1 and largest <= 0.75 * full <= held}
+    if held < full:
+        # Not a pass by default: ranks holding too little of it together (none at all, when the probe's
+        # optimizer step was skipped, as a first fp16 step on overflow is) say nothing about sharding.
+        return Verdict("invalid", f"sharding cannot be checked: the ranks together hold {held:,} of the model's "
+                       f"{full:,} {key.replace('_', ' ')} after the probe step (a skipped optimizer step leaves no "
+                       "state to count)", {"sharding": observed})
     if not observed["sharded"]:
         what = f"{sharding['family']}" + (f" ZeRO-{sharding['stage']}" if "stage" in sharding else f" v{sharding.get('version')}")
         return Verdict("unsupported", f"{what} sharding asked for but every rank holds {largest:,} of {full:,} "

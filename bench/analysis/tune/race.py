@@ -44,7 +44,7 @@ class RaceSettings:
     """The most often the race may drop the fastest candidate."""
     finalists: int = 3
     """The candidates (the reference aside) run to target after the race."""
-    probe_steps: int = 200
+    probe_steps: int = 50
     """The most optimizer steps a probe trains; the rest of the reference's steps are projected."""
 
     @property

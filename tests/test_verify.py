@@ -283,3 +283,17 @@ def test_the_sharding_check_never_passes_on_an_empty_optimizer_state():
     assert verify_sharding(halves, 100, 200, zero1, "DEEPSPEED").status is None
     whole = [{"param_elements": 100, "optimizer_state_elements": 200}] * 2
     assert verify_sharding(whole, 100, 200, zero1, "MULTI_CPU").status == "unsupported"
+
+
+def test_fsdp2_reshard_choice_on_a_root_only_wrap_is_refused_as_the_same_run_under_two_names():
+    from bench.harness.verify import Verdict, verify_reshard_choice
+
+    reshard = {"family": "fsdp", "version": 2, "reshard_after_forward": True, "shards": "params"}
+    passed = Verdict(None, "", {"sharding": {"sharded": True}})
+    root_only = verify_reshard_choice(reshard, 1, 32_192, passed)
+    assert root_only.status == "unsupported" and "wrapped only the root" in root_only.reason
+    assert root_only.observed["sharding"]["fsdp2_units"] == 1
+    by_block = verify_reshard_choice(reshard, 7, 22_713_216, Verdict(None, "", {"sharding": {"sharded": True}}))
+    assert by_block.status is None and by_block.observed["sharding"]["fsdp2_units"] == 7
+    zero3 = {"family": "deepspeed", "stage": 3, "shards": "params"}
+    assert verify_reshard_choice(zero3, 0, 100, Verdict(None, "", {"sharding": {}})).status is None

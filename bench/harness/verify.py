@@ -577,8 +577,32 @@ def probe_sharding(accelerator: Accelerator, workload: Workload, splits: Splits,
     gathered = accelerator.gather(torch.tensor([[mine["param_elements"], mine["optimizer_state_elements"]]],
                                                device=accelerator.device)).reshape(-1, 2).tolist()
     per_rank = [{"param_elements": int(a), "optimizer_state_elements": int(b)} for a, b in gathered]
+    units = fsdp2_units(model)
     accelerator.free_memory(model, optimizer)  # accelerate's public way to drop what it prepared (nothing else yet)
-    return verify_sharding(per_rank, full_params, full_state, sharding, accelerator.distributed_type.name)
+    verdict = verify_sharding(per_rank, full_params, full_state, sharding, accelerator.distributed_type.name)
+    return verdict if verdict.status else verify_reshard_choice(sharding, units, full_params, verdict)
+
+
+def fsdp2_units(model: torch.nn.Module) -> int:
+    """How many modules of `model` FSDP2's fully_shard wrapped (0 when none: not FSDP2)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return sum(isinstance(m, FSDPModule) for m in model.modules())
+
+
+def verify_reshard_choice(sharding: dict, units: int, full_params: int, verdict: Verdict) -> Verdict:
+    """FSDP2's reshard_after_forward changes nothing when fully_shard wrapped the root alone (a
+    model whose submodules all fall under the size-based wrap threshold): FSDP2 never reshards the
+    root after forward. Its reshard and no-reshard configs are then one run under two names, and
+    the cell that asked for the difference is refused as unsupported, saying so."""
+    verdict.observed["sharding"]["fsdp2_units"] = units
+    if sharding.get("version") != 2 or units != 1:
+        return verdict
+    asked = sharding.get("reshard_after_forward")
+    return Verdict("unsupported", f"fsdp v2 reshard_after_forward={asked} has no effect: fully_shard wrapped only the "
+                   f"root of this {full_params:,}-parameter model (no submodule reaches the size-based wrap "
+                   "threshold), and FSDP2 never reshards the root after forward, so the reshard and no-reshard configs "
+                   "run the same", verdict.observed)
 
 
 def cpu_affinity(accelerator: Accelerator, asked: bool) -> dict:

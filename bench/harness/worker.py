@@ -44,7 +44,7 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench.errors import BenchError  # noqa: E402
+from bench.errors import BenchError, first_line  # noqa: E402
 from bench.harness.matrix import Cell  # noqa: E402
 from bench.harness.measure import environment, gather_peak_memory  # noqa: E402
 from bench.results import make_result, write_json_atomic  # noqa: E402
@@ -177,14 +177,22 @@ def run_seed(accelerator: Any, run: SeedRun, seeds: int, topology: Any, observed
         return
     workload, splits, outcome, init, data_files = trained
     memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
-    full_state = gather_for_checkpoint(accelerator, cell, workload, outcome)  # a collective too
+    result = None
     if accelerator.is_main_process:
         result = training_result(cell, workload, topology.describe(), observed, outcome, init, memory,
                                  data_record(splits.info, data_files), knobs)
         result["launch"] = _own_share(seeds, start)
-        write_json_atomic(run.out, result)  # the result first: a failed save must not lose it
+        write_json_atomic(run.out, result)  # the result first: a failed gather or save must not lose it
         if run.mllog:
             write_mllog(run.mllog, result)
+    try:
+        full_state = gather_for_checkpoint(accelerator, cell, workload, outcome)  # a collective: every rank
+    except Exception as exc:  # noqa: BLE001 - the trained cell stands; what failed is its checkpoint, recorded
+        full_state = None
+        if result is not None:
+            result["checkpoint_error"] = f"gathering the state dict failed: {type(exc).__name__}: {first_line(exc)}"
+            write_json_atomic(run.out, result)
+    if result is not None:
         if full_state is not None:
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)
             result["checkpoint"] = cell.save_checkpoint

@@ -212,3 +212,23 @@ def test_peak_memory_of_one_process_gathers_to_itself(accelerator):
     assert memory["per_rank"]["peak_rss_mb"] == [pytest.approx(rank["peak_rss_mb"])]
     assert memory["peak_rss_mb_max"] == memory["peak_rss_mb_sum"] == pytest.approx(rank["peak_rss_mb"])
     assert memory["cuda_max_allocated_mb_max"] is None
+
+
+def test_a_compiled_run_whose_first_step_compiled_no_graph_stops_there(accelerator):
+    """An RNN under compile: dynamo runs it eagerly, so the knob check refuses the cell after
+    training; the loop stops after the first step instead of spending the budget first."""
+    from torch._dynamo.utils import counters
+
+    from workloads.maintenance import Maintenance
+
+    torch._dynamo.reset()
+    counters.clear()
+    set_seed(7)
+    workload = Maintenance("lstm")
+    workload.params = dataclasses.replace(workload.params, target=1.01)  # never stop at the target
+    budget = Budget(max_epochs=1, max_seconds=120, max_steps=40)
+    compiled = train(accelerator, workload, workload.load(7), budget, 7, compiled=True)
+    assert compiled["timings"]["steps"] == 1
+    assert "dynamo compiled no graph" in compiled["reason"]
+    # the same run not compiled trains its whole budget
+    assert train(accelerator, workload, workload.load(7), budget, 7)["timings"]["steps"] == 40

@@ -36,7 +36,7 @@ from workloads.base import Splits, Target, Workload
 
 
 def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
-          checkpointing: bool = False, grad_accum: int = 1) -> dict[str, Any]:
+          checkpointing: bool = False, grad_accum: int = 1, compiled: bool = False) -> dict[str, Any]:
     """Train until the target is met or the budget runs out; return what was measured.
 
     A step is one optimizer step: with gradient accumulation (the Accelerator's
@@ -74,6 +74,11 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
             if budget.max_steps is not None and progress.step >= budget.max_steps:
                 progress.stop("not_converged", f"step budget of {budget.max_steps} spent")
                 break
+            if compiled and progress.step == 1 and not compiled_a_graph():
+                # dynamo ran the first step eagerly (an RNN): no later step compiles; the knob check
+                # refuses the cell after training, so training on would only spend the budget
+                progress.stop("not_converged", "stopped after one step: compile asked for, dynamo compiled no graph")
+                break
     progress.run_stop_unix = time.time()
     if not progress.done:
         progress.stop("not_converged", f"epoch budget of {budget.max_epochs} spent")
@@ -83,6 +88,13 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     final = workload.final_metrics(run.evaluate) if progress.status != "failed" else {}
     final_eval_s = measure.now() - final_start  # outside every clock above; reported for the cell's cost
     return summary(accelerator, workload, run, progress, step_times, memory, final, final_eval_s)
+
+
+def compiled_a_graph() -> bool:
+    """Whether dynamo has compiled any graph in this process."""
+    from bench.harness.verify import dynamo_stats
+
+    return dynamo_stats()["graphs"] > 0
 
 
 def micro_step(accelerator: Accelerator, workload: Workload, run: Run, batch: Any, grad_clip: float | None) -> torch.Tensor:

@@ -241,7 +241,7 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
             return None
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
         outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on",
-                        grad_accum=cell.grad_accum)
+                        grad_accum=cell.grad_accum, compiled=cell.compile != "none")
         knob_verdict = knobs_in_effect(cell, outcome, knobs)
         if knob_verdict.status:
             refuse(knob_verdict.status, knob_verdict.reason, observed=observed, knobs=knobs)

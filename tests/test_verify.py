@@ -297,3 +297,22 @@ def test_fsdp2_reshard_choice_on_a_root_only_wrap_is_refused_as_the_same_run_und
     assert by_block.status is None and by_block.observed["sharding"]["fsdp2_units"] == 7
     zero3 = {"family": "deepspeed", "stage": 3, "shards": "params"}
     assert verify_reshard_choice(zero3, 0, 100, Verdict(None, "", {"sharding": {}})).status is None
+
+
+def test_fp32_arithmetic_is_checked_after_training_from_the_switches_and_a_matmul():
+    import torch
+
+    from bench.harness.verify import tf32_effect, verify_fp32_arithmetic_held
+
+    off = {"matmul": False, "cudnn": False}
+    on = {"matmul": True, "cudnn": False}
+    cpu = tf32_effect(torch.device("cpu"))
+    assert cpu == {"measured": False, "why": "no TF32 on a CPU: fp32 matmuls are IEEE fp32 whatever the switches say"}
+    assert verify_fp32_arithmetic_held("fp32", off, off, cpu).status is None
+    switched = verify_fp32_arithmetic_held("fp32", off, on, cpu)  # a library turned TF32 on mid-run
+    assert switched.status == "unsupported" and "TF32 for matmul changed during the run" in switched.reason
+    ran_tf32 = {"measured": True, "relative_error": 2e-3, "computed": "tf32"}
+    assert "computed tf32" in verify_fp32_arithmetic_held("fp32", off, off, ran_tf32).reason
+    assert verify_fp32_arithmetic_held("tf32", {"matmul": True, "cudnn": True}, {"matmul": True, "cudnn": True},
+                                       ran_tf32).status is None
+    assert verify_fp32_arithmetic_held("bf16", off, on, cpu).status is None  # autocast cells: not this check

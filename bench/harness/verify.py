@@ -54,6 +54,40 @@ def tf32_in_effect() -> dict[str, object]:
     }
 
 
+TF32_ERROR_FLOOR = 1e-4
+"""Relative error of a 512x512 fp32 matmul against fp64 above which it ran in TF32: TF32 keeps 10
+mantissa bits (errors near 1e-3), IEEE fp32 keeps 23 (near 1e-6)."""
+
+
+def tf32_effect(device: torch.device) -> dict[str, object]:
+    """What fp32 matmuls on `device` really computed: the relative error of one matmul against
+    fp64. On a CPU there are no TF32 units, and the record says so instead of measuring."""
+    if device.type != "cuda":
+        return {"measured": False, "why": "no TF32 on a CPU: fp32 matmuls are IEEE fp32 whatever the switches say"}
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    a, b = (torch.randn(512, 512, generator=generator, dtype=torch.float64) for _ in range(2))
+    exact = a @ b
+    got = (a.float().to(device) @ b.float().to(device)).double().cpu()
+    error = float(((got - exact).abs().max() / exact.abs().max()).item())
+    return {"measured": True, "relative_error": error, "computed": "tf32" if error > TF32_ERROR_FLOOR else "fp32"}
+
+
+def verify_fp32_arithmetic_held(precision: str, before: dict, after: dict, effect: dict) -> Verdict:
+    """After training: the TF32 switches as bench set them before anything ran (`before`), still so
+    (`after`: a library that turns TF32 on mid-run is caught), and, where measured, a matmul that
+    computed what the precision promises."""
+    if precision not in ("fp32", "tf32"):
+        return Verdict(None, "", {})
+    changed = [k for k in ("matmul", "cudnn") if before.get(k) != after.get(k)]
+    if changed:
+        return Verdict("unsupported", f"{precision} asked for, but TF32 for {' and '.join(changed)} changed during the run "
+                       f"(set {[before.get(k) for k in changed]} by bench, {[after.get(k) for k in changed]} after training)", {})
+    if effect.get("measured") and effect["computed"] != precision:
+        return Verdict("unsupported", f"{precision} asked for, but an fp32 matmul after training computed "
+                       f"{effect['computed']} (relative error {effect['relative_error']:.1e} against fp64)", {})
+    return Verdict(None, "", {})
+
+
 def set_fp32_arithmetic(precision: str) -> dict[str, bool] | None:
     """Set torch's TF32 switches for the cell's precision, in this process, before anything trains.
 

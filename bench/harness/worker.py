@@ -242,7 +242,7 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
         outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on",
                         grad_accum=cell.grad_accum, compiled=cell.compile != "none")
-        knob_verdict = knobs_in_effect(cell, outcome, knobs)
+        knob_verdict = knobs_in_effect(cell, outcome, knobs, observed.get("tf32", {}), accelerator.device)
         if knob_verdict.status:
             refuse(knob_verdict.status, knob_verdict.reason, observed=observed, knobs=knobs)
             return None
@@ -305,14 +305,20 @@ def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: d
     return verdict
 
 
-def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any]) -> Any:
+def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any], tf32_before: dict[str, Any],
+                    device: Any) -> Any:
     """Each knob axis, at its default too, checked in what training did (bench/harness/verify.py);
-    fills `knobs` with what was seen. The first knob not in effect makes the verdict."""
+    fills `knobs` with what was seen. The first knob not in effect makes the verdict. For fp32 and
+    tf32 also the TF32 switches as set before training (`tf32_before`), re-read after it, and one
+    matmul's arithmetic on `device`."""
     from bench.harness.verify import (
         Verdict,
         dynamo_stats,
+        tf32_effect,
+        tf32_in_effect,
         verify_checkpointing,
         verify_compile,
+        verify_fp32_arithmetic_held,
         verify_grad_accum,
         verify_no_compile,
     )
@@ -331,6 +337,10 @@ def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any]) 
     if cell.checkpointing == "on":
         knobs["checkpointing"] = seen.get("checkpointing", {"recompute_forwards_per_step": 0})
         verdicts.append(verify_checkpointing(knobs["checkpointing"]))
+    if cell.precision in ("fp32", "tf32"):  # re-read after training: a library may have switched TF32 mid-run
+        knobs["tf32"] = {"after_training": tf32_in_effect(), "effect": tf32_effect(device)}
+        verdicts.append(verify_fp32_arithmetic_held(cell.precision, tf32_before, knobs["tf32"]["after_training"],
+                                                    knobs["tf32"]["effect"]))
     return next((v for v in verdicts if v.status), Verdict(None, "", {}))
 
 

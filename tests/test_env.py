@@ -84,3 +84,12 @@ def test_a_cpu_cell_is_recorded_as_a_cpu_cell_whatever_gpus_the_host_has(monkeyp
     assert environment()["gpus"] == [] and environment()["hardware_class"] == cpu["hardware_class"]
     monkeypatch.setenv("ACCELERATE_USE_CPU", "0")
     assert environment()["hardware_class"] == environment(cpu_only=False)["hardware_class"]
+
+
+def test_the_hardware_class_tells_apart_one_cpu_model_with_other_precision_flags():
+    from bench.harness.measure import precision_tag
+
+    assert precision_tag([]) == ""  # the AVX2-only EPYC keeps the class its committed baseline has
+    assert precision_tag(["avx512f"]) == "-avx512"  # the Xeon without bf16
+    assert precision_tag(["avx512_bf16", "avx512f"]) == "-avx512bf16"  # the Zen 4 EPYC
+    assert precision_tag(["amx_bf16", "amx_tile", "avx512_bf16", "avx512f"]) == "-amx"

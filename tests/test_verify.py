@@ -316,3 +316,16 @@ def test_fp32_arithmetic_is_checked_after_training_from_the_switches_and_a_matmu
     assert verify_fp32_arithmetic_held("tf32", {"matmul": True, "cudnn": True}, {"matmul": True, "cudnn": True},
                                        ran_tf32).status is None
     assert verify_fp32_arithmetic_held("bf16", off, on, cpu).status is None  # autocast cells: not this check
+
+
+def test_the_ranks_must_be_spread_over_the_nodes_asked_for():
+    from bench.harness.verify import verify_nodes
+
+    def layout(*nodes_and_locals, local_world=1):
+        return [{"node": n, "local_rank": r, "local_world_size": local_world} for n, r in nodes_and_locals]
+
+    assert verify_nodes(layout((0, 0), (1, 0)), 2, 2) is None  # cpu-2node: one rank on each of 2 nodes
+    assert "the ranks report 1 ([0])" in verify_nodes(layout((0, 0), (0, 1), local_world=2), 2, 2)
+    assert verify_nodes(layout((0, 0), (0, 1), local_world=2), 1, 2) is None  # cpu-ddp2
+    assert "node 1 runs local ranks [0, 0]" in verify_nodes(layout((0, 0), (0, 1), (1, 0), (1, 0), local_world=2), 2, 4)
+    assert "local world size 4" in verify_nodes(layout((0, 0), (0, 1), (1, 0), (1, 1), local_world=4), 2, 4)

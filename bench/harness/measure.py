@@ -206,15 +206,26 @@ def precision_flags() -> list[str]:
 
 
 def hardware_class(cpu_only: bool = False) -> str:
-    """A readable name for this host's hardware, and the folder name of its committed baseline.
-    Baselines are matched on `hardware()` (cores, precision flags, GPUs), not on this string.
+    """A readable name for this host's hardware, and the folder name of its committed baseline:
+    cores, CPU model and its widest precision flag (`precision_tag`). Baselines are matched on
+    `hardware()` (cores, precision flags, GPUs), not on this string.
     `cpu_only`: the class of a CPU cell, whose figures the host's GPUs do not decide."""
     import torch
 
     if not cpu_only and torch.cuda.is_available():
         name = torch.cuda.get_device_name(0).replace(" ", "-")
         return f"gpu-{torch.cuda.device_count()}x{name}"
-    return f"cpu-{os.cpu_count()}core-{cpu_model().replace(' ', '-')}"
+    return f"cpu-{os.cpu_count()}core-{cpu_model().replace(' ', '-')}{precision_tag(precision_flags())}"
+
+
+def precision_tag(flags: list[str]) -> str:
+    """The CPU's widest precision feature as a class suffix, so that one CPU model name with other
+    flags (an AMD EPYC with AVX2 only, a Zen 4 EPYC with avx512_bf16) names two classes: "-amx",
+    "-avx512bf16", "-avx512", or "" (no precision flag: the name every older class had)."""
+    for flag, tag in (("amx_bf16", "-amx"), ("avx512_bf16", "-avx512bf16"), ("avx512f", "-avx512")):
+        if flag in flags:
+            return tag
+    return ""
 
 
 def hardware(cpu_only: bool = False) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class Expected:
     precision: str  # fp32 / bf16 / fp16 / fp8 / tf32
     sharding: dict[str, Any] | None = None
     """What the config asks to shard (Topology.sharding), checked from what each rank holds."""
+    num_machines: int = 1
+    """Nodes the ranks must be spread over, num_processes / num_machines on each."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Topology:
             device="cpu" if self.use_cpu else "cuda",
             precision=precision,
             sharding=self.sharding,
+            num_machines=self.num_machines,
         )
 
     def describe(self) -> dict:

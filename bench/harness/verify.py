@@ -156,6 +156,33 @@ def grad_reduce_of_model(model: torch.nn.Module) -> dict[str, object]:
     return {"by": None, "dtype": None, "source": "prepared model: not wrapped for data parallel"}
 
 
+def node_layout(accelerator: Accelerator) -> list[dict[str, int]]:
+    """Each rank's node (the launcher's GROUP_RANK), local rank and local world size, gathered in
+    global rank order: where the ranks really run, not what the config says."""
+    mine = [int(os.environ.get(name, default)) for name, default in
+            (("GROUP_RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", str(accelerator.num_processes)))]
+    rows = accelerator.gather(torch.tensor([mine], dtype=torch.int64, device=accelerator.device)).reshape(-1, 3).tolist()
+    return [{"node": int(n), "local_rank": int(r), "local_world_size": int(w)} for n, r, w in rows]
+
+
+def verify_nodes(layout: list[dict[str, int]], num_machines: int, num_processes: int) -> str | None:
+    """Why the ranks are not spread as asked (`num_machines` nodes of num_processes / num_machines
+    ranks, local ranks 0.. on each), or None."""
+    per_node: dict[int, list[int]] = {}
+    for rank in layout:
+        per_node.setdefault(rank["node"], []).append(rank["local_rank"])
+    want = num_processes // max(1, num_machines)
+    if len(per_node) != num_machines:
+        return f"asked for {num_machines} node(s), the ranks report {len(per_node)} ({sorted(per_node)})"
+    for node, local in sorted(per_node.items()):
+        if sorted(local) != list(range(want)):
+            return f"asked for {want} rank(s) on each node, node {node} runs local ranks {sorted(local)}"
+    wrong = [r for r in layout if r["local_world_size"] != want]
+    if wrong:
+        return f"asked for {want} rank(s) on each node, a rank reports local world size {wrong[0]['local_world_size']}"
+    return None
+
+
 def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
     tf32_set = set_fp32_arithmetic(expected.precision)  # first: strict fp32, or TF32 on, before anything runs
     started = int(os.environ.get("WORLD_SIZE", "1"))  # processes the launcher actually started
@@ -193,6 +220,11 @@ def verify(accelerator: Accelerator, expected: Expected) -> Verdict:
         )
     if observed["device"] != expected.device:
         return Verdict("invalid", f"asked for device {expected.device}, running on {observed['device']}", observed)
+    if expected.num_processes > 1:
+        observed["nodes"] = node_layout(accelerator)  # a collective: every rank takes part
+        nodes_verdict = verify_nodes(observed["nodes"], expected.num_machines, expected.num_processes)
+        if nodes_verdict:
+            return Verdict("invalid", nodes_verdict, observed)
     precision_verdict = verify_precision_setting(observed, expected)
     if precision_verdict:
         return precision_verdict

@@ -102,25 +102,25 @@ def simulate_race(rng: np.random.Generator, speeds: dict[Candidate, float], refe
     return state
 
 
-def test_the_race_drops_the_fastest_setup_at_most_alpha_of_the_time():
+@pytest.mark.parametrize("settings", [RaceSettings(), RaceSettings(rounds=2, leader_probes=8)], ids=["1-round", "2-rounds"])
+def test_the_race_drops_the_fastest_setup_at_most_alpha_of_the_time(settings):
     """Ten setups, the fastest 5% ahead of nine that tie (the hardest case: it is rarely the leader,
-    and always close). Over 2,000 races it is dropped in at most alpha (5%) of them; so is a setup
+    and always close). Over 1,500 races it is dropped in at most alpha (5%) of them; so is a setup
     tied with the rest. The bound holds however many setups race: each round tests the fastest once,
     against a leader chosen before that round's probes."""
     rng = np.random.default_rng(7)
-    settings = RaceSettings()
     reference = Candidate("cpu-1proc", "fp32")
     others = [Candidate("cpu-ddp2", "fp32", grad_accum=g) for g in range(1, 9)]
     best = Candidate("cpu-2node", "fp32")
     speeds = {reference: 1.0, **{c: 1.0 for c in others}, best: 0.95}
-    runs = 2000
+    runs = 1500
     dropped_best = dropped_tied = 0
     for _ in range(runs):
         state = simulate_race(rng, speeds, reference, settings)
         gone = {d.candidate for d in state.drops}
         dropped_best += best in gone
         dropped_tied += others[0] in gone
-    # binomial sd at 5% of 2,000 is 0.5%: 6.5% would be 3 sd over
+    # binomial sd at 5% of 1,500 is 0.56%: 6.5% would be 2.7 sd over
     assert dropped_best / runs <= settings.alpha + 0.015, dropped_best / runs
     assert dropped_tied / runs <= settings.alpha + 0.015, dropped_tied / runs
 
@@ -131,7 +131,7 @@ def test_the_race_drops_a_setup_twice_as_slow_most_of_the_time():
     reference, slow = Candidate("cpu-1proc", "fp32"), Candidate("cpu-1proc", "fp32", grad_accum=16)
     speeds = {reference: 1.0, Candidate("cpu-ddp2", "fp32"): 1.1, slow: 2.0}
     dropped = sum(slow in {d.candidate for d in simulate_race(rng, speeds, reference, settings).drops} for _ in range(500))
-    assert dropped / 500 >= 0.95, dropped / 500
+    assert dropped / 500 >= 0.9, dropped / 500  # 95% by simulation at one round of 2 v 5 probes
 
 
 def test_a_candidate_whose_probes_have_no_number_is_dropped_with_their_reason():
@@ -145,8 +145,8 @@ def test_a_candidate_whose_probes_have_no_number_is_dropped_with_their_reason():
 
 def test_settings_that_can_never_drop_anything_say_so():
     assert RaceSettings().can_decide()
-    assert not RaceSettings(probes=2, leader_probes=5).can_decide()  # 1/21 > 0.05 / 2
-    assert RaceSettings(probes=2, leader_probes=5, rounds=1).can_decide()
+    assert not RaceSettings(probes=2, leader_probes=5, rounds=2).can_decide()  # 1/21 > 0.05 / 2
+    assert RaceSettings(probes=2, leader_probes=8, rounds=2).can_decide()
 
 
 # -- the finals ------------------------------------------------------------------------------------

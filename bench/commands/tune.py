@@ -41,10 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpointing", metavar="LIST", help="activation checkpointing values (default: off,on)")
     parser.add_argument("--seeds", type=int, default=5, metavar="N",
                         help="seeds for each run to target: the reference and each finalist (default 5)")
-    parser.add_argument("--finalists", type=int, metavar="N", help="candidates run to target after the race (default 3)")
-    parser.add_argument("--rounds", type=int, metavar="N", help="race rounds at most (default 2)")
+    parser.add_argument("--finalists", type=int, metavar="N", help="candidates run to target after the race, the reference aside (default 2)")
+    parser.add_argument("--rounds", type=int, metavar="N", help="race rounds at most (default 1; alpha is split between them)")
     parser.add_argument("--probes", type=int, metavar="N", help="probes per candidate and round (default 2)")
-    parser.add_argument("--leader-probes", type=int, metavar="N", help="probes of each round's leader (default 8)")
+    parser.add_argument("--leader-probes", type=int, metavar="N", help="probes of each round's leader (default 5)")
     parser.add_argument("--probe-steps", type=int, metavar="N", help="optimizer steps a probe trains at most (default 50)")
     parser.add_argument("--alpha", type=float, metavar="A",
                         help="the most often the race may drop the fastest setup, and the finals make any false claim (default 0.05)")

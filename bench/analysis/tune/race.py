@@ -32,17 +32,19 @@ from bench.results import Result
 class RaceSettings:
     """How hard the race looks. The defaults fit a race into a third of an exhaustive run on a 2-core CPU."""
 
-    rounds: int = 2
-    """At most this many rounds; alpha is split evenly between them."""
+    rounds: int = 1
+    """At most this many rounds; alpha is split evenly between them. One by default: a probe costs
+    about a launch (5-7 s on a 2-core CPU), nearly what a short run to target costs, so a second
+    round of probes costs more than running its survivors to target in the finals."""
     probes: int = 2
     """Probes (launches) per candidate and round."""
-    leader_probes: int = 8
-    """Probes of the round's leader. The one-sided rank-sum test of 2 v 8 probes can reach p = 1/45,
-    under the 0.025 each of 2 rounds gets; 2 v 5 (1/21) could not. The leader's probes serve every
-    test of the round, so they are the cheap side to grow."""
+    leader_probes: int = 5
+    """Probes of the round's leader. The one-sided rank-sum test of 2 v 5 probes can reach p = 1/21,
+    under the 0.05 of one round; over 2 rounds (0.025 each) it needs 2 v 8 or 3 v 5. The leader's
+    probes serve every test of the round, so they are the cheap side to grow."""
     alpha: float = 0.05
     """The most often the race may drop the fastest candidate."""
-    finalists: int = 3
+    finalists: int = 2
     """The candidates (the reference aside) run to target after the race."""
     probe_steps: int = 50
     """The most optimizer steps a probe trains; the rest of the reference's steps are projected."""

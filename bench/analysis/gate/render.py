@@ -27,7 +27,12 @@ def headline(judgement: Judgement) -> str:
     cells = len({c.cell for c in judgement.checks})
     return (f"**{'PASS' if judgement.passed else 'FAIL'}**: {regressions} regression(s) over {cells} cell(s) and "
             f"{len(judgement.checks)} check(s); {judgement.tests} statistical test(s) at a family-wise false-alarm "
-            f"rate of at most {judgement.alpha:g} (each at {judgement.level:.2g}, Tarone's rule).")
+            f"rate of at most {judgement.alpha:g} (Tarone's rule: step tests each at {judgement.level:.2g}, "
+            f"the others at {_level(judgement.other_level)}).")
+
+
+def _level(level: float | None) -> str:
+    return "-" if level is None else f"{level:.2g}"
 
 
 def render_markdown(judgement: Judgement, base_name: str, candidate_name: str) -> str:
@@ -49,6 +54,7 @@ def render_json(judgement: Judgement, base_name: str, candidate_name: str) -> st
     document = {
         "base": base_name, "candidate": candidate_name, "passed": judgement.passed,
         "regressions": len(judgement.regressions), "alpha": judgement.alpha, "per_test_level": judgement.level,
+        "other_per_test_level": judgement.other_level,
         "tests": judgement.tests, "notes": judgement.notes,
         "checks": [{**c.__dict__, "p_value": None if c.p_value is None or not math.isfinite(c.p_value) else c.p_value}
                    for c in judgement.checks],

@@ -93,16 +93,17 @@ def to_markdown(outcome: TuneOutcome, environment: str) -> str:
         lines += [f"**Recommended: {verdict.best.label}.**", "",
                   f"- time to target {_show(s['time_to_target_s'])} s, median [range] over {best.converged} seeds "
                   f"(the range covers the median with {coverage:.0%} probability);",
-                  f"- test quality {_show(s['test_quality'])}, samples to target {_show(s['samples_to_target'], 4)}, "
+                  f"- test quality {_show(s['test_quality'])}, samples to target {_show(s['samples_to_target'], 7)}, "
                   f"peak memory {_show(s['peak_memory_mb'])} MB.", ""]
         if verdict.ties:
             lines += ["The seeds cannot tell these from it (any of them is as good an answer): "
                       + ", ".join(c.label for c in verdict.ties) + ".", ""]
-    lines += [f"The tune took {outcome.wall_s / 60:.1f} min: the reference and {len(outcome.finals) - 1} finalists to "
+    lines += [f"The tune took {outcome.wall_s / 60:.1f} min: the reference and {len(outcome.finals) - 1} finalist(s) to "
               f"target with {request.seeds} seeds each, {len(outcome.race.probes)} race probes over "
               f"{outcome.rounds_run} round(s), {len(outcome.pruned)} candidates pruned before running.", ""]
     lines += ["## The finals", "", tabulate(
-        [[f.candidate.label, f"{f.converged}/{len(f.results)}", *(_show(v) for v in summaries(f).values()),
+        [[f.candidate.label, f"{f.converged}/{len(f.results)}",
+          *(_show(v, 7 if k == "samples_to_target" else 3) for k, v in summaries(f).items()),
           fate.get(f.candidate, ("", ""))[0]] for f in outcome.finals],
         headers=["candidate", "converged", "time to target s", "samples to target", "test quality", "peak memory MB", "fate"],
         tablefmt="github"), ""]

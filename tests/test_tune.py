@@ -175,16 +175,25 @@ def test_the_fastest_finalist_that_holds_quality_is_recommended_and_a_slower_one
     ref = finalist(template, REF, [1.0, 1.02, 0.98, 1.01, 0.99])
     fast = finalist(template, FAST, [0.60, 0.61, 0.59, 0.62, 0.58])
     slow = finalist(template, SLOW, [1.5, 1.52, 1.48, 1.51, 1.49])
-    verdict = judge_finals([fast, slow], ref, True, 0.05)
+    verdict = judge_finals([fast, slow], ref, True, 0.05, {REF: 1.0, FAST: 0.6, SLOW: 1.5}.get)
     assert verdict.best == FAST and verdict.ties == []
     assert "slower to target" in verdict.out[SLOW] and "slower to target" in verdict.out[REF]
+
+
+def test_a_finalist_significantly_faster_than_the_races_favourite_displaces_it(template):
+    ref = finalist(template, REF, [1.0, 1.02, 0.98, 1.01, 0.99])
+    fast = finalist(template, FAST, [0.60, 0.61, 0.59, 0.62, 0.58])
+    # the race favoured the reference (its median there was lower); the finals' seeds say otherwise
+    verdict = judge_finals([fast], ref, True, 0.05, {REF: 0.5, FAST: 0.9}.get)
+    assert verdict.best == FAST
+    assert "slower to target than cpu-1proc bf16" in verdict.out[REF]
 
 
 def test_a_faster_step_bought_with_more_samples_or_worse_quality_loses(template):
     ref = finalist(template, REF, [1.0, 1.02, 0.98, 1.01, 0.99])
     hungry = finalist(template, FAST, [0.6, 0.61, 0.59, 0.62, 0.58], samples=163840)
     worse = finalist(template, SLOW, [0.6, 0.61, 0.59, 0.62, 0.58], auc=0.70)
-    verdict = judge_finals([hungry, worse], ref, True, 0.05)
+    verdict = judge_finals([hungry, worse], ref, True, 0.05, {REF: 1.0, FAST: 0.6, SLOW: 0.6}.get)
     assert verdict.best == REF
     assert "needs more samples" in verdict.out[FAST]
     assert "worse test quality" in verdict.out[SLOW]
@@ -194,7 +203,7 @@ def test_finalists_the_seeds_cannot_separate_tie_and_one_that_misses_its_target_
     ref = finalist(template, REF, [1.0, 1.02, 0.98, 1.01, 0.99])
     close = finalist(template, FAST, [0.99, 1.03, 0.97, 1.0, 1.02])
     missed = finalist(template, SLOW, [2.0] * 5, status="not_converged")
-    verdict = judge_finals([close, missed], ref, True, 0.05)
+    verdict = judge_finals([close, missed], ref, True, 0.05, {REF: 1.0, FAST: 0.99, SLOW: 2.0}.get)
     assert {verdict.best, *verdict.ties} == {REF, FAST}
     assert "missed the target" in verdict.out[SLOW]
 

@@ -293,6 +293,8 @@ def test_fsdp2_reshard_choice_on_a_root_only_wrap_is_refused_as_the_same_run_und
     root_only = verify_reshard_choice(reshard, 1, 32_192, passed)
     assert root_only.status == "unsupported" and "wrapped only the root" in root_only.reason
     assert root_only.observed["sharding"]["fsdp2_units"] == 1
+    no_reshard = {**reshard, "reshard_after_forward": False}  # what a root-only wrap runs anyway: it stands
+    assert verify_reshard_choice(no_reshard, 1, 32_192, Verdict(None, "", {"sharding": {}})).status is None
     by_block = verify_reshard_choice(reshard, 7, 22_713_216, Verdict(None, "", {"sharding": {"sharded": True}}))
     assert by_block.status is None and by_block.observed["sharding"]["fsdp2_units"] == 7
     zero3 = {"family": "deepspeed", "stage": 3, "shards": "params"}

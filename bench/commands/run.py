@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.log_with:
         cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
     options = _executor(args, run_dir)
-    host = _declared_host(args, options)
+    host = _declared_host(args, options, run_dir)
     if args.dry_run:
         if args.resume:
             refuse_changed_cells(cells, run_dir)  # what the real resume would refuse
@@ -197,12 +197,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _declared_host(args: argparse.Namespace, options) -> Host | None:
+def _declared_host(args: argparse.Namespace, options, run_dir: Path) -> Host | None:
     """With --gpus (slurm only): the partition's nodes as declared, which the cells are planned
-    against instead of this (login) host; None: plan against this host."""
+    against instead of this (login) host; None: plan against this host. A --resume without --gpus
+    keeps the nodes its run was planned for (run.json's planned_for)."""
     if args.gpus is None:
         if args.gpu_capability:
             raise BenchError("--gpu-capability goes with --gpus N")
+        recorded = _run_meta(run_dir).get("planned_for") if args.resume else None
+        if isinstance(recorded, dict):
+            capability = recorded.get("gpu_capability")
+            return Host(**{**recorded, "gpu_capability": tuple(capability) if capability else None})
         return None
     if options is None or options.type != "slurm":
         raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")

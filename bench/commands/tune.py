@@ -73,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.analysis.tune.tuner import TuneRequest, tune
     from bench.harness.measure import hardware
 
-    host = _planned_host(args)
     executor = _executor_options(args)
+    if args.gpus is not None and executor is None:
+        raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
+    host = _planned_host(args)
     workload, variant, matrix = _workload(args.workload, args.matrix or ("gpu" if host.gpus else "cpu"))
     space = SearchSpace(
         topologies=tuple(args.config) if args.config else default_topologies(host),

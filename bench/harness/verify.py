@@ -626,6 +626,11 @@ def verify_sharding(per_rank: list[dict], full_params: int, full_state: int, sha
     return Verdict(None, "", {"sharding": observed})
 
 
+PROBE_STEPS = 8
+"""At most this many optimizer steps of the sharding probe, until one is not skipped (an fp16 loss
+scaler halves its scale on each overflow, from 2**16: a few steps reach a scale that fits)."""
+
+
 def probe_sharding(accelerator: Accelerator, workload: Workload, splits: Splits, sharding: dict) -> Verdict:
     """Prepare a throwaway copy of the model and its optimizer as the cell will, take one step,
     and count what each rank holds against the whole model (a collective: every rank calls it)."""
@@ -635,10 +640,14 @@ def probe_sharding(accelerator: Accelerator, workload: Workload, splits: Splits,
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     model, optimizer = accelerator.prepare(model, optimizer)
     batch = to_device(workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))]), accelerator.device)
-    with accelerator.autocast():
-        loss = workload.loss(model, batch)
-    accelerator.backward(loss)
-    optimizer.step()
+    for _ in range(PROBE_STEPS):  # an fp16 loss scaler skips its first steps on overflow: no state to count yet
+        with accelerator.autocast():
+            loss = workload.loss(model, batch)
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        if not accelerator.optimizer_step_was_skipped:  # the same on every rank: the scaler's decision is shared
+            break
     mine = rank_holdings(model, optimizer)
     gathered = accelerator.gather(torch.tensor([[mine["param_elements"], mine["optimizer_state_elements"]]],
                                                device=accelerator.device)).reshape(-1, 2).tolist()
@@ -659,11 +668,12 @@ def fsdp2_units(model: torch.nn.Module) -> int:
 def verify_reshard_choice(sharding: dict, units: int, full_params: int, verdict: Verdict) -> Verdict:
     """FSDP2's reshard_after_forward changes nothing when fully_shard wrapped the root alone (a
     model whose submodules all fall under the size-based wrap threshold): FSDP2 never reshards the
-    root after forward. Its reshard and no-reshard configs are then one run under two names, and
-    the cell that asked for the difference is refused as unsupported, saying so."""
+    root after forward. Its reshard and no-reshard configs are then one run under two names: the
+    no-reshard cell is what ran, and the reshard cell, which asked for what did not happen, is
+    refused as unsupported, saying so."""
     verdict.observed["sharding"]["fsdp2_units"] = units
-    if sharding.get("version") != 2 or units != 1:
-        return verdict
+    if sharding.get("version") != 2 or units != 1 or not sharding.get("reshard_after_forward"):
+        return verdict  # no-reshard on a root-only wrap is exactly what runs: that cell stands
     asked = sharding.get("reshard_after_forward")
     return Verdict("unsupported", f"fsdp v2 reshard_after_forward={asked} has no effect: fully_shard wrapped only the "
                    f"root of this {full_params:,}-parameter model (no submodule reaches the size-based wrap "

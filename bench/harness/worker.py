@@ -187,11 +187,13 @@ def run_seed(accelerator: Any, run: SeedRun, seeds: int, topology: Any, observed
             write_mllog(run.mllog, result)
     try:
         full_state = gather_for_checkpoint(accelerator, cell, workload, outcome)  # a collective: every rank
-    except Exception as exc:  # noqa: BLE001 - the trained cell stands; what failed is its checkpoint, recorded
-        full_state = None
+    except Exception as exc:
+        # The trained cell stands; what failed is its checkpoint, recorded. Then the launch ends: the
+        # other ranks may still wait in the collective, and a later seed would start out of step.
         if result is not None:
             result["checkpoint_error"] = f"gathering the state dict failed: {type(exc).__name__}: {first_line(exc)}"
             write_json_atomic(run.out, result)
+        raise
     if result is not None:
         if full_state is not None:
             workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)

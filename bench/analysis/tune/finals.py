@@ -6,15 +6,24 @@ convergence point) on what a faster step must not cost:
 - test quality (the target's metric on the test split): out if significantly worse;
 - samples to target: out if it needs significantly more (a faster step bought with more samples
   can lose; RCP-style).
-The finalists that hold quality are then ranked by time-to-target: the fastest by its median, and
-every other against it. The quality and samples claims are decided together by Holm's rule at
-alpha / 2, the time claims by Holm at alpha / 2, so that the chance of any false "worse", "more
-samples" or "slower" among them all is at most alpha. Those not told apart from the
-fastest tie with it: the recommendation is one setup, or the set the seeds cannot separate.
+The finalists that hold quality are then ranked by time-to-target against an anchor chosen
+before the finals' data: the one with the lowest median in the race (choosing the fastest of the
+finals' own seeds and then testing the others against it would bias every test its way). Each
+other is tested against the anchor, two-sided; one significantly faster displaces it. The quality
+and samples claims are decided together by Holm's rule at alpha / 2, the time claims by Holm at
+alpha / 2, so that the chance of any false "worse", "more samples", "slower" or "faster" among
+them all is at most alpha. Those not told apart from the anchor tie with it: the recommendation is
+one setup, or the set the seeds cannot separate.
+
+Every seed of the finals runs in its own launch, the reference's and the finalists' interleaved
+(bench.analysis.tune.tuner): seeds sharing a launch share its load, and the tests need
+independent values.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.analysis import stats
@@ -107,9 +116,12 @@ class Verdict:
     claims: list[Claim] = field(default_factory=list)
 
 
-def judge_finals(finalists: list[Finalist], reference: Finalist, higher_is_better: bool, alpha: float) -> Verdict:
-    """Quality and samples against the reference, then time-to-target against the fastest; each set
-    of claims under Holm at `alpha` / 2 (module docstring)."""
+def judge_finals(finalists: list[Finalist], reference: Finalist, higher_is_better: bool, alpha: float,
+                 prior: Callable[[Candidate], float]) -> Verdict:
+    """Quality and samples against the reference, then time-to-target against the anchor: the
+    standing finalist with the lowest `prior` (the race's median: data independent of the finals',
+    so that choosing it does not bias the tests against it). Each set of claims under Holm at
+    `alpha` / 2 (module docstring). A finalist significantly faster than the anchor displaces it."""
     out: dict[Candidate, str] = {}
     everyone = [reference] + [f for f in finalists if f.candidate != reference.candidate]
     for finalist in everyone:
@@ -125,16 +137,31 @@ def judge_finals(finalists: list[Finalist], reference: Finalist, higher_is_bette
     standing = [f for f in standing if f.candidate not in out]
     if not standing:
         return Verdict(None, [], out, claims)
-    best = min(standing, key=lambda f: (stats.median(f.time_to_target()) or float("inf"), f is not reference))
-    time_claims = [Claim(f.candidate, "time", _time_test(f, best), best.candidate) for f in standing if f is not best]
+    anchor = min(standing, key=lambda f: (prior(f.candidate), f is not reference))
+    time_claims = [Claim(f.candidate, "time", _time_test(f, anchor), anchor.candidate) for f in standing if f is not anchor]
     _decide(time_claims, alpha / 2)
+    faster = [c for c in time_claims if c.holds and c.test is not None and c.test.estimate < 1]
+    if faster:  # the seeds say another beat the race's favourite: the fastest of those is the answer
+        best = min(faster, key=lambda c: stats.median(_finalist(standing, c.candidate).time_to_target()) or math.inf)
+        out[anchor.candidate] = (f"slower to target than {best.candidate.label} ({1 / best.test.estimate:.2f}x, "
+                                 f"p = {best.test.p_value:.3g})")
+        for claim in time_claims:
+            if claim is not best:
+                out[claim.candidate] = (_loss_words(claim) if claim.holds and claim.test.estimate > 1 else
+                                        f"not told apart from {anchor.candidate.label}, which "
+                                        f"{best.candidate.label} beat")
+        return Verdict(best.candidate, [], out, claims + time_claims)
     ties = []
     for claim in time_claims:
         if claim.holds:
             out[claim.candidate] = _loss_words(claim)
         else:
             ties.append(claim.candidate)
-    return Verdict(best.candidate, ties, out, claims + time_claims)
+    return Verdict(anchor.candidate, ties, out, claims + time_claims)
+
+
+def _finalist(finalists: list[Finalist], candidate: Candidate) -> Finalist:
+    return next(f for f in finalists if f.candidate == candidate)
 
 
 def _missed_target(finalist: Finalist) -> str | None:
@@ -168,6 +195,8 @@ def _loss_words(claim: Claim) -> str:
     test = claim.test
     assert test is not None
     against = claim.against.label
+    if math.isnan(test.estimate):
+        return f"{claim.what}: significantly worse than {against} (p = {test.p_value:.3g})"
     if claim.what == "quality":
         return (f"worse test quality than the reference {against} (difference {test.estimate:+.3f}, "
                 f"one-sided p = {test.p_value:.3g})")

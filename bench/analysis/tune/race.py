@@ -125,27 +125,50 @@ def choose_leader(state: RaceState, alive: list[Candidate], reference: Candidate
     return min(measured, key=lambda c: (state.median(c), c != reference))
 
 
+def interleaved(alive: list[Candidate], leader: Candidate, settings: RaceSettings, round_: int) -> list[Candidate]:
+    """The round's probes in launch order: every other candidate's probes round-robin (the order
+    reversed in even rounds), the leader's spread evenly through them, so that drift in the host
+    falls on every candidate alike."""
+    others = [c for c in (alive if round_ % 2 else alive[::-1]) if c != leader]
+    sequence = [c for _ in range(settings.probes) for c in others]
+    slots = settings.leader_probes
+    for i in range(slots):  # the leader's i-th probe at the i-th of `slots` even positions
+        sequence.insert(min(len(sequence), round(i * (len(sequence) + slots) / slots)), leader)
+    return sequence
+
+
 def judge_round(state: RaceState, round_: int, leader: Candidate, alive: list[Candidate],
                 settings: RaceSettings) -> list[Drop]:
-    """The round's drops: each candidate with no number, and each significantly slower than the leader."""
+    """The round's drops: each candidate with no number, and each significantly slower than the
+    leader. A probe refused at run time (unsupported, failed) counts as slower than every measured
+    one (censored), on either side; a leader with no number at all is dropped, and nobody with it."""
+    lead, lead_refused = state.figures(leader, round_), _refused(state, leader, round_)
+    if lead_refused and not lead:
+        return [_refusal(leader, round_, lead_refused[0])]
     drops = []
-    lead = state.figures(leader, round_)
     for candidate in alive:
         if candidate == leader:
             continue
-        refused = [p for p in state.probes if p.candidate == candidate and p.round == round_ and p.projected_s is None]
-        figures = state.figures(candidate, round_)
+        figures, refused = state.figures(candidate, round_), _refused(state, candidate, round_)
         if refused and not figures:
-            first = refused[0]
-            drops.append(Drop(candidate, round_, None, None, None, None,
-                              f"its probe came out {first.status}: {first.reason}".rstrip(": ")))
+            drops.append(_refusal(candidate, round_, refused[0]))
             continue
-        test = stats.rank_sum_test(figures, lead, stats.GREATER)
+        test = stats.rank_sum_test(figures, lead, stats.GREATER, censored=(len(refused), len(lead_refused)))
         if test is not None and test.p_value <= settings.level:
-            drops.append(Drop(candidate, round_, leader, test.estimate, test.p_value, settings.level,
-                              f"slower than {leader.label} by {test.estimate:.2f}x (one-sided p = {test.p_value:.3g} "
-                              f"<= {settings.level:.3g}, {len(figures)} v {len(lead)} probes)"))
+            ratio = None if math.isnan(test.estimate) else test.estimate
+            shown = f"by {ratio:.2f}x " if ratio is not None else ""
+            drops.append(Drop(candidate, round_, leader, ratio, test.p_value, settings.level,
+                              f"slower than {leader.label} {shown}(one-sided p = {test.p_value:.3g} <= "
+                              f"{settings.level:.3g}, {len(figures) + len(refused)} v {len(lead) + len(lead_refused)} probes)"))
     return drops
+
+
+def _refused(state: RaceState, candidate: Candidate, round_: int) -> list[Probe]:
+    return [p for p in state.probes if p.candidate == candidate and p.round == round_ and p.projected_s is None]
+
+
+def _refusal(candidate: Candidate, round_: int, probe: Probe) -> Drop:
+    return Drop(candidate, round_, None, None, None, None, f"its probe came out {probe.status}: {probe.reason}".rstrip(": "))
 
 
 def finalists(state: RaceState, alive: list[Candidate], reference: Candidate, count: int) -> tuple[list[Candidate], list[Candidate]]:

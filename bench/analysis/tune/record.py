@@ -4,6 +4,7 @@ config file of the recommended setup."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ def fates(outcome: TuneOutcome) -> dict[Candidate, tuple[str, str]]:
     ahead = [f.candidate for f in outcome.finals]
     for candidate in outcome.behind:
         median = outcome.race.median(candidate)
+        if math.isinf(median):
+            out[candidate] = ("not raced", "the race did not run (its budget, or no more candidates than finalists) and "
+                              f"the {len(ahead) - 1} finalist(s) came first in the space's order; not run to target")
+            continue
         out[candidate] = ("behind the finalists", f"not told apart in the race, but its median projected time "
                           f"({median:.3g} s) is behind the {len(ahead) - 1} finalists'; not run to target")
     verdict = outcome.verdict
@@ -70,7 +75,8 @@ def to_json(outcome: TuneOutcome) -> dict[str, Any]:
 
 
 def _ordered(outcome: TuneOutcome) -> list[Candidate]:
-    return [outcome.reference] + [c for c in outcome.raced if c != outcome.reference] + [p.candidate for p in outcome.pruned]
+    everyone = [outcome.reference, *outcome.raced, *(p.candidate for p in outcome.pruned)]
+    return list(dict.fromkeys(everyone))  # the reference once, even where the space pruned it
 
 
 def _show(summary: Summary, digits: int = 3) -> str:

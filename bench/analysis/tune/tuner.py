@@ -3,9 +3,11 @@
 Every stage runs its cells with the runner every `bench run` uses (bench.harness.runner.run_cells),
 into one folder:
 
-    <folder>/to-target/   the reference and the finalists, each run to target with seeds: a run
-                          directory like any other (`bench report <folder>/to-target` reads it)
+    <folder>/pilot/       the reference to target, 3 seeds in one launch: the steps every probe
+                          is projected to, and its slowest run
     <folder>/race/        the probes, one launch each
+    <folder>/to-target/   the reference and the finalists, each run to target with seeds, one
+                          launch per seed: a run directory like any other (`bench report` reads it)
     <folder>/tune.json    what was decided, with every candidate's fate (bench.analysis.tune.record)
 
 Each stage's decisions depend only on the results in the folder, so running the same command
@@ -32,6 +34,7 @@ from bench.analysis.tune.race import (
     RaceState,
     choose_leader,
     finalists,
+    interleaved,
     judge_round,
     projected_seconds,
 )
@@ -55,6 +58,8 @@ from bench.results import Result
 
 RACE_SEED_BASE = 1000
 """Probe seeds: 1000 + 100 * round + probe, apart from the to-target seeds 0..n-1."""
+PILOT_SEED_BASE, PILOT_SEEDS = 900, 3
+"""The reference's pilot run to target: seeds 900-902, in one launch."""
 
 
 @dataclass(frozen=True)
@@ -124,10 +129,10 @@ def tune(request: TuneRequest) -> TuneOutcome:
     reference = reference_candidate(host)
     candidates = with_reference(enumerate_candidates(request.space), reference)
 
-    say(f"1/4 reference: {reference.label} to target, {request.seeds} seeds")
-    ref = Finalist(reference, _to_target(request, settings, [reference])[reference])
-    steps = reference_steps(ref)
-    facts.reference_slowest_s = max(stats.finite(ref.time_to_target()))
+    say(f"1/4 reference: {reference.label} to target, {PILOT_SEEDS} seeds in one launch")
+    pilot = Finalist(reference, _pilot(request, settings, reference))
+    steps = reference_steps(pilot)
+    facts.reference_slowest_s = max(stats.finite(pilot.time_to_target()))
 
     kept, pruned = prune(candidates, request.workload, request.variant, settings.params, facts)
     if any(c.compile != "none" for c in kept):
@@ -137,14 +142,14 @@ def tune(request: TuneRequest) -> TuneOutcome:
     say(f"2/4 pruned {len(pruned)} of {len(candidates)} candidates; racing {len(kept)}")
 
     state, rounds_run = _race(request, settings, kept, reference, steps, started)
-    alive = state.alive(kept)
-    chosen, behind = finalists(state, alive, reference, request.race.finalists)
-    say(f"4/4 finals: {', '.join(c.label for c in chosen) or 'none'} to target beside the reference")
-    runs = _to_target(request, settings, chosen)
-    finals = [Finalist(c, runs[c]) for c in chosen]
-    higher = ref.results[0].target.higher if ref.results[0].target else True
-    verdict = judge_finals(finals, ref, higher, request.race.alpha)
-    return TuneOutcome(request, reference, pruned, kept, state, behind, [ref] + finals, verdict, steps, facts,
+    chosen, behind = finalists(state, state.alive(kept), reference, request.race.finalists)
+    say(f"4/4 finals: {', '.join(c.label for c in [reference, *chosen])} to target, {request.seeds} seeds each, "
+        "one launch per seed")
+    runs = _finals(request, settings, [reference, *chosen])
+    finals = [Finalist(c, runs.get(c, [])) for c in [reference, *chosen]]
+    target = next((r.target for r in pilot.results if r.target is not None), None)
+    verdict = judge_finals(finals[1:], finals[0], target.higher if target else True, request.race.alpha, state.median)
+    return TuneOutcome(request, reference, pruned, kept, state, behind, finals, verdict, steps, facts,
                        time.monotonic() - started, rounds_run)
 
 
@@ -164,14 +169,29 @@ def reference_steps(reference: Finalist) -> int:
     return int(stats.median([float(s) for s in steps]) or 1)
 
 
-def _to_target(request: TuneRequest, settings: WorkloadSettings, candidates: list[Candidate]) -> dict[Candidate, list[Result]]:
-    """Each candidate run to target with the request's seeds (sharing a launch, as `bench run` runs them)."""
-    if not candidates:
-        return {}
-    cells = [c.cell(request.workload, request.variant, seed, settings.budget, settings.params, settings.timeout_s)
-             for c in candidates for seed in range(request.seeds)]
-    return _grouped(cells, run_cells(cells, request.folder / "to-target", _meta(request, "to-target"), request.executor,
-                                      request.host))
+def _pilot(request: TuneRequest, settings: WorkloadSettings, reference: Candidate) -> list[Result]:
+    """The reference to target, PILOT_SEEDS seeds sharing one launch: its steps to target (the work
+    probes are projected to) and its slowest run (the compile bound). Not judged: the finals run
+    the reference again, interleaved with the finalists."""
+    cells = [reference.cell(request.workload, request.variant, seed, settings.budget, settings.params, settings.timeout_s)
+             for seed in range(PILOT_SEED_BASE, PILOT_SEED_BASE + PILOT_SEEDS)]
+    results = run_cells(cells, request.folder / "pilot", _meta(request, "pilot"), request.executor, request.host)
+    return _grouped(cells, results).get(reference, [])
+
+
+def _finals(request: TuneRequest, settings: WorkloadSettings, candidates: list[Candidate]) -> dict[Candidate, list[Result]]:
+    """Each candidate run to target with the request's seeds, one launch per seed, round-robin
+    (the order rotated each seed), so that each seed is an independent draw of the host."""
+    cells = []
+    for seed in range(request.seeds):
+        shift = seed % len(candidates)
+        for candidate in candidates[shift:] + candidates[:shift]:
+            cell = candidate.cell(request.workload, request.variant, seed, settings.budget, settings.params,
+                                  settings.timeout_s)
+            run_cells([cell], request.folder / "to-target", _meta(request, "to-target"), request.executor, request.host)
+            cells.append(cell)
+    results = run_cells(cells, request.folder / "to-target", _meta(request, "to-target"), request.executor, request.host)
+    return _grouped(cells, results)
 
 
 def _race(request: TuneRequest, settings: WorkloadSettings, kept: list[Candidate], reference: Candidate,
@@ -199,20 +219,15 @@ def _race(request: TuneRequest, settings: WorkloadSettings, kept: list[Candidate
 
 def _probe_round(request: TuneRequest, settings: WorkloadSettings, budget: Budget, state: RaceState, round_: int,
                  alive: list[Candidate], leader: Candidate, steps: int) -> None:
-    """The round's probes, one launch each, interleaved: slot i launches probe i of every candidate
-    that gets that many, in an order rotated by one each slot (and reversed in even rounds)."""
-    race = request.race
-    order = alive if round_ % 2 else alive[::-1]
-    wanted = {c: race.leader_probes if c == leader else race.probes for c in order}
-    for slot in range(max(wanted.values())):
-        rotated = order[slot % len(order):] + order[:slot % len(order)]
-        seed = RACE_SEED_BASE + 100 * round_ + slot
-        cells = [c.cell(request.workload, request.variant, seed, budget, settings.params, settings.timeout_s)
-                 for c in rotated if wanted[c] > slot]
-        results = run_cells(cells, request.folder / "race", _meta(request, "race"), request.executor, request.host)
-        for cell in cells:
-            result = next((Result.from_dict(r) for r in results if r["cell"]["id"] == cell.id), None)
-            state.probes.append(_probe(Candidate.of(cell), round_, seed, result, steps))
+    """The round's probes, one launch each, in the interleaved order of race.interleaved."""
+    seen: dict[Candidate, int] = {}
+    for candidate in interleaved(alive, leader, request.race, round_):
+        seed = RACE_SEED_BASE + 100 * round_ + seen.get(candidate, 0)
+        seen[candidate] = seen.get(candidate, 0) + 1
+        cell = candidate.cell(request.workload, request.variant, seed, budget, settings.params, settings.timeout_s)
+        results = run_cells([cell], request.folder / "race", _meta(request, "race"), request.executor, request.host)
+        result = next((Result.from_dict(r) for r in results if r["cell"]["id"] == cell.id), None)
+        state.probes.append(_probe(candidate, round_, seed, result, steps))
 
 
 def _probe(candidate: Candidate, round_: int, seed: int, result: Result | None, steps: int) -> Probe:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from bench.cells import Cell
-from bench.harness.executor import collect_launch, launch_groups, prepare_launch
+from bench.harness.executor import PlannedCell, collect_launch, launch_groups, prepare_launch
 from bench.harness.launch import Finished
 from bench.results import validate_result, write_json_atomic
 from tests.conftest import PROJECT_ROOT, run_cli
@@ -146,14 +146,14 @@ def test_the_dry_run_shows_one_launch_per_configuration(tmp_path):
 
 
 def test_cells_share_a_launch_when_they_differ_in_seed_only():
-    def cell(seed: int, **changes) -> dict:
-        return {"cell": dataclasses.replace(Cell("maintenance", "gru", "cpu-1proc", "fp32", seed), **changes)}
+    def cell(seed: int, **changes) -> PlannedCell:
+        return PlannedCell(dataclasses.replace(Cell("maintenance", "gru", "cpu-1proc", "fp32", seed), **changes), None, None)
 
     items = [cell(0), cell(1), cell(0, precision="bf16"), cell(2), cell(0, compile="inductor"),
              cell(1, compile="inductor"), cell(0, kind="baseline"), cell(1, kind="baseline"), cell(3, timeout_s=5),
              cell(0, precision="fp16"), cell(1, precision="fp16"),
              cell(0, topology="gpu-1", precision="fp16"), cell(1, topology="gpu-1", precision="fp16")]
-    groups = [[item["cell"].id for item in group] for group in launch_groups(items)]
+    groups = [[item.cell.id for item in group] for group in launch_groups(items)]
     assert groups == [
         [f"{CELL}__s0", f"{CELL}__s1", f"{CELL}__s2"],
         ["maintenance-gru__cpu-1proc__bf16__s0"],

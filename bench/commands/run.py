@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         # Write the cell files the printed commands name, so that each command runs as printed,
         # e.g. once per node on a cluster (scripts/slurm-multinode.sbatch).
         for item in planned:
-            write_json_atomic(run_dir / "launch" / f"{item['cell'].id}.json", item["cell"].to_dict())
+            write_json_atomic(run_dir / "launch" / f"{item.cell.id}.json", item.cell.to_dict())
         print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
         if auto:
             print(f"--seeds auto: this is the first round ({start} seeds per configuration"

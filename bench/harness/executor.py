@@ -34,7 +34,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -45,6 +45,9 @@ from bench.harness.measure import load_average, usable_cores
 from bench.harness.mlperf_log import mllog_path
 from bench.paths import MATRIX_CONFIGS_DIR
 from bench.results import make_result, write_json_atomic
+
+if TYPE_CHECKING:
+    from bench.harness.topology import Topology
 
 EXECUTORS = ("local", "slurm")
 CLUSTERS = ("slurm", "local")
@@ -148,6 +151,23 @@ def parse_sbatch_options(pairs: list[str] | None) -> dict[str, str] | None:
 # -- one launch: the files its seeds are given before launch and the results made of what it left ---
 
 
+@dataclass
+class PlannedCell:
+    """One cell as the runner planned it (bench.harness.runner.plan): what runs, under which
+    topology, why it is skipped (None: it runs), and the launch it shares with its seeds."""
+
+    cell: Cell
+    topology: Topology | None
+    """None for a baseline cell, which no accelerate launch runs."""
+    skip: str | None
+    launch: str = ""
+    """The launch's name (launch_id): the configuration, and its seeds when they share it."""
+    seeds: int = 1
+    """Cells in that launch."""
+    commands: list[str] = field(default_factory=list)
+    """The exact launch command(s), as the dry run prints them."""
+
+
 def shares_launch(cell: Cell) -> bool:
     """Whether the cell's seeds may share one launch (bench/harness/worker.py runs them in turn).
     Baselines launch per seed (no accelerate to pay for); so do compile cells, which must each pay
@@ -166,13 +186,13 @@ def shares_launch(cell: Cell) -> bool:
     return True
 
 
-def launch_groups(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The planned items (each with its "cell") in launches: the cells that differ in seed only
+def launch_groups(items: list[PlannedCell]) -> list[list[PlannedCell]]:
+    """The planned cells in launches: the cells that differ in seed only
     (and in their checkpoint folder, which holds the seed) go in one launch, in the order of their
     first cell; every other cell alone."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for item in items:
-        cell: Cell = item["cell"]
+        cell: Cell = item.cell
         key = cell.id
         if shares_launch(cell):
             key = json.dumps({k: v for k, v in cell.to_dict().items() if k not in ("seed", "id", "save_checkpoint")},

@@ -41,6 +41,7 @@ from bench.errors import BenchError
 from bench.harness.executor import (
     CellFiles,
     LaunchFiles,
+    PlannedCell,
     collect_interrupted,
     collect_launch,
     launch_groups,
@@ -107,7 +108,7 @@ class _Running:
     affinity: set[tuple[int, ...]] = field(default_factory=set)
 
 
-def run_parallel(todo: list[dict[str, Any]], run_dir: Path, parallel: int,
+def run_parallel(todo: list[PlannedCell], run_dir: Path, parallel: int,
                  on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
     """Run the planned cells `todo`, in launches (launch_groups), up to `parallel` launches at once;
     True when interrupted (Ctrl-C)."""
@@ -125,8 +126,8 @@ def run_parallel(todo: list[dict[str, Any]], run_dir: Path, parallel: int,
                 # Matrix order: the next launch waits for enough free slots (none jumps the queue).
                 while pending and len(free) >= slots_needed(pending[0][0]["topology"], slots[0], parallel):
                     group = pending.popleft()
-                    taken = [free.pop(0) for _ in range(slots_needed(group[0]["topology"], slots[0], parallel))]
-                    span = _Running([item["cell"] for item in group], taken, time.monotonic())
+                    taken = [free.pop(0) for _ in range(slots_needed(group[0].topology, slots[0], parallel))]
+                    span = _Running([item.cell for item in group], taken, time.monotonic())
                     spans.append(span)
                     running[pool.submit(_run_pinned, group, run_dir, span, stop)] = span
                 bar.set_postfix_str(f"running {len(running)}, waiting {len(pending)}")
@@ -148,10 +149,10 @@ def run_parallel(todo: list[dict[str, Any]], run_dir: Path, parallel: int,
     return False
 
 
-def _run_pinned(group: list[dict[str, Any]], run_dir: Path, span: _Running,
+def _run_pinned(group: list[PlannedCell], run_dir: Path, span: _Running,
                 stop: threading.Event) -> tuple[LaunchFiles, Finished, list[float] | None, int]:
-    cells = [item["cell"] for item in group]
-    topology: Topology | None = group[0]["topology"]
+    cells = [item.cell for item in group]
+    topology: Topology | None = group[0].topology
     cores = [c for slot in span.slots for c in slot.cores]
     gpus = [g for slot in span.slots for g in slot.gpus]
     launch = prepare_launch(cells, run_dir)

@@ -34,7 +34,14 @@ from typing import Any
 
 from bench.cells import Cell
 from bench.errors import BenchError
-from bench.harness.executor import CellFiles, ExecutorOptions, collect_result, prepare_cell, read_result
+from bench.harness.executor import (
+    CellFiles,
+    ExecutorOptions,
+    PlannedCell,
+    collect_result,
+    prepare_cell,
+    read_result,
+)
 from bench.harness.launch import free_port, launch_commands, launch_env, run_group, tail
 from bench.harness.measure import load_average
 from bench.harness.topology import Topology, load_topology
@@ -154,7 +161,7 @@ class _Job:
     done: bool = False
 
 
-def run_on_slurm(todo: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,
+def run_on_slurm(todo: list[PlannedCell], run_dir: Path, options: ExecutorOptions,
                  on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
     """Submit (or re-attach to) a job per cell and wait for them all; True when interrupted."""
     check_cluster(options)
@@ -163,7 +170,7 @@ def run_on_slurm(todo: list[dict[str, Any]], run_dir: Path, options: ExecutorOpt
     jobs: list[_Job] = []
     waiting: list[dict[str, Any]] = []
     for item in todo:
-        cell: Cell = item["cell"]
+        cell: Cell = item.cell
         known = record.get(cell.id)
         if isinstance(known, dict) and known.get("cluster") == options.cluster and _alive(options, folder, known["job_id"]):
             jobs.append(_Job(cell, known["job_id"], _handle(options, folder, known["job_id"])))
@@ -193,13 +200,13 @@ def run_on_slurm(todo: list[dict[str, Any]], run_dir: Path, options: ExecutorOpt
     return False
 
 
-def _submit_arrays(items: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,
+def _submit_arrays(items: list[PlannedCell], run_dir: Path, options: ExecutorOptions,
                    record: dict[str, Any]) -> list[_Job]:
     """One job array per set of resources, each capped at max_jobs running at once."""
     submitit = require_submitit()
-    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    groups: dict[str, list[tuple[PlannedCell, dict[str, Any]]]] = {}
     for item in items:
-        params = job_parameters(item["cell"], item["topology"], options)
+        params = job_parameters(item.cell, item.topology, options)
         key = repr(sorted((k, v) for k, v in params.items() if k != "job_name"))
         groups.setdefault(key, []).append((item, params))
     jobs: list[_Job] = []
@@ -207,7 +214,7 @@ def _submit_arrays(items: list[dict[str, Any]], run_dir: Path, options: Executor
         executor = submitit.SlurmExecutor(folder=run_dir / "slurm")
         params = {**group[0][1], "job_name": f"bench-{run_dir.name}"[:120]}
         executor.update_parameters(**params)
-        cells = [item["cell"] for item, _ in group]
+        cells = [item.cell for item, _ in group]
         for cell in cells:
             prepare_cell(cell, run_dir)
         with executor.batch():
@@ -219,17 +226,17 @@ def _submit_arrays(items: list[dict[str, Any]], run_dir: Path, options: Executor
     return jobs
 
 
-def _recorded(record: dict[str, Any], items: list[dict[str, Any]], options: ExecutorOptions, folder: Path) -> list[_Job]:
+def _recorded(record: dict[str, Any], items: list[PlannedCell], options: ExecutorOptions, folder: Path) -> list[_Job]:
     """The jobs recorded for `items` (those of a submission that failed part-way)."""
-    return [_Job(item["cell"], record[item["cell"].id]["job_id"], _handle(options, folder, record[item["cell"].id]["job_id"]))
-            for item in items if item["cell"].id in record]
+    return [_Job(item.cell, record[item.cell.id]["job_id"], _handle(options, folder, record[item.cell.id]["job_id"]))
+            for item in items if item.cell.id in record]
 
 
-def _submit(item: dict[str, Any], run_dir: Path, options: ExecutorOptions, record: dict[str, Any]) -> list[_Job]:
+def _submit(item: PlannedCell, run_dir: Path, options: ExecutorOptions, record: dict[str, Any]) -> list[_Job]:
     """One cell as one job of submitit's LocalExecutor (cluster: local)."""
     submitit = require_submitit()
-    cell: Cell = item["cell"]
-    params = job_parameters(cell, item["topology"], options)
+    cell: Cell = item.cell
+    params = job_parameters(cell, item.topology, options)
     executor = submitit.LocalExecutor(folder=run_dir / "slurm")
     executor.update_parameters(timeout_min=params["time"], gpus_per_node=params.get("gpus_per_node", 0))
     prepare_cell(cell, run_dir)

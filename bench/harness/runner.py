@@ -39,6 +39,7 @@ from tqdm import tqdm
 from bench.errors import BenchError
 from bench.harness.executor import (
     ExecutorOptions,
+    PlannedCell,
     collect_interrupted,
     collect_launch,
     launch_groups,
@@ -62,25 +63,25 @@ from bench.paths import safe_run_id_part
 from bench.results import COMPLETED, Result, make_result, result_path, write_json_atomic
 
 
-def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[dict[str, Any]]:
+def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[PlannedCell]:
     """For each cell: its id, skip reason (None = runnable) and the exact launch commands. The
     runnable cells that share a launch (launch_groups: the seeds of one configuration) share its
     commands; "launch" names the launch and "seeds" counts its cells."""
     planned = []
     for cell in cells:
         topology = load_topology(cell.topology) if cell.kind == "train" else None
-        planned.append({"cell": cell, "topology": topology, "skip": skip_reason(cell, topology, host)})
-    for group in launch_groups([item for item in planned if not item["skip"]]) + [[i] for i in planned if i["skip"]]:
-        cells = [item["cell"] for item in group]
+        planned.append(PlannedCell(cell, topology, skip_reason(cell, topology, host)))
+    for group in launch_groups([item for item in planned if not item.skip]) + [[i] for i in planned if i.skip]:
+        cells = [item.cell for item in group]
         also = [(_launch_file(run_dir, c), result_path(run_dir, c.id), mllog_path(run_dir, c.id)) for c in cells[1:]]
-        commands = launch_commands(group[0]["topology"], cells[0].precision, _launch_file(run_dir, cells[0]),
+        commands = launch_commands(group[0].topology, cells[0].precision, _launch_file(run_dir, cells[0]),
                                    result_path(run_dir, cells[0].id), mllog_file=mllog_path(run_dir, cells[0].id),
                                    also=also)
-        topology = group[0]["topology"]
+        topology = group[0].topology
         env_note = "ACCELERATE_USE_CPU=1" if topology is not None and topology.use_cpu else ""
         for item in group:
-            item.update(launch=launch_id(cells), seeds=len(cells),
-                        commands=[format_command(c, env_note, wrap=len(cells) > 1) for c in commands])
+            item.launch, item.seeds = launch_id(cells), len(cells)
+            item.commands = [format_command(c, env_note, wrap=len(cells) > 1) for c in commands]
     return planned
 
 
@@ -88,23 +89,23 @@ def _launch_file(run_dir: Path, cell: Cell) -> Path:
     return run_dir / "launch" / f"{cell.id}.json"
 
 
-def print_dry_run(planned: list[dict[str, Any]]) -> None:
+def print_dry_run(planned: list[PlannedCell]) -> None:
     """One row per launch: its cells (the seeds that share it, one per line), what would happen,
     and its command(s)."""
     rows, launches = [], {}
     for item in planned:
-        if item["skip"]:
-            would = "skip: " + item["skip"]
+        if item.skip:
+            would = "skip: " + item.skip
         else:
-            expected = expected_verdict(item["cell"], item["topology"])
+            expected = expected_verdict(item.cell, item.topology)
             would = f"run; expect {expected}" if expected else "run"
-            if item["seeds"] > 1:
-                would += f" ({item['seeds']} seeds, one launch)"
-        if item["launch"] in launches:  # a later seed of a shared launch: listed in its launch's row
-            launches[item["launch"]][0] += "\n" + item["cell"].id
+            if item.seeds > 1:
+                would += f" ({item.seeds} seeds, one launch)"
+        if item.launch in launches:  # a later seed of a shared launch: listed in its launch's row
+            launches[item.launch][0] += "\n" + item.cell.id
             continue
-        launches[item["launch"]] = [item["cell"].id, would, "\n".join(item["commands"])]
-        rows.append(launches[item["launch"]])
+        launches[item.launch] = [item.cell.id, would, "\n".join(item.commands)]
+        rows.append(launches[item.launch])
     print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
 
 
@@ -142,7 +143,7 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
     if interrupted:
         print(f"interrupted: {len(results)} of {len(planned)} cells kept in {run_dir}; continue with --resume {run_dir.name}")
         raise KeyboardInterrupt
-    return [results[item["cell"].id] for item in planned if item["cell"].id in results]
+    return [results[item.cell.id] for item in planned if item.cell.id in results]
 
 
 def remove_unfinished_writes(run_dir: Path) -> list[Path]:
@@ -157,19 +158,19 @@ def remove_unfinished_writes(run_dir: Path) -> list[Path]:
     return leftovers
 
 
-def _run_todo(planned: list[dict[str, Any]], run_dir: Path, options: ExecutorOptions,
+def _run_todo(planned: list[PlannedCell], run_dir: Path, options: ExecutorOptions,
               results: dict[str, dict[str, Any]], bar: tqdm) -> bool:
     """The completed and skipped cells here, the rest launched: one launch per configuration's
     seeds here (or with --parallel), one SLURM job per cell there; True when interrupted (Ctrl-C)."""
     todo = []
     for item in planned:
-        cell: Cell = item["cell"]
+        cell: Cell = item.cell
         existing = _load_existing(result_path(run_dir, cell.id))
         if existing and existing["status"] in COMPLETED:
             results[cell.id] = existing  # --resume: done before, not run again
             bar.update(1)
-        elif item["skip"]:
-            _done(results, bar, cell, make_result(cell.to_dict(), "skipped", item["skip"]), run_dir)
+        elif item.skip:
+            _done(results, bar, cell, make_result(cell.to_dict(), "skipped", item.skip), run_dir)
         else:
             todo.append(item)  # with --resume, the seeds of a launch not completed: launched together
     if not todo:
@@ -187,7 +188,7 @@ def _run_todo(planned: list[dict[str, Any]], run_dir: Path, options: ExecutorOpt
 
         return run_parallel(todo, run_dir, options.parallel, on_done, bar)
     for group in launch_groups(todo):
-        bar.set_postfix_str(launch_id([item["cell"] for item in group]))
+        bar.set_postfix_str(launch_id([item.cell for item in group]))
         done, interrupted = _launch(group, run_dir, bar)
         for cell, result in done:
             on_done(cell, result)
@@ -292,12 +293,12 @@ def _load_existing(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _launch(group: list[dict[str, Any]], run_dir: Path, bar: tqdm | None = None) -> tuple[list[tuple[Cell, dict[str, Any]]], bool]:
+def _launch(group: list[PlannedCell], run_dir: Path, bar: tqdm | None = None) -> tuple[list[tuple[Cell, dict[str, Any]]], bool]:
     """One launch of the group's cells (the seeds of one configuration, or one cell): each seed's
     result, and whether the launch was interrupted (then only the seeds whose result the worker
     had written are kept, with the launch's wall time so far). While it runs, `bar` shows the
     cell's latest evaluation (step, samples, validation metric, training clock)."""
-    cells, topology = [item["cell"] for item in group], group[0]["topology"]
+    cells, topology = [item.cell for item in group], group[0].topology
     launch = prepare_launch(cells, run_dir)
     first = launch.files[0]
     port = free_port() if topology is not None and topology.num_processes > 1 else None

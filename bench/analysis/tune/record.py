@@ -113,9 +113,11 @@ def to_markdown(outcome: TuneOutcome, environment: str) -> str:
           fate.get(f.candidate, ("", ""))[0]] for f in outcome.finals],
         headers=["candidate", "converged", "time to target s", "samples to target", "test quality", "peak memory MB", "fate"],
         tablefmt="github"), ""]
-    lines += ["## Every candidate", "", tabulate(
-        [[c.label, *fate.get(c, ("not raced", ""))] for c in _ordered(outcome)],
+    pruned = {p.candidate for p in outcome.pruned} - {outcome.reference}
+    lines += ["## Every candidate that ran", "", tabulate(
+        [[c.label, *fate.get(c, ("not raced", ""))] for c in _ordered(outcome) if c not in pruned],
         headers=["candidate", "fate", "why"], tablefmt="github"), ""]
+    lines += [f"## Pruned before running: {len(pruned)}", "", *_pruned_by_reason(outcome), ""]
     lines += ["## The race", "",
               f"Each probe is one launch training at most {request.race.probe_steps} steps, projected to the "
               f"reference's {outcome.steps_to_target} steps to target. A candidate is dropped when the one-sided exact "
@@ -126,6 +128,15 @@ def to_markdown(outcome: TuneOutcome, environment: str) -> str:
             for c in outcome.raced if outcome.race.figures(c) or any(p.candidate == c for p in outcome.race.probes)]
     lines += [tabulate(rows, headers=["candidate", "projected s per probe", "median"], tablefmt="github"), ""]
     return "\n".join(lines)
+
+
+def _pruned_by_reason(outcome: TuneOutcome) -> list[str]:
+    """One line per reason: the reason, then every candidate it pruned (tune.json lists each alone)."""
+    by_reason: dict[str, list[str]] = {}
+    for p in outcome.pruned:
+        if p.candidate != outcome.reference:
+            by_reason.setdefault(p.reason, []).append(p.candidate.label)
+    return [f"- **{reason}** ({len(labels)}): {', '.join(labels)}" for reason, labels in by_reason.items()]
 
 
 def accelerate_config(candidate: Candidate) -> str:

@@ -124,7 +124,7 @@ def run_parallel(todo: list[PlannedCell], run_dir: Path, parallel: int,
         try:
             while pending or running:
                 # Matrix order: the next launch waits for enough free slots (none jumps the queue).
-                while pending and len(free) >= slots_needed(pending[0][0]["topology"], slots[0], parallel):
+                while pending and len(free) >= slots_needed(pending[0][0].topology, slots[0], parallel):
                     group = pending.popleft()
                     taken = [free.pop(0) for _ in range(slots_needed(group[0].topology, slots[0], parallel))]
                     span = _Running([item.cell for item in group], taken, time.monotonic())

@@ -182,15 +182,15 @@ def _pilot(request: TuneRequest, settings: WorkloadSettings, reference: Candidat
 def _finals(request: TuneRequest, settings: WorkloadSettings, candidates: list[Candidate]) -> dict[Candidate, list[Result]]:
     """Each candidate run to target with the request's seeds, one launch per seed, round-robin
     (the order rotated each seed), so that each seed is an independent draw of the host."""
-    cells = []
+    cells, results = [], []
     for seed in range(request.seeds):
         shift = seed % len(candidates)
         for candidate in candidates[shift:] + candidates[:shift]:
             cell = candidate.cell(request.workload, request.variant, seed, settings.budget, settings.params,
                                   settings.timeout_s)
-            run_cells([cell], request.folder / "to-target", _meta(request, "to-target"), request.executor, request.host)
             cells.append(cell)
-    results = run_cells(cells, request.folder / "to-target", _meta(request, "to-target"), request.executor, request.host)
+            results += run_cells([cell], request.folder / "to-target", _meta(request, "to-target"), request.executor,
+                                 request.host)
     return _grouped(cells, results)
 
 

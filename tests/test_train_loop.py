@@ -74,32 +74,32 @@ def run(accelerator, target: float, budget: Budget, seed: int = 0):
 
 def test_reaches_a_reachable_target_and_stops_there(accelerator):
     out = run(accelerator, target=0.9, budget=Budget(max_epochs=20, max_seconds=60))
-    assert out["status"] == "converged"
-    assert out["curve"][-1]["accuracy"] >= 0.9
-    assert all(point["accuracy"] < 0.9 for point in out["curve"][:-1])  # stopped at the FIRST hit
-    assert out["timings"]["time_to_target_s"] == pytest.approx(out["curve"][-1]["seconds"])
-    assert out["samples_to_target"] == out["curve"][-1]["samples"]
-    assert out["samples_to_target"] % 32 == 0  # whole global batches
-    assert out["metrics"]["test"]["accuracy"] > 0.85
-    assert out["throughput"]["samples_per_s"] > 0
-    assert out["memory"]["peak_rss_mb"] > 0
-    assert out["flops_per_sample"] > 0
+    assert out.status == "converged"
+    assert out.curve[-1]["accuracy"] >= 0.9
+    assert all(point["accuracy"] < 0.9 for point in out.curve[:-1])  # stopped at the FIRST hit
+    assert out.timings["time_to_target_s"] == pytest.approx(out.curve[-1]["seconds"])
+    assert out.samples_to_target == out.curve[-1]["samples"]
+    assert out.samples_to_target % 32 == 0  # whole global batches
+    assert out.metrics["test"]["accuracy"] > 0.85
+    assert out.throughput["samples_per_s"] > 0
+    assert out.memory["peak_rss_mb"] > 0
+    assert out.flops_per_sample > 0
 
 
 def test_unreachable_target_ends_at_the_epoch_budget(accelerator):
     out = run(accelerator, target=1.01, budget=Budget(max_epochs=3, max_seconds=60))
-    assert out["status"] == "not_converged"
-    assert "epoch budget of 3" in out["reason"]
-    assert out["timings"]["epochs"] == 3
-    assert len(out["curve"]) == 3  # one evaluation per epoch
-    assert out["timings"]["time_to_target_s"] is None
+    assert out.status == "not_converged"
+    assert "epoch budget of 3" in out.reason
+    assert out.timings["epochs"] == 3
+    assert len(out.curve) == 3  # one evaluation per epoch
+    assert out.timings["time_to_target_s"] is None
 
 
 def test_step_budget(accelerator):
     out = run(accelerator, target=1.01, budget=Budget(max_epochs=50, max_seconds=60, max_steps=5))
-    assert out["status"] == "not_converged"
-    assert out["timings"]["steps"] == 5
-    assert out["samples_seen"] == 5 * 32
+    assert out.status == "not_converged"
+    assert out.timings["steps"] == 5
+    assert out.samples_seen == 5 * 32
 
 
 def test_nan_loss_is_reported_as_diverged(accelerator):
@@ -108,8 +108,8 @@ def test_nan_loss_is_reported_as_diverged(accelerator):
     splits = workload.load(0)
     splits.train.tensors[0][5, 0] = float("nan")  # one poisoned sample
     out = train(accelerator, workload, splits, Budget(max_epochs=3, max_seconds=60), 0)
-    assert out["status"] == "failed"
-    assert "diverged" in out["reason"]
+    assert out.status == "failed"
+    assert "diverged" in out.reason
 
 
 def test_global_batch_must_divide_over_processes(accelerator):
@@ -135,8 +135,8 @@ def test_same_seed_same_metrics_on_real_maintenance_data(accelerator):
         workload = Maintenance("gru")
         workload.params = dataclasses.replace(workload.params, target=1.01)  # never stop early
         outcomes.append(train(accelerator, workload, workload.load(7), Budget(max_epochs=1, max_seconds=120, max_steps=40), 7))
-    assert outcomes[0]["metrics"] == outcomes[1]["metrics"]
-    assert [p["train_loss"] for p in outcomes[0]["curve"]] == [p["train_loss"] for p in outcomes[1]["curve"]]
+    assert outcomes[0].metrics == outcomes[1].metrics
+    assert [p["train_loss"] for p in outcomes[0].curve] == [p["train_loss"] for p in outcomes[1].curve]
 
 
 # -- the loop's pieces ---------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_a_compiled_run_whose_first_step_compiled_no_graph_stops_there(accelerat
     workload.params = dataclasses.replace(workload.params, target=1.01)  # never stop at the target
     budget = Budget(max_epochs=1, max_seconds=120, max_steps=40)
     compiled = train(accelerator, workload, workload.load(7), budget, 7, compiled=True)
-    assert compiled["timings"]["steps"] == 1
-    assert "dynamo compiled no graph" in compiled["reason"]
+    assert compiled.timings["steps"] == 1
+    assert "dynamo compiled no graph" in compiled.reason
     # the same run not compiled trains its whole budget
-    assert train(accelerator, workload, workload.load(7), budget, 7)["timings"]["steps"] == 40
+    assert train(accelerator, workload, workload.load(7), budget, 7).timings["steps"] == 40

@@ -38,7 +38,7 @@ def calibrate(workload_name: str, variant: str | None, seeds: list[int], precisi
         workload.params = dataclasses.replace(workload.params, target=float("inf"))
         splits = workload.load(seed)
         outcome = train(accelerator, workload, splits, budget, seed)
-        runs.append({"seed": seed, "curve": outcome["curve"], "metric": workload.target_metric})
+        runs.append({"seed": seed, "curve": outcome.curve, "metric": workload.target_metric})
     return runs
 
 

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from bench.harness import measure
-from bench.harness.train import lr_schedule, to_device, train_step
+from bench.harness.train import TrainOutcome, lr_schedule, to_device, train_step
 from workloads.base import Splits, Workload
 
 EVAL_SAMPLES = 128
@@ -109,8 +109,8 @@ def recording_losses(workload: Workload):
 # ---------------------------------------------------------------------------------------------
 
 
-def accelerate_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> dict[str, Any]:
-    """bench/harness/train.py itself, for `steps` optimizer steps; returns its result dict."""
+def accelerate_train(workload: Workload, splits: Splits, steps: int, seed: int, precision: str = "fp32") -> TrainOutcome:
+    """bench/harness/train.py itself, for `steps` optimizer steps; returns its outcome."""
     from accelerate.utils import set_seed
 
     from bench.cells import Budget
@@ -281,7 +281,7 @@ def step_time_ratio(name: str, precision: str, steps: int, repeats: int, seed: i
         for side in order:
             if side == "accelerate":
                 result = accelerate_train(workload, splits, steps, seed, precision)
-                accelerate_times += result["timings"]["step_times_s"]
+                accelerate_times += result.timings["step_times_s"]
             else:
                 plain_times += plain_train(workload, splits, steps, seed, precision).steady()[0]
     a, b = statistics.median(accelerate_times), statistics.median(plain_times)

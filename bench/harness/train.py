@@ -36,7 +36,7 @@ from workloads.base import Splits, Target, Workload
 
 
 def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
-          checkpointing: bool = False, grad_accum: int = 1, compiled: bool = False) -> dict[str, Any]:
+          checkpointing: bool = False, grad_accum: int = 1, compiled: bool = False) -> TrainOutcome:
     """Train until the target is met or the budget runs out; return what was measured.
 
     A step is one optimizer step: with gradient accumulation (the Accelerator's
@@ -409,8 +409,50 @@ def sum_over_ranks(accelerator: Accelerator, *values: float) -> list[float]:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class TrainOutcome:
+    """What `train` measured on this rank: the cell's status and the sections its result takes
+    (bench/results.py names and documents each). The worker adds init time, every rank's memory,
+    the knob checks and the environment, and writes the result."""
+
+    status: str
+    """converged | not_converged | failed."""
+    reason: str
+    """Why it stopped, in one line."""
+    model: torch.nn.Module
+    """The trained model, unwrapped from accelerate's wrappers (for a checkpoint)."""
+    metrics: dict[str, Any]
+    """The final evaluation: split -> metric -> value."""
+    target: dict[str, Any]
+    """The quality target: metric, value, split, direction."""
+    timings: dict[str, Any]
+    """Time to target, training clock, epochs and steps, step-time quantiles and the steady sample."""
+    samples_to_target: int | None
+    """Training samples (global) seen when the target was met; None if it was not."""
+    samples_seen: int
+    """Training samples (global) seen in all."""
+    throughput: dict[str, Any]
+    """Steady-state samples/s and tokens/s, global."""
+    flops_per_sample: float | None
+    """Model FLOPs per training sample (forward and backward), recomputation left out."""
+    hardware_flops_per_sample: float | None
+    """The same with recomputation counted (differs only with activation checkpointing)."""
+    batch: dict[str, Any]
+    """Global and per-process batch, the global batch observed per optimizer step, accumulation."""
+    loader: dict[str, Any]
+    """The DataLoader's workers, pinned memory and batch sizes."""
+    knobs: dict[str, Any]
+    """What the loop saw of each knob (accumulation, compile window, recomputation) for verify.py."""
+    memory: dict[str, Any]
+    """This rank's peak memory during training (before the final evaluation)."""
+    curve: list[dict[str, Any]]
+    """One point per evaluation: step, samples, seconds, train loss, validation metrics."""
+    wall_clock: dict[str, float | None]
+    """Dates (Unix seconds) the training started and stopped, for the MLPerf log."""
+
+
 def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Progress, step_times: measure.StepTimes,
-            memory: dict[str, Any], final: dict[str, Any], final_eval_s: float) -> dict[str, Any]:
+            memory: dict[str, Any], final: dict[str, Any], final_eval_s: float) -> TrainOutcome:
     """The outcome of `train`: status, final metrics, timings, throughput, memory and curve."""
     p = workload.params
     steps = step_times.summary()
@@ -425,14 +467,14 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
         "tokens_per_s": (samples_per_s * progress.tokens_seen / progress.samples_seen)
         if progress.tokens_seen and samples_per_s else None,
     }
-    return {
-        "status": progress.status,
-        "reason": progress.reason,
-        "model": accelerator.unwrap_model(run.model),
-        "metrics": final,
-        "target": {"metric": workload.target.metric, "value": workload.target.value, "split": "val",
-                   "higher_is_better": workload.target.higher_is_better},
-        "timings": {
+    return TrainOutcome(
+        status=progress.status,
+        reason=progress.reason,
+        model=accelerator.unwrap_model(run.model),
+        metrics=final,
+        target={"metric": workload.target.metric, "value": workload.target.value, "split": "val",
+                "higher_is_better": workload.target.higher_is_better},
+        timings={
             "time_to_target_s": progress.time_to_target,
             "train_seconds": progress.clock,
             "epochs": progress.epoch,
@@ -443,21 +485,21 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
             "step_times_s": steady_sample,
             "final_eval_s": final_eval_s,
         },
-        "samples_to_target": progress.samples_to_target,
-        "samples_seen": progress.samples_seen,
-        "throughput": throughput,
-        "flops_per_sample": run.flops_per_sample,
-        "hardware_flops_per_sample": run.hardware_flops_per_sample,
-        "batch": {"global": p.global_batch, "per_process": run.per_process_batch,
-                  # what the ranks really trained on per step of the optimizer itself, summed over ranks
-                  "observed_global": observed_global_batch(accelerator, run.knobs),
-                  **({"grad_accum": run.knobs.micro_per_step} if run.knobs.micro_per_step > 1 else {})},
-        "loader": loader_settings(accelerator, run.train_loader, p.eval_batch),
-        "knobs": run.knobs.record(progress.step, step_times),
-        "memory": memory,
-        "curve": progress.curve,
-        "wall_clock": {"run_start": progress.run_start_unix, "run_stop": progress.run_stop_unix},
-    }
+        samples_to_target=progress.samples_to_target,
+        samples_seen=progress.samples_seen,
+        throughput=throughput,
+        flops_per_sample=run.flops_per_sample,
+        hardware_flops_per_sample=run.hardware_flops_per_sample,
+        batch={"global": p.global_batch, "per_process": run.per_process_batch,
+               # what the ranks really trained on per step of the optimizer itself, summed over ranks
+               "observed_global": observed_global_batch(accelerator, run.knobs),
+               **({"grad_accum": run.knobs.micro_per_step} if run.knobs.micro_per_step > 1 else {})},
+        loader=loader_settings(accelerator, run.train_loader, p.eval_batch),
+        knobs=run.knobs.record(progress.step, step_times),
+        memory=memory,
+        curve=progress.curve,
+        wall_clock={"run_start": progress.run_start_unix, "run_stop": progress.run_stop_unix},
+    )
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -42,12 +42,16 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from bench.errors import BenchError, first_line  # noqa: E402
 from bench.harness.matrix import Cell  # noqa: E402
 from bench.harness.measure import environment, gather_peak_memory  # noqa: E402
 from bench.results import make_result, write_json_atomic  # noqa: E402
+
+if TYPE_CHECKING:  # torch is imported inside the launched process only, after the lifeline
+    from bench.harness.train import TrainOutcome
+    from workloads.base import Splits, Workload
 
 
 def _quiet_libraries() -> None:
@@ -96,6 +100,27 @@ class SeedRun:
     cell: Cell
     out: Path
     mllog: Path | None = None
+
+
+@dataclass
+class InitTimes:
+    """Building one seed's data and model: its duration, and its dates for the MLPerf log."""
+
+    seconds: float
+    start_unix: float
+    stop_unix: float
+
+
+@dataclass
+class TrainedSeed:
+    """A seed that passed the probes and trained: what its result is built from."""
+
+    workload: Workload
+    splits: Splits
+    outcome: TrainOutcome
+    init: InitTimes
+    data_files: dict[str, str]
+    """The SHA-256 of every data file read, as checked once per launch."""
 
 
 def run_training(runs: list[SeedRun]) -> None:
@@ -175,12 +200,12 @@ def run_seed(accelerator: Any, run: SeedRun, seeds: int, topology: Any, observed
     trained = _train_seed(accelerator, run, seeds, start, topology, observed, knobs, checked)
     if trained is None:
         return
-    workload, splits, outcome, init, data_files = trained
-    memory = gather_peak_memory(accelerator, outcome["memory"])  # a collective: every rank takes part
+    workload, outcome = trained.workload, trained.outcome
+    memory = gather_peak_memory(accelerator, outcome.memory)  # a collective: every rank takes part
     result = None
     if accelerator.is_main_process:
-        result = training_result(cell, workload, topology.describe(), observed, outcome, init, memory,
-                                 data_record(splits.info, data_files), knobs)
+        result = training_result(cell, workload, topology.describe(), observed, outcome, trained.init, memory,
+                                 data_record(trained.splits.info, trained.data_files), knobs)
         result["launch"] = _own_share(seeds, start)
         write_json_atomic(run.out, result)  # the result first: a failed gather or save must not lose it
         if run.mllog:
@@ -196,7 +221,7 @@ def run_seed(accelerator: Any, run: SeedRun, seeds: int, topology: Any, observed
         raise
     if result is not None:
         if full_state is not None:
-            workload.save_checkpoint(outcome["model"], Path(cell.save_checkpoint), result, state_dict=full_state)
+            workload.save_checkpoint(outcome.model, Path(cell.save_checkpoint), result, state_dict=full_state)
             result["checkpoint"] = cell.save_checkpoint
             write_json_atomic(run.out, result)
         if cell.tracking:
@@ -206,9 +231,8 @@ def run_seed(accelerator: Any, run: SeedRun, seeds: int, topology: Any, observed
 
 
 def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topology: Any, observed: dict[str, Any],
-                knobs: dict[str, Any], checked: dict[str, dict[str, str]]) -> tuple | None:
-    """Data, the probes and training for one seed: (workload, splits, outcome, init, data files),
-    or None when the seed was refused (its result written). A BenchError writes a failed result and
+                knobs: dict[str, Any], checked: dict[str, dict[str, str]]) -> TrainedSeed | None:
+    """Data, the probes and training for one seed, or None when the seed was refused (its result written). A BenchError writes a failed result and
     ends the launch: data or configuration problems are the same on every rank and every seed."""
     from accelerate.utils import set_seed
 
@@ -231,7 +255,7 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
         set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
         workload = make_workload(cell.workload, cell.variant, cell.params)
         splits = workload.load(cell.seed)
-        init = {"init_s": time.perf_counter() - init_start, "init_start": init_start_unix, "init_stop": time.time()}
+        init = InitTimes(time.perf_counter() - init_start, init_start_unix, time.time())
         precision_verdict = probe_model_precision(accelerator, workload, splits, cell.precision)
         observed.update(precision_verdict.observed)
         if precision_verdict.status:
@@ -252,17 +276,17 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
         # Data or configuration problems are the same on every rank; report them as the reason.
         refuse("failed", str(exc))
         raise
-    return workload, splits, outcome, init, checked[cell.workload]
+    return TrainedSeed(workload, splits, outcome, init, checked[cell.workload])
 
 
-def gather_for_checkpoint(accelerator: Any, cell: Cell, workload: Any, outcome: dict[str, Any]) -> dict[str, Any] | None:
+def gather_for_checkpoint(accelerator: Any, cell: Cell, workload: Any, outcome: TrainOutcome) -> dict[str, Any] | None:
     """The model's full state dict when the cell saves a checkpoint (None when it does not).
 
     A model that trained (to target or to budget) is saved; its status goes in the metadata. Every
     rank gathers, through accelerate: under FSDP the parameters are sharded, and a main process
     gathering alone would wait forever for the others."""
-    save = bool(cell.save_checkpoint) and hasattr(workload, "save_checkpoint") and outcome["status"] != "failed"
-    return accelerator.get_state_dict(outcome["model"]) if save else None
+    save = bool(cell.save_checkpoint) and hasattr(workload, "save_checkpoint") and outcome.status != "failed"
+    return accelerator.get_state_dict(outcome.model) if save else None
 
 
 def knob_kwargs(cell: Cell) -> dict[str, Any]:
@@ -307,7 +331,7 @@ def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: d
     return verdict
 
 
-def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any], tf32_before: dict[str, Any],
+def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf32_before: dict[str, Any],
                     device: Any) -> Any:
     """Each knob axis, at its default too, checked in what training did (bench/harness/verify.py);
     fills `knobs` with what was seen. The first knob not in effect makes the verdict. For fp32 and
@@ -325,7 +349,7 @@ def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any], 
         verify_no_compile,
     )
 
-    seen = outcome.get("knobs", {})
+    seen = outcome.knobs
     verdicts = []
     if cell.compile != "none":
         verdict, knobs["compile"] = verify_compile(cell.compile, seen.get("compile_window", {}), dynamo_stats())
@@ -333,8 +357,8 @@ def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any], 
         verdicts.append(verdict)
     else:  # compile=none: a user config's dynamo_config would compile it silently
         verdicts.append(verify_no_compile(seen.get("compile_window", {}).get("prepared_model", ""), dynamo_stats()))
-    knobs["grad_accum"] = {**seen["grad_accum"], "observed_global_batch": outcome["batch"].get("observed_global"),
-                           "global_batch": outcome["batch"]["global"]}
+    knobs["grad_accum"] = {**seen["grad_accum"], "observed_global_batch": outcome.batch.get("observed_global"),
+                           "global_batch": outcome.batch["global"]}
     verdicts.append(verify_grad_accum(knobs["grad_accum"]))
     if cell.checkpointing == "on":
         knobs["checkpointing"] = seen.get("checkpointing", {"recompute_forwards_per_step": 0})
@@ -347,7 +371,7 @@ def knobs_in_effect(cell: Cell, outcome: dict[str, Any], knobs: dict[str, Any], 
 
 
 def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observed: dict[str, Any],
-                    outcome: dict[str, Any], init: dict[str, float], memory: dict[str, Any],
+                    outcome: TrainOutcome, init: InitTimes, memory: dict[str, Any],
                     data: dict[str, Any], knobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The result of a training cell: the cell, what ran (workload, topology, observed), and what
     `train` measured, with init time, every rank's memory and the knobs seen in effect added."""
@@ -356,26 +380,26 @@ def training_result(cell: Cell, workload: Any, topology: dict[str, Any], observe
         knobs["checkpointing"]["peak_rss_mb_max"] = memory.get("peak_rss_mb_max")
     return make_result(
         cell.to_dict(),
-        outcome["status"],
-        outcome["reason"],
+        outcome.status,
+        outcome.reason,
         workload=workload.describe(),
         topology=topology,
         observed=observed,
-        metrics=outcome["metrics"],
-        target=outcome["target"],
-        timings={"init_s": init["init_s"], **outcome["timings"]},
-        samples_to_target=outcome["samples_to_target"],
-        samples_seen=outcome["samples_seen"],
-        throughput=outcome["throughput"],
-        flops_per_sample=outcome["flops_per_sample"],
-        **({"hardware_flops_per_sample": outcome["hardware_flops_per_sample"]}
-           if outcome.get("hardware_flops_per_sample") else {}),
-        batch=outcome["batch"],
-        loader=outcome["loader"],
+        metrics=outcome.metrics,
+        target=outcome.target,
+        timings={"init_s": init.seconds, **outcome.timings},
+        samples_to_target=outcome.samples_to_target,
+        samples_seen=outcome.samples_seen,
+        throughput=outcome.throughput,
+        flops_per_sample=outcome.flops_per_sample,
+        **({"hardware_flops_per_sample": outcome.hardware_flops_per_sample}
+           if outcome.hardware_flops_per_sample else {}),
+        batch=outcome.batch,
+        loader=outcome.loader,
         memory=memory,
-        curve=outcome["curve"],
+        curve=outcome.curve,
         # Dates (Unix seconds) of the cell's phases, for the MLPerf log; the timings are durations.
-        wall_clock={"init_start": init["init_start"], "init_stop": init["init_stop"], **outcome["wall_clock"]},
+        wall_clock={"init_start": init.start_unix, "init_stop": init.stop_unix, **outcome.wall_clock},
         data=data,
         knobs=knobs,
         environment=environment(),

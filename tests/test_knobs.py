@@ -105,9 +105,13 @@ def test_the_dry_run_gives_every_skip_and_expected_unsupported(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _compiled_run(fresh_state, model: torch.nn.Module, backend: str | None) -> tuple:
+def _compiled_run(fresh_state, model: torch.nn.Module, backend: str | None, elsewhere: bool = False) -> tuple:
+    """Three training steps of `model` prepared by an Accelerator, the third profiled as bench's
+    loop profiles it; `elsewhere` first compiles an unrelated function in the process, as a
+    throwaway model of a probe would."""
     from accelerate import Accelerator
 
+    from bench.harness.compile_probe import PROFILED_STEP, CompileProbe
     from bench.harness.measure import KnobProbe
     from bench.harness.verify import dynamo_stats, verify_compile
 
@@ -115,13 +119,17 @@ def _compiled_run(fresh_state, model: torch.nn.Module, backend: str | None) -> t
     from torch._dynamo.utils import counters
 
     counters.clear()
+    if elsewhere:
+        torch.compile(lambda x: x * 2 + 1, backend="eager")(torch.ones(3))
     accelerator = Accelerator(cpu=True, **({"dynamo_backend": backend} if backend else {}))
     prepared = accelerator.prepare(model)
-    probe = KnobProbe()
+    probe, step_probe = KnobProbe(), CompileProbe(active=True)
     probe.watch_sync(prepared, 1)
-    for _ in range(2):
-        prepared(torch.randn(4, 5, 3)).sum().backward()
-    return verify_compile("eager", {"prepared_model": probe.prepared_type, "compile_s": None}, dynamo_stats())
+    for step in range(1, PROFILED_STEP + 1):
+        with step_probe.around(prepared, step):
+            prepared(torch.randn(4, 5, 3)).sum().backward()
+    return verify_compile(backend or "none", {"prepared_model": probe.prepared_type, "compile_s": None}, dynamo_stats(),
+                          step_probe.record())
 
 
 class Dense(torch.nn.Module):
@@ -143,10 +151,47 @@ class Recurrent(torch.nn.Module):
 
 
 def test_compile_through_accelerates_dynamo_setting_is_seen_in_effect(fresh_state):
-    # The eager backend: dynamo traces and counts graphs as with inductor, without a C++ compile.
-    verdict, record = _compiled_run(fresh_state, Dense(), "eager")
+    # aot_eager: dynamo and AOTAutograd trace and run graphs as with inductor, without a C++ compile.
+    verdict, record = _compiled_run(fresh_state, Dense(), "aot_eager")
     assert verdict.status is None, verdict.reason
     assert record["prepared_model"] == "OptimizedModule" and record["graphs"] >= 1
+
+
+class BrokenDense(Dense):
+    """A forward dynamo must split: a print is a graph break, and the code after it resumes in a frame of its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.layer(x))
+        print("", end="")
+        return hidden.mean(1)
+
+
+class EagerDense(Dense):
+    """A forward dynamo skips: compile asked for, set and counted (a graph elsewhere), yet nothing of it compiled."""
+
+    @torch._dynamo.disable
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+
+def test_the_profiled_training_step_ran_the_forward_as_one_compiled_graph(fresh_state):
+    verdict, record = _compiled_run(fresh_state, Dense(), "aot_eager")
+    assert record["step"] == {"profiled_step": 3, "forwards": 1, "graphs_run": 1, "eager_ops": 0,
+                              "eager_op_kinds": []}
+
+
+def test_a_graph_break_shows_as_a_second_compiled_graph_of_the_forward(fresh_state):
+    verdict, record = _compiled_run(fresh_state, BrokenDense(), "aot_eager")
+    assert verdict.status is None, verdict.reason
+    assert record["graph_breaks"] >= 1 and record["step"]["graphs_run"] == 2
+
+
+def test_a_step_that_ran_eagerly_is_unsupported_though_a_graph_was_compiled_elsewhere(fresh_state):
+    # The process-wide count alone passed this cell: one graph, from an unrelated compile.
+    verdict, record = _compiled_run(fresh_state, EagerDense(), "aot_eager", elsewhere=True)
+    assert record["graphs"] >= 1 and record["prepared_model"] == "OptimizedModule"
+    assert record["step"]["graphs_run"] == 0 and record["step"]["eager_ops"] >= 2
+    assert verdict.status == "unsupported" and "ran its forward eagerly" in verdict.reason
 
 
 def test_compile_asked_for_but_not_set_on_the_accelerator_is_unsupported(fresh_state):
@@ -155,7 +200,7 @@ def test_compile_asked_for_but_not_set_on_the_accelerator_is_unsupported(fresh_s
 
 
 def test_compile_of_an_rnn_compiles_nothing_and_is_unsupported_with_dynamos_reason(fresh_state):
-    verdict, record = _compiled_run(fresh_state, Recurrent(), "eager")
+    verdict, record = _compiled_run(fresh_state, Recurrent(), "aot_eager")
     assert record["graphs"] == 0
     assert verdict.status == "unsupported" and "compiled no graph" in verdict.reason and "LSTM" in verdict.reason
 

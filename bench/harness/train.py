@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from bench.cells import Budget
 from bench.errors import BenchError
 from bench.harness import measure
+from bench.harness.compile_probe import CompileProbe
 from bench.harness.launch import PROGRESS_PREFIX
 from workloads.base import Splits, Target, Workload
 
@@ -44,6 +45,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     `grad_accum` is what the cell asked for; the knob check compares it with what ran."""
     run = setup(accelerator, workload, splits, budget, seed, checkpointing)
     run.knobs.asked_micro = grad_accum
+    run.compile_probe.active = compiled  # profiles one early step: did it run compiled code?
     p, world = workload.params, accelerator.num_processes
     on_cuda = accelerator.device.type == "cuda"
     rss_window_reset = measure.reset_peak_rss()
@@ -56,7 +58,8 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         progress.epoch += 1
         tick = measure.now()
         for batch in run.train_loader:
-            loss = micro_step(accelerator, workload, run, batch, p.grad_clip)
+            with run.compile_probe.around(run.model, progress.step + 1):
+                loss = micro_step(accelerator, workload, run, batch, p.grad_clip)
             if not run.knobs.optimizer_stepped(accelerator):
                 continue  # a micro-step of an accumulation: the optimizer step is not over yet
             if on_cuda:
@@ -148,6 +151,8 @@ class Run:
     """With activation checkpointing: the FLOPs the hardware ran, recomputed forwards included (HFU)."""
     knobs: measure.KnobProbe = field(default_factory=measure.KnobProbe)
     """What the knobs did while training (accumulation, recomputation), for the verification."""
+    compile_probe: CompileProbe = field(default_factory=lambda: CompileProbe(active=False))
+    """For a compile cell, what one early training step ran: compiled frames, the forward's share in them."""
 
 
 def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
@@ -495,7 +500,7 @@ def summary(accelerator: Accelerator, workload: Workload, run: Run, progress: Pr
                "observed_global": observed_global_batch(accelerator, run.knobs),
                **({"grad_accum": run.knobs.micro_per_step} if run.knobs.micro_per_step > 1 else {})},
         loader=loader_settings(accelerator, run.train_loader, p.eval_batch),
-        knobs=run.knobs.record(progress.step, step_times),
+        knobs={**run.knobs.record(progress.step, step_times), "compile_step": run.compile_probe.record()},
         memory=memory,
         curve=progress.curve,
         wall_clock={"run_start": progress.run_start_unix, "run_stop": progress.run_stop_unix},

@@ -524,11 +524,16 @@ def dynamo_stats() -> dict:
     }
 
 
-def verify_compile(asked: str, window: dict, stats: dict) -> tuple[Verdict, dict]:
-    """compile=inductor is in effect when accelerate compiled the prepared model (OptimizedModule)
-    and dynamo compiled at least one graph; an RNN, which dynamo runs eagerly, compiles none."""
+def verify_compile(asked: str, window: dict, stats: dict, step: dict | None = None) -> tuple[Verdict, dict]:
+    """compile=inductor is in effect when accelerate compiled the prepared model (OptimizedModule),
+    dynamo compiled at least one graph (an RNN, which dynamo runs eagerly, compiles none), and the
+    profiled training step (`step`, bench/harness/compile_probe.py) ran a compiled graph in the
+    model's forward. Graphs per forward and eager operators (what compile did not cover) are
+    recorded, not judged: a graph break adds a graph, and what dynamo skipped runs eagerly."""
+    step = step or {}
     record = {"backend": asked, **stats, "compile_s": window.get("compile_s"),
-              "prepared_model": window.get("prepared_model"), "first_steps": window.get("first_steps")}
+              "prepared_model": window.get("prepared_model"), "first_steps": window.get("first_steps"),
+              "step": step or None}
     if window.get("prepared_model") != "OptimizedModule":
         return Verdict("unsupported", f"compile={asked} asked for but the prepared model is a "
                        f"{window.get('prepared_model')}, not compiled by accelerate", {}), record
@@ -536,6 +541,9 @@ def verify_compile(asked: str, window: dict, stats: dict) -> tuple[Verdict, dict
         why = f": {stats['fallback']}" if stats.get("fallback") else ""
         return Verdict("unsupported", f"compile={asked} asked for but dynamo compiled no graph, the model ran "
                        f"eagerly{why}", {}), record
+    if step and step.get("forwards") and not step.get("graphs_run"):
+        return Verdict("unsupported", f"compile={asked} asked for but training step {step.get('profiled_step')} ran "
+                       f"its forward eagerly ({step.get('eager_ops')} aten op(s), no compiled graph)", {}), record
     return Verdict(None, "", {}), record
 
 

@@ -352,7 +352,8 @@ def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf
     seen = outcome.knobs
     verdicts = []
     if cell.compile != "none":
-        verdict, knobs["compile"] = verify_compile(cell.compile, seen.get("compile_window", {}), dynamo_stats())
+        verdict, knobs["compile"] = verify_compile(cell.compile, seen.get("compile_window", {}), dynamo_stats(),
+                                                    seen.get("compile_step"))
         knobs["compile"]["cache"] = knobs.pop("cache")
         verdicts.append(verdict)
     else:  # compile=none: a user config's dynamo_config would compile it silently

@@ -14,30 +14,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.analysis.compare import (
+from bench.analysis.gate.against_baseline import (
     DEFAULT_ALPHA,
     DEFAULT_QUALITY_TOLERANCE,
     DEFAULT_THRESHOLDS,
-    FORMATS,
-    REGRESSION,
-    RENDERERS,
-    BaselineChoice,
-    GateSettings,
-    Hardware,
-    compare_hardware,
+    BaselineSettings,
     compare_results,
     data_differences,
+    parse_thresholds,
+    speed_not_judged,
+)
+from bench.analysis.gate.baselines import (
+    BaselineChoice,
+    Hardware,
+    compare_hardware,
     find_baseline,
     hardware_of,
     latest_run,
     load,
-    parse_thresholds,
-    render_gate_markdown,
     run_hardware,
     save_baseline,
-    speed_not_judged,
 )
-from bench.analysis.gate.judge import package_differences
+from bench.analysis.gate.judge import REGRESSION, package_differences
+from bench.analysis.gate.render import COMPARE_RENDERERS, FORMATS, render_compare_markdown
 from bench.errors import BenchError
 from bench.paths import RESULTS_DIR
 from bench.results import Result, write_atomic
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     same_hardware, how = _hardware_match(baseline, candidate, choice)
     notes.append(_hardware_note(same_hardware, how, args.any_hardware))
     judge_speed = same_hardware or args.any_hardware
-    settings = GateSettings(
+    settings = BaselineSettings(
         thresholds=parse_thresholds(args.threshold),
         quality_tolerance=args.quality_tolerance,
         alpha=args.alpha,
@@ -110,18 +109,18 @@ def run(args: argparse.Namespace) -> int:
     notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)
     notes += package_differences(map(Result.from_dict, baseline), map(Result.from_dict, candidate))  # two locks
     if args.recheck:
-        from bench.analysis.recheck import recheck
+        from bench.analysis.gate.recheck import recheck
 
         verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
         notes += recheck_notes
     names = (str(baseline_path), str(candidate_path))
-    text = render_gate_markdown(verdicts, *names, notes, speed_judged=judge_speed)
+    text = render_compare_markdown(verdicts, *names, notes, speed_judged=judge_speed)
     report = text
     if args.format != "text":
         # JSON and JUnit also list the speed and memory checks left unjudged (different hardware).
         unjudged = [] if judge_speed else speed_not_judged(
             baseline, candidate, f"speed and memory not judged: different hardware ({how})")
-        report = RENDERERS[args.format](verdicts + unjudged, *names, notes, speed_judged=judge_speed)
+        report = COMPARE_RENDERERS[args.format](verdicts + unjudged, *names, notes, speed_judged=judge_speed)
     _emit(text, report, args)
     return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0
 

@@ -10,6 +10,11 @@ Read in this order:
   with Tarone's rule over the whole gate.
 - `render.py`: the verdicts as Markdown, JSON and JUnit XML.
 
-bench/commands/gate.py is the command; `bench compare` (committed per-hardware baselines) is
-bench/analysis/compare.py.
+`bench compare` judges a run against a committed per-hardware baseline instead:
+- `baselines.py`: the committed baselines and the hardware they are matched on.
+- `against_baseline.py`: one verdict per cell and metric, candidate against baseline.
+- `recheck.py`: re-run the cells whose only regressions are speed, and keep those shown twice.
+- `render.py` (`render_compare_*`): those verdicts as Markdown, JSON and JUnit XML.
+
+bench/commands/gate.py and bench/commands/compare.py are the commands.
 """

@@ -1,4 +1,4 @@
-"""Judge a candidate run against a baseline run: per cell and metric, a regression or not.
+"""Judge a candidate run against a baseline run (`bench compare`): per cell and metric, a regression or not.
 
 Cells are matched by their key without the seed (bench.cells.CellKey: workload-variant, topology,
 precision) and aggregated over seeds. Each metric has a direction and a kind, and each kind its own rule:
@@ -16,42 +16,23 @@ precision) and aggregated over seeds. Each metric has a direction and a kind, an
   are (per-step times). A shared CPU makes timings noisy; the threshold says what size of change
   matters, the interval or test says whether it is more than noise. See `_significance`.
 
-Committed baselines live in results/baselines/<hardware-class>/ (one run's cells plus a
-baseline.json naming its hardware; the ones it replaced under history/). `find_baseline` picks one
-whose hardware matches on what decides the figures (`match_hardware`: cores, the CPU flags that
-decide precision, GPUs), else the nearest, against which only status and quality are judged.
+Which baseline, and whether its hardware lets speed be judged: bench/analysis/gate/baselines.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
-import shutil
 import statistics
-import tempfile
-import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from scipy.stats import mannwhitneyu
-from tabulate import tabulate
 
+from bench.analysis.gate.judge import IMPROVEMENT, NEW, NOT_JUDGED, OK, REGRESSION
 from bench.analysis.stats import ratio_interval
 from bench.errors import BenchError
-from bench.results import (
-    WITH_NUMBERS,
-    Target,
-    load_run,
-    result_key,
-    strict_json,
-    write_atomic,
-    write_json_atomic,
-)
+from bench.results import WITH_NUMBERS, Target, result_key
 
 # ---------------------------------------------------------------------------------------------
 # Metrics and settings
@@ -135,7 +116,7 @@ DEFAULT_ALPHA = 0.01
 
 
 @dataclass
-class GateSettings:
+class BaselineSettings:
     """How strict the gate is. Thresholds are relative changes (0.2 = 20%)."""
 
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
@@ -172,9 +153,12 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 # Verdicts
 # ---------------------------------------------------------------------------------------------
 
-REGRESSION, IMPROVEMENT, NOISE, OK, NEW = "regression", "improvement", "not significant", "ok", "new"
+NOISE = "not significant"
+"""Past the threshold but not significant. (REGRESSION, IMPROVEMENT, OK, NEW and NOT_JUDGED are the
+side-by-side gate's words, from judge.py; NOT_JUDGED here: speed or memory left unjudged because the
+runs' hardware differs, listed only by the JSON and JUnit outputs, never by compare_results.)"""
 UNCONFIRMED = "not confirmed"
-"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/analysis/recheck.py)."""
+"""A speed regression that a re-run of the cell did not show again (`--recheck`, bench/analysis/gate/recheck.py)."""
 HARDWARE_DIFFERS = "not judged (other hardware)"
 """A status that other hardware explains: the candidate's host has no kernel for the cell."""
 
@@ -208,7 +192,7 @@ def group_by_cell(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def compare_results(
-    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], settings: GateSettings
+    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], settings: BaselineSettings
 ) -> list[GateVerdict]:
     """Every verdict, cell by cell, in the baseline's order; new candidate cells at the end."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
@@ -302,7 +286,7 @@ def _compare_status(
 
 
 def _compare_quality(
-    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
+    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: BaselineSettings
 ) -> list[GateVerdict]:
     target = Target.from_dict(base[0]["target"])
     metric, higher = target.metric, target.higher
@@ -458,7 +442,7 @@ def _listed(values: list[Any]) -> str:
 
 
 def _compare_speed(
-    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: GateSettings
+    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: BaselineSettings
 ) -> list[GateVerdict]:
     verdicts = []
     for metric in SPEED_AND_MEMORY:
@@ -491,7 +475,7 @@ def _same_seeds(base: list[dict[str, Any]], cand: list[dict[str, Any]],
 
 
 def _compare_metric(key: str, metric: Metric, base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                    settings: GateSettings, note: str) -> list[GateVerdict]:
+                    settings: BaselineSettings, note: str) -> list[GateVerdict]:
     """The verdict of one speed or memory metric of one cell (none when a side has no figure);
     `note` says which baseline seeds it was judged against, when not all of them."""
     base_vals = [v for v in map(metric.value, base) if v is not None]
@@ -519,59 +503,6 @@ def _compare_metric(key: str, metric: Metric, base: list[dict[str, Any]], cand: 
     return [GateVerdict(key, metric.name, verdict, **shown, p_value=p, why=f"{why}; {note}" if note else why)]
 
 
-# ---------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------
-
-_HEADERS = ["verdict", "cell", "metric", "baseline", "candidate", "change", "p", "why"]
-
-
-def _rows(verdicts: list[GateVerdict]) -> list[list[str]]:
-    return [
-        [v.verdict, v.cell, v.metric, v.baseline, v.candidate, v.change, "" if v.p_value is None else f"{v.p_value:.2g}", v.why]
-        for v in verdicts
-    ]
-
-
-def render_gate_markdown(
-    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
-) -> str:
-    """The report: a headline, the regressions and improvements, then changes within noise."""
-    order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
-    shown = sorted((v for v in verdicts if v.verdict in order), key=lambda v: order[v.verdict])
-    noise = [v for v in verdicts if v.verdict in (NOISE, UNCONFIRMED, HARDWARE_DIFFERS)]
-    regressions = sum(v.verdict == REGRESSION for v in verdicts)
-    improvements = sum(v.verdict == IMPROVEMENT for v in verdicts)
-    cells = len({v.cell for v in verdicts})
-    lines = [
-        f"# bench compare: {candidate_name} against {baseline_name}",
-        "",
-        f"**{'FAIL' if regressions else 'PASS'}**: {regressions} regression(s), {improvements} improvement(s) "
-        f"over {cells} cell(s) and {len(verdicts)} check(s)."
-        + ("" if speed_judged else " Status and quality only: speed and memory not judged (different hardware)."),
-        "",
-    ]
-    lines += [f"> {note}" for note in notes] + ([""] if notes else [])
-    if shown:
-        lines += [tabulate(_rows(shown), headers=_HEADERS, tablefmt="github"), ""]
-    else:
-        lines += ["No regressions and no improvements.", ""]
-    if noise:
-        lines += [
-            "Past the threshold but not significant, not confirmed on a re-run, or unsupported on other hardware (not failing):",
-            "",
-            tabulate(_rows(noise), headers=_HEADERS, tablefmt="github"),
-            "",
-        ]
-    return "\n".join(lines)
-
-
-NOT_JUDGED = "not judged"
-"""A speed or memory metric left unjudged because the runs' hardware differs (`speed_not_judged`).
-Only the JSON and JUnit outputs list them; compare_results never returns one."""
-
-FORMATS = ("text", "json", "junit")
-
 
 def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], reason: str) -> list[GateVerdict]:
     """The speed and memory checks compare_results would have made had the hardware matched: one
@@ -588,358 +519,3 @@ def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, A
                 skipped.append(GateVerdict(key, metric.name, NOT_JUDGED, why=reason))
     return skipped
 
-
-def _summary(verdicts: list[GateVerdict]) -> tuple[int, int, int]:
-    judged = [v for v in verdicts if v.verdict != NOT_JUDGED]
-    regressions = sum(v.verdict == REGRESSION for v in judged)
-    improvements = sum(v.verdict == IMPROVEMENT for v in judged)
-    return regressions, improvements, len({v.cell for v in judged})
-
-
-def render_json(
-    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
-) -> str:
-    """The verdicts as one strict JSON document (no NaN: a non-finite p-value is null)."""
-    regressions, improvements, cells = _summary(verdicts)
-    document = {
-        "baseline": baseline_name,
-        "candidate": candidate_name,
-        "passed": regressions == 0,
-        "regressions": regressions,
-        "improvements": improvements,
-        "cells": cells,
-        "checks": sum(v.verdict != NOT_JUDGED for v in verdicts),
-        "speed_judged": speed_judged,
-        "notes": notes,
-        "verdicts": [
-            {"cell": v.cell, "metric": v.metric, "verdict": v.verdict, "baseline": v.baseline, "candidate": v.candidate,
-             "change": v.change, "p_value": v.p_value, "why": v.why}
-            for v in verdicts
-        ],
-    }
-    return strict_json(document)
-
-
-def render_junit(
-    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
-) -> str:
-    """The verdicts as JUnit XML, as CI systems read test results: one testcase per (cell, metric),
-    its classname the cell and its name the metric. A regression is a <failure> with its reason;
-    a check not judged (different hardware: "not judged...") is <skipped> with the reason; every other verdict
-    (ok, improvement, not significant, not confirmed, new) passes, its verdict and reason in
-    <system-out>."""
-    failures = sum(v.verdict == REGRESSION for v in verdicts)
-    skipped = sum(v.verdict.startswith(NOT_JUDGED) for v in verdicts)
-    counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
-    root = ET.Element("testsuites", {"name": "bench compare", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": f"bench compare: {candidate_name} against {baseline_name}", **counts})
-    properties = ET.SubElement(suite, "properties")
-    for name, value in (("baseline", baseline_name), ("candidate", candidate_name), ("speed_judged", str(speed_judged).lower())):
-        ET.SubElement(properties, "property", {"name": name, "value": value})
-    for i, note in enumerate(notes):
-        ET.SubElement(properties, "property", {"name": f"note{i + 1}", "value": note})
-    for v in verdicts:
-        case = ET.SubElement(suite, "testcase", {"classname": v.cell, "name": v.metric, "time": "0"})
-        figures = _figures(v)
-        if v.verdict == REGRESSION:
-            failure = ET.SubElement(case, "failure", {"type": REGRESSION, "message": v.why or "regression"})
-            failure.text = figures
-        elif v.verdict.startswith(NOT_JUDGED):  # also a status that other hardware explains
-            ET.SubElement(case, "skipped", {"message": v.why or v.verdict})
-        else:
-            ET.SubElement(case, "system-out").text = f"{v.verdict}: {figures}"
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def _figures(v: GateVerdict) -> str:
-    parts = [f"baseline {v.baseline or '-'}", f"candidate {v.candidate or '-'}"]
-    if v.change:
-        parts.append(f"change {v.change}")
-    if v.p_value is not None and math.isfinite(v.p_value):
-        parts.append(f"p {v.p_value:.2g}")
-    return ", ".join(parts) + (f"; {v.why}" if v.why else "")
-
-
-RENDERERS = {"text": render_gate_markdown, "json": render_json, "junit": render_junit}
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading runs, and the committed baselines
-# ---------------------------------------------------------------------------------------------
-
-
-def hardware_classes(results: list[dict[str, Any]]) -> set[str]:
-    return {r["environment"]["hardware_class"] for r in results if (r.get("environment") or {}).get("hardware_class")}
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """What decides a run's speed and memory figures: core count, the CPU flags that decide
-    precision (bench.harness.measure.PRECISION_FLAGS) and the GPU models. The CPU model string does not
-    (one VM class reports "Intel(R) Xeon(R) Processor @ 2.50GHz" or "AMD EPYC"); it is kept in
-    `name` (the hardware class) for people and takes no part in equality."""
-
-    cpu_count: int | None
-    flags: tuple[str, ...] | None
-    """None: not recorded (results measured before bench recorded them)."""
-    gpus: tuple[str, ...]
-    """One model name per device, sorted; () on a CPU-only host."""
-    name: str = field(default="", compare=False)
-
-    @classmethod
-    def of_environment(cls, env: Any) -> Hardware | None:
-        """From a result's `environment` (or bench.harness.measure.hardware()); None if it records none."""
-        if not isinstance(env, dict) or not (env.get("hardware_class") or env.get("cpu_count")):
-            return None
-        name = str(env.get("hardware_class") or "")
-        gpus = tuple(sorted(str(g) for g in env.get("gpus") or ()))
-        if not gpus and name.startswith("gpu-"):
-            gpus = (name[len("gpu-"):],)  # a result that names its GPUs only in its class
-        flags = env.get("cpu_precision_flags")
-        return cls(env.get("cpu_count"), None if flags is None else tuple(sorted(flags)), gpus, name)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"cpu_count": self.cpu_count, "cpu_precision_flags": None if self.flags is None else list(self.flags),
-                "gpus": list(self.gpus), "hardware_class": self.name}
-
-    def describe(self) -> str:
-        cores = f"{self.cpu_count} cores" if self.cpu_count else "core count unknown"
-        flags = ("CPU precision flags not recorded" if self.flags is None
-                 else f"CPU precision flags: {', '.join(self.flags) or 'none'}")
-        return f"{cores}, {flags}, {_gpu_text(self.gpus) or 'no GPU'}"
-
-
-def _gpu_text(gpus: tuple[str, ...]) -> str:
-    counts: dict[str, int] = {}
-    for g in gpus:
-        counts[g] = counts.get(g, 0) + 1
-    return " + ".join(f"{n}x {g}" for g, n in counts.items())
-
-
-def run_hardware(results: list[dict[str, Any]]) -> list[Hardware]:
-    """The distinct hardware a run's results were measured on (none where no result records it)."""
-    found = (Hardware.of_environment(r.get("environment")) for r in results)
-    return list(dict.fromkeys(h for h in found if h is not None))
-
-
-def hardware_of(results: list[dict[str, Any]]) -> Hardware | None:
-    """The one hardware of a run; None when its results record none or more than one."""
-    found = run_hardware(results)
-    return found[0] if len(found) == 1 else None
-
-
-def match_hardware(base: Hardware, cand: Hardware) -> tuple[bool, str]:
-    """(whether speed and memory figures are comparable, why). A GPU run never matches a CPU run.
-    A side that records no precision flags matches on core count and GPUs only, and `why` says so."""
-    if base.gpus != cand.gpus:
-        if not base.gpus or not cand.gpus:
-            return False, (f"a GPU run against a CPU run: baseline {_gpu_text(base.gpus) or 'no GPU'}, "
-                           f"candidate {_gpu_text(cand.gpus) or 'no GPU'}")
-        return False, f"GPUs differ: baseline {_gpu_text(base.gpus)}, candidate {_gpu_text(cand.gpus)}"
-    if base.cpu_count != cand.cpu_count:
-        return False, f"core counts differ: baseline {base.cpu_count}, candidate {cand.cpu_count}"
-    if base.flags is not None and cand.flags is not None and base.flags != cand.flags:
-        return False, (f"CPU precision flags differ: baseline {', '.join(base.flags) or 'none'}, "
-                       f"candidate {', '.join(cand.flags) or 'none'}")
-    names = (f"; the hardware classes {base.name} and {cand.name} differ only in the CPU model string, "
-             "which does not decide the figures") if base.name != cand.name else ""
-    if base.flags is None or cand.flags is None:
-        who = ("neither run records its" if base.flags is None and cand.flags is None
-               else f"{'the baseline' if base.flags is None else 'the candidate'} records no")
-        return True, (f"{who} CPU precision flags (measured before bench recorded them), so matched on core count "
-                      f"and GPUs only: {cand.cpu_count} cores, {_gpu_text(cand.gpus) or 'no GPU'}{names}")
-    return True, f"same core count, CPU precision flags and GPUs: {cand.describe()}{names}"
-
-
-def compare_hardware(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> tuple[bool, str]:
-    """(whether the two runs' speed and memory are comparable, why), from their results' environments."""
-    base, cand = run_hardware(baseline), run_hardware(candidate)
-    if not base and not cand:
-        return True, "neither run records its hardware"
-    if len(base) != 1 or len(cand) != 1:
-        def listed(hw: list[Hardware]) -> str:
-            return "; ".join(h.describe() for h in hw) or "not recorded"
-
-        return False, f"the runs do not each come from one hardware: baseline {listed(base)}; candidate {listed(cand)}"
-    return match_hardware(base[0], cand[0])
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    """A run directory or a single result file (bench.results checks the schema)."""
-    if not Path(path).exists():
-        raise BenchError(f"{path}: no such run directory or result file")
-    return load_run(Path(path))
-
-
-def latest_run(results_dir: Path) -> Path:
-    """The most recently started run directory under results/ (by its run.json, else the folder).
-
-    Not by name: run ids may be given by hand (`--run-id`)."""
-
-    def started(run: Path) -> float:
-        meta = run / "run.json"
-        return (meta if meta.exists() else run).stat().st_mtime
-
-    runs = sorted((p for p in results_dir.glob("*") if (p / "cells").is_dir() and p.name != "baselines"), key=started)
-    if not runs:
-        raise BenchError(f"no run directories under {results_dir}")
-    return runs[-1]
-
-
-BASELINE_META = "baseline.json"
-
-
-def baseline_slug(hardware_class: str) -> str:
-    """A folder name for a hardware class (its exact string is kept in baseline.json)."""
-    return re.sub(r"[^A-Za-z0-9._]+", "-", hardware_class).strip("-")
-
-
-HISTORY = "history"
-"""Inside a baseline's folder: the baselines it replaced, one folder each, named by when they were
-saved. `--baseline auto` never looks there."""
-
-
-@dataclass
-class BaselineChoice:
-    path: Path
-    hardware: Hardware
-    matched: bool
-    """Whether speed and memory are comparable (`match_hardware`); if not, this is the nearest."""
-    how: str
-
-
-def baseline_hardware(folder: Path, meta: dict[str, Any]) -> Hardware | None:
-    """A committed baseline's hardware: from its baseline.json, or, for one saved before
-    baseline.json recorded it, from its cells' environments."""
-    hardware = Hardware.of_environment(meta.get("hardware"))
-    if hardware is not None:
-        return hardware
-    try:
-        return hardware_of(load_run(folder))
-    except BenchError:
-        return None
-
-
-def _distance(base: Hardware, want: Hardware) -> tuple:
-    """How far a baseline's hardware is from the wanted one, for picking the nearest: a GPU host
-    is farther than any CPU of another size; then other GPUs; then the ratio of core counts;
-    then the precision flags that differ."""
-    kind = bool(base.gpus) != bool(want.gpus)
-    cores = abs(math.log2(base.cpu_count / want.cpu_count)) if base.cpu_count and want.cpu_count else math.inf
-    flags = len(set(base.flags) ^ set(want.flags)) if base.flags is not None and want.flags is not None else 0
-    return kind, base.gpus != want.gpus, cores, flags
-
-
-def find_baseline(baselines_dir: Path, hardware: Hardware) -> BaselineChoice:
-    """The committed baseline for `hardware`: one that matches it (`match_hardware`), preferring a
-    match on recorded precision flags, then the same hardware class, then the newest; where none
-    matches, the nearest, with `matched` False (judge status and quality only). An error only
-    when there is no baseline at all."""
-    candidates = []
-    for meta_path in sorted(baselines_dir.glob(f"*/{BASELINE_META}")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(meta, dict):
-            continue
-        found = baseline_hardware(meta_path.parent, meta)
-        if found is None:
-            continue
-        matched, how = match_hardware(found, hardware)
-        full = found.flags is not None and hardware.flags is not None
-        saved = str(meta.get("saved_utc") or "")
-        rank = (not matched, not full, _distance(found, hardware), found.name != hardware.name)
-        candidates.append((rank, saved, BaselineChoice(meta_path.parent, found, matched, how)))
-    if not candidates:
-        raise BenchError(
-            f"no committed baseline fits this hardware ({hardware.name or hardware.describe()}): none under {baselines_dir}; "
-            "save one with `bench compare --save-baseline RUN_DIR`",
-            exit_code=2,
-        )
-    candidates.sort(key=lambda c: c[1], reverse=True)  # the newest first among equals (the sort is stable)
-    candidates.sort(key=lambda c: c[0])
-    return candidates[0][2]
-
-
-def save_baseline(run_dir: Path, baselines_dir: Path) -> Path:
-    """Make a run the committed baseline of its hardware: baselines_dir/<hardware-class>/.
-
-    The previous baseline of that folder is kept under its history/<saved time>/. Nothing is
-    written in place: the new cells and baseline.json are written whole into a hidden folder
-    beside them, the previous baseline is copied whole into history/, and only then do two
-    renames swap the new cells in and one replaces baseline.json. A failure before the swap
-    leaves the previous baseline as it was."""
-    results = load(run_dir)
-    if not Path(run_dir).is_dir():
-        raise BenchError(f"{run_dir}: --save-baseline wants a run directory, not a single file")
-    classes = hardware_classes(results)
-    hardware = hardware_of(results)
-    if len(classes) != 1 or hardware is None:
-        raise BenchError(f"{run_dir}: a baseline needs results from one hardware class, found {max(len(classes), len(run_hardware(results)))}")
-    hardware_class = classes.pop()
-    target = baselines_dir / baseline_slug(hardware_class)
-    commits = sorted({str((r.get("environment") or {}).get("git_commit")) for r in results})
-    meta: dict[str, Any] = {
-        "hardware_class": hardware_class,
-        "hardware": hardware.to_json(),
-        "source_run": Path(run_dir).resolve().name,
-        "git_commits": commits,
-        "cells": len(results),
-        "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=target))
-        try:
-            for cell in sorted((Path(run_dir) / "cells").glob("*.json")):
-                write_atomic(staging / "cells" / cell.name, cell.read_bytes())
-            (staging / "cells").mkdir(exist_ok=True)
-            previous = _archive(target)
-            if previous:
-                meta["previous"] = f"{HISTORY}/{previous.name}"
-            write_json_atomic(staging / BASELINE_META, meta)
-            if (target / "cells").exists():
-                os.rename(target / "cells", staging / "replaced-cells")
-            try:
-                os.rename(staging / "cells", target / "cells")
-            except OSError:
-                if (staging / "replaced-cells").exists():  # put the previous cells back before staging goes
-                    os.rename(staging / "replaced-cells", target / "cells")
-                raise
-            os.replace(staging / BASELINE_META, target / BASELINE_META)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    except OSError as exc:
-        raise BenchError(f"cannot save the baseline in {target}: {exc.strerror or exc}") from None
-    return target
-
-
-def _archive(target: Path) -> Path | None:
-    """Copy the baseline in `target` (if any) whole into target/history/<saved time>/."""
-    meta_path = target / BASELINE_META
-    if not meta_path.exists() and not (target / "cells").is_dir():
-        return None
-    try:
-        saved = str(json.loads(meta_path.read_text()).get("saved_utc") or "")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        saved = ""
-    stamp = re.sub(r"[^0-9A-Za-z]", "", saved) or time.strftime(
-        "%Y%m%dT%H%M%SZ", time.gmtime(meta_path.stat().st_mtime if meta_path.exists() else time.time()))
-    history = target / HISTORY
-    history.mkdir(exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".archiving-", dir=history))
-    try:
-        for path in sorted((target / "cells").glob("*.json")):
-            write_atomic(staging / "cells" / path.name, path.read_bytes())
-        if meta_path.exists():
-            write_atomic(staging / BASELINE_META, meta_path.read_bytes())
-        final, n = history / stamp, 1
-        while final.exists():
-            n += 1
-            final = history / f"{stamp}-{n}"
-        os.rename(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final

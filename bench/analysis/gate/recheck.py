@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.analysis.compare import (
-    REGRESSION,
+from bench.analysis.gate.against_baseline import (
     SPEED_AND_MEMORY,
     UNCONFIRMED,
-    GateSettings,
+    BaselineSettings,
     GateVerdict,
     compare_results,
     group_key,
 )
+from bench.analysis.gate.judge import REGRESSION
 from bench.cells import Cell
 from bench.errors import BenchError
 
@@ -94,7 +94,7 @@ def _status_of(verdicts: list[GateVerdict], cell: str) -> str:
 
 
 def recheck(
-    baseline: list[dict[str, Any]], candidate_dir: Path, verdicts: list[GateVerdict], settings: GateSettings
+    baseline: list[dict[str, Any]], candidate_dir: Path, verdicts: list[GateVerdict], settings: BaselineSettings
 ) -> tuple[list[GateVerdict], list[str]]:
     """Re-run the speed-only regressed cells of `candidate_dir` once; return the confirmed
     verdicts and notes for the report."""

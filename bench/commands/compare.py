@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from bench.analysis.gate.against_baseline import (
     DEFAULT_ALPHA,
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     )
     verdicts = compare_results(baseline, candidate, settings)
     notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)
-    notes += package_differences(map(Result.from_dict, baseline), map(Result.from_dict, candidate))  # two locks
+    notes += package_differences(baseline, candidate)  # two locks
     if args.recheck:
         from bench.analysis.gate.recheck import recheck
 
@@ -150,7 +149,7 @@ def _chosen_runs(args: argparse.Namespace) -> tuple[str, str]:
     return runs
 
 
-def _committed_baseline(candidate: list[dict[str, Any]], baselines_dir: Path, notes: list[str]) -> BaselineChoice:
+def _committed_baseline(candidate: list[Result], baselines_dir: Path, notes: list[str]) -> BaselineChoice:
     """The committed baseline for the hardware the candidate ran on (this host's, if its results
     record none); a note in `notes` when none matches and the nearest is used."""
     from bench.harness.measure import hardware
@@ -164,7 +163,7 @@ def _committed_baseline(candidate: list[dict[str, Any]], baselines_dir: Path, no
 
 
 def _hardware_match(
-    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], choice: BaselineChoice | None
+    baseline: list[Result], candidate: list[Result], choice: BaselineChoice | None
 ) -> tuple[bool, str]:
     """(whether speed and memory compare, why). A committed baseline's hardware is its baseline.json's,
     which may record what its cells' environments predate (the CPU flags of the first baselines)."""

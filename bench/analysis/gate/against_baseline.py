@@ -23,81 +23,32 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from scipy.stats import mannwhitneyu
 
 from bench.analysis.gate.judge import IMPROVEMENT, NEW, NOT_JUDGED, OK, REGRESSION
+from bench.analysis.gate.metrics import (
+    ABSENT,
+    NOT_FINITE,
+    NULL,
+    SPEED_AND_MEMORY,
+    GateMetric,
+    figure_state,
+    finite,
+    score,
+    score_state,
+)
 from bench.analysis.stats import ratio_interval
 from bench.errors import BenchError
-from bench.results import WITH_NUMBERS, Target, result_key
+from bench.results import WITH_NUMBERS, Result, as_results
 
 # ---------------------------------------------------------------------------------------------
-# Metrics and settings
+# Settings (the figures: metrics.SPEED_AND_MEMORY)
 # ---------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Metric:
-    """A speed or memory figure of one result, with the direction in which it is better."""
-
-    name: str
-    kind: str  # "speed" or "memory"
-    higher_is_better: bool
-    keys: tuple[str, ...]
-    """Where the figure is in a result: ("throughput", "samples_per_s")."""
-    per_step: int = 0
-    """+1 if the metric grows with the step time, -1 if it is its inverse, 0 if not step-derived.
-    For step-derived metrics the per-step times are the repeated measurements."""
-
-    def value(self, result: dict[str, Any]) -> float | None:
-        return _get(*self.keys)(result)
-
-
-def _get(*keys: str) -> Callable[[dict[str, Any]], float | None]:
-    def value(result: dict[str, Any]) -> float | None:
-        node: Any = result
-        for key in keys:
-            node = node.get(key) if isinstance(node, dict) else None
-        return float(node) if isinstance(node, (int, float)) and math.isfinite(node) else None
-
-    return value
-
-
-NUMBER, NOT_FINITE, NULL, ABSENT = "number", "not finite", "null", "absent"
-
-
-def lookup(result: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, str]:
-    """What a result holds at `keys`: (NUMBER, "") for a finite number; (NOT_FINITE, "nan") for
-    NaN or an infinity, as older files hold them, or for a null that the writer recorded as one
-    under `non_finite` (bench.results.write_json_atomic); (NULL, "") for a plain null (e.g. no
-    time-to-target: the target was not met); (ABSENT, "") where the key is missing."""
-    node: Any = result
-    for key in keys[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-    if not isinstance(node, dict) or keys[-1] not in node:
-        return ABSENT, ""
-    value = node[keys[-1]]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isfinite(value):
-            return NUMBER, ""
-        return NOT_FINITE, "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    pointer = "/" + "/".join(k.replace("~", "~0").replace("/", "~1") for k in keys)
-    reason = (result.get("non_finite") or {}).get(pointer) if isinstance(result.get("non_finite"), dict) else None
-    if value is None:
-        return (NOT_FINITE, str(reason)) if reason else (NULL, "")
-    return NOT_FINITE, type(value).__name__
-
-
-SPEED_AND_MEMORY = (
-    Metric("samples_per_s", "speed", True, ("throughput", "samples_per_s"), per_step=-1),
-    Metric("step_time_median_s", "speed", False, ("timings", "step_time_median_s"), per_step=1),
-    Metric("time_to_target_s", "speed", False, ("timings", "time_to_target_s")),
-    Metric("peak_rss_mb", "memory", False, ("memory", "peak_rss_mb_max")),
-    Metric("cuda_max_allocated_mb", "memory", False, ("memory", "cuda_max_allocated_mb_max")),
-)
 
 # Relative change that counts, per metric: past the noise of honest runs of the same commit, inside
 # the 30% a slowdown worth failing for shows. Throughput (a mean over steady steps) is the steadiest
@@ -178,23 +129,28 @@ class GateVerdict:
     why: str = ""
 
 
-def group_key(result: dict[str, Any]) -> str:
+def group_key(result: Result | dict[str, Any]) -> str:
     """The id of the result's cell without its seed (`CellKey.without_seed`): what a baseline and a
     candidate result are matched on, and what their seeds are aggregated over."""
-    return result_key(result).without_seed().id
+    return as_results([result])[0].key.without_seed().id
 
 
-def group_by_cell(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
+def group_by_cell(results: Iterable[Result | dict[str, Any]]) -> dict[str, list[Result]]:
+    groups: dict[str, list[Result]] = {}
+    for result in as_results(results):
         groups.setdefault(group_key(result), []).append(result)
     return groups
 
 
+def _with_numbers(results: list[Result]) -> list[Result]:
+    return [r for r in results if r.status in WITH_NUMBERS and r.status != "baseline"]
+
+
 def compare_results(
-    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], settings: BaselineSettings
+    baseline: Iterable[Result | dict[str, Any]], candidate: Iterable[Result | dict[str, Any]], settings: BaselineSettings
 ) -> list[GateVerdict]:
-    """Every verdict, cell by cell, in the baseline's order; new candidate cells at the end."""
+    """Every verdict, cell by cell, in the baseline's order; new candidate cells at the end. Results
+    are read as records (bench.results.Result); a dict, as `load_run` gives it, is read into one."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
     verdicts: list[GateVerdict] = []
     for key, base in base_groups.items():
@@ -203,8 +159,7 @@ def compare_results(
             verdicts.append(GateVerdict(key, "status", REGRESSION, _statuses(base), "missing", why="cell missing from the candidate"))
             continue
         verdicts.extend(_compare_status(key, base, cand, same_hardware=settings.same_hardware))
-        base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
-        cand_n = [r for r in cand if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
+        base_n, cand_n = _with_numbers(base), _with_numbers(cand)
         if base_n and cand_n:
             verdicts.extend(_compare_quality(key, base_n, cand_n, settings))
             if settings.judge_speed:
@@ -215,16 +170,16 @@ def compare_results(
     return verdicts
 
 
-def data_differences(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> list[str]:
+def data_differences(baseline: Iterable[Result | dict[str, Any]], candidate: Iterable[Result | dict[str, Any]]) -> list[str]:
     """Notes naming each data file whose content (`data.sha256` of the results) differs between the two
     runs in a cell both ran. A result without hashes (written before they were recorded, as the
     committed baselines were) is unknown, not different: it gives no note."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
 
-    def hashes(results: list[dict[str, Any]]) -> dict[str, set[str]]:
+    def hashes(results: list[Result]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
         for r in results:
-            for name, sha in ((r.get("data") or {}).get("sha256") or {}).items():
+            for name, sha in (r.data.sha256 or {}).items():
                 found.setdefault(name, set()).add(sha)
         return found
 
@@ -248,28 +203,28 @@ def data_differences(baseline: list[dict[str, Any]], candidate: list[dict[str, A
     ]
 
 
-def _statuses(results: list[dict[str, Any]]) -> str:
+def _statuses(results: list[Result]) -> str:
     counts: dict[str, int] = {}
     for r in results:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        counts[r.status] = counts.get(r.status, 0) + 1
     return ", ".join(f"{status} {n}/{len(results)}" for status, n in counts.items())
 
 
 def _compare_status(
-    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], same_hardware: bool = True
+    key: str, base: list[Result], cand: list[Result], same_hardware: bool = True
 ) -> list[GateVerdict]:
-    def converged(results: list[dict[str, Any]]) -> float:
-        return sum(r["status"] == "converged" for r in results) / len(results)
+    def converged(results: list[Result]) -> float:
+        return sum(r.status == "converged" for r in results) / len(results)
 
-    def broken(results: list[dict[str, Any]]) -> float:
-        return sum(r["status"] in ("failed", "invalid") for r in results) / len(results)
+    def broken(results: list[Result]) -> float:
+        return sum(r.status in ("failed", "invalid") for r in results) / len(results)
 
     before, after = _statuses(base), _statuses(cand)
-    reasons = "; ".join(sorted({r["reason"] for r in cand if r.get("reason") and r["status"] != "converged"}))
+    reasons = "; ".join(sorted({r.reason for r in cand if r.reason and r.status != "converged"}))
     if broken(cand) > broken(base):
         return [GateVerdict(key, "status", REGRESSION, before, after, why=reasons or "now fails")]
     if (not same_hardware and converged(cand) < converged(base)
-            and all(r["status"] in ("converged", "unsupported") for r in cand)):
+            and all(r.status in ("converged", "unsupported") for r in cand)):
         # Other hardware may lack a kernel the baseline's had (a bf16 LSTM needs AVX-512 on a
         # CPU): a cell that this host reports `unsupported` says what the host can do, not that
         # the change broke it. `failed` and `invalid` still fail above.
@@ -286,24 +241,24 @@ def _compare_status(
 
 
 def _compare_quality(
-    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: BaselineSettings
+    key: str, base: list[Result], cand: list[Result], settings: BaselineSettings
 ) -> list[GateVerdict]:
-    target = Target.from_dict(base[0]["target"])
+    target = base[0].target
     metric, higher = target.metric, target.higher
     sign = 1.0 if higher else -1.0
-    splits = [s for s, m in (base[0].get("metrics") or {}).items() if isinstance(m, dict) and metric in m]
+    splits = [s for s, m in (base[0].metrics or {}).items() if isinstance(m, dict) and metric in m]
     verdicts = []
     for split in splits:
-        base_vals = [v for v in (_get("metrics", split, metric)(r) for r in base) if v is not None]
+        base_vals = [v for v in (finite(score(r, split, metric)) for r in base) if v is not None]
         if not base_vals:
             continue  # the baseline has no number here: nothing to hold the candidate to
         name = f"{split} {metric}"
-        missing = _not_numbers(cand, ("metrics", split, metric), absent_too=True)
+        missing = _not_numbers(cand, [score_state(r, split, metric) for r in cand], name, absent_too=True)
         if missing:
             b = statistics.mean(base_vals)
             verdicts.append(GateVerdict(key, name, REGRESSION, baseline=f"{b:.4f}", candidate=missing[0], why=missing[1]))
             continue
-        cand_vals = [v for v in (_get("metrics", split, metric)(r) for r in cand) if v is not None]
+        cand_vals = [v for v in (finite(score(r, split, metric)) for r in cand) if v is not None]
         b, c = statistics.mean(base_vals), statistics.mean(cand_vals)
         spread = max(base_vals) - min(base_vals)
         allowed = max(spread, settings.quality_tolerance)
@@ -319,13 +274,14 @@ def _compare_quality(
     return verdicts
 
 
-def _not_numbers(results: list[dict[str, Any]], keys: tuple[str, ...], absent_too: bool) -> tuple[str, str] | None:
-    """(what the candidate shows, why it fails) when any result holds no finite number at `keys`
-    where the baseline has one: NaN, an infinity, a null (for a quality metric, where a null is
-    never "not measured"), or, with `absent_too`, no value at all. None when every result has one."""
+def _not_numbers(results: list[Result], states: list[tuple[str, str]], label: str,
+                 absent_too: bool) -> tuple[str, str] | None:
+    """(what the candidate shows, why it fails) when any result holds no finite number for the
+    figure `label` (its `metrics.figure_state` in `states`, one per result) where the baseline has
+    one: NaN, an infinity, a null (for a quality metric, where a null is never "not measured"), or,
+    with `absent_too`, no value at all. None when every result has one."""
     found: list[str] = []
-    for r in results:
-        state, reason = lookup(r, keys)
+    for state, reason in states:
         if state == NOT_FINITE or (state == NULL and absent_too):
             found.append(reason or "null")
         elif state == ABSENT and absent_too:
@@ -333,7 +289,6 @@ def _not_numbers(results: list[dict[str, Any]], keys: tuple[str, ...], absent_to
     if not found:
         return None
     seeds = f" in {len(found)} of {len(results)} seeds" if len(results) > 1 else ""
-    label = " ".join(keys[1:])
     if all(f == "missing" for f in found):
         return "missing", f"the candidate has no {label}{seeds}; the baseline has a number"
     shown = ", ".join(dict.fromkeys(f for f in found if f != "missing"))
@@ -347,11 +302,11 @@ def _allowance(base_vals: list[float]) -> str:
 # -- speed and memory -----------------------------------------------------------------------------
 
 
-def _step_times(results: list[dict[str, Any]]) -> list[float] | None:
+def _step_times(results: list[Result]) -> list[float] | None:
     """Steady per-step times pooled over seeds; None if any result predates step_times_s."""
     pooled: list[float] = []
     for r in results:
-        times = (r.get("timings") or {}).get("step_times_s")
+        times = r.timings.step_times_s
         if not times:
             return None
         pooled.extend(times)
@@ -370,7 +325,7 @@ def _can_reach(n1: int, n2: int, alpha: float) -> bool:
 
 
 def _significance(
-    metric: Metric, base: list[dict[str, Any]], cand: list[dict[str, Any]], cand_larger: bool, alpha: float
+    metric: GateMetric, base: list[Result], cand: list[Result], cand_larger: bool, alpha: float
 ) -> tuple[float | None, bool, str]:
     """(p-value, significant?, how it was decided) for a change in the direction observed
     (`cand_larger`: the candidate's value of the metric is the larger one).
@@ -403,8 +358,8 @@ def _significance(
         p = _one_sided_p(base_vals, cand_vals, cand_larger)
         return p, p <= alpha, f"Mann-Whitney U over {len(base_vals)} vs {len(cand_vals)} seeds"
     if metric.name == "time_to_target_s":
-        b_samples = [r.get("samples_to_target") for r in base]
-        c_samples = [r.get("samples_to_target") for r in cand]
+        b_samples = [r.samples_to_target for r in base]
+        c_samples = [r.samples_to_target for r in cand]
         if b_samples != c_samples:
             return None, True, f"samples to target changed ({_listed(b_samples)} -> {_listed(c_samples)})"
         if step_base and step_cand:
@@ -417,7 +372,7 @@ def _significance(
 
 
 def _seed_interval(
-    metric: Metric, base: list[dict[str, Any]], cand: list[dict[str, Any]], cand_larger: bool
+    metric: GateMetric, base: list[Result], cand: list[Result], cand_larger: bool
 ) -> tuple[None, bool, str] | None:
     """Significance from the seeds themselves, when each side has 2 or more values of the metric:
     the change counts when the 95% interval of median(candidate) / median(baseline) lies wholly on
@@ -442,7 +397,7 @@ def _listed(values: list[Any]) -> str:
 
 
 def _compare_speed(
-    key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], settings: BaselineSettings
+    key: str, base: list[Result], cand: list[Result], settings: BaselineSettings
 ) -> list[GateVerdict]:
     verdicts = []
     for metric in SPEED_AND_MEMORY:
@@ -454,8 +409,7 @@ def _compare_speed(
     return verdicts
 
 
-def _same_seeds(base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                metric: Metric) -> tuple[list[dict[str, Any]], str]:
+def _same_seeds(base: list[Result], cand: list[Result], metric: GateMetric) -> tuple[list[Result], str]:
     """The baseline's results of the candidate's own seeds, and a note naming them, when the
     candidate has a single seed and the baseline holds it, with a figure for `metric`, among
     several; else (base, ""): a baseline seed that did not reach the target has no time-to-target,
@@ -465,23 +419,24 @@ def _same_seeds(base: list[dict[str, Any]], cand: list[dict[str, Any]],
     different numbers of samples to reach the target (27,904 to 48,832 for the smoke LSTM on
     2 processes), so seed 0's time-to-target against the median of five is a comparison of two
     optimisation paths, not of two clocks (it failed a commit that changed nothing, +61%)."""
-    seeds = {r["cell"].get("seed") for r in cand}
+    seeds = {r.cell.seed for r in cand}
     if len(cand) != 1 or len(base) < 2:
         return base, ""
-    matching = [r for r in base if r["cell"].get("seed") in seeds and metric.value(r) is not None]
+    matching = [r for r in base if r.cell.seed in seeds and metric.value(r) is not None]
     if not matching:
         return base, ""
     return matching, f"seed for seed: the baseline's seed {_listed(sorted(seeds))} of {len(base)}"
 
 
-def _compare_metric(key: str, metric: Metric, base: list[dict[str, Any]], cand: list[dict[str, Any]],
+def _compare_metric(key: str, metric: GateMetric, base: list[Result], cand: list[Result],
                     settings: BaselineSettings, note: str) -> list[GateVerdict]:
     """The verdict of one speed or memory metric of one cell (none when a side has no figure);
     `note` says which baseline seeds it was judged against, when not all of them."""
     base_vals = [v for v in map(metric.value, base) if v is not None]
     if not base_vals:
         return []
-    broken = _not_numbers(cand, metric.keys, absent_too=False)
+    broken = _not_numbers(cand, [figure_state(r, metric.read(r), metric.pointer) for r in cand], metric.name,
+                          absent_too=False)
     if broken:
         b = statistics.median(base_vals)
         return [GateVerdict(key, metric.name, REGRESSION, baseline=f"{b:.4g}", candidate=broken[0], why=broken[1])]
@@ -504,14 +459,15 @@ def _compare_metric(key: str, metric: Metric, base: list[dict[str, Any]], cand: 
 
 
 
-def speed_not_judged(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], reason: str) -> list[GateVerdict]:
+def speed_not_judged(
+    baseline: Iterable[Result | dict[str, Any]], candidate: Iterable[Result | dict[str, Any]], reason: str
+) -> list[GateVerdict]:
     """The speed and memory checks compare_results would have made had the hardware matched: one
     per cell both runs have numbers for and metric the baseline has a figure for, with `reason`."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
     skipped = []
     for key, base in base_groups.items():
-        base_n = [r for r in base if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
-        cand_n = [r for r in cand_groups.get(key, []) if r["status"] in WITH_NUMBERS and r["status"] != "baseline"]
+        base_n, cand_n = _with_numbers(base), _with_numbers(cand_groups.get(key, []))
         if not base_n or not cand_n:
             continue
         for metric in SPEED_AND_MEMORY:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.results import load_run, write_atomic, write_json_atomic
+from bench.results import Environment, Result, as_results, load_results, write_atomic, write_json_atomic
 
 
-def hardware_classes(results: list[dict[str, Any]]) -> set[str]:
-    return {r["environment"]["hardware_class"] for r in results if (r.get("environment") or {}).get("hardware_class")}
+def hardware_classes(results: list[Result]) -> set[str]:
+    return {r.environment.hardware_class for r in results if r.environment.hardware_class}
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,19 @@ class Hardware:
     name: str = field(default="", compare=False)
 
     @classmethod
-    def of_environment(cls, env: Any) -> Hardware | None:
-        """From a result's `environment` (or bench.harness.measure.hardware()); None if it records none."""
-        if not isinstance(env, dict) or not (env.get("hardware_class") or env.get("cpu_count")):
+    def of_environment(cls, env: Environment | dict[str, Any] | None) -> Hardware | None:
+        """From a result's `environment`, or a dict of its fields (bench.harness.measure.hardware(),
+        a baseline.json's `hardware`); None if it records none."""
+        if isinstance(env, dict):
+            env = Environment.from_dict(env)
+        if not isinstance(env, Environment) or not (env.hardware_class or env.cpu_count):
             return None
-        name = str(env.get("hardware_class") or "")
-        gpus = tuple(sorted(str(g) for g in env.get("gpus") or ()))
+        name = str(env.hardware_class or "")
+        gpus = tuple(sorted(str(g) for g in env.gpus or ()))
         if not gpus and name.startswith("gpu-"):
             gpus = (name[len("gpu-"):],)  # a result that names its GPUs only in its class
-        flags = env.get("cpu_precision_flags")
-        return cls(env.get("cpu_count"), None if flags is None else tuple(sorted(flags)), gpus, name)
+        flags = env.cpu_precision_flags
+        return cls(env.cpu_count, None if flags is None else tuple(sorted(flags)), gpus, name)
 
     def to_json(self) -> dict[str, Any]:
         return {"cpu_count": self.cpu_count, "cpu_precision_flags": None if self.flags is None else list(self.flags),
@@ -72,15 +75,16 @@ def _gpu_text(gpus: tuple[str, ...]) -> str:
     return " + ".join(f"{n}x {g}" for g, n in counts.items())
 
 
-def run_hardware(results: list[dict[str, Any]]) -> list[Hardware]:
+def run_hardware(results: list[Result]) -> list[Hardware]:
     """The distinct hardware a run's results were measured on (none where no result records it)."""
-    found = (Hardware.of_environment(r.get("environment")) for r in results)
+    found = (Hardware.of_environment(r.environment) for r in results)
     return list(dict.fromkeys(h for h in found if h is not None))
 
 
-def hardware_of(results: list[dict[str, Any]]) -> Hardware | None:
-    """The one hardware of a run; None when its results record none or more than one."""
-    found = run_hardware(results)
+def hardware_of(results: list[Result] | list[dict[str, Any]]) -> Hardware | None:
+    """The one hardware of a run (its results, or their dicts as `load_run` gives them); None when
+    its results record none or more than one."""
+    found = run_hardware(as_results(results))
     return found[0] if len(found) == 1 else None
 
 
@@ -107,7 +111,7 @@ def match_hardware(base: Hardware, cand: Hardware) -> tuple[bool, str]:
     return True, f"same core count, CPU precision flags and GPUs: {cand.describe()}{names}"
 
 
-def compare_hardware(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> tuple[bool, str]:
+def compare_hardware(baseline: list[Result], candidate: list[Result]) -> tuple[bool, str]:
     """(whether the two runs' speed and memory are comparable, why), from their results' environments."""
     base, cand = run_hardware(baseline), run_hardware(candidate)
     if not base and not cand:
@@ -120,11 +124,11 @@ def compare_hardware(baseline: list[dict[str, Any]], candidate: list[dict[str, A
     return match_hardware(base[0], cand[0])
 
 
-def load(path: Path) -> list[dict[str, Any]]:
+def load(path: Path) -> list[Result]:
     """A run directory or a single result file (bench.results checks the schema)."""
     if not Path(path).exists():
         raise BenchError(f"{path}: no such run directory or result file")
-    return load_run(Path(path))
+    return load_results(Path(path))
 
 
 def latest_run(results_dir: Path) -> Path:
@@ -171,7 +175,7 @@ def baseline_hardware(folder: Path, meta: dict[str, Any]) -> Hardware | None:
     if hardware is not None:
         return hardware
     try:
-        return hardware_of(load_run(folder))
+        return hardware_of(load_results(folder))
     except BenchError:
         return None
 
@@ -235,7 +239,7 @@ def save_baseline(run_dir: Path, baselines_dir: Path) -> Path:
         raise BenchError(f"{run_dir}: a baseline needs results from one hardware class, found {max(len(classes), len(run_hardware(results)))}")
     hardware_class = classes.pop()
     target = baselines_dir / baseline_slug(hardware_class)
-    commits = sorted({str((r.get("environment") or {}).get("git_commit")) for r in results})
+    commits = sorted({str(r.environment.git_commit) for r in results})
     meta: dict[str, Any] = {
         "hardware_class": hardware_class,
         "hardware": hardware.to_json(),

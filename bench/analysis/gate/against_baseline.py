@@ -131,7 +131,8 @@ class GateVerdict:
 
 def group_key(result: Result | dict[str, Any]) -> str:
     """The id of the result's cell without its seed (`CellKey.without_seed`): what a baseline and a
-    candidate result are matched on, and what their seeds are aggregated over."""
+    candidate result are matched on, and what their seeds are aggregated over. A dict (as `load_run`
+    gives it) is read as a Result first."""
     return as_results([result])[0].key.without_seed().id
 
 
@@ -253,7 +254,7 @@ def _compare_quality(
         if not base_vals:
             continue  # the baseline has no number here: nothing to hold the candidate to
         name = f"{split} {metric}"
-        missing = _not_numbers(cand, [score_state(r, split, metric) for r in cand], name, absent_too=True)
+        missing = _not_numbers([score_state(r, split, metric) for r in cand], name, absent_too=True)
         if missing:
             b = statistics.mean(base_vals)
             verdicts.append(GateVerdict(key, name, REGRESSION, baseline=f"{b:.4f}", candidate=missing[0], why=missing[1]))
@@ -274,10 +275,9 @@ def _compare_quality(
     return verdicts
 
 
-def _not_numbers(results: list[Result], states: list[tuple[str, str]], label: str,
-                 absent_too: bool) -> tuple[str, str] | None:
-    """(what the candidate shows, why it fails) when any result holds no finite number for the
-    figure `label` (its `metrics.figure_state` in `states`, one per result) where the baseline has
+def _not_numbers(states: list[tuple[str, str]], label: str, absent_too: bool) -> tuple[str, str] | None:
+    """(what the candidate shows, why it fails) when any of its results holds no finite number for
+    the figure `label` (`states`: its `metrics.figure_state` in each result) where the baseline has
     one: NaN, an infinity, a null (for a quality metric, where a null is never "not measured"), or,
     with `absent_too`, no value at all. None when every result has one."""
     found: list[str] = []
@@ -288,7 +288,7 @@ def _not_numbers(results: list[Result], states: list[tuple[str, str]], label: st
             found.append("missing")
     if not found:
         return None
-    seeds = f" in {len(found)} of {len(results)} seeds" if len(results) > 1 else ""
+    seeds = f" in {len(found)} of {len(states)} seeds" if len(states) > 1 else ""
     if all(f == "missing" for f in found):
         return "missing", f"the candidate has no {label}{seeds}; the baseline has a number"
     shown = ", ".join(dict.fromkeys(f for f in found if f != "missing"))
@@ -435,7 +435,7 @@ def _compare_metric(key: str, metric: GateMetric, base: list[Result], cand: list
     base_vals = [v for v in map(metric.value, base) if v is not None]
     if not base_vals:
         return []
-    broken = _not_numbers(cand, [figure_state(r, metric.read(r), metric.pointer) for r in cand], metric.name,
+    broken = _not_numbers([figure_state(r, metric.read(r), metric.pointer) for r in cand], metric.name,
                           absent_too=False)
     if broken:
         b = statistics.median(base_vals)

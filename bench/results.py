@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -131,6 +132,11 @@ def without_non_finite(value: Any) -> Any:
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+def json_pointer(*keys: str) -> str:
+    """The JSON pointer of a value at `keys` ("/metrics/val/f1"), as `non_finite` names it."""
+    return "".join(f"/{_escape(key)}" for key in keys)
 
 
 def _jsonable(value: Any) -> Any:
@@ -582,6 +588,11 @@ def load_run(run_dir: Path) -> list[dict[str, Any]]:
 def load_results(run_dir: Path) -> list[Result]:
     """`load_run`, typed."""
     return [Result.from_dict(r) for r in load_run(run_dir)]
+
+
+def as_results(results: Iterable[Result | dict[str, Any]]) -> list[Result]:
+    """Results as records: a dict (a result as `load_run` or the harness gives it) is read into one."""
+    return [r if isinstance(r, Result) else Result.from_dict(r) for r in results]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.compare import save_baseline
+from bench.analysis.gate.baselines import save_baseline
 from bench.results import load_run
 from tests.test_compare import RUN_A, RUN_B
 
@@ -59,7 +59,7 @@ def test_saving_a_baseline_keeps_the_previous_one_in_history_and_auto_ignores_it
     assert json.loads((old / "baseline.json").read_text()) == first_meta
     assert load_run(old)[0] == load_run(RUN_A)[0]
 
-    from bench.analysis.compare import find_baseline, hardware_of
+    from bench.analysis.gate.baselines import find_baseline, hardware_of
 
     hardware = hardware_of(load_run(RUN_B))
     assert find_baseline(baselines, hardware).path == second  # history is never the current baseline
@@ -149,7 +149,7 @@ def test_a_baseline_swap_that_fails_puts_the_previous_cells_back(tmp_path: Path,
     """The swap moves the previous cells aside, then the new ones in; if the second rename fails
     (a full or read-only disk), the previous cells go back in place before the staging folder is
     removed, so the baseline is still whole, not only its history copy."""
-    import bench.analysis.compare
+    import bench.analysis.gate.baselines
     from bench.errors import BenchError
 
     baselines = tmp_path / "baselines"
@@ -162,7 +162,7 @@ def test_a_baseline_swap_that_fails_puts_the_previous_cells_back(tmp_path: Path,
             raise OSError(28, "No space left on device")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(bench.analysis.compare.os, "rename", rename)
+    monkeypatch.setattr(bench.analysis.gate.baselines.os, "rename", rename)
     with pytest.raises(BenchError, match="cannot save the baseline"):
         save_baseline(RUN_B, baselines)
     after = {p.relative_to(saved): p.read_bytes() for p in saved.rglob("*") if p.is_file() and "history" not in p.parts}

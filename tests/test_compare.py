@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.compare import (
-    IMPROVEMENT,
-    NOISE,
-    REGRESSION,
-    GateSettings,
-    compare_results,
-    find_baseline,
-    parse_thresholds,
-    save_baseline,
-)
+from bench.analysis.gate.against_baseline import NOISE, compare_results, parse_thresholds
+from bench.analysis.gate.against_baseline import BaselineSettings as GateSettings
+from bench.analysis.gate.baselines import find_baseline, save_baseline
+from bench.analysis.gate.judge import IMPROVEMENT, REGRESSION
 from bench.cli import main
 from bench.errors import BenchError
 from bench.results import load_run
@@ -186,7 +180,7 @@ def test_speed_is_not_judged_across_hardware_classes(tmp_path: Path, honest, cap
 
 
 def test_auto_picks_the_baseline_of_this_hardware_or_says_none_fits(tmp_path: Path, honest, capsys) -> None:
-    from bench.analysis.compare import Hardware
+    from bench.analysis.gate.baselines import Hardware
     from bench.harness.measure import hardware
 
     base, cand = honest
@@ -243,7 +237,7 @@ def test_the_target_direction_comes_from_the_result_never_from_a_workload(honest
 
 
 def test_cells_are_matched_on_their_key_without_the_seed(honest) -> None:
-    from bench.analysis.compare import group_key
+    from bench.analysis.gate.against_baseline import group_key
 
     base, _ = honest
     assert group_key(base[0]) == CELL
@@ -254,8 +248,8 @@ def test_cells_are_matched_on_their_key_without_the_seed(honest) -> None:
 
 
 def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
-    from bench.analysis.compare import GateVerdict
-    from bench.analysis.recheck import cells_to_recheck
+    from bench.analysis.gate.against_baseline import GateVerdict
+    from bench.analysis.gate.recheck import cells_to_recheck
 
     verdicts = [
         GateVerdict("a", "samples_per_s", REGRESSION), GateVerdict("a", "time_to_target_s", REGRESSION),
@@ -267,8 +261,9 @@ def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
 
 
 def test_a_recheck_clears_a_slowdown_only_when_the_re_run_does_not_show_it() -> None:
-    from bench.analysis.compare import OK, GateVerdict
-    from bench.analysis.recheck import UNCONFIRMED, confirm
+    from bench.analysis.gate.against_baseline import GateVerdict
+    from bench.analysis.gate.judge import OK
+    from bench.analysis.gate.recheck import UNCONFIRMED, confirm
 
     first = [GateVerdict("a", "samples_per_s", REGRESSION, change="-40%"), GateVerdict("a", "status", OK),
              GateVerdict("b", "samples_per_s", REGRESSION, change="-40%"), GateVerdict("c", "samples_per_s", REGRESSION)]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.compare import GateVerdict, render_json
+from bench.analysis.gate.against_baseline import GateVerdict
+from bench.analysis.gate.render import render_compare_json as render_json
 from bench.cli import main
 from bench.results import load_run
 from tests.conftest import run_cli

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.compare import REGRESSION, GateSettings, compare_results
+from bench.analysis.gate.against_baseline import BaselineSettings as GateSettings
+from bench.analysis.gate.against_baseline import compare_results
+from bench.analysis.gate.judge import REGRESSION
 from bench.cli import main
 from bench.results import load_run, result_path, write_json_atomic
 from tests.test_compare import RUN_A, RUN_B, _write_run

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.compare import IMPROVEMENT, NOISE, OK, REGRESSION, GateSettings, compare_results
+from bench.analysis.gate.against_baseline import NOISE, compare_results
+from bench.analysis.gate.against_baseline import BaselineSettings as GateSettings
+from bench.analysis.gate.judge import IMPROVEMENT, OK, REGRESSION
 from bench.results import load_run
 from tests.conftest import run_cli
 

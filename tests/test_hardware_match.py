@@ -46,7 +46,7 @@ def _on(result: dict, cpu_model: str, cores: int, flags: list[str] | None, gpus:
 def _baseline(results_dir: Path, result: dict, hardware_in_meta: bool = True) -> Path:
     """A committed baseline of one cell; `hardware_in_meta=False` writes baseline.json as the
     committed one is, with only its hardware class."""
-    from bench.analysis.compare import save_baseline
+    from bench.analysis.gate.baselines import save_baseline
 
     run = _write_run(results_dir / "source", [result])
     saved = save_baseline(run, results_dir / "baselines")

@@ -64,7 +64,7 @@ def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bo
         return recorded, "recorded in run.json when the run started, on the machine that ran the cells"
     if not measure:
         return None, "not recorded with the run and not measured (MFU omitted)"
-    from bench.analysis.compare import Hardware, match_hardware
+    from bench.analysis.gate.baselines import Hardware, match_hardware
     from bench.harness.peak import measure_host_apart  # in a child process: the report imports no torch
 
     host = measure_host_apart()

@@ -12,37 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from bench.analysis.compare import (
-    DEFAULT_ALPHA,
-    DEFAULT_QUALITY_TOLERANCE,
-    DEFAULT_THRESHOLDS,
-    FORMATS,
-    REGRESSION,
-    RENDERERS,
-    BaselineChoice,
-    GateSettings,
-    Hardware,
-    compare_hardware,
-    compare_results,
-    data_differences,
-    find_baseline,
-    hardware_of,
-    latest_run,
-    load,
-    parse_thresholds,
-    render_gate_markdown,
-    run_hardware,
-    save_baseline,
-    speed_not_judged,
-)
-from bench.analysis.gate.judge import package_differences
+from bench.analysis.gate.against_baseline import DEFAULT_ALPHA, DEFAULT_QUALITY_TOLERANCE, DEFAULT_THRESHOLDS
+from bench.analysis.gate.baselines import save_baseline
+from bench.analysis.gate.entry import AUTO, LATEST, CompareRequest, compare_with_baseline
+from bench.analysis.gate.render import FORMATS
 from bench.errors import BenchError
 from bench.paths import RESULTS_DIR
-from bench.results import Result, write_atomic
-
-AUTO, LATEST = "auto", "latest"
+from bench.results import write_atomic
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -81,49 +58,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    baselines_dir = args.results_dir / "baselines"
     if args.save_baseline:
-        return _save_baseline(args, baselines_dir)
-    baseline_arg, candidate_arg = _chosen_runs(args)
-    candidate_path = latest_run(args.results_dir) if candidate_arg == LATEST else Path(candidate_arg)
-    candidate = load(candidate_path)
-    notes: list[str] = []
-    choice = None
-    if baseline_arg == AUTO:
-        choice = _committed_baseline(candidate, baselines_dir, notes)
-        baseline_path = choice.path
-    else:
-        baseline_path = Path(baseline_arg)
-    baseline = load(baseline_path)
-
-    same_hardware, how = _hardware_match(baseline, candidate, choice)
-    notes.append(_hardware_note(same_hardware, how, args.any_hardware))
-    judge_speed = same_hardware or args.any_hardware
-    settings = GateSettings(
-        thresholds=parse_thresholds(args.threshold),
-        quality_tolerance=args.quality_tolerance,
-        alpha=args.alpha,
-        judge_speed=judge_speed,
-        same_hardware=same_hardware,
-    )
-    verdicts = compare_results(baseline, candidate, settings)
-    notes += data_differences(baseline, candidate)  # data files read with different content (SHA-256)
-    notes += package_differences(map(Result.from_dict, baseline), map(Result.from_dict, candidate))  # two locks
-    if args.recheck:
-        from bench.analysis.recheck import recheck
-
-        verdicts, recheck_notes = recheck(baseline, candidate_path, verdicts, settings)
-        notes += recheck_notes
-    names = (str(baseline_path), str(candidate_path))
-    text = render_gate_markdown(verdicts, *names, notes, speed_judged=judge_speed)
-    report = text
-    if args.format != "text":
-        # JSON and JUnit also list the speed and memory checks left unjudged (different hardware).
-        unjudged = [] if judge_speed else speed_not_judged(
-            baseline, candidate, f"speed and memory not judged: different hardware ({how})")
-        report = RENDERERS[args.format](verdicts + unjudged, *names, notes, speed_judged=judge_speed)
-    _emit(text, report, args)
-    return 1 if any(v.verdict == REGRESSION for v in verdicts) else 0
+        return _save_baseline(args, args.results_dir / "baselines")
+    baseline, candidate = _chosen_runs(args)
+    outcome = compare_with_baseline(CompareRequest(
+        baseline, candidate, results_dir=args.results_dir, thresholds=args.threshold,
+        quality_tolerance=args.quality_tolerance, alpha=args.alpha, any_hardware=args.any_hardware,
+        recheck=args.recheck, format=args.format))
+    _emit(outcome.text, outcome.report, args)
+    return 1 if outcome.failed else 0
 
 
 def _save_baseline(args: argparse.Namespace, baselines_dir: Path) -> int:
@@ -149,38 +92,6 @@ def _chosen_runs(args: argparse.Namespace) -> tuple[str, str]:
     if args.quality_tolerance < 0:
         raise BenchError(f"--quality-tolerance must be at least 0, got {args.quality_tolerance}")
     return runs
-
-
-def _committed_baseline(candidate: list[dict[str, Any]], baselines_dir: Path, notes: list[str]) -> BaselineChoice:
-    """The committed baseline for the hardware the candidate ran on (this host's, if its results
-    record none); a note in `notes` when none matches and the nearest is used."""
-    from bench.harness.measure import hardware
-
-    wanted = hardware_of(candidate) or Hardware.of_environment(hardware())
-    choice = find_baseline(baselines_dir, wanted)
-    if not choice.matched:
-        notes.append(f"No committed baseline matches the candidate's hardware ({wanted.describe()}); "
-                     f"judged against the nearest, {choice.path.name} ({choice.hardware.describe()}).")
-    return choice
-
-
-def _hardware_match(
-    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], choice: BaselineChoice | None
-) -> tuple[bool, str]:
-    """(whether speed and memory compare, why). A committed baseline's hardware is its baseline.json's,
-    which may record what its cells' environments predate (the CPU flags of the first baselines)."""
-    if choice is not None and len(run_hardware(candidate)) <= 1:  # a run measured on several machines matches none
-        return choice.matched, choice.how
-    return compare_hardware(baseline, candidate)
-
-
-def _hardware_note(same_hardware: bool, how: str, any_hardware: bool) -> str:
-    if same_hardware:
-        return f"Hardware matches ({how}): speed and memory judged."
-    if any_hardware:
-        return f"Different hardware ({how}); speed and memory judged anyway (--any-hardware)."
-    return (f"Different hardware ({how}): speed and memory not judged, only status and quality; "
-            "the difference alone never fails the comparison.")
 
 
 def _emit(text: str, report: str, args: argparse.Namespace) -> None:

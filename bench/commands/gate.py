@@ -11,21 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
-from bench.analysis.gate.judge import (
-    DEFAULT_ALPHA,
-    DEFAULT_MIN_CHANGE,
-    GateSettings,
-    judge,
-    judge_alone,
-    package_differences,
-)
-from bench.analysis.gate.render import FORMATS, RENDERERS, render_markdown
-from bench.analysis.gate.side_by_side import BASE, CANDIDATE, GatePlan, load_folder, measure, repository_root
+from bench.analysis.gate.entry import GateRequest, gate_side_by_side
+from bench.analysis.gate.judge import DEFAULT_ALPHA, DEFAULT_MIN_CHANGE, GateSettings
+from bench.analysis.gate.render import FORMATS
 from bench.errors import BenchError
-from bench.paths import MATRIX_CONFIGS_DIR, RESULTS_DIR
+from bench.paths import MATRIX_CONFIGS_DIR
 from bench.results import write_atomic
 
 DEFAULT_BASE = "HEAD^"
@@ -75,31 +67,13 @@ def _checked(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _checked(args)
-    settings = GateSettings(alpha=args.alpha, min_change=args.min_change)
-    if args.judge_only:
-        folder = args.judge_only
-        base_rounds, cand_rounds = load_folder(folder)
-        notes = [f"Judged again from {folder}."]
-        base_failure = "" if any(base_rounds) else "no base results in the folder"
-    else:
-        folder = args.folder or RESULTS_DIR / f"gate-{time.strftime('%Y%m%d-%H%M%S')}"
-        plan = GatePlan(repository_root(Path.cwd()), args.base, args.matrix.resolve(), args.rounds, args.seeds_per_launch, folder.resolve())
-        started = time.monotonic()
-        base, candidate, notes = measure(plan, log=lambda line: print(f"gate: {line}", file=sys.stderr, flush=True))
-        notes.append(f"Measured in {time.monotonic() - started:.0f} s.")
-        base_rounds, cand_rounds, base_failure = base.rounds, candidate.rounds, base.failure
-        if candidate.failure:
-            raise BenchError(f"the candidate could not run: {candidate.failure}")
-    if base_failure:
-        judgement = judge_alone(cand_rounds, base_failure, allowed=args.allow_no_base)
-    else:
-        judgement = judge(base_rounds, cand_rounds, settings)
-        judgement.notes += package_differences(sum(base_rounds, []), sum(cand_rounds, []))
-    judgement.notes[:0] = notes
-    names = (BASE, CANDIDATE)
-    text = render_markdown(judgement, *names)
-    print(text)
-    write_atomic(folder / "gate.md", text)
+    outcome = gate_side_by_side(
+        GateRequest(args.base, args.matrix, args.rounds, args.seeds_per_launch,
+                    GateSettings(alpha=args.alpha, min_change=args.min_change), folder=args.folder,
+                    allow_no_base=args.allow_no_base, judge_only=args.judge_only, format=args.format),
+        log=lambda line: print(f"gate: {line}", file=sys.stderr, flush=True))
+    print(outcome.text)
+    write_atomic(outcome.folder / "gate.md", outcome.text)
     if args.out:
-        write_atomic(args.out, RENDERERS[args.format](judgement, *names))
-    return 0 if judgement.passed else 1
+        write_atomic(args.out, outcome.report)
+    return 0 if outcome.judgement.passed else 1

@@ -6,7 +6,7 @@
 Baselines live in pytest-benchmark's own file storage, one storage folder per hardware class,
 results/benchmarks/<class>/, inside which pytest-benchmark keys its runs by its machine id
 (`Linux-CPython-3.11-64bit`: OS, Python, bits; it says nothing of the CPU). The class is what
-`bench compare` matches baselines on (bench.analysis.compare.Hardware: cores, the CPU flags that decide
+`bench compare` matches baselines on (bench.analysis.gate.baselines.Hardware: cores, the CPU flags that decide
 precision, GPUs), not the CPU model string, which one VM class reports several ways.
 
 Where no baseline is committed for this class and machine id, nothing is run or compared and the
@@ -39,7 +39,7 @@ the loaded 2-core machine (load average 5-6) put one benchmark's median up to 1.
 
 def hardware_key(hw: dict[str, Any]) -> str:
     """The storage folder name for a host (bench.harness.measure.hardware()): what decides its figures."""
-    from bench.analysis.compare import baseline_slug
+    from bench.analysis.gate.baselines import baseline_slug
 
     gpus = hw.get("gpus") or []
     if gpus:

@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from bench.analysis.gate.metrics import CLOCK_AND_MEMORY, STEP, GateMetric
+from bench.analysis.gate.metrics import CLOCK_AND_MEMORY, STEP, GateMetric, score
 from bench.analysis.stats import GREATER, LESS, RankTest, rank_sum_test, signed_rank_test, tarone_bonferroni
 from bench.results import Result
 
@@ -182,11 +182,6 @@ def _clock_checks(cell: str, base: list[list[Result]], cand: list[list[Result]],
                             why=f"{len(c)} v {len(b)} launches"))
 
 
-def _score(result: Result, split: str, metric: str) -> float | None:
-    value = ((result.metrics or {}).get(split) or {}).get(metric)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _quality_checks(cell: str, base: list[list[Result]], cand: list[list[Result]],
                     checks: list[Check], pending: list[_Pending]) -> None:
     b, c = _seeds(base), _seeds(cand)
@@ -197,7 +192,7 @@ def _quality_checks(cell: str, base: list[list[Result]], cand: list[list[Result]
     worse = LESS if target.higher else GREATER
     target_split = target.split or "val"
     for split in dict.fromkeys((target_split, "test")):
-        pairs = [(_score(c[s], split, target.metric), _score(b[s], split, target.metric)) for s in sorted(b) if s in c and c[s].status in TRAINED and b[s].status in TRAINED]
+        pairs = [(score(c[s], split, target.metric), score(b[s], split, target.metric)) for s in sorted(b) if s in c and c[s].status in TRAINED and b[s].status in TRAINED]
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
         if not pairs:
             continue
@@ -320,7 +315,7 @@ def judge_alone(candidate: Rounds, why: str, allowed: bool = False) -> Judgement
         if trained:
             target = trained[0].target
             split = target.split or "val"
-            scores = [v for v in (_score(r, split, target.metric) for r in trained) if v is not None]
+            scores = [v for v in (score(r, split, target.metric) for r in trained) if v is not None]
             if scores and not target.met_by(statistics.median(scores)):
                 checks.append(Check(cell, f"{split} {target.metric}", REGRESSION, candidate=f"{statistics.median(scores):.4f}",
                                     why=f"the candidate's median misses the target {target.value:g}"))

@@ -1,4 +1,6 @@
-"""A gate's judgement as Markdown (for people and CI logs), JSON, or JUnit XML (for CI test tabs)."""
+"""The verdicts of both gates as Markdown (for people and CI logs), JSON, or JUnit XML (for CI test tabs):
+the side-by-side gate's Judgement (`bench gate`), then the verdicts against a committed baseline
+(`bench compare`, `render_compare_*`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import xml.etree.ElementTree as ET
 
 from tabulate import tabulate
 
+from bench.analysis.gate.against_baseline import HARDWARE_DIFFERS, NOISE, UNCONFIRMED, GateVerdict
 from bench.analysis.gate.judge import IMPROVEMENT, NEW, NOT_JUDGED, REGRESSION, Check, Judgement
+from bench.results import strict_json
 
 FORMATS = ("text", "json", "junit")
 _HEADERS = ["cell", "figure", "verdict", "base", "candidate", "change", "p", "why"]
@@ -85,3 +89,126 @@ def render_junit(judgement: Judgement, base_name: str, candidate_name: str) -> s
 
 
 RENDERERS = {"text": render_markdown, "json": render_json, "junit": render_junit}
+
+
+# ---------------------------------------------------------------------------------------------
+# `bench compare`: verdicts against a committed baseline
+# ---------------------------------------------------------------------------------------------
+
+_COMPARE_HEADERS = ["verdict", "cell", "metric", "baseline", "candidate", "change", "p", "why"]
+
+
+def _compare_rows(verdicts: list[GateVerdict]) -> list[list[str]]:
+    return [
+        [v.verdict, v.cell, v.metric, v.baseline, v.candidate, v.change, "" if v.p_value is None else f"{v.p_value:.2g}", v.why]
+        for v in verdicts
+    ]
+
+
+def render_compare_markdown(
+    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+) -> str:
+    """The report: a headline, the regressions and improvements, then changes within noise."""
+    order = {REGRESSION: 0, IMPROVEMENT: 1, NEW: 2}
+    shown = sorted((v for v in verdicts if v.verdict in order), key=lambda v: order[v.verdict])
+    noise = [v for v in verdicts if v.verdict in (NOISE, UNCONFIRMED, HARDWARE_DIFFERS)]
+    regressions = sum(v.verdict == REGRESSION for v in verdicts)
+    improvements = sum(v.verdict == IMPROVEMENT for v in verdicts)
+    cells = len({v.cell for v in verdicts})
+    lines = [
+        f"# bench compare: {candidate_name} against {baseline_name}",
+        "",
+        f"**{'FAIL' if regressions else 'PASS'}**: {regressions} regression(s), {improvements} improvement(s) "
+        f"over {cells} cell(s) and {len(verdicts)} check(s)."
+        + ("" if speed_judged else " Status and quality only: speed and memory not judged (different hardware)."),
+        "",
+    ]
+    lines += [f"> {note}" for note in notes] + ([""] if notes else [])
+    if shown:
+        lines += [tabulate(_compare_rows(shown), headers=_COMPARE_HEADERS, tablefmt="github"), ""]
+    else:
+        lines += ["No regressions and no improvements.", ""]
+    if noise:
+        lines += [
+            "Past the threshold but not significant, not confirmed on a re-run, or unsupported on other hardware (not failing):",
+            "",
+            tabulate(_compare_rows(noise), headers=_COMPARE_HEADERS, tablefmt="github"),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+
+def _summary(verdicts: list[GateVerdict]) -> tuple[int, int, int]:
+    judged = [v for v in verdicts if v.verdict != NOT_JUDGED]
+    regressions = sum(v.verdict == REGRESSION for v in judged)
+    improvements = sum(v.verdict == IMPROVEMENT for v in judged)
+    return regressions, improvements, len({v.cell for v in judged})
+
+
+def render_compare_json(
+    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+) -> str:
+    """The verdicts as one strict JSON document (no NaN: a non-finite p-value is null)."""
+    regressions, improvements, cells = _summary(verdicts)
+    document = {
+        "baseline": baseline_name,
+        "candidate": candidate_name,
+        "passed": regressions == 0,
+        "regressions": regressions,
+        "improvements": improvements,
+        "cells": cells,
+        "checks": sum(v.verdict != NOT_JUDGED for v in verdicts),
+        "speed_judged": speed_judged,
+        "notes": notes,
+        "verdicts": [
+            {"cell": v.cell, "metric": v.metric, "verdict": v.verdict, "baseline": v.baseline, "candidate": v.candidate,
+             "change": v.change, "p_value": v.p_value, "why": v.why}
+            for v in verdicts
+        ],
+    }
+    return strict_json(document)
+
+
+def render_compare_junit(
+    verdicts: list[GateVerdict], baseline_name: str, candidate_name: str, notes: list[str], speed_judged: bool = True
+) -> str:
+    """The verdicts as JUnit XML, as CI systems read test results: one testcase per (cell, metric),
+    its classname the cell and its name the metric. A regression is a <failure> with its reason;
+    a check not judged (different hardware: "not judged...") is <skipped> with the reason; every other verdict
+    (ok, improvement, not significant, not confirmed, new) passes, its verdict and reason in
+    <system-out>."""
+    failures = sum(v.verdict == REGRESSION for v in verdicts)
+    skipped = sum(v.verdict.startswith(NOT_JUDGED) for v in verdicts)
+    counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
+    root = ET.Element("testsuites", {"name": "bench compare", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": f"bench compare: {candidate_name} against {baseline_name}", **counts})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("baseline", baseline_name), ("candidate", candidate_name), ("speed_judged", str(speed_judged).lower())):
+        ET.SubElement(properties, "property", {"name": name, "value": value})
+    for i, note in enumerate(notes):
+        ET.SubElement(properties, "property", {"name": f"note{i + 1}", "value": note})
+    for v in verdicts:
+        case = ET.SubElement(suite, "testcase", {"classname": v.cell, "name": v.metric, "time": "0"})
+        figures = _figures(v)
+        if v.verdict == REGRESSION:
+            failure = ET.SubElement(case, "failure", {"type": REGRESSION, "message": v.why or "regression"})
+            failure.text = figures
+        elif v.verdict.startswith(NOT_JUDGED):  # also a status that other hardware explains
+            ET.SubElement(case, "skipped", {"message": v.why or v.verdict})
+        else:
+            ET.SubElement(case, "system-out").text = f"{v.verdict}: {figures}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _figures(v: GateVerdict) -> str:
+    parts = [f"baseline {v.baseline or '-'}", f"candidate {v.candidate or '-'}"]
+    if v.change:
+        parts.append(f"change {v.change}")
+    if v.p_value is not None and math.isfinite(v.p_value):
+        parts.append(f"p {v.p_value:.2g}")
+    return ", ".join(parts) + (f"; {v.why}" if v.why else "")
+
+
+COMPARE_RENDERERS = {"text": render_compare_markdown, "json": render_compare_json, "junit": render_compare_junit}

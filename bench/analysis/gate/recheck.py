@@ -18,19 +18,19 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
 
-from bench.analysis.compare import (
-    REGRESSION,
+from bench.analysis.gate.against_baseline import (
     SPEED_AND_MEMORY,
     UNCONFIRMED,
-    GateSettings,
+    BaselineSettings,
     GateVerdict,
     compare_results,
     group_key,
 )
+from bench.analysis.gate.judge import REGRESSION
 from bench.cells import Cell
 from bench.errors import BenchError
+from bench.results import Result, as_results
 
 SPEED_METRICS = frozenset(m.name for m in SPEED_AND_MEMORY if m.kind == "speed")
 
@@ -58,7 +58,7 @@ def launched_cells(run_dir: Path, keys: list[str]) -> list[Cell]:
     return [cell for key in keys for cell in by_key[key]]
 
 
-def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[dict[str, Any]]]:
+def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[Result]]:
     """Launch the cells again into a run directory inside `run_dir` (where neither `bench report`
     nor `latest` looks); return it and their results."""
     from bench.harness.runner import run_cells
@@ -67,7 +67,7 @@ def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[dict[str, Any]]]:
     cells = [dataclasses.replace(cell, save_checkpoint=None, tracking=None) for cell in launched_cells(run_dir, keys)]
     recheck_dir = run_dir / f"recheck-{time.strftime('%Y%m%d-%H%M%S')}"
     meta = {"matrix": f"recheck of {run_dir.name}", "command": "bench compare --recheck", "cells": keys}
-    return recheck_dir, run_cells(cells, recheck_dir, meta)
+    return recheck_dir, as_results(run_cells(cells, recheck_dir, meta))
 
 
 def confirm(first: list[GateVerdict], second: list[GateVerdict], rechecked: list[str]) -> list[GateVerdict]:
@@ -94,7 +94,7 @@ def _status_of(verdicts: list[GateVerdict], cell: str) -> str:
 
 
 def recheck(
-    baseline: list[dict[str, Any]], candidate_dir: Path, verdicts: list[GateVerdict], settings: GateSettings
+    baseline: list[Result], candidate_dir: Path, verdicts: list[GateVerdict], settings: BaselineSettings
 ) -> tuple[list[GateVerdict], list[str]]:
     """Re-run the speed-only regressed cells of `candidate_dir` once; return the confirmed
     verdicts and notes for the report."""

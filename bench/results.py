@@ -383,6 +383,17 @@ class Result(Record):
         return self.cell.key
 
     @property
+    def wall_alone_s(self) -> float | None:
+        """The seed's end-to-end time as a launch of its own: its own seconds plus the launch's whole
+        fixed cost (imports, set-up, teardown), not a share of it. Comparisons use it, so a cell that
+        launches per seed (compile, fp8, a tracker) and one whose seeds share a launch compare alike;
+        a one-seed launch's is its cell_wall_s."""
+        launch = self.launch
+        if (launch.seeds or 1) > 1 and launch.own_s is not None and launch.fixed_share_s is not None:
+            return round(launch.own_s + launch.fixed_share_s * launch.seeds, 3)
+        return self.cell_wall_s
+
+    @property
     def trained(self) -> bool:
         """Whether it carries the numbers of a training run (converged or not)."""
         return self.status in ("converged", "not_converged")

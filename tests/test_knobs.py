@@ -332,3 +332,28 @@ def test_cpu_affinity_records_the_real_cores_and_calls_the_asked_knob_a_no_op(fr
     assert record["per_rank"] == [sorted(os.sched_getaffinity(0))]
     assert record["no_op"] is (len(os.sched_getaffinity(0)) == os.cpu_count())
     assert cpu_affinity(accelerator, asked=False)["no_op"] is False
+
+
+def test_each_compile_seed_compiles_from_cold_and_counts_only_its_own_graphs(fresh_state, monkeypatch):
+    # What the worker wraps around each seed's training (worker.cold_compile): a throwaway compile
+    # before it (a probe's) is not counted, and a second seed in the same process compiles its
+    # kernels anew, into a fresh cache folder, instead of finding them in inductor's memory.
+    from bench.harness.matrix import Cell
+    from bench.harness.verify import dynamo_stats
+    from bench.harness.worker import cold_compile
+
+    monkeypatch.delenv("BENCH_INDUCTOR_CACHE", raising=False)
+    cell = Cell("traffic", "ae", "cpu-1proc", "fp32", 0, compile="inductor")
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) * 2 + 1
+
+    torch.compile(lambda x: x - 1, backend="eager")(torch.ones(4))  # the probe's throwaway graph
+    seen = []
+    for _ in range(2):
+        knobs: dict = {}
+        with cold_compile(cell, knobs):
+            torch.compile(step)(torch.ones(8))
+        seen.append((knobs["cold_cache_files"], dynamo_stats()["graphs"]))
+    assert [graphs for _, graphs in seen] == [1, 1]
+    assert all(files > 0 for files, _ in seen), seen

@@ -211,3 +211,23 @@ def test_judge_words_too_few_seeds_and_a_zero_reference():
     assert two["verdict"] == one["verdict"] == "needs more seeds"
     zero = judge([0.5, 0.6], [0.0, 0.4], ("better", "worse"))
     assert zero["verdict"] == "no numbers" and zero["ratio"] is None
+
+
+def test_end_to_end_compares_seeds_as_launches_of_their_own(tmp_path):
+    # The same own seconds and the same 6 s launch cost on both sides: compile cells launch per
+    # seed and pay it whole, their "off" partner's 8 seeds share one launch and split it (0.75 s
+    # each). Compared by cell_wall_s, compile would be "slower" by the scheduling alone.
+    (tmp_path / "cells").mkdir()
+    for seed in range(SEEDS):
+        own = BASE["wall"][seed]
+        off = result("cpu-1proc", "fp32", seed, {}, BASE)
+        off["cell_wall_s"] = own + 6.0 / SEEDS
+        off["launch"] = {"seeds": SEEDS, "own_s": own, "fixed_share_s": 6.0 / SEEDS, "wall_s": 6.0 + sum(BASE["wall"])}
+        on = result("cpu-1proc", "fp32", seed, {"compile": "inductor"}, BASE, {"compile": {"compile_s": 1.0}})
+        on["cell_wall_s"] = own + 6.0
+        on["launch"] = {"seeds": 1, "wall_s": own + 6.0}
+        for r in (off, on):
+            (tmp_path / "cells" / f"{r['cell']['id']}.json").write_text(json.dumps(r))
+    report = build_report(tmp_path, measure_peaks=False)
+    entry = _entry(_section(report, "compile"), "kn-mlp__cpu-1proc__fp32__compile=inductor")
+    assert entry["cell_wall_s"]["verdict"] == "no difference measured" and entry["cell_wall_s"]["ratio"] == pytest.approx(1.0)

@@ -288,6 +288,7 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         "cuda_max_reserved_mb": [t.memory.cuda_max_reserved_mb_max for t in typed],
         "flops_per_sample": [t.flops_per_sample for t in typed],
         "cell_wall_s": [t.cell_wall_s for t in typed],
+        "wall_alone_s": [t.wall_alone_s for t in typed],
         "step_time_median_s": [t.timings.step_time_median_s for t in typed],
         "compile_s": [knob_figure(r, "compile", "compile_s") for r in trained],
         "mfu_measured": [mfu(r, peaks, "measured") for r in trained],

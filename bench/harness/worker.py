@@ -33,6 +33,7 @@ if __name__ == "__main__":
     die_with_parent()  # before anything heavy is imported: see bench/harness/lifeline.py
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import copy  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -40,6 +41,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
@@ -266,8 +268,10 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
             refuse(sharded.status, sharded.reason, observed=observed, knobs=knobs)
             return None
         set_seed(cell.seed)  # the probe drew random numbers: start training from the seed again
-        outcome = train(accelerator, workload, splits, cell.budget, cell.seed, checkpointing=cell.checkpointing == "on",
-                        grad_accum=cell.grad_accum, compiled=cell.compile != "none")
+        with cold_compile(cell, knobs):  # each compile seed compiles from cold, as in a process of its own
+            outcome = train(accelerator, workload, splits, cell.budget, cell.seed,
+                            checkpointing=cell.checkpointing == "on", grad_accum=cell.grad_accum,
+                            compiled=cell.compile != "none")
         knob_verdict = knobs_in_effect(cell, outcome, knobs, observed.get("tf32", {}), accelerator.device)
         if knob_verdict.status:
             refuse(knob_verdict.status, knob_verdict.reason, observed=observed, knobs=knobs)
@@ -318,6 +322,35 @@ def cold_inductor_cache() -> str:
     return "cold"
 
 
+@contextlib.contextmanager
+def cold_compile(cell: Cell, knobs: dict[str, Any]) -> Iterator[None]:
+    """For a compile cell, one seed's training compiled from cold, as a launch of its own would:
+    dynamo's in-process caches and counters emptied (a probe's throwaway compile, or an earlier
+    seed's, counts for nothing), and, unless BENCH_INDUCTOR_CACHE=warm, inductor's in-memory kernel
+    caches cleared and a fresh cache folder used (torch._inductor.utils.fresh_cache). Records under
+    knobs["cold_cache_files"] how many files the seed's compile wrote there: a cold compile writes
+    its kernels, a compile served from a cache writes none."""
+    if cell.compile == "none":
+        yield
+        return
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch.compiler.reset()
+    counters.clear()
+    if os.environ.get("BENCH_INDUCTOR_CACHE") == "warm":
+        yield
+        return
+    from torch._inductor.utils import fresh_cache
+
+    with fresh_cache():
+        try:
+            yield
+        finally:
+            folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+            knobs["cold_cache_files"] = sum(len(files) for _, _, files in os.walk(folder))
+
+
 def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: dict[str, Any] | None,
                        knobs: dict[str, Any]) -> Any:
     """For a sharding topology, what each rank holds of a prepared copy of the model (a collective);
@@ -355,6 +388,8 @@ def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf
         verdict, knobs["compile"] = verify_compile(cell.compile, seen.get("compile_window", {}), dynamo_stats(),
                                                     seen.get("compile_step"))
         knobs["compile"]["cache"] = knobs.pop("cache")
+        if "cold_cache_files" in knobs:
+            knobs["compile"]["cold_cache_files"] = knobs.pop("cold_cache_files")
         verdicts.append(verdict)
     else:  # compile=none: a user config's dynamo_config would compile it silently
         verdicts.append(verify_no_compile(seen.get("compile_window", {}).get("prepared_model", ""), dynamo_stats()))

@@ -1,6 +1,6 @@
 """The real `bench tune` on a small real matrix: the traffic autoencoder on one process, where a
 setup made slow for real (64 micro-steps of 8 samples per optimizer step, the same global batch)
-is dropped in the race, fp16 is pruned with its reason (a CPU computes it in fp32), and the
+is dropped in the race (or, under heavy load, left behind the finalists), fp16 is pruned with its reason (a CPU computes it in fp32), and the
 recommendation comes with the Accelerate config file accelerate itself loads. Real launches; no
 edited results."""
 
@@ -34,8 +34,13 @@ def test_tune_drops_a_slow_setup_in_the_race_lists_a_pruned_one_with_its_reason_
     record = json.loads((folder / "tune.json").read_text())
     fate = {c["label"]: c for c in record["candidates"]}
 
-    assert fate[SLOW]["fate"] == "dropped in race round 1", fate[SLOW]
-    assert "slower than cpu-1proc fp32" in fate[SLOW]["why"]
+    # On a quiet host the race drops it (its probes all slower than the leader's); under heavy load
+    # one slow leader probe is enough to keep the exact test from deciding at 2 probes against 5,
+    # and it stays in the race, behind the finalists (fresh-clone CI on a loaded host, 2026-12-07).
+    # Either way it never runs to target. The race's error rates are tests/unit/test_tune.py's.
+    assert fate[SLOW]["fate"] in ("dropped in race round 1", "behind the finalists"), fate[SLOW]
+    if fate[SLOW]["fate"] == "dropped in race round 1":
+        assert "slower than cpu-1proc fp32" in fate[SLOW]["why"]
     assert fate["cpu-1proc fp16"]["fate"] == "pruned"
     assert "fp16 on CPU computes in fp32" in fate["cpu-1proc fp16"]["why"]
     assert len(fate) == 2 * 3  # every candidate listed: 2 precisions x 3 accumulations

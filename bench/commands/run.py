@@ -222,7 +222,11 @@ def _executor(args: argparse.Namespace, run_dir: Path):
     """The executor options (None: the default, one local cell at a time), all checked before
     anything is planned, launched or submitted: submitit and the partition for slurm, --parallel
     against this host's cores and GPUs. A --resume keeps the executor its run was started with."""
-    from bench.harness.executor import executor_options, matrix_executor_section, parse_sbatch_options
+    from bench.harness.executors.options import (
+        executor_options,
+        matrix_executor_section,
+        parse_sbatch_options,
+    )
 
     recorded = _run_executor(run_dir) if args.resume else {}
     section = {**matrix_executor_section(args.matrix), **{k: v for k, v in recorded.items() if k != "parallel"}}
@@ -231,12 +235,12 @@ def _executor(args: argparse.Namespace, run_dir: Path):
            "parallel": args.parallel if args.parallel is not None else recorded.get("parallel")}
     options = executor_options(section, cli, f"{args.matrix}: executor")
     if options.type == "slurm":
-        from bench.harness.executor_slurm import check_cluster
+        from bench.harness.executors.slurm import check_cluster
 
         check_cluster(options)
         return options
     if options.parallel > 1:
-        from bench.harness.executor_parallel import host_slots
+        from bench.harness.executors.parallel import host_slots
 
         host_slots(options.parallel, [str(i) for i in range(Host.detect().gpus)])
         return options

@@ -132,8 +132,8 @@ def _executor_options(args: argparse.Namespace):
         if args.partition or args.account or args.cluster:
             raise BenchError("--partition, --account and --cluster go with --executor slurm")
         return None
-    from bench.harness.executor import executor_options
-    from bench.harness.executor_slurm import check_cluster
+    from bench.harness.executors.options import executor_options
+    from bench.harness.executors.slurm import check_cluster
 
     options = executor_options({}, {"type": "slurm", "partition": args.partition, "account": args.account,
                                     "cluster": args.cluster}, "tune: executor")

@@ -60,7 +60,7 @@ def launch_commands(
     `also` adds the (cell file, result file, MLPerf log) of further seeds of the same configuration
     that share the launch: the worker runs them one after another (bench/harness/worker.py).
 
-    The keywords serve the other executors (bench/harness/executor*.py): `gpus` and `cores` are
+    The keywords serve the other executors (bench/harness/executors/): `gpus` and `cores` are
     the slice of the host a pinned cell was given (default: the whole host); `main_ip` and
     `ranks_on_host` are for nodes that really are separate hosts (a SLURM job: each node's
     launcher shares its node's cores only among its own ranks)."""
@@ -181,7 +181,7 @@ def run_group(
 ) -> Finished:
     """Start all commands in one new process group; wait for them or kill the group at timeout.
 
-    For cells run beside others (bench/harness/executor_parallel.py): `cores` pins every process
+    For cells run beside others (bench/harness/executors/parallel.py): `cores` pins every process
     of the cell to those CPUs, `stop` set by another thread ends the cell as Ctrl-C does (signals
     reach the main thread only), and `on_poll` sees the launchers at each poll."""
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ from bench.analysis.tune.space import (
 )
 from bench.cells import Budget, Cell
 from bench.errors import BenchError
-from bench.harness.executor import ExecutorOptions
+from bench.harness.executors.options import ExecutorOptions
 from bench.harness.matrix import Host, load_matrix
 from bench.harness.measure import precision_flags
 from bench.harness.runner import run_cells

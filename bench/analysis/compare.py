@@ -689,7 +689,7 @@ class Hardware:
 
     @classmethod
     def of_environment(cls, env: Any) -> Hardware | None:
-        """From a result's `environment` (or bench.harness.measure.hardware()); None if it records none."""
+        """From a result's `environment` (or bench.harness.host.hardware()); None if it records none."""
         if not isinstance(env, dict) or not (env.get("hardware_class") or env.get("cpu_count")):
             return None
         name = str(env.get("hardware_class") or "")

@@ -21,7 +21,8 @@ from bench.commands.run_auto import (
     with_seeds,
 )
 from bench.errors import BenchError
-from bench.harness.matrix import Host, available_matrices, filter_cells, load_matrix
+from bench.harness.host import Host
+from bench.harness.matrix import available_matrices, filter_cells, load_matrix
 from bench.harness.runner import (
     new_run_id,
     plan,
@@ -213,7 +214,7 @@ def _declared_host(args: argparse.Namespace, options, run_dir: Path) -> Host | N
         raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
     if args.gpus < 0:
         raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
-    from bench.harness.matrix import parse_capability
+    from bench.harness.host import parse_capability
 
     return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
 
@@ -240,9 +241,9 @@ def _executor(args: argparse.Namespace, run_dir: Path):
         check_cluster(options)
         return options
     if options.parallel > 1:
-        from bench.harness.executors.parallel import host_slots
+        from bench.harness.host import host_slots, visible_gpus
 
-        host_slots(options.parallel, [str(i) for i in range(Host.detect().gpus)])
+        host_slots(options.parallel, visible_gpus())  # the slots the parallel executor will cut
         return options
     return None
 

@@ -111,7 +111,7 @@ def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cud
     """
     import torch
 
-    from bench.harness.measure import cpu_model
+    from bench.harness.host import cpu_model
 
     peaks: dict[str, Any] = {
         "method": f"best of repeated square matmuls (CPU {cpu_size}x{cpu_size}, CUDA {cuda_size}x{cuda_size}), 2*n^3 FLOPs each",
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import os
 
-        from bench.harness.measure import hardware, hardware_class, usable_cores
+        from bench.harness.host import hardware, hardware_class, usable_cores
 
         load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         measured = {"hardware_class": hardware_class(), "hardware": hardware(), "load_average": load,

@@ -40,8 +40,9 @@ from tqdm import tqdm
 from bench.errors import BenchError
 from bench.harness.executors import ExecutorOptions, executor_for, planned_launches
 from bench.harness.executors.base import PlannedCell, launch_groups, one_launch_per_cell
+from bench.harness.host import Host
 from bench.harness.launch import format_command, launch_commands
-from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
+from bench.harness.matrix import Cell, expected_verdict, skip_reason
 from bench.harness.measure import environment
 from bench.harness.mlperf_log import mllog_path
 from bench.harness.peak import measure_peak_flops_apart

@@ -51,8 +51,8 @@ from bench.analysis.tune.space import (
 from bench.cells import Budget, Cell
 from bench.errors import BenchError
 from bench.harness.executors.options import ExecutorOptions
-from bench.harness.matrix import Host, load_matrix
-from bench.harness.measure import precision_flags
+from bench.harness.host import Host, precision_flags
+from bench.harness.matrix import load_matrix
 from bench.harness.runner import run_cells
 from bench.results import Result
 

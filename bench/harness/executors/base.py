@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.cells import Cell
+from bench.harness.host import usable_cores
 from bench.harness.launch import Finished, tail
-from bench.harness.measure import load_average, usable_cores
+from bench.harness.measure import load_average
 from bench.harness.mlperf_log import mllog_path
 from bench.results import make_result, write_json_atomic
 

@@ -26,7 +26,6 @@ What each result gets, in a top-level `placement` field (besides what the worker
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.cells import Cell
-from bench.errors import BenchError
 from bench.harness.executors.base import (
     CellFiles,
     LaunchFiles,
@@ -47,43 +45,11 @@ from bench.harness.executors.base import (
     prepare_launch,
     read_result,
 )
-from bench.harness.launch import (
-    Finished,
-    free_port,
-    host_cores,
-    launch_commands,
-    launch_env,
-    run_group,
-    visible_gpus,
-)
+from bench.harness.host import Slot, host_slots, visible_gpus
+from bench.harness.launch import Finished, free_port, launch_commands, launch_env, run_group
 from bench.harness.measure import load_average
 from bench.harness.topology import Topology
 from bench.results import write_json_atomic
-
-
-@dataclass(frozen=True)
-class Slot:
-    index: int
-    cores: tuple[int, ...]
-    gpus: tuple[str, ...]
-
-
-def host_slots(parallel: int, gpus: list[str]) -> list[Slot]:
-    """This host cut into `parallel` slots of disjoint cores and GPUs; refused (one line) when it
-    has fewer cores, or GPUs where it has any, than slots."""
-    cores = sorted(os.sched_getaffinity(0))[:host_cores()]
-    if parallel < 1:
-        raise BenchError(f"--parallel must be at least 1, got {parallel}")
-    if parallel > len(cores):
-        raise BenchError(f"--parallel {parallel} is more than the {len(cores)} core(s) this host gives bench "
-                         "(its CPU affinity, capped by BENCH_CPU_CORES); use at most --parallel "
-                         f"{len(cores)}")
-    if gpus and parallel > len(gpus):
-        raise BenchError(f"--parallel {parallel} is more than the {len(gpus)} GPU(s) of this host; "
-                         f"use at most --parallel {len(gpus)}")
-    per_core, per_gpu = len(cores) // parallel, len(gpus) // parallel
-    return [Slot(i, tuple(cores[i * per_core:(i + 1) * per_core]), tuple(gpus[i * per_gpu:(i + 1) * per_gpu]))
-            for i in range(parallel)]
 
 
 def slots_needed(topology: Topology | None, slot: Slot, parallel: int) -> int:

@@ -8,7 +8,8 @@ The package in layers (each may import the ones below it, never the ones above):
     bench.harness               matrix, runner, executors, launch, worker, training loop, verification, measurement
     workloads (top-level)       the models and their data preparation, one module per workload
     bench.data                  fetching, verifying and reading the datasets (never imports workloads)
-    bench.results, bench.errors, bench.paths   the result file format, one-line errors, locations
+    bench.results, bench.run_meta, bench.errors, bench.paths   the result and run.json formats, one-line
+                                errors, locations
 """
 
 __version__ = "0.1.0"

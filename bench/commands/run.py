@@ -35,6 +35,7 @@ from bench.harness.topology import available_topologies, load_topology
 from bench.harness.trackers import TRACKERS, require_tracker, tracking_for
 from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
+from bench.run_meta import RunMeta, RunMetaError, run_json
 
 FAILED_STATUSES = ("failed", "invalid")
 
@@ -142,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:
         run_dir = args.results_dir / (args.run_id or new_run_id(args.matrix))
         # A folder holding only a dry run's launch files has no results to lose.
-        started = (run_dir / "run.json").exists() or any(run_dir.glob("cells/*.json"))
+        started = run_json(run_dir).exists() or any(run_dir.glob("cells/*.json"))
         if args.run_id and started and not args.dry_run:
             raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
-    auto_record = recorded(_run_meta(run_dir), f"run {run_dir.name!r}: {run_dir / 'run.json'}") if auto and args.resume else None
+    auto_record = recorded(_recorded(run_dir), f"run {run_dir.name!r}: {run_json(run_dir)}") if auto and args.resume else None
     if auto_record:  # the seeds earlier rounds added, so that the loop takes up where it stopped
         cells = with_seeds(cells, {config_id: c["seed_list"] for config_id, c in auto_record["cells"].items()})
     if args.save_checkpoint:
@@ -173,15 +174,13 @@ def run(args: argparse.Namespace) -> int:
     from bench.data.datasets import preflight
 
     preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any launch
-    meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
-            "filters": {"workload": args.workload, "config": args.config, "precision": args.precision},
-            "seeds": args.seeds}
-    if auto:
-        meta["seeds_auto"] = auto_record or {"start": start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
-    if options is not None:
-        meta["executor"] = options.describe()
-    if host is not None:
-        meta["planned_for"] = dataclasses.asdict(host)
+    meta = RunMeta(
+        matrix=args.matrix, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+        filters={"workload": args.workload, "config": args.config, "precision": args.precision}, seeds=args.seeds,
+        seeds_auto=(auto_record or {"start": start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}})
+        if auto else None,
+        executor=options.describe() if options is not None else None,
+        planned_for=host.record() if host is not None else None)
     print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}" + (" in its first round (--seeds auto)" if auto else ""),
           file=sys.stderr)
     if auto:
@@ -205,11 +204,8 @@ def _declared_host(args: argparse.Namespace, options, run_dir: Path) -> Host | N
     if args.gpus is None:
         if args.gpu_capability:
             raise BenchError("--gpu-capability goes with --gpus N")
-        recorded = _run_meta(run_dir).get("planned_for") if args.resume else None
-        if isinstance(recorded, dict):
-            capability = recorded.get("gpu_capability")
-            return Host(**{**recorded, "gpu_capability": tuple(capability) if capability else None})
-        return None
+        recorded = _recorded(run_dir).planned_for if args.resume else None
+        return Host.from_record(recorded) if recorded is not None else None
     if options is None or options.type != "slurm":
         raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
     if args.gpus < 0:
@@ -229,7 +225,7 @@ def _executor(args: argparse.Namespace, run_dir: Path):
         parse_sbatch_options,
     )
 
-    recorded = _run_executor(run_dir) if args.resume else {}
+    recorded = (_recorded(run_dir).executor or {}) if args.resume else {}
     section = {**matrix_executor_section(args.matrix), **{k: v for k, v in recorded.items() if k != "parallel"}}
     cli = {"type": args.executor, "cluster": args.cluster, "partition": args.partition, "account": args.account, "qos": args.qos,
            "max_jobs": args.max_jobs, "sbatch": parse_sbatch_options(args.sbatch),
@@ -248,66 +244,45 @@ def _executor(args: argparse.Namespace, run_dir: Path):
     return None
 
 
-def _run_meta(run_dir: Path) -> dict:
-    import json
-
+def _recorded(run_dir: Path) -> RunMeta:
+    """The run.json of the run being resumed (checked by _inherit_from_run already); empty when it has none."""
     try:
-        meta = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _run_executor(run_dir: Path) -> dict:
-    recorded = _run_meta(run_dir).get("executor")
-    return recorded if isinstance(recorded, dict) else {}
+        return RunMeta.read(run_dir) or RunMeta()
+    except RunMetaError:
+        return RunMeta()
 
 
 def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
     """On --resume, take the matrix, filters and seeds the run was started with (run.json),
     unless given again; refuse a different matrix rather than mix two into one run. Without a
     readable run.json nothing says what the run was: refuse rather than guess (and run smoke)."""
-    import json
-
-    where = f"run {run_dir.name!r}: {run_dir / 'run.json'}"
+    where = f"run {run_dir.name!r}: {run_json(run_dir)}"
     try:
-        meta = json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError:
+        meta = RunMeta.read(run_dir)
+        if meta is not None and not meta.matrix:
+            raise RunMetaError(run_json(run_dir), f"'matrix' must name the matrix, got {meta.matrix!r}")
+    except RunMetaError as exc:
+        what = f"cannot be read ({exc.problem})" if exc.unreadable else f"is damaged ({exc.problem})"
+        raise BenchError(f"{where} {what}; start a new run (--run-id) instead of resuming this one") from None
+    if meta is None:
         raise BenchError(f"{where} is missing, so nothing says which matrix the run ran; "
-                         "start a new run (--run-id) instead of resuming this one") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise BenchError(f"{where} cannot be read ({reason}); start a new run (--run-id) instead of resuming this one") from None
-    filters = meta.get("filters") if isinstance(meta, dict) else None
-    problem = None
-    if not isinstance(meta, dict):
-        problem = "not a JSON object"
-    elif not isinstance(meta.get("matrix"), str) or not meta["matrix"]:
-        problem = f"'matrix' must name the matrix, got {meta.get('matrix')!r}"
-    elif filters is not None and (not isinstance(filters, dict) or not all(v is None or isinstance(v, str) for v in filters.values())):
-        problem = f"'filters' must map workload/config/precision to names, got {filters!r}"
-    elif meta.get("seeds") not in (None, AUTO) and (isinstance(meta["seeds"], bool) or not isinstance(meta["seeds"], int)
-                                                     or meta["seeds"] < 1):
-        problem = f"'seeds' must be a positive count, 'auto' or null, got {meta['seeds']!r}"
-    if problem:
-        raise BenchError(f"{where} is damaged ({problem}); start a new run (--run-id) instead of resuming this one")
-    if args.matrix and meta.get("matrix") and args.matrix != meta["matrix"]:
-        raise BenchError(f"run {run_dir.name!r} was started with --matrix {meta['matrix']}, not {args.matrix}")
-    args.matrix = args.matrix or meta.get("matrix")
-    filters = filters or {}
+                         "start a new run (--run-id) instead of resuming this one")
+    if args.matrix and args.matrix != meta.matrix:
+        raise BenchError(f"run {run_dir.name!r} was started with --matrix {meta.matrix}, not {args.matrix}")
+    args.matrix = args.matrix or meta.matrix
+    filters = meta.filters or {}
     args.workload = args.workload or filters.get("workload")
     args.config = args.config or filters.get("config")
     args.precision = args.precision or filters.get("precision")
     if args.seeds is None:
-        args.seeds = meta.get("seeds")
-    if args.seeds == AUTO and args.max_seeds is None and meta.get("seeds") == AUTO:
-        args.max_seeds = recorded(meta, where)["max"] if meta.get("seeds_auto") is not None else None
+        args.seeds = meta.seeds
+    if args.seeds == AUTO and args.max_seeds is None and meta.seeds == AUTO:
+        args.max_seeds = recorded(meta, where)["max"] if meta.seeds_auto is not None else None
 
 
 def _under_config(cells, config_file: str):
     """Every training cell of the matrix once under the user's own accelerate config (checked
     first): the matrix's topologies are replaced, its workloads, precisions and seeds kept."""
-    import dataclasses
 
     load_topology(config_file)
     seen, out = set(), []
@@ -323,14 +298,12 @@ def _under_config(cells, config_file: str):
 def _with_tracking(cells, tracking: dict[str, str]):
     """Every training cell logs to the tracker. Not part of what defines a cell's result: a --resume
     may add, change or drop --log-with (bench/harness/runner.py DEFINING)."""
-    import dataclasses
 
     return [dataclasses.replace(cell, tracking=tracking) if cell.kind == "train" else cell for cell in cells]
 
 
 def _with_checkpoint(cells, folder: Path):
     """Ask the first train cell of each workload to save its model under folder/<workload> (unless it fails)."""
-    import dataclasses
 
     seen, out = set(), []
     for cell in cells:

@@ -12,6 +12,7 @@ the runner never holds a CUDA context (docs/gpu.md).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import platform
@@ -29,6 +30,9 @@ FP8_BACKENDS = ("torchao", "transformer_engine", "msamp")
 
 @dataclass(frozen=True)
 class Host:
+    """What the cells are planned against (bench/harness/matrix.py skip_reason): this host, detected,
+    or the nodes of a SLURM partition, declared."""
+
     gpus: int
     bf16_gpu: bool
     fp8_backend: str | None
@@ -48,6 +52,15 @@ class Host:
         return cls(gpus=gpus, bf16_gpu=bool(probed.get("bf16")), fp8_backend=fp8,
                    gpu_capability=tuple(capability) if capability else None)
 
+    def record(self) -> dict[str, Any]:
+        """What run.json's `planned_for` records of declared nodes (read back by from_record)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, recorded: dict[str, Any]) -> Host:
+        """The nodes run.json's `planned_for` recorded (`record`; JSON made the capability a list)."""
+        capability = recorded.get("gpu_capability")
+        return cls(**{**recorded, "gpu_capability": tuple(capability) if capability else None})
 
     @classmethod
     def declared(cls, gpus: int, capability: tuple[int, int] | None) -> Host:

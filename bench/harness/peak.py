@@ -167,12 +167,12 @@ def write_run_record(path: str, command: str) -> None:
     from pathlib import Path
 
     from bench.harness.measure import environment
-    from bench.results import write_json_atomic
+    from bench.run_meta import RunMeta
 
     target = Path(path)
     if target.exists():
         return
-    write_json_atomic(target, {"command": command, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
+    RunMeta(command=command, environment={**environment(), "peak_flops": measure_peak_flops()}).write_file(target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Run a list of cells into a run directory: capability check, launch, collect, resume.
 
 Layout of a run directory (results/<run-id>/):
-    run.json              what was asked (matrix, filters, command, host)
+    run.json              what was asked (matrix, filters, command, host): bench/run_meta.py RunMeta
     launch/<cell>.json    the cell as handed to the worker
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
     mllog/<cell>.log      a training cell's MLPerf log (bench/harness/mlperf_log.py)
@@ -49,6 +49,7 @@ from bench.harness.peak import measure_peak_flops_apart
 from bench.harness.topology import load_topology
 from bench.paths import safe_run_id_part
 from bench.results import COMPLETED, Result, make_result, result_path, write_json_atomic
+from bench.run_meta import RunMeta, run_json
 
 
 def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[PlannedCell]:
@@ -97,12 +98,15 @@ def print_dry_run(planned: list[PlannedCell]) -> None:
     print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
 
 
-def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
+def run_cells(cells: list[Cell], run_dir: Path, meta: RunMeta | dict[str, Any],
               options: ExecutorOptions | None = None, host: Host | None = None) -> list[dict[str, Any]]:
     """Run every cell not yet completed in `run_dir`; return all results in cell order. `options`
     other than the default (one local cell at a time) hand the launches to another executor.
     `host`: what the cells are planned against (GPUs, bf16, fp8), where it is not this host (a
-    SLURM partition's nodes, declared); default: this host, detected."""
+    SLURM partition's nodes, declared); default: this host, detected. `meta`: what run.json records
+    of a new run (a dict of its keys is read as RunMeta reads the file)."""
+    if not isinstance(meta, RunMeta):
+        meta = RunMeta.from_json(meta, run_json(run_dir))
     host = host or Host.detect()
     refuse_changed_cells(cells, run_dir)
     planned = plan(cells, run_dir, host)
@@ -114,11 +118,11 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
         options = options or ExecutorOptions()
         if options.type != "slurm":  # SLURM jobs outlive their runner and may be writing right now
             remove_unfinished_writes(run_dir)
-        if not (run_dir / "run.json").exists():
+        if not run_json(run_dir).exists():
             # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
             # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
             _, peaks = measure_peak_flops_apart()
-            write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": peaks}})
+            dataclasses.replace(meta, environment={**environment(), "peak_flops": peaks}).write(run_dir)
         interrupted = _run_todo(planned, run_dir, options, results, bar)
     except KeyboardInterrupt:
         interrupted = True

@@ -22,7 +22,7 @@ import yaml
 
 from bench.cells import Cell
 from bench.cli import main
-from bench.harness.executors.options import ExecutorOptions, executor_options
+from bench.harness.config import ExecutorOptions, executor_options
 from bench.harness.executors.slurm import job_parameters, sbatch_script
 from bench.harness.topology import load_topology
 from bench.results import validate_result

@@ -24,7 +24,8 @@ from bench.analysis.seeds_auto import (
     record,
 )
 from bench.errors import BenchError
-from bench.harness.matrix import load_matrix
+from bench.harness.config import MatrixConfig
+from bench.harness.matrix import load_config
 from bench.harness.runner import run_cells
 from bench.run_meta import AUTO, RunMeta
 
@@ -57,14 +58,14 @@ def parse_max_seeds(value: str | int | None, start: int) -> int:
     return count
 
 
-def start_cells(matrix: str) -> tuple[list, int]:
-    """The matrix's cells for round 1, and how many seeds each configuration starts with:
+def start_cells(matrix: str) -> tuple[MatrixConfig, int]:
+    """The matrix with its cells for round 1, and how many seeds each configuration starts with:
     START_SEEDS (0..2), or the matrix's own seeds where it lists more."""
-    cells = load_matrix(matrix)
-    count = len({cell.seed for cell in cells})
+    config = load_config(matrix)
+    count = len({cell.seed for cell in config.cells})
     if count >= START_SEEDS:
-        return cells, count
-    return load_matrix(matrix, START_SEEDS), START_SEEDS
+        return config, count
+    return load_config(matrix, START_SEEDS), START_SEEDS
 
 
 def recorded(meta: RunMeta, where: str) -> dict[str, Any] | None:

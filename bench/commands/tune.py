@@ -132,7 +132,7 @@ def _executor_options(args: argparse.Namespace):
         if args.partition or args.account or args.cluster:
             raise BenchError("--partition, --account and --cluster go with --executor slurm")
         return None
-    from bench.harness.executors.options import executor_options
+    from bench.harness.config import executor_options
     from bench.harness.executors.slurm import check_cluster
 
     options = executor_options({}, {"type": "slurm", "partition": args.partition, "account": args.account,

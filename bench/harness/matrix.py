@@ -39,11 +39,12 @@ from typing import Any
 
 from bench.cells import AXIS_DEFAULTS, Budget, Cell, is_config_path, topology_label
 from bench.errors import BenchError, one_of, read_yaml_file
+from bench.harness.config import SECTION_KEYS, ExecutorOptions, MatrixConfig, executor_options
 from bench.harness.host import Host
 from bench.harness.topology import PRECISIONS, Topology, load_topology
 from bench.paths import MATRIX_CONFIGS_DIR
 
-# `executor:` (where cells run: local, slurm) is read by the runner's executor, not here.
+# `executor:` (where cells run: local, slurm) is checked here too, into MatrixConfig (bench/harness/config.py).
 AXES = tuple(AXIS_DEFAULTS)
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads", "executor",
                "exclude", *AXES}
@@ -67,6 +68,12 @@ def _listed(value: Any, where: str, key: str) -> list:
 
 def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
     """Expand a matrix into cells (train cells, then one baseline cell per workload and seed)."""
+    return load_config(name_or_path, seeds).cells
+
+
+def load_config(name_or_path: str, seeds: int | None = None) -> MatrixConfig:
+    """Read a matrix (a name or a YAML path) once and check all of it: its cells (with `seeds`
+    instead of the matrix's own, when given) and its `executor:` section."""
     from workloads import REGISTRY, workload_class
 
     path = Path(name_or_path)
@@ -90,6 +97,7 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
     if repeated is not None:
         raise BenchError(f"{path}: seeds must not repeat: {repeated} is listed twice in {seed_spec}")
     timeout = _positive(spec.get("timeout_s", 600), f"{path}: timeout_s")
+    executor = _executor_section(spec.get("executor"), path, name_or_path)
 
     cells: list[Cell] = []
     for workload, wspec in spec["workloads"].items():
@@ -128,7 +136,16 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
                 cells.append(Cell(workload, variant, topology, precision, seed, budget, params, "train", cell_timeout, **knobs))
             if wspec.get("baselines", True):
                 cells.append(Cell(workload, "baselines", "host", "fp32", seed, budget, params, "baseline", cell_timeout))
-    return cells
+    return MatrixConfig(name_or_path, path, cells, executor)
+
+
+def _executor_section(section: Any, path: Path, name: str) -> ExecutorOptions:
+    """The matrix's `executor:` section, checked (bench/harness/config.py executor_options)."""
+    if section is None:
+        return ExecutorOptions()
+    if not isinstance(section, dict):
+        raise BenchError(f"{path}: executor must be a mapping of {', '.join(sorted(SECTION_KEYS))}, got {section!r}")
+    return executor_options(section, {}, f"{name}: executor")
 
 
 def axis_values(name: str, raw: Any, where: str) -> list[Any]:

@@ -50,7 +50,7 @@ from bench.analysis.tune.space import (
 )
 from bench.cells import Budget, Cell
 from bench.errors import BenchError
-from bench.harness.executors.options import ExecutorOptions
+from bench.harness.config import ExecutorOptions
 from bench.harness.host import Host, precision_flags
 from bench.harness.matrix import load_matrix
 from bench.harness.runner import run_cells

@@ -9,7 +9,7 @@ The runner (bench/harness/runner.py) plans the cells, keeps those already done (
 skipped ones, and hands the rest to the executor the options name (`executor_for`) as
 `PlannedLaunch`es: `Executor.run(launches, on_done) -> interrupted`. What every executor shares
 (launch grouping, each launch's files, collecting its results) is in executors/base.py; the
-options and their `executor:` section of the matrix YAML in executors/options.py.
+options (ExecutorOptions, checked with the matrix they come from) in bench/harness/config.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.harness.config import ExecutorOptions
 from bench.harness.executors.base import (
     Executor,
     PlannedCell,
@@ -24,7 +25,6 @@ from bench.harness.executors.base import (
     launch_groups,
     one_launch_per_cell,
 )
-from bench.harness.executors.options import ExecutorOptions
 
 
 def executor_for(options: ExecutorOptions, run_dir: Path, bar: Any) -> Executor:

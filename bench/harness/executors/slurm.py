@@ -33,6 +33,7 @@ from typing import Any
 
 from bench.cells import Cell
 from bench.errors import BenchError
+from bench.harness.config import ExecutorOptions
 from bench.harness.executors.base import (
     CellFiles,
     OnDone,
@@ -42,7 +43,6 @@ from bench.harness.executors.base import (
     prepare_cell,
     read_result,
 )
-from bench.harness.executors.options import ExecutorOptions
 from bench.harness.launch import free_port, launch_commands, launch_env, run_group, tail
 from bench.harness.measure import load_average
 from bench.harness.topology import Topology, load_topology

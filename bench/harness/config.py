@@ -1,8 +1,11 @@
-"""The executor options of a run: which executor runs its cells and how (bench/harness/executors/).
+"""A matrix's configuration, checked once when the matrix is loaded, and the command line's
+overrides of it.
 
-They come from the command line and from the `executor:` section of the matrix YAML
-(bench/harness/matrix.py accepts that key and leaves it to this module); the command line wins.
-Every value is checked here (`executor_options`), before anything is planned or submitted.
+`MatrixConfig` is what bench/harness/matrix.py `load_config` makes of a matrix YAML: its cells and
+its `executor:` section (`ExecutorOptions`, checked by `executor_options` as the matrix is read).
+`bench run` applies its flags to it (`MatrixConfig.executor_with`: a resumed run's recorded options
+over the matrix's, the command line's over both, the whole checked again) and hands the result to
+the runner (bench/harness/runner.py), which picks the executor from it (bench/harness/executors/).
 
     executor:
       type: slurm            # the default for --executor (local when absent)
@@ -25,10 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench.cells import Cell
 from bench.errors import BenchError
-from bench.paths import MATRIX_CONFIGS_DIR
 
 EXECUTORS = ("local", "slurm")
 CLUSTERS = ("slurm", "local")
@@ -36,19 +37,31 @@ CLUSTERS = ("slurm", "local")
 
 @dataclass
 class ExecutorOptions:
-    """How and where the cells of a run execute (see the module docstring for each option)."""
+    """How and where the cells of a run execute (the matrix's `executor:` section, then --flags)."""
 
     type: str = "local"
+    """`local` (this host) or `slurm` (a job per cell through submitit); --executor."""
     parallel: int = 1
+    """Local only: up to this many launches at once, each pinned to its own slots; --parallel (not in
+    the matrix: how many cells share a host is the command's choice)."""
     partition: str | None = None
+    """SLURM: the partition to submit to (sbatch --partition)."""
     account: str | None = None
+    """SLURM: the account to charge (sbatch --account)."""
     qos: str | None = None
+    """SLURM: the quality of service (sbatch --qos)."""
     max_jobs: int = 8
+    """SLURM: at most this many jobs of the run at once (each job array's --array=...%max_jobs)."""
     cpus_per_rank: int = 4
+    """SLURM: CPUs per rank of a cell (--cpus-per-task = ranks per node x this)."""
     mem_per_rank_gb: float = 16.0
+    """SLURM: memory per rank of a cell, in GB (--mem = ranks per node x this)."""
     time_margin_min: int = 5
+    """SLURM: minutes added to the cell's timeout_s for the job's --time."""
     sbatch: dict[str, Any] = field(default_factory=dict)
+    """SLURM: any further sbatch option, as submitit passes it ({constraint: a100}); --sbatch KEY=VALUE."""
     cluster: str = "slurm"
+    """SLURM: `slurm`, or `local` for submitit's LocalExecutor (the same code path on this host)."""
     exclusive: bool = True
     """Each job has its nodes to itself (sbatch --exclusive): a benchmark shares no node."""
 
@@ -59,24 +72,6 @@ class ExecutorOptions:
 
 SECTION_KEYS = {f.name for f in dataclasses.fields(ExecutorOptions)} - {"parallel"}
 _WHOLE = ("max_jobs", "cpus_per_rank", "time_margin_min")
-
-
-def matrix_executor_section(matrix: str) -> dict[str, Any]:
-    """The `executor:` section of a matrix (a name or a YAML path), {} when it has none. The matrix
-    itself has been read (and its errors reported) by bench/harness/matrix.py already."""
-    path = Path(matrix)
-    if not path.suffix:
-        path = MATRIX_CONFIGS_DIR / f"{matrix}.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    section = spec.get("executor") if isinstance(spec, dict) else None
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise BenchError(f"{path}: executor must be a mapping of {', '.join(sorted(SECTION_KEYS))}, got {section!r}")
-    return section
 
 
 def executor_options(section: dict[str, Any], cli: dict[str, Any], where: str = "executor") -> ExecutorOptions:
@@ -127,3 +122,28 @@ def parse_sbatch_options(pairs: list[str] | None) -> dict[str, str] | None:
             raise BenchError(f"--sbatch {pair!r}: expected OPTION=VALUE, e.g. --sbatch constraint=a100")
         out[key] = value
     return out
+
+
+@dataclass
+class MatrixConfig:
+    """A matrix as bench/harness/matrix.py load_config read and checked it, once."""
+
+    name: str
+    """The matrix as given: a name of bench/configs/matrix/ or the path of a YAML file."""
+    path: Path
+    """The YAML file it was read from."""
+    cells: list[Cell]
+    """Its cells in matrix order (per seed: the training cells, then the workload's baseline cell)."""
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    """Its `executor:` section, checked; the defaults (local, one launch at a time) where it has none."""
+
+    def executor_with(self, cli: dict[str, Any], recorded: dict[str, Any] | None = None) -> ExecutorOptions:
+        """The executor options of a run of this matrix: a resumed run's `recorded` options
+        (run.json) over the matrix's, the command line's (`cli`, None: not given) over both; checked
+        as a whole, before anything is planned or submitted. `parallel` is the command line's, else
+        the resumed run's."""
+        recorded = recorded or {}
+        section = {k: v for k, v in dataclasses.asdict(self.executor).items() if k != "parallel"}
+        section.update({k: v for k, v in recorded.items() if k != "parallel"})
+        cli = {**cli, "parallel": cli.get("parallel") if cli.get("parallel") is not None else recorded.get("parallel")}
+        return executor_options(section, cli, f"{self.name}: executor")

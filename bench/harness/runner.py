@@ -1,4 +1,5 @@
-"""Run a list of cells into a run directory: capability check, launch, collect, resume.
+"""Run a list of cells into a run directory: plan (capability check), resume, and hand the launches
+to an executor.
 
 Layout of a run directory (results/<run-id>/):
     run.json              what was asked (matrix, filters, command, host): bench/run_meta.py RunMeta
@@ -38,7 +39,8 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.harness.executors import ExecutorOptions, executor_for, planned_launches
+from bench.harness.config import ExecutorOptions
+from bench.harness.executors import executor_for, planned_launches
 from bench.harness.executors.base import PlannedCell, launch_groups, one_launch_per_cell
 from bench.harness.host import Host
 from bench.harness.launch import format_command, launch_commands

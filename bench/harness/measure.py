@@ -144,7 +144,8 @@ def now() -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Environment
+# Environment: the software, the code version and the load, beside the host's hardware facts
+# (cores, CPU flags, GPUs), which bench/harness/host.py derives
 # ---------------------------------------------------------------------------------------------
 
 def git_commit() -> str | None:

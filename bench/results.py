@@ -314,7 +314,7 @@ class HostLoad(Record):
 @dataclass
 class Launch(Record):
     """The `accelerate launch` a cell ran in. The seeds of one configuration share one launch
-    (bench/harness/executor.py, launch_groups): `seeds` it served, its whole `wall_s`, this seed's
+    (bench/harness/executors/base.py, launch_groups): `seeds` it served, its whole `wall_s`, this seed's
     `own_s` (from the seed's start to its result) and `fixed_share_s` (the launch's imports, set-up
     and teardown split evenly over its seeds); the seed's cell_wall_s is own_s + fixed_share_s."""
 

@@ -181,7 +181,7 @@ def test_speed_is_not_judged_across_hardware_classes(tmp_path: Path, honest, cap
 
 def test_auto_picks_the_baseline_of_this_hardware_or_says_none_fits(tmp_path: Path, honest, capsys) -> None:
     from bench.analysis.gate.baselines import Hardware
-    from bench.harness.measure import hardware
+    from bench.harness.host import hardware
 
     base, cand = honest
     here = hardware()

@@ -145,12 +145,13 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def test_a_two_node_cell_whose_peer_never_starts_fails_within_its_timeout(tmp_path, monkeypatch):
+    import bench.harness.executors.local
     import bench.harness.runner
     from bench.harness.matrix import Cell
 
-    real = bench.harness.runner.launch_commands
+    real = bench.harness.executors.local.launch_commands
     # Start node rank 0 only: it waits for its peer forever, without a word.
-    monkeypatch.setattr(bench.harness.runner, "launch_commands", lambda *a, **k: real(*a, **k)[:1])
+    monkeypatch.setattr(bench.harness.executors.local, "launch_commands", lambda *a, **k: real(*a, **k)[:1])
     cell = Cell("maintenance", "gru", "cpu-2node", "fp32", 0, timeout_s=20)
     run_dir = tmp_path / "run"
     start = time.monotonic()
@@ -263,7 +264,7 @@ def test_the_runner_shows_the_latest_progress_line_of_a_running_cells_log(tmp_pa
 
     from tqdm import tqdm
 
-    from bench.harness.runner import _show_progress
+    from bench.harness.executors.local import _show_progress
 
     log = tmp_path / "cell.log"
     log.write_text("$ accelerate launch ...\nsome warning\n")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bench.commands.env import render
-from bench.harness.measure import PRECISION_FLAGS, environment
+from bench.harness.host import PRECISION_FLAGS
+from bench.harness.measure import environment
 from tests.conftest import run_cli
 
 
@@ -87,7 +88,7 @@ def test_a_cpu_cell_is_recorded_as_a_cpu_cell_whatever_gpus_the_host_has(monkeyp
 
 
 def test_the_hardware_class_tells_apart_one_cpu_model_with_other_precision_flags():
-    from bench.harness.measure import precision_tag
+    from bench.harness.host import precision_tag
 
     assert precision_tag([]) == ""  # the AVX2-only EPYC keeps the class its committed baseline has
     assert precision_tag(["avx512f"]) == "-avx512"  # the Xeon without bf16

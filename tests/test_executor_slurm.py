@@ -22,8 +22,8 @@ import yaml
 
 from bench.cells import Cell
 from bench.cli import main
-from bench.harness.executor import ExecutorOptions, executor_options
-from bench.harness.executor_slurm import job_parameters, sbatch_script
+from bench.harness.config import ExecutorOptions, executor_options
+from bench.harness.executors.slurm import job_parameters, sbatch_script
 from bench.harness.topology import load_topology
 from bench.results import validate_result
 from tests.conftest import PROJECT_ROOT, as_at_a_terminal, run_cli

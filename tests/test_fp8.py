@@ -16,7 +16,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils.ao import filter_linear_layers, find_first_last_linear_layers
 
-from bench.harness.matrix import Cell, Host, skip_reason
+from bench.harness.host import Host
+from bench.harness.matrix import Cell, skip_reason
 from bench.harness.topology import Expected, load_topology
 from bench.harness.verify import (
     FP8_MIN_FRACTION,

@@ -10,7 +10,7 @@ one ulp, fails here.
 Floating-point results depend on the CPU's kernels (AVX-512 against AVX2 change summation
 orders) and on the threads per rank (the runner gives each rank the host's cores), so the
 comparison is exact only on the hardware class the fixture was recorded on
-(bench.harness.measure.hardware_class(): core count and CPU model) with the same torch. Elsewhere
+(bench.harness.host.hardware_class(): core count and CPU model) with the same torch. Elsewhere
 floats are compared within a small tolerance (GOLDEN_TOLERANCE) and counts stay exact.
 
 Re-record (only when a change of numbers is intended, and say why in the commit):

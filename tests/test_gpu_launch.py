@@ -86,7 +86,7 @@ def test_the_bf16_probe_runs_apart_and_counts_no_emulation():
     initialised CUDA for it."""
     import torch
 
-    from bench.harness.matrix import _BF16_PROBE, gpu_runs_bf16_natively
+    from bench.harness.host import _BF16_PROBE, gpu_runs_bf16_natively
 
     assert "including_emulation=False" in _BF16_PROBE
     assert gpu_runs_bf16_natively() == (torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))

@@ -131,12 +131,13 @@ def test_a_gpu_result_never_matches_a_cpu_baselines_speed(tmp_path, honest, caps
 
 @pytest.mark.e2e
 def test_every_result_records_the_cpu_flags_that_decide_precision(monkeypatch):
+    import bench.harness.host as host
     import bench.harness.measure as measure
 
-    monkeypatch.setattr(measure, "cpu_flags", lambda: {"sse2", "avx2", "avx512_bf16", "amx_tile", "amx_bf16"})
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"sse2", "avx2", "avx512_bf16", "amx_tile", "amx_bf16"})
     env = measure.environment()
     assert env["cpu_precision_flags"] == ["amx_bf16", "amx_tile", "avx512_bf16"]
-    monkeypatch.setattr(measure, "cpu_flags", lambda: {"sse2", "avx2"})
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"sse2", "avx2"})
     assert measure.environment()["cpu_precision_flags"] == []
 
 

@@ -14,7 +14,7 @@ import pytest
 from bench.analysis.report import BUSY_MARGIN, build_report
 from bench.analysis.report_render import render_csv, render_json, render_markdown
 from bench.cli import main
-from bench.harness.measure import usable_cores
+from bench.harness.host import usable_cores
 from tests.conftest import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report-run"

@@ -334,6 +334,7 @@ def test_cpu_affinity_records_the_real_cores_and_calls_the_asked_knob_a_no_op(fr
     assert cpu_affinity(accelerator, asked=False)["no_op"] is False
 
 
+@pytest.mark.e2e  # inductor runs the C++ compiler
 def test_each_compile_seed_compiles_from_cold_and_counts_only_its_own_graphs(fresh_state, monkeypatch):
     # What the worker wraps around each seed's training (worker.cold_compile): a throwaway compile
     # before it (a probe's) is not counted, and a second seed in the same process compiles its

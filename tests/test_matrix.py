@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from bench.errors import BenchError
-from bench.harness.matrix import Cell, Host, expected_verdict, filter_cells, load_matrix, skip_reason
+from bench.harness.host import Host
+from bench.harness.matrix import Cell, expected_verdict, filter_cells, load_matrix, skip_reason
 from bench.harness.runner import plan, print_dry_run
 from bench.harness.topology import available_topologies, load_topology
 from bench.paths import ACCELERATE_CONFIGS_DIR

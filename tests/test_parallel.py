@@ -14,7 +14,8 @@ import yaml
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.harness.executor_parallel import Slot, _cpu_list, host_slots, slots_needed
+from bench.harness.executors.parallel import _cpu_list, slots_needed
+from bench.harness.host import Slot, host_slots
 from bench.harness.topology import load_topology
 from tests.conftest import run_cli
 from tests.test_e2e_run import cells_by_id

@@ -285,7 +285,7 @@ def test_peaks_are_never_taken_from_another_machine():
 @pytest.mark.e2e
 def test_a_peak_is_not_taken_from_a_host_of_the_same_class_with_other_precision_flags():
     # Two "AMD EPYC" hosts share a hardware class; one has avx512_bf16, the other not (issue 26).
-    from bench.harness.measure import hardware
+    from bench.harness.host import hardware
 
     here = hardware(cpu_only=True)
     other_flags = sorted(set(here["cpu_precision_flags"]) ^ {"amx_tile"})

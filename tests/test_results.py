@@ -87,7 +87,7 @@ def test_a_resumed_run_clears_the_leftovers_of_killed_writes_and_nothing_else(tm
 
 
 def test_a_resumed_slurm_run_keeps_temporary_files_its_live_jobs_may_be_writing(tmp_path):
-    from bench.harness.executor import ExecutorOptions
+    from bench.harness.config import ExecutorOptions
     from bench.harness.runner import run_cells
 
     write_json_atomic(tmp_path / "run.json", {"matrix": "t"})  # a run to resume: no peak to measure

@@ -19,7 +19,8 @@ import bench.harness.matrix
 import bench.harness.runner
 from bench.cli import main
 from bench.errors import BenchError
-from bench.harness.matrix import Host, load_matrix
+from bench.harness.host import Host
+from bench.harness.matrix import load_matrix
 from bench.harness.topology import load_topology
 from bench.paths import ACCELERATE_CONFIGS_DIR
 from bench.results import load_run, validate_result
@@ -31,7 +32,7 @@ NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 @pytest.fixture(autouse=True)
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
-    monkeypatch.setattr(bench.harness.matrix.Host, "detect", classmethod(lambda cls: NO_GPU))
+    monkeypatch.setattr(bench.harness.host.Host, "detect", classmethod(lambda cls: NO_GPU))
     monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
 
 

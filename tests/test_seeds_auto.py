@@ -27,7 +27,7 @@ from bench.analysis.seeds_auto import (
 )
 from bench.cells import CellKey
 from bench.cli import main
-from bench.harness.matrix import Host
+from bench.harness.host import Host
 from bench.results import load_run
 from tests.conftest import run_cli
 
@@ -175,7 +175,7 @@ NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 @pytest.fixture
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
-    monkeypatch.setattr(bench.harness.matrix.Host, "detect", classmethod(lambda cls: NO_GPU))
+    monkeypatch.setattr(bench.harness.host.Host, "detect", classmethod(lambda cls: NO_GPU))
     monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
 
 

@@ -1,4 +1,4 @@
-"""The seeds of one cell share one `accelerate launch` (bench/harness/executor.py launch_groups).
+"""The seeds of one cell share one `accelerate launch` (bench/harness/executors/base.py launch_groups).
 
 Real launches on the real maintenance data: the worker builds the Accelerator once and runs the
 seeds in turn, each with its own result file. What is promised (docs/reliability.md): a seed's
@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from bench.cells import Cell
-from bench.harness.executor import PlannedCell, collect_launch, launch_groups, prepare_launch
+from bench.harness.executors.base import PlannedCell, collect_launch, launch_groups, prepare_launch
 from bench.harness.launch import Finished
 from bench.results import validate_result, write_json_atomic
 from tests.conftest import PROJECT_ROOT, run_cli

@@ -11,7 +11,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.harness.matrix import Cell, Host, load_matrix, skip_reason
+from bench.harness.host import Host
+from bench.harness.matrix import Cell, load_matrix, skip_reason
 from bench.harness.peak import cuda_dtypes, datasheet_peak
 from bench.harness.topology import ACCELERATE_PRECISION, PRECISIONS, Expected, load_topology
 from bench.harness.verify import verify

@@ -23,7 +23,7 @@ from bench.analysis.tune.space import (
     prune_reason,
     reference_candidate,
 )
-from bench.harness.matrix import Host
+from bench.harness.host import Host
 from bench.harness.topology import load_topology
 from bench.results import Result, load_results
 
@@ -236,7 +236,8 @@ def test_the_written_config_is_one_accelerate_loads_with_the_recommended_precisi
 
 def test_a_declared_partition_plans_gpu_setups_that_this_gpu_less_host_would_skip():
     from bench.cells import Cell
-    from bench.harness.matrix import parse_capability, skip_reason
+    from bench.harness.host import parse_capability
+    from bench.harness.matrix import skip_reason
 
     cell = Cell("traffic", "ae", "gpu-ddp8", "bf16", 0)
     topology = load_topology("gpu-ddp8")

@@ -13,7 +13,8 @@ from accelerate import Accelerator
 from accelerate.utils.dataclasses import FP8BackendType
 
 from bench.cli import main
-from bench.harness.matrix import Host, load_matrix, skip_reason
+from bench.harness.host import Host
+from bench.harness.matrix import load_matrix, skip_reason
 from bench.harness.topology import load_topology
 from bench.harness.verify import Expected, verify
 from tests.conftest import run_cli

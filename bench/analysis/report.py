@@ -12,7 +12,6 @@ the target metric is the one each result names in result["target"].
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -23,9 +22,9 @@ import yaml
 from bench.analysis import stats
 from bench.analysis.report_model import Report, WorkloadReport
 from bench.cells import CellKey, is_config_path
-from bench.errors import BenchError
 from bench.paths import ACCELERATE_CONFIGS_DIR
 from bench.results import WITH_NUMBERS, Result, load_run, result_key
+from bench.run_meta import RunMeta
 
 TRAINED = ("converged", "not_converged")
 PRECISION_ORDER = {"fp32": 0, "tf32": 1, "bf16": 2, "fp16": 3, "fp8": 4}
@@ -37,29 +36,21 @@ REFERENCE_PRECISION = "fp32"
 # ---------------------------------------------------------------------------------------------
 
 
-def load_meta(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise BenchError(f"{path}: expected a JSON object")
-    return meta
+def load_meta(run_dir: Path) -> RunMeta:
+    """The run's run.json (empty when it has none); a one-line error when it is damaged."""
+    return RunMeta.read(Path(run_dir)) or RunMeta()
 
 
-def resolve_peaks(meta: dict[str, Any], environment: dict[str, Any], measure: bool = True) -> tuple[dict | None, str]:
+def resolve_peaks(recorded: dict[str, Any] | None, environment: dict[str, Any],
+                  measure: bool = True) -> tuple[dict | None, str]:
     """The peak FLOP/s for MFU and a sentence saying where it comes from.
 
-    A run records its peaks in run.json. For an older run without them, the peak is measured now,
+    A run records its peaks in run.json (`recorded`, RunMeta.peak_flops). For an older run without them, the peak is measured now,
     but only used when this host is the run's hardware by what decides the figures (core count,
     CPU precision flags, GPUs: two "AMD EPYC" of one class may differ in bf16): a peak from another
     machine would make the MFU a fiction. Measured while other work ran (a 1-minute load average
     above half the usable cores), the peak is low and every MFU high: the sentence says so.
     """
-    recorded = (meta.get("environment") or {}).get("peak_flops")
     if recorded:
         return recorded, "recorded in run.json when the run started, on the machine that ran the cells"
     if not measure:
@@ -468,9 +459,9 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
 
     run_dir = Path(run_dir)
     results = load_run(run_dir)
-    meta = load_meta(run_dir) if run_dir.is_dir() else {}
-    environment = meta.get("environment") or next((r["environment"] for r in results if r.get("environment")), {})
-    peaks, peaks_source = resolve_peaks(meta, environment, measure_peaks)
+    meta = load_meta(run_dir) if run_dir.is_dir() else RunMeta()
+    environment = meta.environment or next((r["environment"] for r in results if r.get("environment")), {})
+    peaks, peaks_source = resolve_peaks(meta.peak_flops, environment, measure_peaks)
 
     by_workload: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
@@ -520,12 +511,12 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     )
 
 
-def report_alpha(meta: dict[str, Any]) -> float:
+def report_alpha(meta: RunMeta) -> float:
     """The level a report decides its claims at: 5%, or for a `--seeds auto` run the per-look level
     of its sequential design (the seeds it stopped at were chosen by looking)."""
     from bench.analysis.report_compare import REPORT_ALPHA
 
-    auto = meta.get("seeds_auto") or {}
+    auto = meta.seeds_auto or {}
     if isinstance(auto.get("start"), int) and isinstance(auto.get("max"), int):
         return stats.SequentialDesign(auto["start"], auto["max"], REPORT_ALPHA).level
     return REPORT_ALPHA
@@ -534,11 +525,11 @@ def report_alpha(meta: dict[str, Any]) -> float:
 STILL_OPEN = "undecided when the run stopped (`bench run --resume` continues it)"
 
 
-def seeds_auto_listing(meta: dict[str, Any]) -> dict[str, Any] | None:
+def seeds_auto_listing(meta: RunMeta) -> dict[str, Any] | None:
     """run.json's `seeds_auto` (`bench run --seeds auto`, bench/analysis/seeds_auto.py) as the report
     lists it: per configuration its seed count, why it stopped and its time-to-target comparison
     with the reference. None for a run with fixed seeds (or a record that is not a mapping)."""
-    entry = meta.get("seeds_auto")
+    entry = meta.seeds_auto
     if not isinstance(entry, dict) or not isinstance(entry.get("cells"), dict):
         return None
     cells = []

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.run_meta import RunMeta
+
 
 @dataclass
 class WorkloadReport:
@@ -36,8 +38,8 @@ class WorkloadReport:
 class Report:
     run_dir: Path
     run_id: str
-    meta: dict[str, Any]
-    """run.json (matrix, command, filters, environment); {} when the run has none."""
+    meta: RunMeta
+    """run.json (matrix, command, filters, environment); empty when the run has none."""
     environment: dict[str, Any]
     peaks: dict[str, Any] | None
     peaks_source: str

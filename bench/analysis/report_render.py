@@ -351,7 +351,7 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
     out = [f"# Benchmark report: {report.run_id}", ""]
     out.append(
         f"{report.cell_count} cell{'s' if report.cell_count != 1 else ''} from `{report.run_dir}` on **{hardware_line(env)}**"
-        + (f", run with `{meta['command']}`" if meta.get("command") else "")
+        + (f", run with `{meta.command}`" if meta.command else "")
         + (f"; {report.launch_seconds / 60:.1f} min of cell launches, end to end" if report.launch_seconds else "") + "."
     )
     decided = (f"only when Holm's rule over all {report.claims} comparisons of this report decides it, so that the "
@@ -399,11 +399,11 @@ def render_markdown(report: Report, plots: dict[str, list[tuple[str, str]]] | No
         *([_host_line(env)] if "load_average" in env or "memory_total_mb" in env else []),
         f"- Code: git commit `{env.get('git_commit') or 'unknown'}`",
         f"- Run started: {env.get('date_utc', 'unknown')}",
-        f"- Command: `{meta.get('command', 'not recorded (no run.json)')}`",
+        f"- Command: `{meta.command or 'not recorded (no run.json)'}`",
     ]
-    if meta.get("matrix"):
-        filters = ", ".join(f"{k}={v}" for k, v in (meta.get("filters") or {}).items() if v) or "none"
-        out.append(f"- Matrix: `{meta['matrix']}`, filters: {filters}")
+    if meta.matrix:
+        filters = ", ".join(f"{k}={v}" for k, v in (meta.filters or {}).items() if v) or "none"
+        out.append(f"- Matrix: `{meta.matrix}`, filters: {filters}")
     if command:
         out.append(f"- This report: `{command}`")
     out += ["", _peaks_table(report), ""]
@@ -481,4 +481,6 @@ def _strict(value: Any) -> Any:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(_strict(dataclasses.asdict(report)), indent=2, allow_nan=False) + "\n"
+    # run.json as it is on disk (RunMeta.to_json), not every field of RunMeta
+    return json.dumps(_strict({**dataclasses.asdict(report), "meta": report.meta.to_json()}), indent=2,
+                      allow_nan=False) + "\n"

@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.harness import doctor
-    from bench.harness.matrix import Host, expected_verdict
+    from bench.harness.host import Host
+    from bench.harness.matrix import expected_verdict
     from bench.harness.peak import measure_host_apart
     from bench.harness.topology import load_topology
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.harness.measure import PRECISION_FLAGS, environment
+from bench.harness.host import PRECISION_FLAGS
+from bench.harness.measure import environment
 from bench.results import strict_json
 
 NONE = "none"

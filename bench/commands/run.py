@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.analysis.seeds_auto import DEFAULT_MAX_SEEDS, MAX_SEEDS_CAP
-from bench.cells import is_config_path
+from bench.cells import Cell, is_config_path
 from bench.commands.run_auto import (
     AUTO,
     parse_max_seeds,
@@ -21,7 +23,9 @@ from bench.commands.run_auto import (
     with_seeds,
 )
 from bench.errors import BenchError
-from bench.harness.matrix import Host, available_matrices, filter_cells, load_matrix
+from bench.harness.config import ExecutorOptions, MatrixConfig, parse_sbatch_options
+from bench.harness.host import Host
+from bench.harness.matrix import available_matrices, filter_cells, load_config
 from bench.harness.runner import (
     new_run_id,
     plan,
@@ -34,6 +38,7 @@ from bench.harness.topology import available_topologies, load_topology
 from bench.harness.trackers import TRACKERS, require_tracker, tracking_for
 from bench.paths import RESULTS_DIR, check_run_id
 from bench.results import write_json_atomic
+from bench.run_meta import RunMeta, RunMetaError, run_json
 
 FAILED_STATUSES = ("failed", "invalid")
 
@@ -108,7 +113,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(docs/integrations.md)")
 
 
+@dataclass
+class _Run:
+    """What `bench run`'s flags resolve to: the cells (the matrix's, filtered and with the flags'
+    changes), where they go, how they run, and for --seeds auto where the loop starts."""
+
+    cells: list[Cell]
+    run_dir: Path
+    options: ExecutorOptions | None
+    """None: the default, one local launch at a time."""
+    host: Host | None
+    """The declared nodes to plan for (--gpus, or a resumed run's); None: this host."""
+    auto: bool = False
+    start: int = 0
+    """--seeds auto: the seeds every configuration starts with."""
+    auto_record: dict[str, Any] | None = None
+    """--seeds auto, resumed: run.json's record of the rounds so far."""
+
+
 def run(args: argparse.Namespace) -> int:
+    job = _resolve(args)
+    if args.dry_run:
+        return _dry_run(args, job)
+    return _execute(args, job)
+
+
+def _resolve(args: argparse.Namespace) -> _Run:
+    """Every flag checked and applied to the matrix's configuration (bench/harness/config.py), before
+    anything is planned, launched or submitted; a --resume takes what its run.json recorded."""
     args.seeds = parse_seeds(args.seeds)
     if args.run_id is not None:
         check_run_id(args.run_id, "--run-id")
@@ -124,71 +156,82 @@ def run(args: argparse.Namespace) -> int:
     auto = args.seeds == AUTO
     if (args.max_seeds is not None or args.target_ratio is not None) and not auto:
         raise BenchError("--max-seeds and --target-ratio go with --seeds auto")
+    start = 0
     if auto:
-        cells, start = start_cells(args.matrix)
+        config, start = start_cells(args.matrix)
         if args.target_ratio is not None:
             args.max_seeds = seeds_for_target(args.target_ratio, args.max_seeds, start)
         args.max_seeds = parse_max_seeds(args.max_seeds, start)
     else:
-        cells = load_matrix(args.matrix, args.seeds)
-    if args.config and is_config_path(args.config):
-        # Absolute, so that run.json's filters name the same file to a --resume from anywhere.
-        args.config = str(Path(args.config).expanduser().absolute())
-        cells = _under_config(cells, args.config)
-        cells = filter_cells(cells, args.workload, None, args.precision)
-    else:
-        cells = filter_cells(cells, args.workload, args.config, args.precision)
+        config = load_config(args.matrix, args.seeds)
+    cells = _filtered(args, config.cells)
     if not args.resume:
         run_dir = args.results_dir / (args.run_id or new_run_id(args.matrix))
         # A folder holding only a dry run's launch files has no results to lose.
-        started = (run_dir / "run.json").exists() or any(run_dir.glob("cells/*.json"))
+        started = run_json(run_dir).exists() or any(run_dir.glob("cells/*.json"))
         if args.run_id and started and not args.dry_run:
             raise BenchError(f"run {args.run_id!r} already exists under {args.results_dir}; continue it with --resume {args.run_id}")
-    auto_record = recorded(_run_meta(run_dir), f"run {run_dir.name!r}: {run_dir / 'run.json'}") if auto and args.resume else None
+    auto_record = recorded(_recorded(run_dir), f"run {run_dir.name!r}: {run_json(run_dir)}") if auto and args.resume else None
     if auto_record:  # the seeds earlier rounds added, so that the loop takes up where it stopped
         cells = with_seeds(cells, {config_id: c["seed_list"] for config_id, c in auto_record["cells"].items()})
     if args.save_checkpoint:
         cells = _with_checkpoint(cells, args.save_checkpoint)
     if args.log_with:
         cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
-    options = _executor(args, run_dir)
-    host = _declared_host(args, options, run_dir)
-    if args.dry_run:
-        if args.resume:
-            refuse_changed_cells(cells, run_dir)  # what the real resume would refuse
-        planned = plan(cells, run_dir, host or Host.detect())
-        print_dry_run(planned)
-        # Write the cell files the printed commands name, so that each command runs as printed,
-        # e.g. once per node on a cluster (scripts/slurm-multinode.sbatch).
-        for item in planned:
-            write_json_atomic(run_dir / "launch" / f"{item.cell.id}.json", item.cell.to_dict())
-        print(f"\ncell files written under {run_dir / 'launch'}; nothing was launched")
-        if auto:
-            print(f"--seeds auto: this is the first round ({start} seeds per configuration"
-                  f"{', with the seeds earlier rounds added' if auto_record else ''}); more seeds, up to "
-                  f"--max-seeds {args.max_seeds}, may follow for each configuration whose time-to-target against "
-                  "its reference is still undecided after a round")
-        return 0
+    options = _executor(args, config, run_dir)
+    return _Run(cells, run_dir, options, _declared_host(args, options, run_dir), auto, start, auto_record)
+
+
+def _filtered(args: argparse.Namespace, cells: list[Cell]) -> list[Cell]:
+    """--workload, --config and --precision applied; --config PATH runs every training cell under that file."""
+    if args.config and is_config_path(args.config):
+        # Absolute, so that run.json's filters name the same file to a --resume from anywhere.
+        args.config = str(Path(args.config).expanduser().absolute())
+        cells = _under_config(cells, args.config)
+        return filter_cells(cells, args.workload, None, args.precision)
+    return filter_cells(cells, args.workload, args.config, args.precision)
+
+
+def _dry_run(args: argparse.Namespace, job: _Run) -> int:
+    """Print every launch and write the cell files its commands name; nothing is launched."""
+    if args.resume:
+        refuse_changed_cells(job.cells, job.run_dir)  # what the real resume would refuse
+    planned = plan(job.cells, job.run_dir, job.host or Host.detect())
+    print_dry_run(planned)
+    # Write the cell files the printed commands name, so that each command runs as printed,
+    # e.g. once per node on a cluster (scripts/slurm-multinode.sbatch).
+    for item in planned:
+        write_json_atomic(job.run_dir / "launch" / f"{item.cell.id}.json", item.cell.to_dict())
+    print(f"\ncell files written under {job.run_dir / 'launch'}; nothing was launched")
+    if job.auto:
+        print(f"--seeds auto: this is the first round ({job.start} seeds per configuration"
+              f"{', with the seeds earlier rounds added' if job.auto_record else ''}); more seeds, up to "
+              f"--max-seeds {args.max_seeds}, may follow for each configuration whose time-to-target against "
+              "its reference is still undecided after a round")
+    return 0
+
+
+def _execute(args: argparse.Namespace, job: _Run) -> int:
+    """Run the cells (in rounds, for --seeds auto), print the summary; 1 when a cell failed."""
     from bench.data.datasets import preflight
 
+    cells, run_dir, options, host = job.cells, job.run_dir, job.options, job.host
     preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any launch
-    meta = {"matrix": args.matrix, "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
-            "filters": {"workload": args.workload, "config": args.config, "precision": args.precision},
-            "seeds": args.seeds}
-    if auto:
-        meta["seeds_auto"] = auto_record or {"start": start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
-    if options is not None:
-        meta["executor"] = options.describe()
-    if host is not None:
-        meta["planned_for"] = dataclasses.asdict(host)
-    print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}" + (" in its first round (--seeds auto)" if auto else ""),
+    fresh = {"start": job.start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
+    meta = RunMeta(
+        matrix=args.matrix, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+        filters={"workload": args.workload, "config": args.config, "precision": args.precision}, seeds=args.seeds,
+        seeds_auto=(job.auto_record or fresh) if job.auto else None,
+        executor=options.describe() if options is not None else None,
+        planned_for=host.record() if host is not None else None)
+    print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}" + (" in its first round (--seeds auto)" if job.auto else ""),
           file=sys.stderr)
-    if auto:
-        results = run_rounds(cells, run_dir, meta, options, start, args.max_seeds, host)
+    if job.auto:
+        results = run_rounds(cells, run_dir, meta, options, job.start, args.max_seeds, host)
     else:
         results = run_cells(cells, run_dir, meta, options, host)
     print(summary_table(results))
-    if auto:
+    if job.auto:
         print("\n" + "\n".join(summary_lines(run_dir)))
     bad = [r for r in results if r["status"] in FAILED_STATUSES]
     # Summed over the cells' own launches: a resumed run counts its earlier cells too.
@@ -197,112 +240,86 @@ def run(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _declared_host(args: argparse.Namespace, options, run_dir: Path) -> Host | None:
+def _declared_host(args: argparse.Namespace, options: ExecutorOptions | None, run_dir: Path) -> Host | None:
     """With --gpus (slurm only): the partition's nodes as declared, which the cells are planned
     against instead of this (login) host; None: plan against this host. A --resume without --gpus
     keeps the nodes its run was planned for (run.json's planned_for)."""
     if args.gpus is None:
         if args.gpu_capability:
             raise BenchError("--gpu-capability goes with --gpus N")
-        recorded = _run_meta(run_dir).get("planned_for") if args.resume else None
-        if isinstance(recorded, dict):
-            capability = recorded.get("gpu_capability")
-            return Host(**{**recorded, "gpu_capability": tuple(capability) if capability else None})
-        return None
+        recorded = _recorded(run_dir).planned_for if args.resume else None
+        return Host.from_record(recorded) if recorded is not None else None
     if options is None or options.type != "slurm":
         raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
     if args.gpus < 0:
         raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
-    from bench.harness.matrix import parse_capability
+    from bench.harness.host import parse_capability
 
     return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
 
 
-def _executor(args: argparse.Namespace, run_dir: Path):
-    """The executor options (None: the default, one local cell at a time), all checked before
-    anything is planned, launched or submitted: submitit and the partition for slurm, --parallel
-    against this host's cores and GPUs. A --resume keeps the executor its run was started with."""
-    from bench.harness.executor import executor_options, matrix_executor_section, parse_sbatch_options
-
-    recorded = _run_executor(run_dir) if args.resume else {}
-    section = {**matrix_executor_section(args.matrix), **{k: v for k, v in recorded.items() if k != "parallel"}}
-    cli = {"type": args.executor, "cluster": args.cluster, "partition": args.partition, "account": args.account, "qos": args.qos,
-           "max_jobs": args.max_jobs, "sbatch": parse_sbatch_options(args.sbatch),
-           "parallel": args.parallel if args.parallel is not None else recorded.get("parallel")}
-    options = executor_options(section, cli, f"{args.matrix}: executor")
+def _executor(args: argparse.Namespace, config: MatrixConfig, run_dir: Path) -> ExecutorOptions | None:
+    """The executor options (None: the default, one local cell at a time): the matrix's with the
+    command line's over them (MatrixConfig.executor_with), all checked before anything is planned,
+    launched or submitted: submitit and the partition for slurm, --parallel against this host's
+    cores and GPUs. A --resume keeps the executor its run was started with."""
+    recorded = (_recorded(run_dir).executor or {}) if args.resume else {}
+    cli = {"type": args.executor, "cluster": args.cluster, "partition": args.partition, "account": args.account,
+           "qos": args.qos, "max_jobs": args.max_jobs, "sbatch": parse_sbatch_options(args.sbatch),
+           "parallel": args.parallel}
+    options = config.executor_with(cli, recorded)
     if options.type == "slurm":
-        from bench.harness.executor_slurm import check_cluster
+        from bench.harness.executors.slurm import check_cluster
 
         check_cluster(options)
         return options
     if options.parallel > 1:
-        from bench.harness.executor_parallel import host_slots
+        from bench.harness.host import host_slots, visible_gpus
 
-        host_slots(options.parallel, [str(i) for i in range(Host.detect().gpus)])
+        host_slots(options.parallel, visible_gpus())  # the slots the parallel executor will cut
         return options
     return None
 
 
-def _run_meta(run_dir: Path) -> dict:
-    import json
-
+def _recorded(run_dir: Path) -> RunMeta:
+    """The run.json of the run being resumed (checked by _inherit_from_run already); empty when it has none."""
     try:
-        meta = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _run_executor(run_dir: Path) -> dict:
-    recorded = _run_meta(run_dir).get("executor")
-    return recorded if isinstance(recorded, dict) else {}
+        return RunMeta.read(run_dir) or RunMeta()
+    except RunMetaError:
+        return RunMeta()
 
 
 def _inherit_from_run(args: argparse.Namespace, run_dir: Path) -> None:
     """On --resume, take the matrix, filters and seeds the run was started with (run.json),
     unless given again; refuse a different matrix rather than mix two into one run. Without a
     readable run.json nothing says what the run was: refuse rather than guess (and run smoke)."""
-    import json
-
-    where = f"run {run_dir.name!r}: {run_dir / 'run.json'}"
+    where = f"run {run_dir.name!r}: {run_json(run_dir)}"
     try:
-        meta = json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError:
+        meta = RunMeta.read(run_dir)
+        if meta is not None and not meta.matrix:
+            raise RunMetaError(run_json(run_dir), f"'matrix' must name the matrix, got {meta.matrix!r}")
+    except RunMetaError as exc:
+        what = f"cannot be read ({exc.problem})" if exc.unreadable else f"is damaged ({exc.problem})"
+        raise BenchError(f"{where} {what}; start a new run (--run-id) instead of resuming this one") from None
+    if meta is None:
         raise BenchError(f"{where} is missing, so nothing says which matrix the run ran; "
-                         "start a new run (--run-id) instead of resuming this one") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise BenchError(f"{where} cannot be read ({reason}); start a new run (--run-id) instead of resuming this one") from None
-    filters = meta.get("filters") if isinstance(meta, dict) else None
-    problem = None
-    if not isinstance(meta, dict):
-        problem = "not a JSON object"
-    elif not isinstance(meta.get("matrix"), str) or not meta["matrix"]:
-        problem = f"'matrix' must name the matrix, got {meta.get('matrix')!r}"
-    elif filters is not None and (not isinstance(filters, dict) or not all(v is None or isinstance(v, str) for v in filters.values())):
-        problem = f"'filters' must map workload/config/precision to names, got {filters!r}"
-    elif meta.get("seeds") not in (None, AUTO) and (isinstance(meta["seeds"], bool) or not isinstance(meta["seeds"], int)
-                                                     or meta["seeds"] < 1):
-        problem = f"'seeds' must be a positive count, 'auto' or null, got {meta['seeds']!r}"
-    if problem:
-        raise BenchError(f"{where} is damaged ({problem}); start a new run (--run-id) instead of resuming this one")
-    if args.matrix and meta.get("matrix") and args.matrix != meta["matrix"]:
-        raise BenchError(f"run {run_dir.name!r} was started with --matrix {meta['matrix']}, not {args.matrix}")
-    args.matrix = args.matrix or meta.get("matrix")
-    filters = filters or {}
+                         "start a new run (--run-id) instead of resuming this one")
+    if args.matrix and args.matrix != meta.matrix:
+        raise BenchError(f"run {run_dir.name!r} was started with --matrix {meta.matrix}, not {args.matrix}")
+    args.matrix = args.matrix or meta.matrix
+    filters = meta.filters or {}
     args.workload = args.workload or filters.get("workload")
     args.config = args.config or filters.get("config")
     args.precision = args.precision or filters.get("precision")
     if args.seeds is None:
-        args.seeds = meta.get("seeds")
-    if args.seeds == AUTO and args.max_seeds is None and meta.get("seeds") == AUTO:
-        args.max_seeds = recorded(meta, where)["max"] if meta.get("seeds_auto") is not None else None
+        args.seeds = meta.seeds
+    if args.seeds == AUTO and args.max_seeds is None and meta.seeds == AUTO:
+        args.max_seeds = recorded(meta, where)["max"] if meta.seeds_auto is not None else None
 
 
 def _under_config(cells, config_file: str):
     """Every training cell of the matrix once under the user's own accelerate config (checked
     first): the matrix's topologies are replaced, its workloads, precisions and seeds kept."""
-    import dataclasses
 
     load_topology(config_file)
     seen, out = set(), []
@@ -318,14 +335,12 @@ def _under_config(cells, config_file: str):
 def _with_tracking(cells, tracking: dict[str, str]):
     """Every training cell logs to the tracker. Not part of what defines a cell's result: a --resume
     may add, change or drop --log-with (bench/harness/runner.py DEFINING)."""
-    import dataclasses
 
     return [dataclasses.replace(cell, tracking=tracking) if cell.kind == "train" else cell for cell in cells]
 
 
 def _with_checkpoint(cells, folder: Path):
     """Ask the first train cell of each workload to save its model under folder/<workload> (unless it fails)."""
-    import dataclasses
 
     seen, out = set(), []
     for cell in cells:

@@ -11,7 +11,6 @@ or they have run --max-seeds. The decisions go into run.json's `seeds_auto` afte
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,10 @@ from bench.analysis.seeds_auto import (
     record,
 )
 from bench.errors import BenchError
-from bench.harness.matrix import load_matrix
+from bench.harness.config import MatrixConfig
+from bench.harness.matrix import load_config
 from bench.harness.runner import run_cells
-from bench.results import write_json_atomic
-
-AUTO = "auto"
+from bench.run_meta import AUTO, RunMeta
 
 
 def parse_seeds(value: str | int | None) -> int | str | None:
@@ -60,19 +58,19 @@ def parse_max_seeds(value: str | int | None, start: int) -> int:
     return count
 
 
-def start_cells(matrix: str) -> tuple[list, int]:
-    """The matrix's cells for round 1, and how many seeds each configuration starts with:
+def start_cells(matrix: str) -> tuple[MatrixConfig, int]:
+    """The matrix with its cells for round 1, and how many seeds each configuration starts with:
     START_SEEDS (0..2), or the matrix's own seeds where it lists more."""
-    cells = load_matrix(matrix)
-    count = len({cell.seed for cell in cells})
+    config = load_config(matrix)
+    count = len({cell.seed for cell in config.cells})
     if count >= START_SEEDS:
-        return cells, count
-    return load_matrix(matrix, START_SEEDS), START_SEEDS
+        return config, count
+    return load_config(matrix, START_SEEDS), START_SEEDS
 
 
-def recorded(meta: dict[str, Any], where: str) -> dict[str, Any] | None:
+def recorded(meta: RunMeta, where: str) -> dict[str, Any] | None:
     """run.json's `seeds_auto`, checked: None when the run has none yet (stopped in its first round)."""
-    entry = meta.get("seeds_auto")
+    entry = meta.seeds_auto
     if entry is None:
         return None
     cells = entry.get("cells") if isinstance(entry, dict) else None
@@ -113,14 +111,14 @@ def _with_seed(template, seed: int):
     return dataclasses.replace(template, seed=seed, save_checkpoint=None)
 
 
-def run_rounds(cells: list, run_dir: Path, meta: dict[str, Any], options, start: int, max_seeds: int,
+def run_rounds(cells: list, run_dir: Path, meta: RunMeta, options, start: int, max_seeds: int,
                host=None) -> list[dict[str, Any]]:
     """Round after round until no configuration needs a seed; every result of the rounds, in cell order."""
     templates = _templates(cells)
     results: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     pending = cells
-    rounds = (meta.get("seeds_auto") or {}).get("rounds", 0)
+    rounds = (meta.seeds_auto or {}).get("rounds", 0)
     while True:
         rounds += 1
         for result in run_cells(pending, run_dir, meta, options, host):
@@ -140,15 +138,14 @@ def run_rounds(cells: list, run_dir: Path, meta: dict[str, Any], options, start:
 
 
 def _write_record(run_dir: Path, entry: dict[str, Any]) -> None:
-    path = run_dir / "run.json"
-    meta = json.loads(path.read_text())  # written by run_cells before its first cell
-    meta["seeds"], meta["seeds_auto"] = AUTO, entry  # "auto" also where a --resume turned a counted run automatic
-    write_json_atomic(path, meta)
+    meta = RunMeta.read(run_dir)  # written by run_cells before its first cell
+    # "auto" also where a --resume turned a counted run automatic
+    dataclasses.replace(meta, seeds=AUTO, seeds_auto=entry).write(run_dir)
 
 
 def summary_lines(run_dir: Path) -> list[str]:
     """Each configuration's seed count and why it stopped, as run.json records it."""
-    entry = json.loads((run_dir / "run.json").read_text()).get("seeds_auto") or {}
+    entry = RunMeta.read(run_dir).seeds_auto or {}
     lines = [f"--seeds auto: {entry.get('rounds')} round(s), at most {entry.get('max')} seeds per configuration"]
     for config_id, cell in (entry.get("cells") or {}).items():
         lines.append(f"  {config_id}: {cell['seeds']} seed{'s' if cell['seeds'] != 1 else ''}, {cell['stopped']}")

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.analysis.tune.race import RaceSettings
     from bench.analysis.tune.space import SearchSpace, default_topologies, validate_space
     from bench.analysis.tune.tuner import TuneRequest, tune
-    from bench.harness.measure import hardware
+    from bench.harness.host import hardware
 
     executor = _executor_options(args)
     if args.gpus is not None and executor is None:
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _planned_host(args: argparse.Namespace):
     """This host, detected; or, with --gpus, nodes of N GPUs of the declared capability."""
-    from bench.harness.matrix import Host, parse_capability
+    from bench.harness.host import Host, parse_capability
 
     if args.gpus is None:
         if args.gpu_capability:
@@ -132,8 +132,8 @@ def _executor_options(args: argparse.Namespace):
         if args.partition or args.account or args.cluster:
             raise BenchError("--partition, --account and --cluster go with --executor slurm")
         return None
-    from bench.harness.executor import executor_options
-    from bench.harness.executor_slurm import check_cluster
+    from bench.harness.config import executor_options
+    from bench.harness.executors.slurm import check_cluster
 
     options = executor_options({}, {"type": "slurm", "partition": args.partition, "account": args.account,
                                     "cluster": args.cluster}, "tune: executor")

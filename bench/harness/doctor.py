@@ -74,7 +74,7 @@ def check_peaks(peaks: dict[str, Any]) -> Check:
 
 PROBE = """
 import json, torch
-from bench.harness.measure import precision_flags
+from bench.harness.host import precision_flags
 out = {"cuda": torch.cuda.is_available(), "cpu_flags": precision_flags()}
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 for device in devices:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from bench.harness.host import host_cores, visible_gpus
 from bench.harness.lifeline import die_with_parent
-from bench.harness.measure import usable_cores
 from bench.harness.topology import ACCELERATE_PRECISION, Topology
 from bench.paths import PROJECT_ROOT
 
@@ -60,7 +60,7 @@ def launch_commands(
     `also` adds the (cell file, result file, MLPerf log) of further seeds of the same configuration
     that share the launch: the worker runs them one after another (bench/harness/worker.py).
 
-    The keywords serve the other executors (bench/harness/executor*.py): `gpus` and `cores` are
+    The keywords serve the other executors (bench/harness/executors/): `gpus` and `cores` are
     the slice of the host a pinned cell was given (default: the whole host); `main_ip` and
     `ranks_on_host` are for nodes that really are separate hosts (a SLURM job: each node's
     launcher shares its node's cores only among its own ranks)."""
@@ -97,17 +97,6 @@ def launch_commands(
     return commands
 
 
-def visible_gpus() -> list[str]:
-    """The GPUs this process was given, as CUDA_VISIBLE_DEVICES names them (indices or UUIDs);
-    every GPU of the host when the variable is unset."""
-    given = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if given is not None:
-        return [gpu.strip() for gpu in given.split(",") if gpu.strip()]
-    import torch
-
-    return [str(index) for index in range(torch.cuda.device_count())]
-
-
 def gpus_per_loopback_node(topology: Topology, given: list[str] | None = None) -> list[list[str]] | None:
     """For a multi-node GPU topology run on this one host: the disjoint slice of this process's
     GPUs (or of those `given`, a pinned cell's) that each node rank gets. None when there is
@@ -119,15 +108,6 @@ def gpus_per_loopback_node(topology: Topology, given: list[str] | None = None) -
     if len(gpus) < per_node * topology.num_machines:
         return None
     return [gpus[rank * per_node:(rank + 1) * per_node] for rank in range(topology.num_machines)]
-
-
-def host_cores() -> int:
-    """Cores the benchmark may use: BENCH_CPU_CORES if set (e.g. on a shared machine), else all
-    cores this process may run on."""
-    explicit = os.environ.get("BENCH_CPU_CORES", "")
-    if explicit.isdigit() and int(explicit) > 0:
-        return int(explicit)
-    return usable_cores()
 
 
 def threads_per_rank(ranks_on_host: int, cores: int | None = None) -> int:
@@ -181,7 +161,7 @@ def run_group(
 ) -> Finished:
     """Start all commands in one new process group; wait for them or kill the group at timeout.
 
-    For cells run beside others (bench/harness/executor_parallel.py): `cores` pins every process
+    For cells run beside others (bench/harness/executors/parallel.py): `cores` pins every process
     of the cell to those CPUs, `stop` set by another thread ends the cell as Ctrl-C does (signals
     reach the main thread only), and `on_poll` sees the launchers at each poll."""
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -34,16 +34,17 @@ import dataclasses
 import importlib.util
 import itertools
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.cells import AXIS_DEFAULTS, Budget, Cell, is_config_path, topology_label
 from bench.errors import BenchError, one_of, read_yaml_file
+from bench.harness.config import SECTION_KEYS, ExecutorOptions, MatrixConfig, executor_options
+from bench.harness.host import Host
 from bench.harness.topology import PRECISIONS, Topology, load_topology
 from bench.paths import MATRIX_CONFIGS_DIR
 
-# `executor:` (where cells run: local, slurm) is read by the runner's executor, not here.
+# `executor:` (where cells run: local, slurm) is checked here too, into MatrixConfig (bench/harness/config.py).
 AXES = tuple(AXIS_DEFAULTS)
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads", "executor",
                "exclude", *AXES}
@@ -67,6 +68,12 @@ def _listed(value: Any, where: str, key: str) -> list:
 
 def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
     """Expand a matrix into cells (train cells, then one baseline cell per workload and seed)."""
+    return load_config(name_or_path, seeds).cells
+
+
+def load_config(name_or_path: str, seeds: int | None = None) -> MatrixConfig:
+    """Read a matrix (a name or a YAML path) once and check all of it: its cells (with `seeds`
+    instead of the matrix's own, when given) and its `executor:` section."""
     from workloads import REGISTRY, workload_class
 
     path = Path(name_or_path)
@@ -90,6 +97,7 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
     if repeated is not None:
         raise BenchError(f"{path}: seeds must not repeat: {repeated} is listed twice in {seed_spec}")
     timeout = _positive(spec.get("timeout_s", 600), f"{path}: timeout_s")
+    executor = _executor_section(spec.get("executor"), path, name_or_path)
 
     cells: list[Cell] = []
     for workload, wspec in spec["workloads"].items():
@@ -128,7 +136,16 @@ def load_matrix(name_or_path: str, seeds: int | None = None) -> list[Cell]:
                 cells.append(Cell(workload, variant, topology, precision, seed, budget, params, "train", cell_timeout, **knobs))
             if wspec.get("baselines", True):
                 cells.append(Cell(workload, "baselines", "host", "fp32", seed, budget, params, "baseline", cell_timeout))
-    return cells
+    return MatrixConfig(name_or_path, path, cells, executor)
+
+
+def _executor_section(section: Any, path: Path, name: str) -> ExecutorOptions:
+    """The matrix's `executor:` section, checked (bench/harness/config.py executor_options)."""
+    if section is None:
+        return ExecutorOptions()
+    if not isinstance(section, dict):
+        raise BenchError(f"{path}: executor must be a mapping of {', '.join(sorted(SECTION_KEYS))}, got {section!r}")
+    return executor_options(section, {}, f"{name}: executor")
 
 
 def axis_values(name: str, raw: Any, where: str) -> list[Any]:
@@ -263,89 +280,6 @@ def filter_cells(
 # ---------------------------------------------------------------------------------------------
 # Capability check: what this host can run, decided before launching anything.
 # ---------------------------------------------------------------------------------------------
-
-
-FP8_BACKENDS = ("torchao", "transformer_engine", "msamp")
-
-
-@dataclass(frozen=True)
-class Host:
-    gpus: int
-    bf16_gpu: bool
-    fp8_backend: str | None
-    gpu_capability: tuple[int, int] | None = None
-    """The first visible GPU's CUDA compute capability (9, 0) for an H100; None without an NVIDIA GPU
-    (no GPU, a ROCm GPU) or where it could not be read."""
-
-    @classmethod
-    def detect(cls) -> Host:
-        import torch
-
-        gpus = torch.cuda.device_count()  # counts devices without creating a CUDA context
-        # In accelerate's own order of preference when no backend is configured: torchao, TE, MS-AMP.
-        fp8 = next((m for m in FP8_BACKENDS if importlib.util.find_spec(m)), None)
-        probed = probe_gpu() if gpus else {}
-        capability = probed.get("capability")
-        return cls(gpus=gpus, bf16_gpu=bool(probed.get("bf16")), fp8_backend=fp8,
-                   gpu_capability=tuple(capability) if capability else None)
-
-
-    @classmethod
-    def declared(cls, gpus: int, capability: tuple[int, int] | None) -> Host:
-        """Nodes of `gpus` GPUs of this CUDA compute capability, as declared for a SLURM partition
-        planned from a login node (which has none): native bf16 from 8.0 (Ampere); the fp8 backends
-        are this host's installed packages, which the jobs share."""
-        fp8 = next((m for m in FP8_BACKENDS if importlib.util.find_spec(m)), None)
-        return cls(gpus=gpus, bf16_gpu=bool(capability and capability >= (8, 0)), fp8_backend=fp8,
-                   gpu_capability=capability)
-
-
-def parse_capability(raw: str) -> tuple[int, int]:
-    """"9.0" -> (9, 0); a one-line error otherwise."""
-    major, _, minor = raw.partition(".")
-    if not (major.isdigit() and (minor.isdigit() or not minor)):
-        raise BenchError(f"--gpu-capability: expected MAJOR.MINOR such as 9.0, got {raw!r}")
-    return int(major), int(minor or 0)
-
-
-# Asked in a child process: is_bf16_supported() and get_device_capability() initialise CUDA on
-# device 0, and a context held by the long-lived runner makes every cell's rank 0 fail on a GPU in
-# exclusive-process mode.
-# including_emulation=False: a V100 or T4 "supports" bf16 only by emulating it, slower than fp32;
-# its bf16 cells are skipped with the reason instead of reported as bf16.
-# The compute capability decides fp8 (8.9: Ada, Hopper) and TF32 (8.0: Ampere); it is NVIDIA's
-# numbering, so a ROCm build (torch.version.hip) reports none.
-_BF16_PROBE = (
-    "import json, torch\n"
-    "ok = torch.cuda.is_available()\n"
-    "nvidia = ok and torch.version.hip is None\n"
-    "print(json.dumps({'bf16': bool(ok and torch.cuda.is_bf16_supported(including_emulation=False)),\n"
-    "                  'capability': list(torch.cuda.get_device_capability(0)) if nvidia else None}))"
-)
-
-
-def probe_gpu(timeout_s: float = 120.0) -> dict:
-    """{"bf16": native bf16, "capability": [major, minor] or None} of this host's first visible GPU,
-    probed in a short-lived child process; {} when the probe fails."""
-    import json
-    import subprocess
-    import sys
-
-    try:
-        done = subprocess.run([sys.executable, "-c", _BF16_PROBE], capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:  # a hung driver: no GPU facts, and the GPU cells say so
-        return {}
-    if done.returncode != 0:
-        return {}
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {}
-
-
-def gpu_runs_bf16_natively(timeout_s: float = 120.0) -> bool:
-    """Whether this host's first visible GPU has native bf16, probed in a short-lived child process."""
-    return bool(probe_gpu(timeout_s).get("bf16"))
 
 
 def _capability(host: Host) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.harness.host import hardware, usable_cores
 from bench.versions import package_versions
 
 if TYPE_CHECKING:  # torch and accelerate are imported where used: importing this module stays light
@@ -143,28 +144,9 @@ def now() -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Environment
+# Environment: the software, the code version and the load, beside the host's hardware facts
+# (cores, CPU flags, GPUs), which bench/harness/host.py derives
 # ---------------------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
 
 def git_commit() -> str | None:
     try:
@@ -188,68 +170,6 @@ def git_commit() -> str | None:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-# The CPU flags that decide what a bf16 or fp16 cell computes with, and so its speed and whether
-# it runs at all: with AVX-512 BF16/FP16 or AMX tiles the CPU has native bf16/fp16 dot products;
-# with AVX-512 alone (avx512f) oneDNN emulates bf16 by converting to fp32; with neither (an
-# AVX2-only CPU) some bf16 kernels do not exist: a bf16 LSTM raises, and its cell is
-# `unsupported`. Two CPUs with the same cores and these flags give comparable figures whatever
-# model string they report (one VM class of this project reports "Intel(R) Xeon(R) Processor"
-# with or without its clock; another reports "AMD EPYC" and has AVX2 only).
-PRECISION_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512f")
-
-
-def precision_flags() -> list[str]:
-    """This CPU's flags among PRECISION_FLAGS, sorted."""
-    return sorted(cpu_flags() & set(PRECISION_FLAGS))
-
-
-def hardware_class(cpu_only: bool = False) -> str:
-    """A readable name for this host's hardware, and the folder name of its committed baseline:
-    cores, CPU model and its widest precision flag (`precision_tag`). Baselines are matched on
-    `hardware()` (cores, precision flags, GPUs), not on this string.
-    `cpu_only`: the class of a CPU cell, whose figures the host's GPUs do not decide."""
-    import torch
-
-    if not cpu_only and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0).replace(" ", "-")
-        return f"gpu-{torch.cuda.device_count()}x{name}"
-    return f"cpu-{os.cpu_count()}core-{cpu_model().replace(' ', '-')}{precision_tag(precision_flags())}"
-
-
-def precision_tag(flags: list[str]) -> str:
-    """The CPU's widest precision feature as a class suffix, so that one CPU model name with other
-    flags (an AMD EPYC with AVX2 only, a Zen 4 EPYC with avx512_bf16) names two classes: "-amx",
-    "-avx512bf16", "-avx512", or "" (no precision flag: the name every older class had)."""
-    for flag, tag in (("amx_bf16", "-amx"), ("avx512_bf16", "-avx512bf16"), ("avx512f", "-avx512")):
-        if flag in flags:
-            return tag
-    return ""
-
-
-def hardware(cpu_only: bool = False) -> dict[str, Any]:
-    """What decides this host's figures (core count, CPU precision flags, GPU models), with the
-    CPU model and hardware class for people. Every result's environment carries these keys.
-    `cpu_only`: for a cell that computes on the CPU, the GPUs are left out, so that a CPU cell run
-    on a GPU host matches the CPU baseline of its cores and flags, not a GPU host's."""
-    import torch
-
-    return {
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_precision_flags": precision_flags(),
-        "gpus": [] if cpu_only else [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "hardware_class": hardware_class(cpu_only),
-    }
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS reports it, else all the
-    host's), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def load_average() -> list[float] | None:

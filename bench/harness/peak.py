@@ -111,7 +111,7 @@ def measure_peak_flops(seconds_per_dtype: float = 0.3, cpu_size: int = 1024, cud
     """
     import torch
 
-    from bench.harness.measure import cpu_model
+    from bench.harness.host import cpu_model
 
     peaks: dict[str, Any] = {
         "method": f"best of repeated square matmuls (CPU {cpu_size}x{cpu_size}, CUDA {cuda_size}x{cuda_size}), 2*n^3 FLOPs each",
@@ -167,12 +167,12 @@ def write_run_record(path: str, command: str) -> None:
     from pathlib import Path
 
     from bench.harness.measure import environment
-    from bench.results import write_json_atomic
+    from bench.run_meta import RunMeta
 
     target = Path(path)
     if target.exists():
         return
-    write_json_atomic(target, {"command": command, "environment": {**environment(), "peak_flops": measure_peak_flops()}})
+    RunMeta(command=command, environment={**environment(), "peak_flops": measure_peak_flops()}).write_file(target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import os
 
-        from bench.harness.measure import hardware, hardware_class, usable_cores
+        from bench.harness.host import hardware, hardware_class, usable_cores
 
         load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         measured = {"hardware_class": hardware_class(), "hardware": hardware(), "load_average": load,

@@ -1,7 +1,8 @@
-"""Run a list of cells into a run directory: capability check, launch, collect, resume.
+"""Run a list of cells into a run directory: plan (capability check), resume, and hand the launches
+to an executor.
 
 Layout of a run directory (results/<run-id>/):
-    run.json              what was asked (matrix, filters, command, host)
+    run.json              what was asked (matrix, filters, command, host): bench/run_meta.py RunMeta
     launch/<cell>.json    the cell as handed to the worker
     cells/<cell>.json     one result per cell (written atomically, by the worker or here)
     mllog/<cell>.log      a training cell's MLPerf log (bench/harness/mlperf_log.py)
@@ -10,10 +11,12 @@ Layout of a run directory (results/<run-id>/):
                           a link to logs/<cell without seed>__seeds-0-1-2.log, the launch's log
 
 The seeds of one configuration (cells that differ in seed only) share one launch
-(bench/harness/executor.py launch_groups; the worker runs them in turn, bench/harness/worker.py):
+(bench/harness/executors/base.py launch_groups; the worker runs them in turn, bench/harness/worker.py):
 its timeout is the cell's timeout_s times its seeds, each seed keeps its own result file, and a
 crash or timeout fails only the seeds without a result. Baseline, compile and tracked cells launch
-per seed; so does every cell under --executor slurm.
+per seed; so does every cell under --executor slurm. The cells to run are handed, as launches,
+to the executor the options name (bench/harness/executors/: local, parallel or SLURM); this module
+keeps planning, resume and the run folder.
 
 --resume keeps every completed cell (results.COMPLETED) and re-runs the rest, the seeds of one
 configuration that are not completed in one launch again; it refuses, before
@@ -29,7 +32,6 @@ import errno
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +39,19 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.harness.executor import (
-    ExecutorOptions,
-    PlannedCell,
-    collect_interrupted,
-    collect_launch,
-    launch_groups,
-    launch_id,
-    prepare_launch,
-)
-from bench.harness.launch import (
-    format_command,
-    free_port,
-    latest_progress,
-    launch_commands,
-    launch_env,
-    run_group,
-)
-from bench.harness.matrix import Cell, Host, expected_verdict, skip_reason
-from bench.harness.measure import environment, load_average
+from bench.harness.config import ExecutorOptions
+from bench.harness.executors import executor_for, planned_launches
+from bench.harness.executors.base import PlannedCell, launch_groups, one_launch_per_cell
+from bench.harness.host import Host
+from bench.harness.launch import format_command, launch_commands
+from bench.harness.matrix import Cell, expected_verdict, skip_reason
+from bench.harness.measure import environment
 from bench.harness.mlperf_log import mllog_path
 from bench.harness.peak import measure_peak_flops_apart
 from bench.harness.topology import load_topology
 from bench.paths import safe_run_id_part
 from bench.results import COMPLETED, Result, make_result, result_path, write_json_atomic
+from bench.run_meta import RunMeta, run_json
 
 
 def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[PlannedCell]:
@@ -71,16 +62,16 @@ def plan(cells: list[Cell], run_dir: Path, host: Host) -> list[PlannedCell]:
     for cell in cells:
         topology = load_topology(cell.topology) if cell.kind == "train" else None
         planned.append(PlannedCell(cell, topology, skip_reason(cell, topology, host)))
-    for group in launch_groups([item for item in planned if not item.skip]) + [[i] for i in planned if i.skip]:
-        cells = [item.cell for item in group]
+    for group in launch_groups([item for item in planned if not item.skip]) + one_launch_per_cell([i for i in planned if i.skip]):
+        cells = group.cells
         also = [(_launch_file(run_dir, c), result_path(run_dir, c.id), mllog_path(run_dir, c.id)) for c in cells[1:]]
-        commands = launch_commands(group[0].topology, cells[0].precision, _launch_file(run_dir, cells[0]),
+        commands = launch_commands(group.topology, cells[0].precision, _launch_file(run_dir, cells[0]),
                                    result_path(run_dir, cells[0].id), mllog_file=mllog_path(run_dir, cells[0].id),
                                    also=also)
-        topology = group[0].topology
+        topology = group.topology
         env_note = "ACCELERATE_USE_CPU=1" if topology is not None and topology.use_cpu else ""
         for item in group:
-            item.launch, item.seeds = launch_id(cells), len(cells)
+            item.launch, item.seeds = group.id, len(cells)
             item.commands = [format_command(c, env_note, wrap=len(cells) > 1) for c in commands]
     return planned
 
@@ -109,12 +100,15 @@ def print_dry_run(planned: list[PlannedCell]) -> None:
     print(tabulate(rows, headers=["cell", "would", "launch command(s)"], tablefmt="simple"))
 
 
-def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
+def run_cells(cells: list[Cell], run_dir: Path, meta: RunMeta | dict[str, Any],
               options: ExecutorOptions | None = None, host: Host | None = None) -> list[dict[str, Any]]:
     """Run every cell not yet completed in `run_dir`; return all results in cell order. `options`
     other than the default (one local cell at a time) hand the launches to another executor.
     `host`: what the cells are planned against (GPUs, bf16, fp8), where it is not this host (a
-    SLURM partition's nodes, declared); default: this host, detected."""
+    SLURM partition's nodes, declared); default: this host, detected. `meta`: what run.json records
+    of a new run (a dict of its keys is read as RunMeta reads the file)."""
+    if not isinstance(meta, RunMeta):
+        meta = RunMeta.from_json(meta, run_json(run_dir))
     host = host or Host.detect()
     refuse_changed_cells(cells, run_dir)
     planned = plan(cells, run_dir, host)
@@ -126,11 +120,11 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: dict[str, Any],
         options = options or ExecutorOptions()
         if options.type != "slurm":  # SLURM jobs outlive their runner and may be writing right now
             remove_unfinished_writes(run_dir)
-        if not (run_dir / "run.json").exists():
+        if not run_json(run_dir).exists():
             # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
             # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
             _, peaks = measure_peak_flops_apart()
-            write_json_atomic(run_dir / "run.json", {**meta, "environment": {**environment(), "peak_flops": peaks}})
+            dataclasses.replace(meta, environment={**environment(), "peak_flops": peaks}).write(run_dir)
         interrupted = _run_todo(planned, run_dir, options, results, bar)
     except KeyboardInterrupt:
         interrupted = True
@@ -179,22 +173,8 @@ def _run_todo(planned: list[PlannedCell], run_dir: Path, options: ExecutorOption
     def on_done(cell: Cell, result: dict[str, Any]) -> None:
         _done(results, bar, cell, result)
 
-    if options.type == "slurm":
-        from bench.harness.executor_slurm import run_on_slurm
-
-        return run_on_slurm(todo, run_dir, options, on_done, bar)
-    if options.parallel > 1:
-        from bench.harness.executor_parallel import run_parallel
-
-        return run_parallel(todo, run_dir, options.parallel, on_done, bar)
-    for group in launch_groups(todo):
-        bar.set_postfix_str(launch_id([item.cell for item in group]))
-        done, interrupted = _launch(group, run_dir, bar)
-        for cell, result in done:
-            on_done(cell, result)
-        if interrupted:
-            return True
-    return False
+    executor = executor_for(options, run_dir, bar)
+    return executor.run(planned_launches(executor, todo), on_done)
 
 
 def _done(results: dict[str, dict[str, Any]], bar: tqdm, cell: Cell, result: dict[str, Any],
@@ -291,46 +271,6 @@ def _load_existing(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _launch(group: list[PlannedCell], run_dir: Path, bar: tqdm | None = None) -> tuple[list[tuple[Cell, dict[str, Any]]], bool]:
-    """One launch of the group's cells (the seeds of one configuration, or one cell): each seed's
-    result, and whether the launch was interrupted (then only the seeds whose result the worker
-    had written are kept, with the launch's wall time so far). While it runs, `bar` shows the
-    cell's latest evaluation (step, samples, validation metric, training clock)."""
-    cells, topology = [item.cell for item in group], group[0].topology
-    launch = prepare_launch(cells, run_dir)
-    first = launch.files[0]
-    port = free_port() if topology is not None and topology.num_processes > 1 else None
-    commands = launch_commands(topology, cells[0].precision, first.cell_file, first.out, port, first.mllog,
-                               also=launch.also())
-    # The host's load (1-, 5-, 15-min averages) as the cell starts and ends, beside the cores it may
-    # use: a 1-min load above the cores means other work queued for them, and the cell's speed
-    # figures are contaminated (the report marks it). The load counts the cell's own threads too.
-    load_start = load_average()
-    on_poll = _show_progress(bar, launch_id(cells), launch.log) if bar is not None else None
-    finished = run_group(commands, launch_env(topology), launch.log, launch.timeout_s, on_poll=on_poll)
-    results = (collect_interrupted if finished.interrupted else collect_launch)(launch, finished, load_start)
-    return [(cell, r) for cell, r in zip(cells, results, strict=True) if r is not None], finished.interrupted
-
-
-def _show_progress(bar: tqdm, name: str, log: Path, every_s: float = 1.0) -> Callable[[Any], None]:
-    """An on_poll for run_group: at most once a second, the latest progress line of the launch's
-    log beside the bar ("cell: seed 0 step 120 samples 7680 val f1 0.78 ..."). Without a terminal
-    the bar is off and so is this; the log keeps every line."""
-    last = [0.0, None]
-
-    def show(_procs: Any) -> None:
-        now = time.monotonic()
-        if now - last[0] < every_s:
-            return
-        last[0] = now
-        line = latest_progress(log)
-        if line and line != last[1]:
-            last[1] = line
-            bar.set_postfix_str(f"{name}: {line}")
-
-    return show
 
 
 def _status_line(result: dict[str, Any]) -> str:

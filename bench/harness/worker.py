@@ -5,7 +5,7 @@
                                 [--cell launch/<cell>__s1.json --out cells/<cell>__s1.json --mllog mllog/<cell>__s1.log ...]
 
 One (--cell, --out, --mllog) triplet per seed. Several triplets are a shared launch: cells that
-differ in seed only (the runner groups them, bench/harness/executor.py launch_groups), run one
+differ in seed only (the runner groups them, bench/harness/executors/base.py launch_groups), run one
 after another in one process so that imports and the Accelerator are paid once.
 
 1. Build the Accelerator from the launched environment and verify that the topology and the
@@ -187,7 +187,7 @@ def _refuse(run: SeedRun, seeds: int, start: float | None, status: str, reason: 
 def _own_share(seeds: int, start: float | None) -> dict[str, Any]:
     """What a seed records of its launch: how many seeds it served and this seed's own seconds in
     it (from the seed's start to its result; None when refused before any seed started). The
-    runner adds the launch's wall time and splits it (bench/harness/executor.py, collect_launch)."""
+    runner adds the launch's wall time and splits it (bench/harness/executors/base.py, collect_launch)."""
     return {"seeds": seeds, "own_s": None if start is None else round(time.perf_counter() - start, 3)}
 
 

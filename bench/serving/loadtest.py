@@ -302,7 +302,7 @@ def server_context(meta: dict[str, Any], threads: int | None) -> dict[str, Any]:
 
 def bf16_support() -> str:
     """Whether this CPU has bf16 instructions; without them bf16 autocast is emulated and slower."""
-    from bench.harness.measure import cpu_flags
+    from bench.harness.host import cpu_flags
 
     native = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     if native:

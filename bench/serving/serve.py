@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.checkpoint import json_type
 from bench.errors import BenchError
-from bench.harness.measure import usable_cores
+from bench.harness.host import usable_cores
 from bench.versions import package_versions
 
 # What `bench serve --precision` / `bench loadtest --precision` accept (autocast around the forward

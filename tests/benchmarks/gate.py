@@ -38,7 +38,7 @@ the loaded 2-core machine (load average 5-6) put one benchmark's median up to 1.
 
 
 def hardware_key(hw: dict[str, Any]) -> str:
-    """The storage folder name for a host (bench.harness.measure.hardware()): what decides its figures."""
+    """The storage folder name for a host (bench.harness.host.hardware()): what decides its figures."""
     from bench.analysis.gate.baselines import baseline_slug
 
     gpus = hw.get("gpus") or []
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-root", type=Path, default=STORAGE_ROOT, help="where the per-hardware folders are")
     args = parser.parse_args(argv)
 
-    from bench.harness.measure import hardware
+    from bench.harness.host import hardware
 
     storage = args.storage_root / hardware_key(hardware())
     if args.save:

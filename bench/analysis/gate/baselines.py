@@ -44,7 +44,7 @@ class Hardware:
 
     @classmethod
     def of_environment(cls, env: Environment | dict[str, Any] | None) -> Hardware | None:
-        """From a result's `environment`, or a dict of its fields (bench.harness.measure.hardware(),
+        """From a result's `environment`, or a dict of its fields (bench.harness.host.hardware(),
         a baseline.json's `hardware`); None if it records none."""
         if isinstance(env, dict):
             env = Environment.from_dict(env)

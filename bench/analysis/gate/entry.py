@@ -134,7 +134,7 @@ def compare_with_baseline(request: CompareRequest) -> CompareOutcome:
 def _committed_baseline(candidate: list[Result], baselines_dir: Path, notes: list[str]) -> BaselineChoice:
     """The committed baseline for the hardware the candidate ran on (this host's, if its results
     record none); a note in `notes` when none matches and the nearest is used."""
-    from bench.harness.measure import hardware
+    from bench.harness.host import hardware
 
     wanted = hardware_of(candidate) or Hardware.of_environment(hardware())
     choice = find_baseline(baselines_dir, wanted)

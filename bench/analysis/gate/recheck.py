@@ -62,11 +62,12 @@ def rerun(run_dir: Path, keys: list[str]) -> tuple[Path, list[Result]]:
     """Launch the cells again into a run directory inside `run_dir` (where neither `bench report`
     nor `latest` looks); return it and their results."""
     from bench.harness.runner import run_cells
+    from bench.run_meta import RunMeta
 
     # A re-run measures again; it saves no model and logs to no tracker (that would mix two runs of a cell there).
     cells = [dataclasses.replace(cell, save_checkpoint=None, tracking=None) for cell in launched_cells(run_dir, keys)]
     recheck_dir = run_dir / f"recheck-{time.strftime('%Y%m%d-%H%M%S')}"
-    meta = {"matrix": f"recheck of {run_dir.name}", "command": "bench compare --recheck", "cells": keys}
+    meta = RunMeta(matrix=f"recheck of {run_dir.name}", command="bench compare --recheck", cells=keys)
     return recheck_dir, as_results(run_cells(cells, recheck_dir, meta))
 
 

@@ -23,7 +23,8 @@ from typing import Any
 from bench.analysis.tune.facts import COMPILE_MARGIN
 from bench.cells import AXIS_DEFAULTS, Budget, Cell, topology_label
 from bench.errors import BenchError, one_of
-from bench.harness.matrix import Host, expected_verdict, skip_reason
+from bench.harness.host import Host
+from bench.harness.matrix import expected_verdict, skip_reason
 from bench.harness.topology import PRECISIONS, Topology, available_topologies, load_topology
 
 COMPILE_VALUES = ("none", "inductor")
@@ -86,7 +87,7 @@ class HostFacts:
 
     host: Host
     cpu_flags: tuple[str, ...] = ()
-    """The CPU's precision flags (bench.harness.measure.precision_flags)."""
+    """The CPU's precision flags (bench.harness.host.precision_flags)."""
     cold_compile_floor_s: float | None = None
     """The least any cold inductor compile costs here (`bench.analysis.tune.facts`), if measured."""
     reference_slowest_s: float | None = None

@@ -50,11 +50,12 @@ from bench.analysis.tune.space import (
 )
 from bench.cells import Budget, Cell
 from bench.errors import BenchError
-from bench.harness.executor import ExecutorOptions
-from bench.harness.matrix import Host, load_matrix
-from bench.harness.measure import precision_flags
+from bench.harness.config import ExecutorOptions
+from bench.harness.host import Host, precision_flags
+from bench.harness.matrix import load_matrix
 from bench.harness.runner import run_cells
 from bench.results import Result
+from bench.run_meta import RunMeta
 
 RACE_SEED_BASE = 1000
 """Probe seeds: 1000 + 100 * round + probe, apart from the to-target seeds 0..n-1."""
@@ -256,12 +257,10 @@ def _grouped(cells: list[Cell], results: list[dict[str, Any]]) -> dict[Candidate
     return out
 
 
-def _meta(request: TuneRequest, stage: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"matrix": request.matrix, "command": request.command, "seeds": request.seeds,
-                            "filters": {"workload": request.workload}, "tune": {"stage": stage, "variant": request.variant}}
-    if request.executor is not None:
-        meta["executor"] = request.executor.describe()
-    return meta
+def _meta(request: TuneRequest, stage: str) -> RunMeta:
+    return RunMeta(matrix=request.matrix, command=request.command, seeds=request.seeds,
+                   filters={"workload": request.workload}, tune={"stage": stage, "variant": request.variant},
+                   executor=request.executor.describe() if request.executor is not None else None)
 
 
 __all__ = ["Drop", "TuneOutcome", "TuneRequest", "tune", "workload_settings"]

@@ -27,17 +27,18 @@ import signal
 import subprocess
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.cells import Cell
 from bench.errors import BenchError
-from bench.harness.executor import (
+from bench.harness.config import ExecutorOptions
+from bench.harness.executors.base import (
     CellFiles,
-    ExecutorOptions,
+    OnDone,
     PlannedCell,
+    PlannedLaunch,
     collect_result,
     prepare_cell,
     read_result,
@@ -161,8 +162,22 @@ class _Job:
     done: bool = False
 
 
+class SlurmExecutor:
+    """A SLURM job per cell (through submitit), into `run_dir` on a filesystem every node sees,
+    as `options` say (partition, account, resources, `cluster: local`); `bar` (a tqdm bar) counts
+    the jobs queued, running and done."""
+
+    shares_launches = False  # a job per cell: each seed pays its own launch
+
+    def __init__(self, run_dir: Path, options: ExecutorOptions, bar: Any) -> None:
+        self.run_dir, self.options, self.bar = run_dir, options, bar
+
+    def run(self, launches: list[PlannedLaunch], on_done: OnDone) -> bool:
+        return run_on_slurm([item for launch in launches for item in launch], self.run_dir, self.options, on_done, self.bar)
+
+
 def run_on_slurm(todo: list[PlannedCell], run_dir: Path, options: ExecutorOptions,
-                 on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
+                 on_done: OnDone, bar: Any) -> bool:
     """Submit (or re-attach to) a job per cell and wait for them all; True when interrupted."""
     check_cluster(options)
     folder = run_dir / "slurm"
@@ -247,7 +262,7 @@ def _submit(item: PlannedCell, run_dir: Path, options: ExecutorOptions, record: 
 
 
 def _poll(jobs: list[_Job], options: ExecutorOptions, folder: Path, run_dir: Path,
-          on_done: Callable[[Cell, dict[str, Any]], None], bar: Any, unsubmitted: int) -> None:
+          on_done: OnDone, bar: Any, unsubmitted: int) -> None:
     counts = {"queued": unsubmitted, "running": 0, "done": 0}
     for job in jobs:
         if not job.done:

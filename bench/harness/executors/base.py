@@ -1,154 +1,37 @@
-"""Where a run's cells execute, and what every executor shares.
-
-Three ways to run the cells of a matrix, all writing the same run folder (bench/harness/runner.py):
-
-    local            one launch after another on this host (the default, bench/harness/runner.py)
-    local, --parallel N   up to N launches at once on disjoint, pinned slices of this host
-                     (bench/harness/executor_parallel.py)
-    slurm            one SLURM job per cell (per seed), submitted through submitit (bench/harness/executor_slurm.py)
+"""What every executor shares: the planned launches it is handed, the protocol it implements, and
+how a launch's files are prepared and its results collected.
 
 Locally a launch runs the seeds of one configuration (`launch_groups`): cells that differ in seed
 only share one `accelerate launch`, whose worker runs them in turn (bench/harness/worker.py);
-`collect_launch` then makes each seed's result of what the launch left.
-
-The options come from the command line and from the `executor:` section of the matrix YAML
-(bench/harness/matrix.py accepts that key and leaves it to this module); the command line wins.
-
-    executor:
-      type: slurm            # the default for --executor (local when absent)
-      partition: gpu
-      account: my-project
-      qos: normal
-      max_jobs: 8            # concurrency limit of each job array (sbatch --array=...%8)
-      cpus_per_rank: 8       # CPUs each rank of a cell gets (--cpus-per-task = ranks per node x this)
-      mem_per_rank_gb: 32
-      time_margin_min: 5     # added to the cell's timeout_s for the job's --time
-      sbatch: {constraint: a100, exclusive: ""}   # any further sbatch option, as submitit passes it
-      cluster: slurm         # `local`: submitit's LocalExecutor, the same code path on this machine
+`collect_launch` then makes each seed's result of what the launch left. An executor gets the
+runnable cells as `PlannedLaunch`es and calls `on_done(cell, result)` once per cell whose result is
+in; the runner (bench/harness/runner.py) keeps the rest: planning, resume, the run folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import yaml
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.cells import Cell
-from bench.errors import BenchError
+from bench.harness.host import usable_cores
 from bench.harness.launch import Finished, tail
-from bench.harness.measure import load_average, usable_cores
+from bench.harness.measure import load_average
 from bench.harness.mlperf_log import mllog_path
-from bench.paths import MATRIX_CONFIGS_DIR
 from bench.results import make_result, write_json_atomic
 
 if TYPE_CHECKING:
     from bench.harness.topology import Topology
 
-EXECUTORS = ("local", "slurm")
-CLUSTERS = ("slurm", "local")
+OnDone = Callable[[Cell, dict[str, Any]], None]
+"""What an executor calls once per cell whose result is in (written to cells/<id>.json already)."""
 
 
-@dataclass
-class ExecutorOptions:
-    """How and where the cells of a run execute (see the module docstring for each option)."""
-
-    type: str = "local"
-    parallel: int = 1
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    max_jobs: int = 8
-    cpus_per_rank: int = 4
-    mem_per_rank_gb: float = 16.0
-    time_margin_min: int = 5
-    sbatch: dict[str, Any] = field(default_factory=dict)
-    cluster: str = "slurm"
-    exclusive: bool = True
-    """Each job has its nodes to itself (sbatch --exclusive): a benchmark shares no node."""
-
-    def describe(self) -> dict[str, Any]:
-        """What run.json records of the executor (so that --resume keeps it)."""
-        return dataclasses.asdict(self)
-
-
-SECTION_KEYS = {f.name for f in dataclasses.fields(ExecutorOptions)} - {"parallel"}
-_WHOLE = ("max_jobs", "cpus_per_rank", "time_margin_min")
-
-
-def matrix_executor_section(matrix: str) -> dict[str, Any]:
-    """The `executor:` section of a matrix (a name or a YAML path), {} when it has none. The matrix
-    itself has been read (and its errors reported) by bench/harness/matrix.py already."""
-    path = Path(matrix)
-    if not path.suffix:
-        path = MATRIX_CONFIGS_DIR / f"{matrix}.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    section = spec.get("executor") if isinstance(spec, dict) else None
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise BenchError(f"{path}: executor must be a mapping of {', '.join(sorted(SECTION_KEYS))}, got {section!r}")
-    return section
-
-
-def executor_options(section: dict[str, Any], cli: dict[str, Any], where: str = "executor") -> ExecutorOptions:
-    """Options from the matrix's section overridden by the command line's (None = not given);
-    every value checked here, before anything is planned or submitted."""
-    unknown = set(section) - SECTION_KEYS
-    if unknown:
-        raise BenchError(f"{where}: unknown option(s) {', '.join(sorted(map(str, unknown)))}; "
-                         f"valid: {', '.join(sorted(SECTION_KEYS))}")
-    merged = {**section, **{k: v for k, v in cli.items() if v is not None}}
-    if isinstance(section.get("sbatch"), dict) and cli.get("sbatch"):
-        merged["sbatch"] = {**section["sbatch"], **cli["sbatch"]}
-    options = ExecutorOptions(**merged)
-    if options.type not in EXECUTORS:
-        raise BenchError(f"{where}: executor {options.type!r} is not one of {', '.join(EXECUTORS)}")
-    if options.cluster not in CLUSTERS:
-        raise BenchError(f"{where}: cluster {options.cluster!r} is not one of {', '.join(CLUSTERS)}")
-    for name in ("partition", "account", "qos"):
-        value = getattr(options, name)
-        if value is not None and (not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value)):
-            raise BenchError(f"{where}: {name} must be one name without spaces, got {value!r}")
-    for name in (*_WHOLE, "parallel"):
-        value = getattr(options, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "time_margin_min" else 1):
-            raise BenchError(f"{where}: {name} must be a whole number of at least "
-                             f"{0 if name == 'time_margin_min' else 1}, got {value!r}")
-    if isinstance(options.mem_per_rank_gb, bool) or not isinstance(options.mem_per_rank_gb, (int, float)) \
-            or not math.isfinite(options.mem_per_rank_gb) or options.mem_per_rank_gb <= 0:
-        raise BenchError(f"{where}: mem_per_rank_gb must be a positive number, got {options.mem_per_rank_gb!r}")
-    if not isinstance(options.sbatch, dict) or not all(isinstance(k, str) and k for k in options.sbatch):
-        raise BenchError(f"{where}: sbatch must map sbatch option names to values, got {options.sbatch!r}")
-    if not isinstance(options.exclusive, bool):
-        raise BenchError(f"{where}: exclusive must be true or false, got {options.exclusive!r}")
-    if options.type == "slurm" and options.parallel > 1:
-        raise BenchError("--parallel is for the local executor; on SLURM, max_jobs limits how many cells run at once")
-    return options
-
-
-def parse_sbatch_options(pairs: list[str] | None) -> dict[str, str] | None:
-    """--sbatch KEY=VALUE (repeatable) -> {KEY: VALUE}; KEY alone means a flag without a value."""
-    if not pairs:
-        return None
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        key = key.strip().lstrip("-")
-        if not key:
-            raise BenchError(f"--sbatch {pair!r}: expected OPTION=VALUE, e.g. --sbatch constraint=a100")
-        out[key] = value
-    return out
-
-
-# -- one launch: the files its seeds are given before launch and the results made of what it left ---
+# -- what an executor is handed: planned cells, grouped into launches -------------------------------
 
 
 @dataclass
@@ -166,6 +49,46 @@ class PlannedCell:
     """Cells in that launch."""
     commands: list[str] = field(default_factory=list)
     """The exact launch command(s), as the dry run prints them."""
+
+
+@dataclass
+class PlannedLaunch:
+    """The planned cells that share one `accelerate launch` (the seeds of one configuration, in
+    seed order), or one cell alone: what an executor receives."""
+
+    items: list[PlannedCell]
+
+    @property
+    def cells(self) -> list[Cell]:
+        return [item.cell for item in self.items]
+
+    @property
+    def topology(self) -> Topology | None:
+        """The launch's topology (its seeds share it); None for a baseline cell."""
+        return self.items[0].topology
+
+    @property
+    def id(self) -> str:
+        return launch_id(self.cells)
+
+    def __iter__(self) -> Iterator[PlannedCell]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Executor(Protocol):
+    """Runs planned launches into the run folder (bench/harness/executors/local.py, parallel.py,
+    slurm.py). `shares_launches`: whether it takes the seeds of a configuration as one launch
+    (launch_groups) or every cell as a launch of its own (`one_launch_per_cell`)."""
+
+    shares_launches: bool
+
+    def run(self, launches: list[PlannedLaunch], on_done: OnDone) -> bool:
+        """Run every launch, calling `on_done(cell, result)` as each cell's result is in; True
+        when interrupted (Ctrl-C), after the results already in were handed over."""
+        ...
 
 
 def shares_launch(cell: Cell) -> bool:
@@ -186,11 +109,11 @@ def shares_launch(cell: Cell) -> bool:
     return True
 
 
-def launch_groups(items: list[PlannedCell]) -> list[list[PlannedCell]]:
+def launch_groups(items: list[PlannedCell]) -> list[PlannedLaunch]:
     """The planned cells in launches: the cells that differ in seed only
     (and in their checkpoint folder, which holds the seed) go in one launch, in the order of their
     first cell; every other cell alone."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[PlannedCell]] = {}
     for item in items:
         cell: Cell = item.cell
         key = cell.id
@@ -198,7 +121,12 @@ def launch_groups(items: list[PlannedCell]) -> list[list[PlannedCell]]:
             key = json.dumps({k: v for k, v in cell.to_dict().items() if k not in ("seed", "id", "save_checkpoint")},
                              sort_keys=True, default=str)
         groups.setdefault(key, []).append(item)
-    return list(groups.values())
+    return [PlannedLaunch(group) for group in groups.values()]
+
+
+def one_launch_per_cell(items: list[PlannedCell]) -> list[PlannedLaunch]:
+    """Every planned cell a launch of its own, in their order (a SLURM job per cell)."""
+    return [PlannedLaunch([item]) for item in items]
 
 
 def launch_id(cells: list[Cell]) -> str:
@@ -206,6 +134,9 @@ def launch_id(cells: list[Cell]) -> str:
     if len(cells) == 1:
         return cells[0].id
     return f"{cells[0].key.without_seed().id}__seeds-{'-'.join(str(cell.seed) for cell in cells)}"
+
+
+# -- one launch: the files its seeds are given before launch and the results made of what it left ---
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`bench run --parallel N`: up to N launches at once on one host, each pinned to its own slice of it.
 
-A launch is a cell, or the seeds of one cell sharing it (bench/harness/executor.py launch_groups),
+A launch is a cell, or the seeds of one cell sharing it (bench/harness/executors/base.py launch_groups),
 as in a sequential run; everything below that says "cell" holds for such a launch and its seeds.
 
 The host (the cores this process may use, `BENCH_CPU_CORES` of them at most, and its GPUs) is cut
@@ -26,65 +26,30 @@ What each result gets, in a top-level `placement` field (besides what the worker
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.cells import Cell
-from bench.errors import BenchError
-from bench.harness.executor import (
+from bench.harness.executors.base import (
     CellFiles,
     LaunchFiles,
-    PlannedCell,
+    OnDone,
+    PlannedLaunch,
     collect_interrupted,
     collect_launch,
-    launch_groups,
     prepare_launch,
     read_result,
 )
-from bench.harness.launch import (
-    Finished,
-    free_port,
-    host_cores,
-    launch_commands,
-    launch_env,
-    run_group,
-    visible_gpus,
-)
+from bench.harness.host import Slot, host_slots, visible_gpus
+from bench.harness.launch import Finished, free_port, launch_commands, launch_env, run_group
 from bench.harness.measure import load_average
 from bench.harness.topology import Topology
 from bench.results import write_json_atomic
-
-
-@dataclass(frozen=True)
-class Slot:
-    index: int
-    cores: tuple[int, ...]
-    gpus: tuple[str, ...]
-
-
-def host_slots(parallel: int, gpus: list[str]) -> list[Slot]:
-    """This host cut into `parallel` slots of disjoint cores and GPUs; refused (one line) when it
-    has fewer cores, or GPUs where it has any, than slots."""
-    cores = sorted(os.sched_getaffinity(0))[:host_cores()]
-    if parallel < 1:
-        raise BenchError(f"--parallel must be at least 1, got {parallel}")
-    if parallel > len(cores):
-        raise BenchError(f"--parallel {parallel} is more than the {len(cores)} core(s) this host gives bench "
-                         "(its CPU affinity, capped by BENCH_CPU_CORES); use at most --parallel "
-                         f"{len(cores)}")
-    if gpus and parallel > len(gpus):
-        raise BenchError(f"--parallel {parallel} is more than the {len(gpus)} GPU(s) of this host; "
-                         f"use at most --parallel {len(gpus)}")
-    per_core, per_gpu = len(cores) // parallel, len(gpus) // parallel
-    return [Slot(i, tuple(cores[i * per_core:(i + 1) * per_core]), tuple(gpus[i * per_gpu:(i + 1) * per_gpu]))
-            for i in range(parallel)]
 
 
 def slots_needed(topology: Topology | None, slot: Slot, parallel: int) -> int:
@@ -108,51 +73,62 @@ class _Running:
     affinity: set[tuple[int, ...]] = field(default_factory=set)
 
 
-def run_parallel(todo: list[PlannedCell], run_dir: Path, parallel: int,
-                 on_done: Callable[[Cell, dict[str, Any]], None], bar: Any) -> bool:
-    """Run the planned cells `todo`, in launches (launch_groups), up to `parallel` launches at once;
-    True when interrupted (Ctrl-C)."""
-    # The GPUs bench was given (CUDA_VISIBLE_DEVICES), not every index of the host: a slot's
-    # CUDA_VISIBLE_DEVICES replaces the variable, so an index would name the physical GPU.
-    slots = host_slots(parallel, visible_gpus())
-    free = list(slots)
-    pending = deque(launch_groups(todo))
-    running: dict[Future, _Running] = {}
-    spans: list[_Running] = []
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        try:
-            while pending or running:
-                # Matrix order: the next launch waits for enough free slots (none jumps the queue).
-                while pending and len(free) >= slots_needed(pending[0][0].topology, slots[0], parallel):
-                    group = pending.popleft()
-                    taken = [free.pop(0) for _ in range(slots_needed(group[0].topology, slots[0], parallel))]
-                    span = _Running([item.cell for item in group], taken, time.monotonic())
-                    spans.append(span)
-                    running[pool.submit(_run_pinned, group, run_dir, span, stop)] = span
-                bar.set_postfix_str(f"running {len(running)}, waiting {len(pending)}")
-                finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    span = running.pop(future)
-                    free = sorted(free + span.slots, key=lambda s: s.index)
-                    for cell, result in zip(span.cells, _finish(future.result(), span, spans, parallel), strict=True):
-                        if result is not None:
-                            on_done(cell, result)
-        except KeyboardInterrupt:
-            stop.set()  # every running launch's group is killed by its own thread
-            wait(list(running))
-            for future, span in running.items():  # the seeds done before Ctrl-C keep their results
-                for cell, result in zip(span.cells, _finish(future.result(), span, spans, parallel), strict=True):
-                    if result is not None:
-                        on_done(cell, result)
-            return True
-    return False
+class ParallelExecutor:
+    """Up to `parallel` launches at once on this host, each pinned to its own slots, into
+    `run_dir`; `bar` (a tqdm bar) counts the launches running and waiting."""
+
+    shares_launches = True
+
+    def __init__(self, run_dir: Path, parallel: int, bar: Any) -> None:
+        self.run_dir, self.parallel, self.bar = run_dir, parallel, bar
+
+    def run(self, launches: list[PlannedLaunch], on_done: OnDone) -> bool:
+        """Run the launches in their order, each as soon as enough slots are free; True when
+        interrupted (Ctrl-C)."""
+        parallel, run_dir, bar = self.parallel, self.run_dir, self.bar
+        # The GPUs bench was given (CUDA_VISIBLE_DEVICES), not every index of the host: a slot's
+        # CUDA_VISIBLE_DEVICES replaces the variable, so an index would name the physical GPU.
+        slots = host_slots(parallel, visible_gpus())
+        free = list(slots)
+        pending = deque(launches)
+        running: dict[Future, _Running] = {}
+        spans: list[_Running] = []
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            try:
+                while pending or running:
+                    # Matrix order: the next launch waits for enough free slots (none jumps the queue).
+                    while pending and len(free) >= slots_needed(pending[0].topology, slots[0], parallel):
+                        launch = pending.popleft()
+                        taken = [free.pop(0) for _ in range(slots_needed(launch.topology, slots[0], parallel))]
+                        span = _Running(launch.cells, taken, time.monotonic())
+                        spans.append(span)
+                        running[pool.submit(_run_pinned, launch, run_dir, span, stop)] = span
+                    bar.set_postfix_str(f"running {len(running)}, waiting {len(pending)}")
+                    finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        span = running.pop(future)
+                        free = sorted(free + span.slots, key=lambda s: s.index)
+                        _hand_over(span, _finish(future.result(), span, spans, parallel), on_done)
+            except KeyboardInterrupt:
+                stop.set()  # every running launch's group is killed by its own thread
+                wait(list(running))
+                for future, span in running.items():  # the seeds done before Ctrl-C keep their results
+                    _hand_over(span, _finish(future.result(), span, spans, parallel), on_done)
+                return True
+        return False
 
 
-def _run_pinned(group: list[PlannedCell], run_dir: Path, span: _Running,
+def _hand_over(span: _Running, results: list[dict[str, Any] | None], on_done: OnDone) -> None:
+    for cell, result in zip(span.cells, results, strict=True):
+        if result is not None:
+            on_done(cell, result)
+
+
+def _run_pinned(planned: PlannedLaunch, run_dir: Path, span: _Running,
                 stop: threading.Event) -> tuple[LaunchFiles, Finished, list[float] | None, int]:
-    cells = [item.cell for item in group]
-    topology: Topology | None = group[0].topology
+    cells = planned.cells
+    topology: Topology | None = planned.topology
     cores = [c for slot in span.slots for c in slot.cores]
     gpus = [g for slot in span.slots for g in slot.gpus]
     launch = prepare_launch(cells, run_dir)

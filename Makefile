@@ -64,10 +64,11 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: test-all test-unit
-# The fast tier: every test that starts no process (tests marked e2e launch cells, servers or
-# scripts; in this tier an unmarked test that starts one fails, naming itself: tests/conftest.py).
+# The fast tier, tests/unit: every test that starts no process. tests/e2e holds the ones that
+# launch cells, servers or scripts (marked e2e); a test in the wrong folder fails the collection,
+# and in this tier a test that starts a process fails, naming itself (tests/conftest.py).
 test-unit: install-test
-	BENCH_TEST_TIER=unit $(PYTEST) -m "not e2e and not slow"
+	BENCH_TEST_TIER=unit $(PYTEST) tests/unit -m "not slow"
 
 test: install-test
 	$(PYTEST) -m "not slow"

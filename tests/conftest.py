@@ -10,6 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.analysis.report import build_report
+from bench.results import (
+    json_schema,
+    load_run,
+)
+from tests.helpers.compare_seeds import RUN_A
+from tests.helpers.report import FIXTURE
+from tests.helpers.schema import jsonschema
+from tests.helpers.serve import build_checkpoint
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Tests read the real datasets through BENCH_DATA_DIR; default to the shared copy beside the checkout.
@@ -28,6 +38,18 @@ torch.set_num_threads(1)
 
 UNIT_TIER = os.environ.get("BENCH_TEST_TIER") == "unit"
 """`make test-unit` sets it: the fast tier, tests that start no process (the e2e marker keeps the others out)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tiers are folders: tests/unit holds the tests that start no process, tests/e2e the ones
+    marked e2e (each launches a cell, a server, a script or git). A test in the wrong folder fails
+    the collection, naming itself, so `make test-unit` (tests/unit) stays fast and complete."""
+    misplaced = [item.nodeid for item in items
+                 if item.nodeid.startswith(("tests/unit/", "tests/e2e/"))
+                 and item.nodeid.startswith("tests/e2e/") != (item.get_closest_marker("e2e") is not None)]
+    if misplaced:
+        raise pytest.UsageError("tests in the wrong tier (e2e-marked tests go in tests/e2e, the rest in "
+                                "tests/unit): " + ", ".join(misplaced[:5]))
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +121,40 @@ def fresh_state(monkeypatch):
     yield
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+
+
+# shared by tests/unit and tests/e2e (test_compare_seeds)
+@pytest.fixture(scope="module")
+def base_result() -> dict:
+    return load_run(RUN_A)[0]
+
+
+
+# shared by tests/unit and tests/e2e (test_corrupt_checkpoint)
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return build_checkpoint(tmp_path_factory.mktemp("checkpoint"))
+
+
+
+# shared by tests/unit and tests/e2e (test_corrupt_checkpoint)
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("reviews") / "reviews.txt"
+    path.write_text("Great phone, works well.\nBroke after a day.\n")
+    return path
+
+
+
+# shared by tests/unit and tests/e2e (test_report)
+@pytest.fixture(scope="module")
+def report():
+    return build_report(FIXTURE, measure_peaks=False)
+
+
+
+# shared by tests/unit and tests/e2e (test_schema)
+@pytest.fixture(scope="module")
+def validator():
+    return jsonschema.Draft202012Validator(json_schema())
+

@@ -1,5 +1,5 @@
 """The statistics a report and the gate rest on, kept pure (numbers in, numbers out) so they can be
-tested, and tested by simulation (tests/test_error_rates.py, docs/report.md, docs/gate.md).
+tested, and tested by simulation (tests/unit/test_error_rates.py, docs/report.md, docs/gate.md).
 
 Every claim ("faster", "slower", "regression") comes from an exact test whose error rate holds at
 the sample size it is used at:

@@ -6,7 +6,7 @@ Accelerate in it (`plain_step` is bench.harness.train.train_step without Acceler
 `accelerate_train` runs the real bench/harness/train.py loop in this process, and `prepared_step`
 (what the micro-benchmarks time) calls train_step itself, so both time exactly the step cells
 run. With the same workload, data and seed, fp32 losses must agree to 1e-6
-(tests/test_parity.py). Accelerate's overhead is reported two ways: the ratio of the median step
+(tests/{unit,e2e}/test_parity.py). Accelerate's overhead is reported two ways: the ratio of the median step
 times, and its cost per step in milliseconds (median Accelerate step minus median plain step, with
 a 95% bootstrap interval). The cost is the figure that carries over: it is a roughly fixed amount of
 Python per step (docs/parity.md lists it), so the ratio is 1 + cost / step time and depends on how

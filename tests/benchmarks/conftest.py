@@ -2,7 +2,7 @@
 
 The project's pytest options carry --benchmark-disable, under which pytest-benchmark would still
 run each benchmark body once; here that would load every workload (a BERT tokenising thousands of
-reviews) for nothing the unit tests do not already check (tests/test_parity.py exercises the same
+reviews) for nothing the unit tests do not already check (tests/{unit,e2e}/test_parity.py exercises the same
 step functions). So without --benchmark-enable they are skipped:
 
     pytest tests/benchmarks --benchmark-enable --benchmark-json=micro.json

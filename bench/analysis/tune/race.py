@@ -14,7 +14,7 @@ candidate is tested against the leader by the one-sided exact rank-sum test on t
 (bench.analysis.stats) at level alpha / rounds, and dropped if slower. The fastest candidate is
 then tested at most once per round, each time against a leader chosen independently of the
 round's data, so the chance that the race drops it is at most alpha, however many candidates race
-(tests/test_tune.py checks this by simulation). Candidates the race cannot tell apart go on; the
+(tests/unit/test_tune.py checks this by simulation). Candidates the race cannot tell apart go on; the
 finals (bench.analysis.tune.finals) run the best of them to target.
 """
 

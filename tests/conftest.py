@@ -129,12 +129,10 @@ def base_result() -> dict:
     return load_run(RUN_A)[0]
 
 
-
 # shared by tests/unit and tests/e2e (test_corrupt_checkpoint)
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return build_checkpoint(tmp_path_factory.mktemp("checkpoint"))
-
 
 
 # shared by tests/unit and tests/e2e (test_corrupt_checkpoint)
@@ -145,12 +143,10 @@ def reviews(tmp_path_factory) -> Path:
     return path
 
 
-
 # shared by tests/unit and tests/e2e (test_report)
 @pytest.fixture(scope="module")
 def report():
     return build_report(FIXTURE, measure_peaks=False)
-
 
 
 # shared by tests/unit and tests/e2e (test_schema)

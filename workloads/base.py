@@ -201,6 +201,11 @@ class Workload(ABC):
         (whose forward must then run twice per training step). Refused by default (knob_refusal)."""
         raise BenchError(f"workload {self.name} cannot checkpoint activations")
 
+    def checkpointable_blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        """The blocks `checkpoint_blocks` would checkpoint, left as they are: at checkpointing=off
+        the loop watches them, and each must run its forward once per step (none by default)."""
+        return []
+
     @property
     def target(self) -> Target:
         return Target(self.target_metric, self.params.target)

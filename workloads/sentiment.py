@@ -378,11 +378,15 @@ class Sentiment(Workload):
         """transformers' own activation checkpointing of the encoder layers. Not reentrant: the
         reentrant variant loses the gradients of a block whose inputs need none (frozen embeddings)."""
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        encoder = getattr(model.base_model, "encoder", None)
-        layers = list(getattr(encoder, "layer", []) or [])
+        layers = self.checkpointable_blocks(model)
         if not layers:
             raise BenchError(f"checkpointing: model {self.params.model or DEFAULT_MODEL_NAME} has no encoder layers")
         return layers
+
+    def checkpointable_blocks(self, model: nn.Module) -> list[nn.Module]:
+        """The encoder layers: what transformers' gradient checkpointing wraps."""
+        encoder = getattr(model.base_model, "encoder", None)
+        return list(getattr(encoder, "layer", []) or [])
 
     def collate(self, items: list[dict[str, Any]]) -> Any:
         """Pad to the longest review of the batch (dynamic padding), not to max_length."""

@@ -199,7 +199,9 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(p.warmup_fraction, total_steps, p.linear_decay))
 
     knobs = measure.KnobProbe(micro_per_step=micro)
-    knobs.watch_blocks(blocks)  # after the FLOP count: only training forwards are counted
+    # after the FLOP count: only training forwards are counted. At checkpointing=off the same blocks
+    # are watched, unchanged: a config that turned recomputation on anyway runs them twice
+    knobs.watch_blocks(blocks or workload.checkpointable_blocks(model))
     knobs.watch_optimizer(optimizer)  # the torch optimizer itself, before accelerate wraps it
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}

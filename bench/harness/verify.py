@@ -584,6 +584,18 @@ def verify_no_compile(prepared_model: str, stats: dict) -> Verdict:
     return Verdict(None, "", {})
 
 
+def verify_no_checkpointing(record: dict) -> Verdict:
+    """checkpointing=off, from what ran: each watched block ran its forward once per (micro-)step.
+    Twice is recomputation that something other than the cell turned on (a model config's
+    gradient_checkpointing, the Accelerate config's fsdp_activation_checkpointing)."""
+    per_step = record.get("recompute_forwards_per_step") or 0
+    if per_step > 1:
+        return Verdict("invalid", f"checkpointing=off asked for but a block ran {per_step:g} forwards per step: "
+                       "activations were recomputed (gradient_checkpointing in the model's config, or "
+                       "fsdp_activation_checkpointing in the Accelerate config?)", {})
+    return Verdict(None, "", {})
+
+
 def verify_checkpointing(record: dict) -> Verdict:
     """Recomputation: a checkpointed block runs its forward twice per (micro-)step."""
     per_step = record.get("recompute_forwards_per_step") or 0

@@ -379,6 +379,7 @@ def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf
         verify_compile,
         verify_fp32_arithmetic_held,
         verify_grad_accum,
+        verify_no_checkpointing,
         verify_no_compile,
     )
 
@@ -399,6 +400,9 @@ def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf
     if cell.checkpointing == "on":
         knobs["checkpointing"] = seen.get("checkpointing", {"recompute_forwards_per_step": 0})
         verdicts.append(verify_checkpointing(knobs["checkpointing"]))
+    elif "checkpointing" in seen:  # off, with blocks to watch (a transformer): none may recompute
+        knobs["checkpointing"] = seen["checkpointing"]
+        verdicts.append(verify_no_checkpointing(knobs["checkpointing"]))
     if cell.precision in ("fp32", "tf32"):  # re-read after training: a library may have switched TF32 mid-run
         knobs["tf32"] = {"after_training": tf32_in_effect(), "effect": tf32_effect(device)}
         verdicts.append(verify_fp32_arithmetic_held(cell.precision, tf32_before, knobs["tf32"]["after_training"],

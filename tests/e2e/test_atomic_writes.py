@@ -23,9 +23,7 @@ from tests.helpers.compare import RUN_A, RUN_B
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-
 REPORT_RUN = Path(__file__).parent.parent / "fixtures" / "report-run"
-
 
 
 def _bench_with_file_limit(limit: int, *args: str) -> subprocess.CompletedProcess:
@@ -39,17 +37,14 @@ def _bench_with_file_limit(limit: int, *args: str) -> subprocess.CompletedProces
                           text=True, timeout=300, preexec_fn=limit_files)
 
 
-
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     err = proc.stderr.strip()
     assert proc.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, proc.stderr
     return err
 
 
-
 def _listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
 
 
 @pytest.mark.e2e
@@ -65,7 +60,6 @@ def test_a_baseline_save_that_fails_part_way_leaves_the_previous_baseline_whole(
     assert not [p for p in (results / "baselines").rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
 
 
-
 @pytest.mark.e2e
 def test_a_report_write_that_fails_part_way_keeps_the_previous_report(tmp_path: Path) -> None:
     out = tmp_path / "report"
@@ -75,7 +69,6 @@ def test_a_report_write_that_fails_part_way_keeps_the_previous_report(tmp_path: 
     assert "cannot write" in _one_line_error(proc)
     assert (out / "report.csv").read_text() == "the previous report\n"
     assert _listing(out) == ["report.csv"]
-
 
 
 @pytest.mark.e2e
@@ -88,7 +81,6 @@ def test_a_compare_report_write_that_fails_part_way_keeps_the_previous_one(tmp_p
     assert _listing(tmp_path) == ["compare.md"]
 
 
-
 class _Saves:
     """Stands in for a model or tokenizer: save_pretrained writes one small file."""
 
@@ -97,7 +89,6 @@ class _Saves:
 
     def save_pretrained(self, folder: Path, **_: object) -> None:
         (Path(folder) / self.name).write_text("{}")
-
 
 
 @pytest.mark.e2e

@@ -23,7 +23,6 @@ from tests.helpers.bad_inputs import (
 SUBPROCESS = ("truncated csv", "UNSW swapped name", "eda on bad data", "offline fetch", "zero budget", "run on truncated rows")
 
 
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", SUBPROCESS)
 def test_bad_input_through_the_real_entry_point(name, tmp_path):

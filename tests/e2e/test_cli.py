@@ -12,7 +12,6 @@ from bench.cli import COMMANDS
 HEAVY = ("torch", "accelerate", "transformers")
 
 
-
 def _modules_loaded_by(argv: list[str]) -> tuple[int, set[str], str]:
     """Run `bench.cli.main(argv)` in a fresh interpreter; its exit code, the heavy libraries it
     imported, and its stdout."""
@@ -31,7 +30,6 @@ def _modules_loaded_by(argv: list[str]) -> tuple[int, set[str], str]:
     return done.returncode, set(heavy_line.split()[1:]), done.stdout
 
 
-
 @pytest.mark.e2e
 def test_help_lists_every_command_without_importing_torch():
     rc, heavy, stdout = _modules_loaded_by(["--help"])
@@ -41,13 +39,11 @@ def test_help_lists_every_command_without_importing_torch():
         assert name in stdout
 
 
-
 @pytest.mark.e2e
 def test_an_unknown_command_imports_nothing_heavy_and_exits_2():
     rc, heavy, _ = _modules_loaded_by(["no-such-command"])
     assert rc == 2
     assert heavy == set()
-
 
 
 @pytest.mark.e2e

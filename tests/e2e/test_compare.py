@@ -25,7 +25,6 @@ def test_two_honest_runs_of_the_same_commit_pass(tmp_path: Path) -> None:
     assert out.read_text().startswith("# bench compare")
 
 
-
 @pytest.mark.e2e
 def test_recheck_really_re_runs_the_cell(tmp_path: Path) -> None:
     """One real maintenance cell, its result made 300x slower. Against a baseline 100x slower than

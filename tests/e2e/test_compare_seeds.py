@@ -23,7 +23,6 @@ def _write_run(folder: Path, results: list[dict]) -> Path:
     return folder
 
 
-
 @pytest.mark.e2e
 def test_cli_gate_with_a_baseline_of_several_seeds(base_result, tmp_path: Path) -> None:
     base = _write_run(tmp_path / "base", _seeds(base_result, [1.0, 1.06, 0.95]))

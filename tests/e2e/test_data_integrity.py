@@ -26,7 +26,6 @@ def _no_failures(cells: list[list[str]]) -> None:
             row[header.index(column)] = "0"
 
 
-
 def _run_cell(tmp_path: Path, cell: Cell, capsys) -> tuple[int, dict, list[str]]:
     cell_file, out = tmp_path / "cell.json", tmp_path / "out.json"
     cell_file.write_text(json.dumps(cell.to_dict()))
@@ -35,10 +34,8 @@ def _run_cell(tmp_path: Path, cell: Cell, capsys) -> tuple[int, dict, list[str]]
     return code, json.loads(out.read_text()) if out.exists() else {}, err
 
 
-
 def _baseline_cell(workload: str = "maintenance") -> Cell:
     return Cell(workload, "baselines", "host", "fp32", 0, Budget(), {}, "baseline")
-
 
 
 @pytest.fixture
@@ -53,7 +50,6 @@ def in_process_accelerator():
     GradientState._reset_state()
 
 
-
 @pytest.mark.e2e
 def test_baseline_cell_on_one_class_labels_fails_with_the_reason_not_a_traceback(tmp_path, monkeypatch, capsys):
     _ai4i_copy(tmp_path / "data", _no_failures)
@@ -64,7 +60,6 @@ def test_baseline_cell_on_one_class_labels_fails_with_the_reason_not_a_traceback
     assert "label column 'Machine failure' holds one class only (0 in all 10,000 rows)" in err[-1]
     assert result["status"] == "failed" and result["reason"] == err[-1].removeprefix("error: ")
     assert "metrics" not in result
-
 
 
 @pytest.mark.e2e
@@ -80,7 +75,6 @@ def test_training_cell_on_one_class_labels_fails_before_training(tmp_path, monke
     assert err[-1] == f"error: {result['reason']}"
 
 
-
 @pytest.mark.e2e
 def test_cell_on_rows_cut_at_a_line_boundary_fails_as_truncated(tmp_path, monkeypatch, capsys):
     def first_5000(cells):
@@ -91,7 +85,6 @@ def test_cell_on_rows_cut_at_a_line_boundary_fails_as_truncated(tmp_path, monkey
     code, result, err = _run_cell(tmp_path, _baseline_cell(), capsys)
     assert code == 2 and result["status"] == "failed"
     assert "ai4i2020.csv: 5,000 rows, expected 10,000 (truncated file?)" in result["reason"]
-
 
 
 @pytest.mark.e2e

@@ -23,7 +23,6 @@ from tests.helpers.runs import cells_by_id, matrix_file, only_run, processes_men
 pytestmark = pytest.mark.e2e
 
 
-
 def test_a_maintenance_cell_trains_to_target_through_accelerate_launch(tmp_path):
     matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32", "fp16"], params={"target": 0.3}, baselines=True)
     proc = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"))
@@ -54,7 +53,6 @@ def test_a_maintenance_cell_trains_to_target_through_accelerate_launch(tmp_path)
     assert "| maintenance" in proc.stdout and "unsupported" in proc.stdout
 
 
-
 def test_two_process_and_two_node_cells_are_really_synchronised(tmp_path):
     matrix = matrix_file(
         tmp_path,
@@ -81,7 +79,6 @@ def test_two_process_and_two_node_cells_are_really_synchronised(tmp_path):
                                     "device": "cpu", "eval_batch": result["loader"]["eval_batch"]}
 
 
-
 def test_a_multi_process_launch_without_the_cpu_switch_is_invalid(tmp_path):
     """N processes that each train alone must not be reported as data parallel."""
     from bench.harness.launch import launch_commands, launch_env, run_group
@@ -102,7 +99,6 @@ def test_a_multi_process_launch_without_the_cpu_switch_is_invalid(tmp_path):
     assert "2 started and each sees world size 1" in result["reason"]
 
 
-
 def test_a_two_node_cell_whose_peer_never_starts_fails_within_its_timeout(tmp_path, monkeypatch):
     import bench.harness.executors.local
     import bench.harness.runner
@@ -121,7 +117,6 @@ def test_a_two_node_cell_whose_peer_never_starts_fails_within_its_timeout(tmp_pa
     assert elapsed < 20 + 120  # the timeout plus the kill grace and a loaded machine: a hang guard, not a timing
     time.sleep(1)
     assert processes_mentioning(str(run_dir)) == []
-
 
 
 def test_a_runner_killed_mid_matrix_resumes_without_redoing_or_losing_cells(tmp_path):
@@ -173,7 +168,6 @@ def test_a_runner_killed_mid_matrix_resumes_without_redoing_or_losing_cells(tmp_
     assert list(run_dir.glob("cells/.*")) == []  # no temporary file of an unfinished write is left
 
 
-
 # Loaded by every Python process of the run through PYTHONPATH (runner, launcher, worker): the disk
 # that holds the results fills up once the run's cells/ folder holds N result files.
 FULL_DISK_HOOK = '''
@@ -197,7 +191,6 @@ tempfile.mkstemp = mkstemp
 '''
 
 
-
 def test_a_full_disk_mid_run_stops_with_one_line_and_keeps_the_cells_written(tmp_path):
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -219,7 +212,6 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_keeps_the_cells_written(tmp
     assert validate_result(kept) == [] and kept["status"] == "skipped" and kept["cell"]["topology"] == "gpu-1"
     worker_log = (results / "full" / "logs" / "maintenance-gru__cpu-1proc__fp32__s0.log").read_text()
     assert "No space left on device" in worker_log  # the worker met the full disk first
-
 
 
 def test_the_runner_shows_the_latest_progress_line_of_a_running_cells_log(tmp_path):

@@ -20,7 +20,6 @@ def _strict_loads(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-
 @pytest.mark.e2e
 def test_bench_env_names_the_flags_memory_load_and_gpus() -> None:
     proc = run_cli("env", timeout=300)
@@ -39,7 +38,6 @@ def test_bench_env_names_the_flags_memory_load_and_gpus() -> None:
     assert proc.stderr == ""
 
 
-
 @pytest.mark.e2e
 def test_bench_env_json_is_what_results_record() -> None:
     proc = run_cli("env", "--json", timeout=300)
@@ -55,7 +53,6 @@ def test_bench_env_json_is_what_results_record() -> None:
         assert env["gpus"] == [] and env["gpu_memory_mb"] == [] and env["cuda_driver"] is None
 
 
-
 @pytest.mark.e2e
 def test_a_gpu_host_is_listed_with_its_models_memory_and_versions() -> None:
     env = {**environment(), "gpus": ["NVIDIA H200", "NVIDIA H200"], "gpu_memory_mb": [143771.0, 143771.0],
@@ -69,12 +66,10 @@ def test_a_gpu_host_is_listed_with_its_models_memory_and_versions() -> None:
     assert "above the 16 usable cores: busy" in out
 
 
-
 @pytest.mark.e2e
 def test_a_quiet_host_is_not_called_busy() -> None:
     out = render({**environment(), "load_average": [0.5, 0.4, 0.3], "usable_cores": 2})
     assert "0.50, 0.40, 0.30 (1, 5, 15 min)" in out and "busy" not in out
-
 
 
 @pytest.mark.e2e

@@ -27,9 +27,7 @@ from tests.helpers.runs import cells_by_id, processes_mentioning
 pytest.importorskip("submitit")
 
 
-
 WAIT_S = 300  # a hang guard for things that take seconds on an idle machine, not a timing under test
-
 
 
 @pytest.mark.e2e
@@ -44,7 +42,6 @@ def test_slurm_without_submitit_installed_is_one_line(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-
 @pytest.mark.e2e
 def test_an_unknown_partition_is_refused_before_anything_is_submitted(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", _fake_cluster(tmp_path)["PATH"])
@@ -56,10 +53,8 @@ def test_an_unknown_partition_is_refused_before_anything_is_submitted(tmp_path, 
     assert not (tmp_path / "sbatch.calls").exists() and not results.exists()
 
 
-
 def _numbers(result: dict) -> tuple:
     return result["status"], result.get("metrics"), [row.get("f1") for row in result.get("curve") or []]
-
 
 
 @pytest.mark.e2e
@@ -97,7 +92,6 @@ def test_the_maintenance_smoke_cells_through_the_slurm_path_match_the_local_exec
             assert _numbers(result) == _numbers(here[cell_id]), cell_id  # same seed, fp32: same numbers
 
 
-
 def _long_run(tmp_path: Path, run_id: str, seconds: float = 40) -> subprocess.Popen:
     # Two cells (two seeds) that cannot reach their target: they train until max_seconds. The
     # output goes to files, not pipes: a local job's controller keeps the runner's stdout open.
@@ -108,7 +102,6 @@ def _long_run(tmp_path: Path, run_id: str, seconds: float = 40) -> subprocess.Po
          "--max-jobs", "2", "--results-dir", str(tmp_path / "results"), "--run-id", run_id],
         cwd=PROJECT_ROOT, stdout=(tmp_path / "out.txt").open("w"), stderr=(tmp_path / "err.txt").open("w"), text=True,
         preexec_fn=as_at_a_terminal)  # the Ctrl-C test's SIGINT must reach it, however pytest was started
-
 
 
 def _wait_for_workers(run_dir: Path, count: int) -> None:
@@ -124,10 +117,8 @@ def _wait_for_workers(run_dir: Path, count: int) -> None:
     raise AssertionError(f"{count} workers of {run_dir} never started")
 
 
-
 def _is_worker(argv: list[bytes]) -> bool:
     return b"bench.harness.worker" in argv and not any(b"accelerate" in arg for arg in argv)
-
 
 
 def _gone(run_dir: Path) -> list[int]:
@@ -135,7 +126,6 @@ def _gone(run_dir: Path) -> list[int]:
     while processes_mentioning(str(run_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)
     return processes_mentioning(str(run_dir))
-
 
 
 @pytest.mark.e2e
@@ -155,7 +145,6 @@ def test_ctrl_c_cancels_every_job_of_the_run(tmp_path):
     assert "cancelled 2 job(s)" in err and all(job["job_id"] in err for job in jobs.values()), err[-2000:]
     assert _gone(run_dir) == []  # the jobs' controllers, launchers and workers
     assert list((run_dir / "cells").glob("*.json")) == []  # nothing half-done is kept as a result
-
 
 
 @pytest.mark.e2e

@@ -25,14 +25,12 @@ def _env(*sites: Path) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
-
 def _matrix(tmp_path: Path, workload: str, budget: dict | None = None) -> Path:
     spec = {"name": "tiny-plugin", "timeout_s": 900, "topologies": ["cpu-1proc"], "precisions": ["fp32"],
             "workloads": {workload: {"budget": budget or {"max_epochs": 20, "max_seconds": 900}, "baselines": False}}}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
-
 
 
 @pytest.mark.e2e
@@ -43,7 +41,6 @@ def test_bench_run_names_a_broken_entry_point_in_one_line(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "'ghost'" in done.stderr and "cannot be imported" in done.stderr and "Traceback" not in done.stderr
-
 
 
 @pytest.mark.e2e

@@ -18,13 +18,10 @@ from bench.errors import BenchError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 CELL = "traffic-ae__cpu-1proc__fp32"
 
 
-
 pytestmark = pytest.mark.e2e
-
 
 
 def _traffic_matrix(path: Path) -> Path:
@@ -35,7 +32,6 @@ def _traffic_matrix(path: Path) -> Path:
     return path
 
 
-
 def _gate(repo: Path, matrix: Path, folder: Path, alpha: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     env.pop("BENCH_GATE_BASE", None)
@@ -43,7 +39,6 @@ def _gate(repo: Path, matrix: Path, folder: Path, alpha: float) -> subprocess.Co
                            "--seeds-per-launch", "1", "--alpha", str(alpha), "--folder", str(folder),
                            "--format", "json", "--out", str(folder / "gate.json")],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-
 
 
 @pytest.mark.slow  # two real gates of 12 rounds (one cell): about 10 min; beside make test's other worker the noise hid 30%
@@ -66,13 +61,11 @@ def test_a_30_percent_slower_step_fails_the_gate_naming_the_cell_and_an_unchange
     assert any(CELL in line and "step_time_p10_s" in line for line in failed), slower.stdout[-3000:]
 
 
-
 def test_the_slowdown_patch_fails_loudly_when_train_step_changes():
     source = (ROOT / "bench/harness/train.py").read_text()
     assert "_slow.perf_counter()" in slow_step(source, 0.3)
     with pytest.raises(BenchError, match="train_step is not as"):
         slow_step(source.replace("optimizer.zero_grad(set_to_none=True)", "optimizer.zero_grad()"), 0.3)
-
 
 
 def test_a_base_that_cannot_run_leaves_the_candidate_judged_alone_and_says_why(tmp_path):
@@ -95,7 +88,6 @@ def test_a_base_that_cannot_run_leaves_the_candidate_judged_alone_and_says_why(t
     again = subprocess.run([sys.executable, "-m", "bench", "gate", "--judge-only", str(tmp_path / "gate")],
                            cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and "inconclusive: the base could not run" in again.stdout
-
 
 
 def test_bad_gate_input_is_one_line_and_exit_2(tmp_path):

@@ -34,13 +34,10 @@ from tests.conftest import PROJECT_ROOT, run_cli
 pytestmark = pytest.mark.e2e
 
 
-
 FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "golden" / "maintenance-gru-cpu-1proc-fp32-s0.json"
 
 
-
 CELL_ID = "maintenance-gru__cpu-1proc__fp32__s0"
-
 
 
 MATRIX: dict[str, Any] = {
@@ -60,9 +57,7 @@ MATRIX: dict[str, Any] = {
 }
 
 
-
 GOLDEN_TOLERANCE = {"rel": 1e-3, "abs": 1e-3}
-
 
 
 """Off the recorded hardware class (or torch version): how far a float may move. Thirty steps of a
@@ -70,10 +65,8 @@ small GRU keep kernel-order differences well below this; a real change of behavi
 losses and AUCs by far more."""
 
 
-
 # Curve entries that read the clock; everything else in a curve point is a function of the seed.
 CLOCK_KEYS = ("seconds", "time_unix")
-
 
 
 def golden_view(result: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +91,6 @@ def golden_view(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
 def run_golden_cell(workdir: Path) -> dict[str, Any]:
     """Run the golden cell through the command line and return its result."""
     matrix = workdir / "golden.yaml"
@@ -106,7 +98,6 @@ def run_golden_cell(workdir: Path) -> dict[str, Any]:
     proc = run_cli("run", "--matrix", str(matrix), "--results-dir", str(workdir / "results"), "--run-id", "golden")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((workdir / "results" / "golden" / "cells" / f"{CELL_ID}.json").read_text())
-
 
 
 def assert_close(actual: Any, expected: Any, where: str = "") -> None:
@@ -127,7 +118,6 @@ def assert_close(actual: Any, expected: Any, where: str = "") -> None:
         assert actual == expected, f"{where}: {actual!r} against {expected!r}"
 
 
-
 def test_the_golden_cell_reproduces_its_recorded_metrics(tmp_path):
     recorded = json.loads(FIXTURE.read_text())
     result = run_golden_cell(tmp_path)
@@ -141,7 +131,6 @@ def test_the_golden_cell_reproduces_its_recorded_metrics(tmp_path):
         assert golden_view(result) == recorded["golden"]
     else:
         assert_close(golden_view(result), recorded["golden"])
-
 
 
 def record() -> None:
@@ -163,7 +152,6 @@ def record() -> None:
         "golden": golden_view(result),
     }, indent=1) + "\n")
     print(f"wrote {FIXTURE.relative_to(PROJECT_ROOT)}")
-
 
 
 if __name__ == "__main__":

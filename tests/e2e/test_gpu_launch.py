@@ -19,7 +19,6 @@ from bench.paths import ACCELERATE_CONFIGS_DIR
 PRINT_VISIBLE = 'import os; print("visible=" + os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))\n'
 
 
-
 def _visible_devices_under(config: Path, given: str, tmp_path: Path) -> str:
     """CUDA_VISIBLE_DEVICES as a script launched by `accelerate launch --config_file config` sees
     it, when the launcher itself was given `given`."""
@@ -34,14 +33,12 @@ def _visible_devices_under(config: Path, given: str, tmp_path: Path) -> str:
     return [line for line in done.stdout.splitlines() if line.startswith("visible=")][-1].removeprefix("visible=")
 
 
-
 @pytest.mark.e2e
 def test_the_one_gpu_cell_runs_on_the_gpu_it_was_given_not_on_gpu_0(tmp_path):
     # bench's side of it: the built-in config leaves the GPU it was given alone. Whether accelerate
     # would overwrite a pinned `gpu_ids` is accelerate's behaviour (1.15 did on any torch, 1.16 only
     # when torch reports an accelerator), so no test here rests on it.
     assert _visible_devices_under(ACCELERATE_CONFIGS_DIR / "gpu-1.yaml", "3", tmp_path) == "3"
-
 
 
 @pytest.mark.e2e

@@ -20,7 +20,6 @@ def _matrix(tmp_path: Path, timeout_s: float) -> str:
     return matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], budget={"max_epochs": 1, "max_seconds": 900}, timeout_s=timeout_s)
 
 
-
 @pytest.mark.e2e
 def test_a_real_cell_records_the_load_at_its_start_and_end_and_the_report_reads_it(tmp_path: Path) -> None:
     proc = run_cli("run", "--matrix", _matrix(tmp_path, 900), "--results-dir", str(tmp_path / "runs"), "--run-id", "r")
@@ -40,7 +39,6 @@ def test_a_real_cell_records_the_load_at_its_start_and_end_and_the_report_reads_
     md = render_markdown(build_report(run, measure_peaks=False))
     assert ("**Busy host**: 1 cell" in md) == busy
     assert "when the run started, on" in md  # the environment section gives the load and memory
-
 
 
 @pytest.mark.e2e

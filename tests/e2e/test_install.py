@@ -26,12 +26,10 @@ from tests.conftest import PROJECT_ROOT
 SOURCES = ("bench", "workloads", "pyproject.toml", "README.md")
 
 
-
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=kwargs.pop("timeout", 300), **kwargs)
     assert done.returncode == 0, f"{cmd} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done
-
 
 
 def _build_wheel(tmp_path: Path) -> Path:
@@ -53,7 +51,6 @@ def _build_wheel(tmp_path: Path) -> Path:
     return wheels[0]
 
 
-
 def _fresh_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
     """A new venv with bench installed from the wheel (no deps), then given this env's packages."""
     venv = tmp_path / "fresh"
@@ -64,7 +61,6 @@ def _fresh_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
     site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     (site / "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python, site
-
 
 
 @pytest.mark.e2e

@@ -23,9 +23,7 @@ from tests.helpers.knobs import write_matrix
 ACCUMULATE_SCRIPT = '"""Run by tests/{unit,e2e}/test_knobs.py under `accelerate launch --multi_gpu --num_processes 2` with\nACCELERATE_USE_CPU=1: 8 micro-steps of a small MLP with gradient_accumulation_steps=4, counted by\nbench\'s KnobProbe, either inside `accelerator.accumulate` (as bench\'s training loop does) or\nwithout it (accumulation asked for, not done: an optimizer step and an all-reduce on every micro-step). Each rank\nwrites rank<R>.json into the folder given last."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom pathlib import Path\n\nimport torch\nfrom accelerate import Accelerator\n\nfrom bench.harness.measure import KnobProbe\nfrom bench.harness.verify import verify_grad_accum\n\n\ndef main(mode: str, out: Path) -> None:\n    accelerator = Accelerator(gradient_accumulation_steps=4)\n    torch.manual_seed(0)\n    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n    probe = KnobProbe(micro_per_step=4, asked_micro=4)\n    probe.watch_optimizer(optimizer)\n    model, optimizer = accelerator.prepare(model, optimizer)\n    probe.watch_sync(model, 4)\n    for _ in range(8):\n        x = torch.randn(4, 6)\n        if mode == "accumulate":\n            with accelerator.accumulate(model):\n                accelerator.backward(model(x).pow(2).mean())\n                optimizer.step()\n                optimizer.zero_grad()\n            probe.after_micro_step(accelerator, torch.zeros(()), None)\n        else:\n            accelerator.backward(model(x).pow(2).mean())  # no accumulate(): a step (and an all-reduce) each time\n            optimizer.step()\n            optimizer.zero_grad()\n            probe.after_micro_step(accelerator, torch.zeros(()), None)\n    record = probe.record(probe.optimizer_steps, __import__("bench.harness.measure", fromlist=["x"]).StepTimes())\n    verdict = verify_grad_accum(record["grad_accum"])\n    (out / f"rank{accelerator.process_index}.json").write_text(json.dumps(\n        {"distributed_type": accelerator.distributed_type.name, "record": record["grad_accum"], "verdict": verdict.reason or None}))\n\n\nif __name__ == "__main__":\n    main(sys.argv[1], Path(sys.argv[2]))\n'
 
 
-
 SHARD_SCRIPT = '"""Run by tests/{unit,e2e}/test_knobs.py under `python -m torch.distributed.run --nproc_per_node 2` (gloo, CPU):\nan MLP wrapped by plain torch FSDP2 (`fully_shard`, which really shards on gloo) or by DDP (which\ndoes not), one AdamW step, then bench\'s sharding check (bench.harness.verify.rank_holdings and\nverify_sharding) on what each rank holds. Each rank writes rank<R>.json into the folder given last."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom pathlib import Path\n\nimport torch\nimport torch.distributed as dist\n\nfrom bench.harness.verify import rank_holdings, verify_sharding\n\n\ndef main(wrapper: str, out: Path) -> None:\n    dist.init_process_group("gloo")\n    rank, world = dist.get_rank(), dist.get_world_size()\n    torch.manual_seed(0)\n    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))\n    full = sum(p.numel() for p in model.parameters())\n    if wrapper == "fully_shard":\n        from torch.distributed.fsdp import fully_shard\n\n        for layer in model:\n            if isinstance(layer, torch.nn.Linear):\n                fully_shard(layer)\n        fully_shard(model)\n    else:\n        model = torch.nn.parallel.DistributedDataParallel(model)\n    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\n    model(torch.randn(4, 64)).sum().backward()\n    optimizer.step()\n    mine = rank_holdings(model, optimizer)\n    held = [None] * world\n    dist.all_gather_object(held, mine)\n    verdict = verify_sharding(held, full, 2 * full, {"family": "fsdp", "version": 2, "shards": "params"},\n                              "FSDP" if wrapper == "fully_shard" else "MULTI_CPU")\n    (out / f"rank{rank}.json").write_text(json.dumps({"status": verdict.status, "reason": verdict.reason,\n                                                      "observed": verdict.observed["sharding"]}))\n    dist.destroy_process_group()\n\n\nif __name__ == "__main__":\n    main(sys.argv[1], Path(sys.argv[2]))\n'
-
 
 
 @pytest.mark.parametrize("body, words", [
@@ -50,7 +48,6 @@ def test_bad_knob_input_is_one_line_and_exit_2_before_anything_launches(tmp_path
     assert not (tmp_path / "results").exists()  # nothing launched, no run folder
 
 
-
 @pytest.mark.e2e
 def test_the_dry_run_gives_every_skip_and_expected_unsupported(tmp_path):
     proc = run_cli("run", "--matrix", "knobs", "--dry-run", "--results-dir", str(tmp_path))
@@ -64,12 +61,10 @@ def test_the_dry_run_gives_every_skip_and_expected_unsupported(tmp_path):
         assert "skip: needs DeepSpeed" in lines["traffic-ae__cpu-zero1-x2__fp32__s0"]
 
 
-
 def _script(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)
     return str(path)
-
 
 
 def _two_processes(args: list[str], launcher: list[str], tmp_path: Path) -> list[dict]:
@@ -82,7 +77,6 @@ def _two_processes(args: list[str], launcher: list[str], tmp_path: Path) -> list
     return [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
 
 
-
 def _accelerate_launch(tmp_path: Path) -> list[str]:
     from bench.harness.launch import accelerate_executable, free_port
 
@@ -90,7 +84,6 @@ def _accelerate_launch(tmp_path: Path) -> list[str]:
     base = base if base[-1] == "accelerate.commands.launch" else [*base, "launch"]
     return [*base, "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
             _script(tmp_path, "accumulate.py", ACCUMULATE_SCRIPT)]
-
 
 
 @pytest.mark.e2e
@@ -108,13 +101,11 @@ def test_accumulation_syncs_on_the_last_micro_step_only_and_fails_without_accumu
             assert record["optimizer_stepped"] == 8 and "8 micro-steps made the optimizer step 8 time(s)" in rank["verdict"]
 
 
-
 def _torchrun(tmp_path: Path) -> list[str]:
     from bench.harness.launch import free_port
 
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
             _script(tmp_path, "shard.py", SHARD_SCRIPT)]
-
 
 
 @pytest.mark.e2e
@@ -128,7 +119,6 @@ def test_the_sharding_check_sees_fsdp2_sharding_and_refuses_ddp(tmp_path, wrappe
         held = [r["param_elements"] for r in rank["observed"]["per_rank"]]
         full = rank["observed"]["full_param_elements"]
         assert (sum(held) == full) if sharded else (held == [full, full])
-
 
 
 @pytest.mark.e2e  # inductor runs the C++ compiler

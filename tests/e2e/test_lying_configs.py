@@ -17,7 +17,6 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.e2e
 
 
-
 def _matrix(folder: Path, **workload: object) -> Path:
     spec = {"name": "lying", "seeds": 1, "precisions": ["fp32"], "topologies": ["cpu-1proc"],
             "workloads": {"traffic": {"variants": ["ae"], "baselines": False, "budget": {"max_steps": 20}, **workload}}}
@@ -26,11 +25,9 @@ def _matrix(folder: Path, **workload: object) -> Path:
     return path
 
 
-
 def _only_result(run_dir: Path) -> dict:
     (path,) = sorted((run_dir / "cells").glob("*.json"))
     return json.loads(path.read_text())
-
 
 
 def test_the_environment_overriding_accumulation_is_caught(tmp_path):
@@ -41,7 +38,6 @@ def test_the_environment_overriding_accumulation_is_caught(tmp_path):
     assert result["status"] == "unsupported", (result["reason"], proc.stderr[-2000:])
     assert "grad_accum=4 asked for but accelerate ran 2 micro-step(s)" in result["reason"]
     assert "metrics" not in result or not result.get("metrics")
-
 
 
 def test_a_users_dynamo_config_under_compile_none_is_caught(tmp_path):
@@ -55,7 +51,6 @@ def test_a_users_dynamo_config_under_compile_none_is_caught(tmp_path):
     assert "compile=none asked for but the model ran compiled" in result["reason"]
 
 
-
 def test_cpu_affinity_asked_and_not_applied_is_refused(tmp_path):
     matrix = _matrix(tmp_path)
     spec = yaml.safe_load(matrix.read_text())
@@ -66,7 +61,6 @@ def test_cpu_affinity_asked_and_not_applied_is_refused(tmp_path):
     assert result["status"] == "unsupported", (result["reason"], proc.stderr[-2000:])
     assert "enable_cpu_affinity asked for but not applied" in result["reason"]
     assert result["knobs"]["cpu_affinity"]["no_op"] is True
-
 
 
 def test_accumulation_is_judged_against_the_cells_n_not_accelerates():
@@ -82,7 +76,6 @@ def test_accumulation_is_judged_against_the_cells_n_not_accelerates():
     wrong_batch = {"asked": 1, "steps": 1, "micro_steps": 10, "optimizer_steps": 10, "optimizer_stepped": 10,
                    "global_batch": 512, "observed_global_batch": 256.0}
     assert verify_grad_accum(wrong_batch).status == "invalid"
-
 
 
 def test_compile_none_is_judged_from_what_ran():

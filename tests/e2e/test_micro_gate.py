@@ -15,15 +15,12 @@ from tests.benchmarks.gate import PROJECT_ROOT, machine_id
 TIME_FIELDS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
 
 
-
 ONE = "traffic and fp32 and plain"  # the fastest benchmark: one is enough to see the gate work
-
 
 
 def _gate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tests.benchmarks.gate", *args], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=900)
-
 
 
 @pytest.mark.e2e
@@ -32,7 +29,6 @@ def test_no_committed_baseline_for_this_hardware_passes_and_says_so(tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no committed baseline for this hardware" in done.stdout and machine_id() in done.stdout
     assert "not failing" in done.stdout and "passed" not in done.stdout  # nothing was run
-
 
 
 @pytest.mark.e2e

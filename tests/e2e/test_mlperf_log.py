@@ -17,9 +17,7 @@ from tests.helpers.runs import matrix_file, only_run
 pytestmark = pytest.mark.e2e
 
 
-
 RULESET = "6.1.0"  # the parser of the newest training ruleset in mlperf-logging 4.1
-
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,6 @@ def cell(tmp_path_factory):
     return run_dir, result
 
 
-
 def parsed(path) -> dict[str, list]:
     lines, errors = parse_file(str(path), ruleset=RULESET)
     assert errors == []
@@ -43,7 +40,6 @@ def parsed(path) -> dict[str, list]:
     for line in lines:
         by_key[line.key].append(line)
     return by_key
-
 
 
 def test_the_log_holds_the_run_its_settings_and_every_evaluation(cell):
@@ -73,7 +69,6 @@ def test_the_log_holds_the_run_its_settings_and_every_evaluation(cell):
     assert stamps == sorted(stamps)
 
 
-
 def test_time_to_train_from_the_log_is_the_results_time_to_target(cell):
     """run_stop - run_start is the interval time-to-target measures: from the first training step to
     the end of the evaluation that met the target. The log's ends are dates taken at the clock's zero
@@ -91,7 +86,6 @@ def test_time_to_train_from_the_log_is_the_results_time_to_target(cell):
     assert init_ms == pytest.approx(result["timings"]["init_s"] * 1000, abs=2)
 
 
-
 def test_a_run_that_missed_its_target_stops_aborted(cell, tmp_path):
     _, result = cell
     missed = copy.deepcopy(result)
@@ -99,7 +93,6 @@ def test_a_run_that_missed_its_target_stops_aborted(cell, tmp_path):
     path = tmp_path / "missed.log"
     path.write_text(mllog_text(missed))
     assert parsed(path)["run_stop"][0].value["metadata"]["status"] == "aborted"
-
 
 
 def test_only_training_cells_are_given_a_log_to_write(tmp_path):

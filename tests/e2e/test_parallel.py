@@ -32,7 +32,6 @@ def _matrix(tmp_path) -> str:
     return str(path)
 
 
-
 @pytest.mark.e2e
 @pytest.mark.slow  # --parallel's pinned launch is also run by tests/{unit,e2e}/test_shared_launch.py
 @pytest.mark.skipif(CORES < 2, reason="needs 2 cores for two 1-core cells")

@@ -25,11 +25,9 @@ from tests.helpers.runs import matrix_file, processes_mentioning
 pytestmark = pytest.mark.e2e
 
 
-
 # Generous: these bound a wait for something that happens in seconds on an idle machine, so that
 # a hang fails the test instead of the suite; they are not timings under test.
 WAIT_S = 240
-
 
 
 def _start_run(matrix: str, results_dir: Path, run_id: str) -> subprocess.Popen:
@@ -41,7 +39,6 @@ def _start_run(matrix: str, results_dir: Path, run_id: str) -> subprocess.Popen:
         text=True,
         preexec_fn=as_at_a_terminal,  # the test's Ctrl-C must reach it, however pytest was started
     )
-
 
 
 def _workers(run_dir: Path) -> dict[int, list[str]]:
@@ -58,7 +55,6 @@ def _workers(run_dir: Path) -> dict[int, list[str]]:
     return workers
 
 
-
 def _worker_ranks(run_dir: Path) -> dict[int, int]:
     """pid by RANK of the workers of a multi-process cell (torchrun sets RANK for each)."""
     return {
@@ -69,7 +65,6 @@ def _worker_ranks(run_dir: Path) -> dict[int, int]:
     }
 
 
-
 def _wait_for(predicate, what: str):
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
@@ -78,7 +73,6 @@ def _wait_for(predicate, what: str):
             return value
         time.sleep(0.2)
     raise AssertionError(f"gave up waiting for {what}")
-
 
 
 def _untargeted_matrix(tmp_path: Path, topologies: list[str], precisions: list[str], seconds: float = 6) -> str:
@@ -95,12 +89,10 @@ def _untargeted_matrix(tmp_path: Path, topologies: list[str], precisions: list[s
     )
 
 
-
 def _assert_nothing_left(run_dir: Path) -> None:
     """No process of the run is alive and no half-written result is left."""
     assert processes_mentioning(str(run_dir)) == []
     assert list(run_dir.glob("cells/*.tmp")) == [] and list(run_dir.glob("cells/.*")) == []
-
 
 
 def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_path):
@@ -126,7 +118,6 @@ def test_a_rank_killed_mid_cell_fails_that_cell_alone_and_the_run_goes_on(tmp_pa
     # The killed rank cost its own cell only: the next cell ran and trained.
     assert cells["maintenance-gru__cpu-1proc__fp32__s0"]["status"] in ("converged", "not_converged")
     _assert_nothing_left(run_dir)
-
 
 
 def test_ctrl_c_stops_the_run_keeps_completed_cells_and_leaves_no_process(tmp_path):

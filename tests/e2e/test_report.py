@@ -33,7 +33,6 @@ def test_peaks_are_never_taken_from_another_machine():
     assert peaks is None
 
 
-
 @pytest.mark.e2e
 def test_a_peak_is_not_taken_from_a_host_of_the_same_class_with_other_precision_flags():
     # Two "AMD EPYC" hosts share a hardware class; one has avx512_bf16, the other not (issue 26).
@@ -43,7 +42,6 @@ def test_a_peak_is_not_taken_from_a_host_of_the_same_class_with_other_precision_
     other_flags = sorted(set(here["cpu_precision_flags"]) ^ {"amx_tile"})
     peaks, source = resolve_peaks({}, {**here, "cpu_precision_flags": other_flags})
     assert peaks is None and "CPU precision flags differ" in source and "MFU omitted" in source
-
 
 
 @pytest.mark.e2e
@@ -56,7 +54,6 @@ def test_cli_writes_markdown_and_plots(tmp_path):
     assert len(list(out.glob("*.png"))) == 8
 
 
-
 _REPORT_WITHOUT_TORCH = """
 import sys
 from bench.cli import main
@@ -64,7 +61,6 @@ code = main(["report", sys.argv[1], "--format", "json", "--out", "-", *sys.argv[
 heavy = sorted(m for m in ("torch", "accelerate", "transformers", "workloads") if m in sys.modules)
 print("exit", code, "heavy", heavy, file=sys.stderr)
 """
-
 
 
 @pytest.mark.parametrize(("run", "flags"), [

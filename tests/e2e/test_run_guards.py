@@ -22,7 +22,6 @@ from tests.helpers.run_guards import BINARY, one_error_line, write_matrix
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 
 
-
 @pytest.fixture(autouse=True)
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
@@ -30,11 +29,9 @@ def cpu_host(monkeypatch):
     monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
 
 
-
 def start_run(tmp_path: Path, matrix: str, run_id: str = "r1") -> Path:
     assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--run-id", run_id]) == 0
     return tmp_path / "results" / run_id
-
 
 
 @pytest.mark.e2e
@@ -54,7 +51,6 @@ def test_resume_refuses_cells_whose_definition_changed_naming_the_cell_and_field
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*.json")} == kept  # nothing touched
 
 
-
 @pytest.mark.e2e
 def test_resume_with_the_same_matrix_keeps_completed_cells(tmp_path):
     matrix = write_matrix(tmp_path / "m.yaml")
@@ -62,7 +58,6 @@ def test_resume_with_the_same_matrix_keeps_completed_cells(tmp_path):
     kept = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*.json")}
     assert main(["run", "--results-dir", str(tmp_path / "results"), "--resume", "r1"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*.json")} == kept
-
 
 
 @pytest.mark.e2e
@@ -92,7 +87,6 @@ def test_resume_refuses_a_run_without_a_readable_run_json(tmp_path, capsys, monk
     assert "run.json" in line and "r1" in line, line
 
 
-
 @pytest.mark.e2e
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_path, capsys, monkeypatch):
     matrix = write_matrix(tmp_path / "m.yaml", topologies=("gpu-1", "gpu-ddp2", "gpu-ddp4"))
@@ -119,7 +113,6 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_pa
     mtime = kept.stat().st_mtime_ns
     assert main(["run", "--results-dir", str(results), "--resume", "r1"]) == 0
     assert len(load_run(results / "r1")) == 3 and kept.stat().st_mtime_ns == mtime
-
 
 
 @pytest.mark.e2e

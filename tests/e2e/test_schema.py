@@ -27,14 +27,12 @@ from tests.helpers.schema import (
 RUN_B = ROOT / "tests" / "fixtures" / "compare" / "run_b"
 
 
-
 def committed_results() -> list[Path]:
     """Every cell result committed under results/ (run folders and baselines, history included)."""
     listed = subprocess.run(["git", "ls-files", "results/**/*.json"], cwd=ROOT, capture_output=True, text=True)
     if listed.returncode != 0:
         pytest.skip("not a git checkout: no committed results to check")
     return [ROOT / p for p in listed.stdout.split() if Path(p).parent.name == "cells"]
-
 
 
 @pytest.mark.e2e
@@ -46,7 +44,6 @@ def test_every_committed_result_validates_against_the_schema(validator) -> None:
         assert errors == [], f"{path.relative_to(ROOT)}: {errors[:3]}"
 
 
-
 @pytest.mark.e2e
 def test_committed_results_round_trip_through_the_typed_model_and_keep_their_ids() -> None:
     for path in committed_results():
@@ -55,7 +52,6 @@ def test_committed_results_round_trip_through_the_typed_model_and_keep_their_ids
         assert json.dumps(typed.to_dict()) == json.dumps(raw)  # same fields, same order, unknown ones kept
         assert typed.key.id == raw["cell"]["id"] == path.stem
         assert CellKey.of(raw["cell"]).without_seed().id == raw["cell"]["id"].rsplit("__s", 1)[0]
-
 
 
 # Through the real CLI, one process per command: two faults (a new rule and an old one) suffice; the

@@ -27,13 +27,11 @@ from tests.helpers.seeds_auto import one_error_line, write_matrix
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 
 
-
 @pytest.fixture
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
     monkeypatch.setattr(bench.harness.host.Host, "detect", classmethod(lambda cls: NO_GPU))
     monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
-
 
 
 @pytest.mark.e2e
@@ -55,7 +53,6 @@ def test_skipped_cells_are_decided_in_one_round_and_a_resume_keeps_the_record(tm
     assert len(load_run(results / "a")) == 6
 
 
-
 @pytest.mark.e2e
 def test_a_resume_refuses_a_damaged_seeds_auto_record(tmp_path, cpu_host, capsys):
     matrix = write_matrix(tmp_path / "m.yaml", ["gpu-1"])
@@ -68,7 +65,6 @@ def test_a_resume_refuses_a_damaged_seeds_auto_record(tmp_path, cpu_host, capsys
     capsys.readouterr()
     assert main(["run", "--results-dir", str(results), "--resume", "a"]) == 2
     assert "is damaged ('seeds_auto' must hold max" in one_error_line(capsys)
-
 
 
 @pytest.mark.e2e

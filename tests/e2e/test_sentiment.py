@@ -20,7 +20,6 @@ def _offline(monkeypatch):
     resolve_model.cache_clear()
 
 
-
 @pytest.mark.e2e
 def test_unresolvable_model_makes_the_cell_skipped_not_launched(tmp_path):
     matrix = tmp_path / "m.yaml"
@@ -33,7 +32,6 @@ def test_unresolvable_model_makes_the_cell_skipped_not_launched(tmp_path):
                    env={"HF_HUB_OFFLINE": "1"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "skip: cannot resolve model 'no-such-org/no-such-model'" in done.stdout
-
 
 
 @pytest.mark.e2e

@@ -51,7 +51,6 @@ def test_real_server_answers_concurrent_clients_and_stops_cleanly(checkpoint, tm
         socket.create_connection((host, port), timeout=2)
 
 
-
 @pytest.mark.e2e
 def test_real_server_answers_past_hundreds_of_idle_and_half_sent_connections(checkpoint):
     """With waitress's defaults (at most 100 connections, idle ones closed after 120 s) 100 idle
@@ -80,7 +79,6 @@ def test_real_server_answers_past_hundreds_of_idle_and_half_sent_connections(che
     assert server.process.returncode == 0
 
 
-
 @pytest.mark.e2e
 def test_serve_refuses_a_connection_limit_beyond_the_open_file_limit(tmp_path):
     resource = pytest.importorskip("resource")
@@ -95,7 +93,6 @@ def test_serve_refuses_a_connection_limit_beyond_the_open_file_limit(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and "open files" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-
 
 
 @pytest.mark.e2e

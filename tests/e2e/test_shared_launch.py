@@ -26,7 +26,6 @@ from tests.helpers.shared_launch import CELL
 WAIT_S = 240  # a hang guard for what takes seconds on an idle machine, not a timing under test
 
 
-
 def seeds_matrix(tmp_path: Path, seeds: list[int], budget: dict, name: str = "matrix.yaml", timeout_s: int = 600) -> str:
     spec = {
         "name": "shared", "timeout_s": timeout_s, "seeds": seeds, "topologies": ["cpu-1proc"], "precisions": ["fp32"],
@@ -38,16 +37,13 @@ def seeds_matrix(tmp_path: Path, seeds: list[int], budget: dict, name: str = "ma
     return str(path)
 
 
-
 def without_clocks(curve: list[dict]) -> list[dict]:
     """A curve's points without the clock readings (seconds, dates): the numbers the seed computed."""
     return [{k: v for k, v in point.items() if k not in ("seconds", "time_unix")} for point in curve]
 
 
-
 def launches_in(log: Path) -> int:
     return sum(1 for line in log.read_text().splitlines() if line.startswith("$ "))
-
 
 
 @pytest.mark.e2e
@@ -81,7 +77,6 @@ def test_seeds_share_one_launch_and_a_seed_gives_the_numbers_it_gives_alone(tmp_
     assert by_itself["metrics"] == s1["metrics"]
     assert without_clocks(by_itself["curve"]) == without_clocks(s1["curve"])
     assert by_itself["samples_seen"] == s1["samples_seen"]
-
 
 
 @pytest.mark.e2e
@@ -133,7 +128,6 @@ def test_a_launch_killed_after_its_first_seed_costs_only_the_seeds_not_done_and_
     assert "__s0.json" not in (run_dir / "logs" / f"{CELL}__seeds-1-2.log").read_text().splitlines()[0]
 
 
-
 @pytest.mark.e2e
 def test_the_dry_run_shows_one_launch_per_configuration(tmp_path):
     proc = run_cli("run", "--matrix", "smoke", "--seeds", "3", "--workload", "maintenance", "--config", "cpu-1proc",
@@ -145,7 +139,6 @@ def test_the_dry_run_shows_one_launch_per_configuration(tmp_path):
     assert len([line for line in launches if "baselines" in line]) == 3  # classical models: a launch per seed
     for seed in range(3):
         assert f"--out {tmp_path}/dry/cells/maintenance-lstm__cpu-1proc__fp32__s{seed}.json" in proc.stdout
-
 
 
 @pytest.mark.e2e

@@ -40,15 +40,12 @@ exit $status
 """
 
 
-
 SCONTROL = "#!/usr/bin/env bash\necho 127.0.0.1\n"
-
 
 
 def _executable(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
-
 
 
 def _plan_cell(tmp_path: Path) -> tuple[Path, Path]:
@@ -60,7 +57,6 @@ def _plan_cell(tmp_path: Path) -> tuple[Path, Path]:
     run_dir = tmp_path / "cluster"
     cell_id = "maintenance-lstm__cpu-2node__fp32__s0"
     return run_dir / "launch" / f"{cell_id}.json", run_dir / "cells" / f"{cell_id}.json"
-
 
 
 def _sbatch(tmp_path: Path, args: list[str], nodes: int, cpus: int = 1, timeout_s: float = 600) -> subprocess.CompletedProcess:
@@ -82,11 +78,9 @@ def _sbatch(tmp_path: Path, args: list[str], nodes: int, cpus: int = 1, timeout_
                           text=True, timeout=timeout_s, start_new_session=True)
 
 
-
 def _srun_calls(tmp_path: Path) -> list[str]:
     log = tmp_path / "srun.log"
     return log.read_text().splitlines() if log.exists() else []
-
 
 
 @pytest.mark.e2e
@@ -108,7 +102,6 @@ def test_a_two_node_cell_runs_through_the_script_and_writes_its_result_and_run_j
     assert "--num_processes 2" in launch[0] and "--num_cpu_threads_per_process 1" in launch[0]
 
 
-
 @pytest.mark.e2e
 def test_an_allocation_with_the_wrong_node_count_is_refused_before_anything_runs(tmp_path):
     cell_file, out = _plan_cell(tmp_path)
@@ -121,13 +114,11 @@ def test_an_allocation_with_the_wrong_node_count_is_refused_before_anything_runs
     assert not out.exists()
 
 
-
 @pytest.mark.e2e
 def test_an_unknown_precision_is_refused(tmp_path):
     done = _sbatch(tmp_path, [str(ACCELERATE_CONFIGS_DIR / "cpu-2node.yaml"), "int4", "cell.json", "out.json"], nodes=2)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: precision 'int4' is not one of fp32, tf32, fp16, bf16, fp8"
-
 
 
 @pytest.mark.e2e

@@ -18,7 +18,6 @@ def events(folder) -> EventAccumulator:
     return accumulator
 
 
-
 @pytest.mark.e2e
 def test_a_cell_logged_to_tensorboard_has_its_curve_hparams_and_final_metrics(tmp_path):
     matrix = matrix_file(tmp_path, ["cpu-1proc"], ["fp32"], params={"target": 0.3})

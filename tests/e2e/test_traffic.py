@@ -12,7 +12,6 @@ from tests.conftest import cpu_runs_a_bf16_lstm, run_cli
 TESTING_SHA256 = "734fe6642edf758f7c94d7d9149426b49d202fe8e7bf0bef47392489c3c0a559"
 
 
-
 @pytest.mark.e2e
 def test_tiny_run_of_each_variant(tmp_path: Path, data_dir: Path) -> None:
     """Both variants through `bench run` -> accelerate launch -> worker, on the real testing partition

@@ -18,9 +18,7 @@ from bench.harness.topology import load_topology
 pytestmark = pytest.mark.e2e
 
 
-
 SLOW = "cpu-1proc fp32 grad_accum=64"
-
 
 
 def _tune(folder: Path, config: Path) -> subprocess.CompletedProcess:
@@ -29,7 +27,6 @@ def _tune(folder: Path, config: Path) -> subprocess.CompletedProcess:
          "--precision", "fp32,fp16", "--compile", "none", "--grad-accum", "1,2,64", "--checkpointing", "off",
          "--seeds", "3", "--finalists", "1", "--rounds", "1", "--folder", str(folder), "--write-config", str(config)],
         capture_output=True, text=True, timeout=900)
-
 
 
 def test_tune_drops_a_slow_setup_in_the_race_lists_a_pruned_one_with_its_reason_and_writes_the_config(tmp_path):

@@ -25,7 +25,6 @@ print(json.dumps(seen))
 '''
 
 
-
 @pytest.mark.e2e
 def test_the_reduction_dtype_is_read_from_the_prepared_model(tmp_path):
     """Real DDP and FSDP2 wrappers (gloo, one rank, in a child process so no process group stays in
@@ -47,7 +46,6 @@ def test_the_reduction_dtype_is_read_from_the_prepared_model(tmp_path):
     assert (seen["fsdp2_none"]["by"], seen["fsdp2_none"]["dtype"]) == ("FSDP2", "fp32")
 
 
-
 FSDP_ON_CPU_SCRIPT = '''
 import json, sys
 from accelerate import Accelerator
@@ -58,7 +56,6 @@ if accelerator.is_main_process:
     with open(sys.argv[1], "w") as out:
         json.dump({"distributed_type": accelerator.distributed_type.name, **grad_reduce_dtype(accelerator)}, out)
 '''
-
 
 
 @pytest.mark.e2e

@@ -13,24 +13,19 @@ import pandas as pd
 AI4I = "ai4i2020/ai4i2020.csv"
 
 
-
 UNSW_TEST = "unsw_nb15/UNSW_NB15_testing-set.csv.gz"
-
 
 
 UNSW_TRAIN = "unsw_nb15/UNSW_NB15_training-set.csv.gz"
 
 
-
 POLARITY = "amazon_reviews/amazon_polarity_subset.csv.gz"
-
 
 
 def _real(name: str) -> Path:
     from bench.paths import data_dir
 
     return data_dir() / name
-
 
 
 def _write(root: Path, relative: str, content: bytes) -> Path:
@@ -40,11 +35,9 @@ def _write(root: Path, relative: str, content: bytes) -> Path:
     return path
 
 
-
 def _ai4i_lines() -> list[str]:
     """The real AI4I file as lines (BOM and CRLF kept, so untouched lines stay byte-identical)."""
     return _real(AI4I).read_bytes().decode("utf-8").split("\r\n")
-
 
 
 def _ai4i_edit(edit: Callable[[list[list[str]]], None]) -> Callable[[Path], None]:
@@ -59,14 +52,12 @@ def _ai4i_edit(edit: Callable[[list[list[str]]], None]) -> Callable[[Path], None
     return build
 
 
-
 def _set(row: int, column: str, value: str) -> Callable[[list[list[str]]], None]:
     def edit(cells: list[list[str]]) -> None:
         header = [h.lstrip("\ufeff") for h in cells[0]]
         cells[row][header.index(column)] = value
 
     return edit
-
 
 
 def _drop_column(column: str) -> Callable[[list[list[str]]], None]:
@@ -78,13 +69,11 @@ def _drop_column(column: str) -> Callable[[list[list[str]]], None]:
     return edit
 
 
-
 def _rename_column(old: str, new: str) -> Callable[[list[list[str]]], None]:
     def edit(cells: list[list[str]]) -> None:
         cells[0][[h.lstrip("\ufeff") for h in cells[0]].index(old)] = new
 
     return edit
-
 
 
 def _copy_row(row: int, source: int) -> Callable[[list[list[str]]], None]:
@@ -96,7 +85,6 @@ def _copy_row(row: int, source: int) -> Callable[[list[list[str]]], None]:
     return edit
 
 
-
 def _first_rows(n: int) -> Callable[[list[list[str]]], None]:
     """Keep the header and the first `n` data rows: a file cut at a line boundary, every row whole."""
 
@@ -104,7 +92,6 @@ def _first_rows(n: int) -> Callable[[list[list[str]]], None]:
         del cells[n + 1 :]
 
     return edit
-
 
 
 def _no_failures(cells: list[list[str]]) -> None:
@@ -116,7 +103,6 @@ def _no_failures(cells: list[list[str]]) -> None:
             row[index] = "0"
 
 
-
 def _polarity_frame_edit(edit: Callable[[pd.DataFrame], None]) -> Callable[[Path], None]:
     def build(root: Path) -> None:
         frame = pd.read_csv(_real(POLARITY))
@@ -126,10 +112,8 @@ def _polarity_frame_edit(edit: Callable[[pd.DataFrame], None]) -> Callable[[Path
     return build
 
 
-
 def _all_positive(frame: pd.DataFrame) -> None:
     frame["label"] = 1
-
 
 
 def _unsw_blank_number(root: Path) -> None:
@@ -137,7 +121,6 @@ def _unsw_blank_number(root: Path) -> None:
     frame["sbytes"] = frame["sbytes"].astype(object)
     frame.loc[40, "sbytes"] = ""
     _write(root, UNSW_TEST, gzip.compress(frame.to_csv(index=False).encode(), compresslevel=1))
-
 
 
 def _run_matrix(build_data: Callable[[Path], None], workload: str, variant: str) -> Callable[[Path], Path]:
@@ -154,10 +137,8 @@ def _run_matrix(build_data: Callable[[Path], None], workload: str, variant: str)
     return build
 
 
-
 def _empty_ai4i(root: Path) -> None:
     _write(root, AI4I, b"")
-
 
 
 def _truncated_ai4i(root: Path) -> None:
@@ -165,11 +146,9 @@ def _truncated_ai4i(root: Path) -> None:
     _write(root, AI4I, raw[: len(raw) // 2])
 
 
-
 def _truncated_unsw(root: Path) -> None:
     raw = _real(UNSW_TEST).read_bytes()
     _write(root, UNSW_TEST, raw[: len(raw) // 3])
-
 
 
 def _swapped_unsw(root: Path) -> None:
@@ -178,17 +157,14 @@ def _swapped_unsw(root: Path) -> None:
     shutil.copyfile(_real(UNSW_TEST), _write(root, UNSW_TRAIN, b""))
 
 
-
 def _polarity_empty_text(root: Path) -> None:
     lines = gzip.decompress(_real(POLARITY).read_bytes()).decode().split("\n")
     lines[3] = '1,"",train,x,3'
     _write(root, POLARITY, gzip.compress("\n".join(lines).encode()))
 
 
-
 def _nothing(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
-
 
 
 def _matrix(text: str) -> Callable[[Path], Path]:
@@ -196,7 +172,6 @@ def _matrix(text: str) -> Callable[[Path], Path]:
         return _write(root, "m.yaml", textwrap.dedent(text).encode())
 
     return build
-
 
 
 GOOD_MATRIX = """\
@@ -209,9 +184,7 @@ GOOD_MATRIX = """\
 """
 
 
-
 RUN = ["run", "--matrix", "{m}", "--results-dir", "{root}/runs"]
-
 
 
 # (id, builder of the data dir (or of a matrix file, returned), argv ({m} = that file), message, exit code)
@@ -289,7 +262,6 @@ CASES: list[tuple[str, Callable[[Path], object], list[str], str, int]] = [
      "unknown budget key(s) epochs; valid: ", 2),
     ("zero seeds", _nothing, ["run", "--seeds", "0", "--dry-run"], "--seeds must be at least 1, got 0", 2),
 ]
-
 
 
 def _argv(case: tuple, root: Path, made: object) -> list[str]:

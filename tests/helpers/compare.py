@@ -18,13 +18,10 @@ from pathlib import Path
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "compare"
 
 
-
 RUN_A, RUN_B = FIXTURES / "run_a", FIXTURES / "run_b"
 
 
-
 CELL = "maintenance-gru__cpu-1proc__fp32"
-
 
 
 def _write_run(folder: Path, results: list[dict]) -> Path:
@@ -32,7 +29,6 @@ def _write_run(folder: Path, results: list[dict]) -> Path:
     for r in results:
         (folder / "cells" / f"{r['cell']['id']}.json").write_text(json.dumps(r))
     return folder
-
 
 
 def _slower(result: dict, factor: float) -> dict:

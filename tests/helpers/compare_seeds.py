@@ -8,9 +8,7 @@ from pathlib import Path
 RUN_A = Path(__file__).parent.parent / "fixtures" / "compare" / "run_a"
 
 
-
 CELL = "maintenance-gru__cpu-1proc__fp32"
-
 
 
 def _seed(result: dict, seed: int, clock: float, memory: float = 1.0) -> dict:
@@ -23,7 +21,6 @@ def _seed(result: dict, seed: int, clock: float, memory: float = 1.0) -> dict:
     r["timings"]["step_times_s"] = [t * clock for t in r["timings"]["step_times_s"]]
     r["memory"]["peak_rss_mb_max"] *= memory
     return r
-
 
 
 def _seeds(result: dict, clocks: list[float], slowdown: float = 1.0) -> list[dict]:

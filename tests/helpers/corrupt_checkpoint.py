@@ -23,7 +23,6 @@ def _replace(name: str, make: Callable[[bytes], bytes | None]) -> Callable[[Path
     return damage
 
 
-
 def _metadata(**change) -> Callable[[Path], None]:
     def edit(data: bytes) -> bytes:
         meta = json.loads(data)
@@ -37,14 +36,11 @@ def _metadata(**change) -> Callable[[Path], None]:
     return _replace(METADATA_FILE, edit)
 
 
-
 def _config(**change) -> Callable[[Path], None]:
     return _replace("config.json", lambda data: json.dumps({**json.loads(data), **change}).encode())
 
 
-
 _REMOVE = object()
-
 
 
 # (case, damage, words the one-line error must contain)
@@ -81,7 +77,6 @@ CORRUPTIONS = [
 ]
 
 
-
 def damaged_copy(checkpoint: Path, folder: Path, damage: Callable[[Path], None]) -> Path:
     """The checkpoint as symlinks in `folder` (no 90 MB copy), with `damage` applied."""
     folder.mkdir()
@@ -89,7 +84,6 @@ def damaged_copy(checkpoint: Path, folder: Path, damage: Callable[[Path], None])
         (folder / item.name).symlink_to(item)
     damage(folder)
     return folder
-
 
 
 def assert_one_line_error(err: str, words: str) -> None:

@@ -9,9 +9,7 @@ from bench.data.datasets import DATASETS
 AI4I = "ai4i2020/ai4i2020.csv"
 
 
-
 AI4I_SHA256 = DATASETS["ai4i2020"].files[0].sha256
-
 
 
 def _ai4i_copy(root: Path, edit=None) -> Path:

@@ -21,12 +21,10 @@ def _matrix(tmp_path: Path, executor: dict | None = None, seeds: int = 1, **work
     return str(path)
 
 
-
 def _one_error(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     return lines[0]
-
 
 
 def _fake_cluster(tmp_path: Path) -> dict[str, str]:

@@ -8,13 +8,10 @@ from pathlib import Path
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "tiny_workload" / "tiny_bench_workload.py"
 
 
-
 MODULE = "tiny_bench_workload"
 
 
-
 BLOBS = {"blobs": f"{MODULE}:Blobs"}
-
 
 
 # Broken entries of other packages: each must fail alone, when used, and leave every other workload be.
@@ -23,7 +20,6 @@ BROKEN = {
     "features": (f"{MODULE}:FEATURES", "not a subclass of workloads.base.Workload"),
     "traffic": (f"{MODULE}:Blobs", "registers the name of a built-in workload"),
 }
-
 
 
 def install_plugin(site: Path, entries: dict[str, str], dist: str = "blobs-plugin", module: bool = True) -> Path:

@@ -27,13 +27,11 @@ def write_matrix(path: Path, budget=None, params=None, seeds=1, topologies=("gpu
     return str(path)
 
 
-
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("error: "), err
     assert not any(line.startswith("error") or "Traceback" in line for line in err[:-1]), err
     return err[-1]
-
 
 
 BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfa"

@@ -42,17 +42,14 @@ def matrix_file(tmp_path: Path, topologies, precisions, params=None, budget=None
     return str(path)
 
 
-
 def only_run(results_dir: Path) -> Path:
     runs = [p for p in results_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1
     return runs[0]
 
 
-
 def cells_by_id(run_dir: Path) -> dict[str, dict]:
     return {r["cell"]["id"]: r for r in load_run(run_dir)}
-
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -19,7 +19,6 @@ def write_matrix(path: Path, topologies, seeds=1, budget=None, params=None, grad
     return str(path)
 
 
-
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err

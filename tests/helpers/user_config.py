@@ -27,7 +27,6 @@ ACCELERATE_CONFIG_CPU = {
 }
 
 
-
 def write_config(folder: Path, name: str = "my-cpu.yaml", **changes) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump({**ACCELERATE_CONFIG_CPU, **changes}))

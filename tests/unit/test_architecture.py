@@ -11,13 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 PACKAGES = ("bench", "workloads")
 
 
-
 LONGEST_HARNESS_FUNCTION = 80  # lines; the bar for "reads on one screen"
-
 
 
 # Layer of each module prefix (the longest prefix wins): a module may import its own layer and
@@ -32,7 +29,6 @@ LAYERS = {
 }
 
 
-
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
@@ -43,9 +39,7 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-
 MODULES = _modules()
-
 
 
 def _imports(path: Path) -> set[str]:
@@ -61,15 +55,12 @@ def _imports(path: Path) -> set[str]:
     return {name for name in imported if name in MODULES}
 
 
-
 GRAPH = {name: _imports(path) - {name} for name, path in MODULES.items()}
-
 
 
 def _layer(module: str) -> tuple[int, str]:
     prefix = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len)
     return LAYERS[prefix], prefix
-
 
 
 def test_no_module_imports_a_layer_above_its_own():
@@ -84,10 +75,8 @@ def test_no_module_imports_a_layer_above_its_own():
     assert upward == []
 
 
-
 def test_the_data_layer_never_imports_a_workload():
     assert [m for m in GRAPH if m.startswith("bench.data") and any(o.startswith("workloads") for o in GRAPH[m])] == []
-
 
 
 def test_there_is_no_import_cycle():
@@ -120,7 +109,6 @@ def test_there_is_no_import_cycle():
         if module not in index:
             visit(module)
     assert cycles == []
-
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "bench" / "harness").rglob("*.py")),

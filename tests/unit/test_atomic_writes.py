@@ -40,7 +40,6 @@ def test_saving_a_baseline_keeps_the_previous_one_in_history_and_auto_ignores_it
     assert not [p for p in second.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
 
 
-
 def test_a_baseline_swap_that_fails_puts_the_previous_cells_back(tmp_path: Path, monkeypatch) -> None:
     """The swap moves the previous cells aside, then the new ones in; if the second rename fails
     (a full or read-only disk), the previous cells go back in place before the staging folder is

@@ -38,10 +38,8 @@ def test_bad_input_gives_one_line_error(case, tmp_path, monkeypatch, capsys):
         assert not (root / "runs").exists()
 
 
-
 def test_the_table_is_at_least_15_distinct_inputs():
     assert len({c[0] for c in CASES}) == len(CASES) >= 15
-
 
 
 def test_accelerate_config_with_unknown_key(tmp_path):

@@ -31,21 +31,17 @@ def _with_seed(result: dict, seed: int) -> dict:
     return r
 
 
-
 def _compare(base: list[dict], cand: list[dict], **settings) -> list:
     return compare_results(base, cand, GateSettings(**settings))
-
 
 
 def _verdict(verdicts: list, metric: str) -> str:
     return next(v.verdict for v in verdicts if v.metric == metric)
 
 
-
 @pytest.fixture(scope="module")
 def honest() -> tuple[list[dict], list[dict]]:
     return load_run(RUN_A), load_run(RUN_B)
-
 
 
 def test_an_injected_30_percent_throughput_drop_fails(tmp_path: Path, honest, capsys) -> None:
@@ -56,7 +52,6 @@ def test_an_injected_30_percent_throughput_drop_fails(tmp_path: Path, honest, ca
     assert "**FAIL**" in report
     row = next(line for line in report.splitlines() if "| samples_per_s" in line)
     assert row.startswith("| regression") and "step times" in row
-
 
 
 def test_a_quality_drop_below_the_target_fails(tmp_path: Path, honest, capsys) -> None:
@@ -73,7 +68,6 @@ def test_a_quality_drop_below_the_target_fails(tmp_path: Path, honest, capsys) -
     assert any(line.startswith("| regression") and "| status" in line for line in report.splitlines())
 
 
-
 def test_a_quality_drop_past_the_tolerance_fails_and_one_within_passes(honest) -> None:
     base, cand = honest
     small, large = copy.deepcopy(cand), copy.deepcopy(cand)
@@ -82,7 +76,6 @@ def test_a_quality_drop_past_the_tolerance_fails_and_one_within_passes(honest) -
     assert _verdict(_compare(base, small), "test f1") == "ok"
     assert _verdict(_compare(base, large), "test f1") == REGRESSION
     assert _verdict(_compare(base, large, quality_tolerance=0.06), "test f1") == "ok"
-
 
 
 def test_the_seed_spread_widens_the_quality_allowance(honest) -> None:
@@ -96,14 +89,12 @@ def test_the_seed_spread_widens_the_quality_allowance(honest) -> None:
     assert _verdict(_compare(spread, dropped), "test f1") == "ok"
 
 
-
 def test_a_small_slowdown_passes_and_a_big_speedup_is_an_improvement(honest) -> None:
     base, cand = honest
     assert _verdict(_compare(base, [_slower(cand[0], 1.1)]), "samples_per_s") == "ok"
     faster = _compare(base, [_slower(cand[0], 0.5)])
     assert _verdict(faster, "samples_per_s") == IMPROVEMENT
     assert not any(v.verdict == REGRESSION for v in faster)
-
 
 
 def test_a_slowdown_past_the_threshold_without_repeated_measurements_is_not_significant(honest) -> None:
@@ -114,7 +105,6 @@ def test_a_slowdown_past_the_threshold_without_repeated_measurements_is_not_sign
     verdicts = _compare(base, [slow])
     assert _verdict(verdicts, "samples_per_s") == NOISE
     assert not any(v.verdict == REGRESSION for v in verdicts)
-
 
 
 def test_per_seed_values_are_tested_when_there_are_enough_seeds(honest) -> None:
@@ -128,7 +118,6 @@ def test_per_seed_values_are_tested_when_there_are_enough_seeds(honest) -> None:
     assert verdict.verdict == REGRESSION and "5 vs 5 seeds" in verdict.why
 
 
-
 def test_more_memory_fails_and_a_threshold_can_allow_it(honest) -> None:
     base, cand = honest
     hungry = copy.deepcopy(cand[0])
@@ -136,7 +125,6 @@ def test_more_memory_fails_and_a_threshold_can_allow_it(honest) -> None:
     assert _verdict(_compare(base, [hungry]), "peak_rss_mb") == REGRESSION
     thresholds = parse_thresholds(["peak_rss_mb=0.5"])
     assert _verdict(_compare(base, [hungry], thresholds=thresholds), "peak_rss_mb") == "ok"
-
 
 
 def test_a_missing_or_failing_cell_is_a_regression(honest) -> None:
@@ -151,7 +139,6 @@ def test_a_missing_or_failing_cell_is_a_regression(honest) -> None:
     assert _verdict(_compare(base, [failed]), "status") == REGRESSION
 
 
-
 def test_speed_is_not_judged_across_hardware_classes(tmp_path: Path, honest, capsys) -> None:
     base, cand = honest
     elsewhere = _slower(cand[0], 1 / 0.7)
@@ -160,7 +147,6 @@ def test_speed_is_not_judged_across_hardware_classes(tmp_path: Path, honest, cap
     assert main(["compare", str(RUN_A), str(run)]) == 0
     assert "Different hardware" in capsys.readouterr().out
     assert main(["compare", str(RUN_A), str(run), "--any-hardware"]) == 1
-
 
 
 def test_auto_picks_the_baseline_of_this_hardware_or_says_none_fits(tmp_path: Path, honest, capsys) -> None:
@@ -193,7 +179,6 @@ def test_auto_picks_the_baseline_of_this_hardware_or_says_none_fits(tmp_path: Pa
     assert str(saved) in capsys.readouterr().out
 
 
-
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -206,7 +191,6 @@ def test_bad_input_exits_2_with_one_line(args: list[str], message: str, capsys) 
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
-
 
 
 def test_the_target_direction_comes_from_the_result_never_from_a_workload(honest, monkeypatch) -> None:
@@ -222,14 +206,12 @@ def test_the_target_direction_comes_from_the_result_never_from_a_workload(honest
     assert _verdict(_compare(lower, [worse_f1]), "val f1") == REGRESSION
 
 
-
 def test_cells_are_matched_on_their_key_without_the_seed(honest) -> None:
     from bench.analysis.gate.against_baseline import group_key
 
     base, _ = honest
     assert group_key(base[0]) == CELL
     assert group_key(_with_seed(base[0], 3)) == CELL
-
 
 
 def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
@@ -243,7 +225,6 @@ def test_only_cells_whose_every_regression_is_speed_are_rechecked() -> None:
         GateVerdict("d", "samples_per_s", NOISE),
     ]
     assert cells_to_recheck(verdicts) == ["a"]
-
 
 
 def test_a_recheck_clears_a_slowdown_only_when_the_re_run_does_not_show_it() -> None:

@@ -28,18 +28,15 @@ def _strict_loads(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-
 def _cases(xml_text: str) -> list[ET.Element]:
     root = ET.fromstring(xml_text)
     assert root.tag == "testsuites"
     return root.findall("./testsuite/testcase")
 
 
-
 @pytest.fixture(scope="module")
 def honest() -> tuple[list[dict], list[dict]]:
     return load_run(RUN_A), load_run(RUN_B)
-
 
 
 def test_junit_fails_each_regressed_metric_with_its_reason(tmp_path: Path, honest, capsys) -> None:
@@ -58,7 +55,6 @@ def test_junit_fails_each_regressed_metric_with_its_reason(tmp_path: Path, hones
     assert all(c.find("skipped") is None for c in cases)
 
 
-
 def test_junit_passes_changes_that_are_not_significant(tmp_path: Path, honest, capsys) -> None:
     base, cand = copy.deepcopy(honest)
     slow = _slower(cand[0], 2.0)
@@ -71,7 +67,6 @@ def test_junit_passes_changes_that_are_not_significant(tmp_path: Path, honest, c
     throughput = next(c for c in cases if c.get("name") == "samples_per_s")
     assert throughput.find("failure") is None and throughput.find("skipped") is None
     assert throughput.find("system-out").text.startswith("not significant:")
-
 
 
 def test_junit_skips_speed_not_judged_on_other_hardware_with_the_reason(tmp_path: Path, honest, capsys) -> None:
@@ -89,7 +84,6 @@ def test_junit_skips_speed_not_judged_on_other_hardware_with_the_reason(tmp_path
         assert "not judged" in element.get("message") and "core counts differ: baseline 2, candidate 8" in element.get("message")
     assert {c.get("name") for c in cases if c.find("skipped") is None} == {"status", "val f1", "test f1"}
     assert ET.parse(out).getroot().get("skipped") == "4"
-
 
 
 def test_json_holds_every_verdict_and_the_outcome(tmp_path: Path, honest, capsys) -> None:
@@ -112,7 +106,6 @@ def test_json_holds_every_verdict_and_the_outcome(tmp_path: Path, honest, capsys
     assert any(note.startswith("Hardware matches") for note in document["notes"])
 
 
-
 def test_json_on_stdout_and_speed_not_judged_listed(tmp_path: Path, honest, capsys) -> None:
     _, cand = honest
     elsewhere = copy.deepcopy(cand[0])
@@ -127,12 +120,10 @@ def test_json_on_stdout_and_speed_not_judged_listed(tmp_path: Path, honest, caps
     assert document["checks"] == 3  # status, val f1, test f1: the unjudged are not checks
 
 
-
 def test_json_is_strict_even_for_a_non_finite_p_value() -> None:
     verdict = GateVerdict(CELL, "samples_per_s", "not significant", "1", "2", "+100%", p_value=math.nan, why="w")
     document = _strict_loads(render_json([verdict], "a", "b", []))
     assert document["verdicts"][0]["p_value"] is None
-
 
 
 def test_an_unwritable_out_file_is_one_line(tmp_path: Path, capsys) -> None:
@@ -141,7 +132,6 @@ def test_an_unwritable_out_file_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["compare", str(RUN_A), str(RUN_B), "--format", "junit", "--out", str(blocker / "x.xml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "cannot write the report" in err and len(err.splitlines()) == 1
-
 
 
 def test_junit_skips_a_status_that_other_hardware_explains(tmp_path: Path, honest, capsys) -> None:

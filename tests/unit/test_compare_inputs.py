@@ -27,10 +27,8 @@ def honest() -> tuple[dict, dict]:
     return load_run(RUN_A)[0], load_run(RUN_B)[0]
 
 
-
 def _verdicts(base: dict, cand: dict) -> dict[str, object]:
     return {v.metric: v for v in compare_results([base], [cand], GateSettings())}
-
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), None])
@@ -45,14 +43,12 @@ def test_a_quality_metric_that_is_not_a_number_fails_where_the_baseline_has_one(
     assert "val f1" not in _verdicts(no_number, bad)
 
 
-
 def test_a_quality_metric_the_candidate_lacks_fails(honest) -> None:
     base, cand = honest
     bad = copy.deepcopy(cand)
     del bad["metrics"]["test"]["f1"]
     verdict = _verdicts(base, bad)["test f1"]
     assert verdict.verdict == REGRESSION and "no test f1" in verdict.why
-
 
 
 def test_a_non_finite_speed_figure_fails_where_the_baseline_has_a_number(honest) -> None:
@@ -64,7 +60,6 @@ def test_a_non_finite_speed_figure_fails_where_the_baseline_has_a_number(honest)
     unreached = copy.deepcopy(cand)
     unreached["timings"]["time_to_target_s"] = None  # null without a reason: not measured, not judged
     assert "time_to_target_s" not in _verdicts(base, unreached)
-
 
 
 def test_nan_quality_fails_the_cli_in_old_and_new_files(tmp_path: Path, honest, capsys) -> None:
@@ -85,7 +80,6 @@ def test_nan_quality_fails_the_cli_in_old_and_new_files(tmp_path: Path, honest, 
     assert "**FAIL**" in out
 
 
-
 WRONGLY_TYPED = {
     "cell is a string": lambda r: r.update(cell="maintenance-gru"),
     "seed is a string": lambda r: r["cell"].update(seed="zero"),
@@ -103,7 +97,6 @@ WRONGLY_TYPED = {
     "data is a string": lambda r: r.update(data="maintenance.csv"),
     "data hashes are a list": lambda r: r.update(data={"sha256": ["0a1b"]}),
 }
-
 
 
 @pytest.mark.parametrize("fault", list(WRONGLY_TYPED))

@@ -17,17 +17,14 @@ from tests.helpers.compare_seeds import _seed, _seeds
 SPEED = ("samples_per_s", "step_time_median_s", "time_to_target_s")
 
 
-
 def _verdicts(base: list[dict], cand: list[dict]) -> dict[str, object]:
     return {v.metric: v for v in compare_results(base, cand, GateSettings())}
-
 
 
 def test_two_runs_of_the_same_commit_with_three_seeds_pass(base_result) -> None:
     verdicts = _verdicts(_seeds(base_result, [1.0, 1.06, 0.95]), _seeds(base_result, [1.03, 0.97, 1.08]))
     assert not any(v.verdict == REGRESSION for v in verdicts.values())
     assert all(verdicts[m].verdict == OK for m in SPEED)
-
 
 
 def test_a_30_percent_slowdown_over_three_seeds_is_a_regression_with_its_interval(base_result) -> None:
@@ -40,11 +37,9 @@ def test_a_30_percent_slowdown_over_three_seeds_is_a_regression_with_its_interva
     assert verdicts["samples_per_s"].change == "-32.0%"  # medians: 0.7 / 1.03 against 1 / 1.0
 
 
-
 def test_a_speedup_over_seeds_is_an_improvement(base_result) -> None:
     verdicts = _verdicts(_seeds(base_result, [1.0, 1.06, 0.95]), _seeds(base_result, [1.03, 0.97, 1.08], 0.5))
     assert verdicts["samples_per_s"].verdict == IMPROVEMENT
-
 
 
 def test_a_change_inside_the_baselines_own_spread_is_not_significant(base_result) -> None:
@@ -53,7 +48,6 @@ def test_a_change_inside_the_baselines_own_spread_is_not_significant(base_result
     assert verdicts["samples_per_s"].verdict == NOISE
     assert "includes 1" in verdicts["samples_per_s"].why
     assert not any(v.verdict == REGRESSION for v in verdicts.values())
-
 
 
 def test_one_slow_baseline_seed_of_five_does_not_make_the_cell_lenient(base_result) -> None:
@@ -71,13 +65,11 @@ def test_one_slow_baseline_seed_of_five_does_not_make_the_cell_lenient(base_resu
     assert within.verdict == NOISE
 
 
-
 def test_memory_over_seeds(base_result) -> None:
     base = [_seed(base_result, s, 1.0, m) for s, m in enumerate((1.0, 1.001, 0.999))]
     hungry = [_seed(base_result, s, 1.0, m * 1.3) for s, m in enumerate((1.0, 1.002, 0.998))]
     assert _verdicts(base, hungry)["peak_rss_mb"].verdict == REGRESSION
     assert _verdicts(base, base)["peak_rss_mb"].verdict == OK
-
 
 
 def test_one_seed_against_several_keeps_the_single_seed_rules(base_result) -> None:
@@ -87,14 +79,12 @@ def test_one_seed_against_several_keeps_the_single_seed_rules(base_result) -> No
     assert "Mann-Whitney U" in verdicts["samples_per_s"].why and verdicts["samples_per_s"].p_value is not None
 
 
-
 def _longer_path(result: dict, factor: float) -> dict:
     """`result` as a seed whose optimisation path needs `factor` times the samples (and time) to target."""
     r = copy.deepcopy(result)
     r["samples_to_target"] = int(r["samples_to_target"] * factor)
     r["timings"]["time_to_target_s"] *= factor
     return r
-
 
 
 def test_one_seed_is_judged_against_the_same_seed_of_a_baseline_of_several(base_result) -> None:

@@ -30,14 +30,12 @@ def corrupt(request, checkpoint, tmp_path) -> tuple[Path, str]:
     return damaged_copy(checkpoint, tmp_path / "damaged", damage), words
 
 
-
 def test_predict_refuses_a_corrupt_checkpoint(corrupt, reviews, tmp_path, capsys):
     folder, words = corrupt
     assert main(["predict", "--checkpoint", str(folder), "--input", str(reviews),
                  "--output", str(tmp_path / "p.csv")]) == 2
     assert_one_line_error(capsys.readouterr().err, words)
     assert not (tmp_path / "p.csv").exists()
-
 
 
 def test_serve_refuses_a_corrupt_checkpoint_before_listening(corrupt, monkeypatch, capsys):

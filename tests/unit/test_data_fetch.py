@@ -28,13 +28,10 @@ from bench.data.fetch import polarity_subset
 AI4I = "ai4i2020/ai4i2020.csv"
 
 
-
 UNSW_TEST = "unsw_nb15/UNSW_NB15_testing-set.csv.gz"
 
 
-
 CELLS = "amazon_reviews/amazon_cells_labelled.txt"
-
 
 
 @pytest.fixture
@@ -43,7 +40,6 @@ def cache(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "cache"
     monkeypatch.setenv("BENCH_DATA_DIR", str(root))
     return root
-
 
 
 @pytest.fixture
@@ -61,10 +57,8 @@ def served(tmp_path):
     server.server_close()
 
 
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 
 def test_fetch_downloads_the_published_zip_and_verifies_it(data_dir, cache, served, capsys):
@@ -78,7 +72,6 @@ def test_fetch_downloads_the_published_zip_and_verifies_it(data_dir, cache, serv
     assert "already present and verified" in capsys.readouterr().out
 
 
-
 def test_fetch_picks_its_member_from_the_uci_sentences_zip(data_dir, cache, served):
     www, base = served
     with zipfile.ZipFile(www / "sentences.zip", "w") as archive:
@@ -88,7 +81,6 @@ def test_fetch_picks_its_member_from_the_uci_sentences_zip(data_dir, cache, serv
         archive.writestr("__MACOSX/sentiment labelled sentences/._amazon_cells_labelled.txt", "junk")
     assert main(["data", "fetch", "amazon_cells", "--url", f"{base}/sentences.zip"]) == 0
     assert (cache / CELLS).read_bytes() == (data_dir / CELLS).read_bytes()
-
 
 
 def test_a_truncated_or_missing_download_is_one_line(data_dir, cache, served, capsys):
@@ -105,14 +97,12 @@ def test_a_truncated_or_missing_download_is_one_line(data_dir, cache, served, ca
     assert not (cache / AI4I).exists()  # nothing half-written lands in the cache
 
 
-
 def test_from_a_zip_without_the_file_names_what_it_found(cache, tmp_path, capsys):
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
         archive.writestr("yelp_labelled.txt", "Great food.\t1\n")
         archive.writestr("imdb_labelled.txt", "Great film.\t1\n")
     assert main(["data", "fetch", "amazon_cells", "--from", str(tmp_path / "other.zip")]) == 2
     assert "holds none of amazon_cells_labelled.txt (found: imdb_labelled.txt, yelp_labelled.txt)" in capsys.readouterr().err
-
 
 
 def test_from_imports_unsw_by_content_whatever_its_name(data_dir, cache, tmp_path, capsys):
@@ -128,7 +118,6 @@ def test_from_imports_unsw_by_content_whatever_its_name(data_dir, cache, tmp_pat
     assert len(check_file(ds, ds.files[0])) == 82_332
 
 
-
 def test_from_refuses_an_edited_copy_unless_forced(data_dir, cache, tmp_path, capsys):
     edited = tmp_path / "ai4i2020.csv"
     edited.write_bytes((data_dir / AI4I).read_bytes().replace(b"\r\n", b"\n"))  # re-saved with LF
@@ -139,7 +128,6 @@ def test_from_refuses_an_edited_copy_unless_forced(data_dir, cache, tmp_path, ca
     assert "imported with --force" in capsys.readouterr().out
     assert main(["data", "verify", "ai4i2020"]) == 2  # verify still tells the user it is not the published file
     assert "differs from the published file's" in capsys.readouterr().err
-
 
 
 def test_kaggle_fetch_imports_the_partitions_from_the_client_folder(data_dir, cache, tmp_path, monkeypatch, capsys):
@@ -156,14 +144,12 @@ def test_kaggle_fetch_imports_the_partitions_from_the_client_folder(data_dir, ca
     assert "official testing partition" in capsys.readouterr().out
 
 
-
 def test_a_missing_client_names_the_package(cache, monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "datasets", None)  # import datasets -> ImportError
     assert main(["data", "fetch", "amazon_polarity"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: fetching amazon_polarity needs the datasets package: pip install datasets")
     assert len(err) == 2 and err[0].startswith("amazon_polarity: fetching with the datasets library")
-
 
 
 class FakeSplit:
@@ -183,7 +169,6 @@ class FakeSplit:
         return {k: [v[i] for i in indices] for k, v in self.rows.items()}
 
 
-
 def test_polarity_subset_is_seeded_and_in_the_shared_layout():
     splits = {"train": FakeSplit(1000, "train"), "test": FakeSplit(400, "test")}
     first = polarity_subset(splits, 150, seed=7)
@@ -194,7 +179,6 @@ def test_polarity_subset_is_seeded_and_in_the_shared_layout():
     row = first.iloc[0]
     assert row["text"] == f"train title {row['source_line'] - 1}: content of train review {row['source_line'] - 1}, with a comma"
     assert set(first["subset"]) == {"random_sample_150_seed7"}
-
 
 
 def test_polarity_fetch_writes_a_file_that_verifies(cache, monkeypatch, capsys):
@@ -208,7 +192,6 @@ def test_polarity_fetch_writes_a_file_that_verifies(cache, monkeypatch, capsys):
     assert "160" in capsys.readouterr().out
 
 
-
 def test_verify_and_info_on_the_real_data(data_dir, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_DATA_DIR", str(data_dir))
     assert main(["data", "verify", "ai4i2020", "amazon_reviews"]) == 0
@@ -219,7 +202,6 @@ def test_verify_and_info_on_the_real_data(data_dir, monkeypatch, capsys):
     assert "734fe6642edf758f7c94d7d9149426b49d202fe8e7bf0bef47392489c3c0a559" in out
     assert "commercial use needs the authors' agreement" in out
     assert "[absent, optional]" in out or "[present]" in out
-
 
 
 def test_names_and_groups():

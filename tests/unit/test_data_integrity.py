@@ -24,9 +24,7 @@ from tests.helpers.data_integrity import AI4I, AI4I_SHA256, _ai4i_copy
 COMPARE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "compare"
 
 
-
 REPORT_FIXTURE = Path(__file__).parent.parent / "fixtures" / "report-run"
-
 
 
 def test_workload_data_check_refuses_what_verify_refuses(tmp_path, monkeypatch):
@@ -53,7 +51,6 @@ def test_workload_data_check_refuses_what_verify_refuses(tmp_path, monkeypatch):
         check_workload_data("maintenance")
 
 
-
 def test_check_workload_data_hashes_each_file_once_per_version(tmp_path, monkeypatch):
     import os
 
@@ -69,7 +66,6 @@ def test_check_workload_data_hashes_each_file_once_per_version(tmp_path, monkeyp
     assert len(edited) == 64
 
 
-
 def _with_data(result: dict, sha: str | None) -> dict:
     r = copy.deepcopy(result)
     if sha is not None:
@@ -77,13 +73,11 @@ def _with_data(result: dict, sha: str | None) -> dict:
     return r
 
 
-
 def _write_run(folder: Path, results: list[dict]) -> Path:
     (folder / "cells").mkdir(parents=True)
     for r in results:
         (folder / "cells" / f"{r['cell']['id']}.json").write_text(json.dumps(r))
     return folder
-
 
 
 @pytest.mark.parametrize(
@@ -102,7 +96,6 @@ def test_compare_says_when_the_two_runs_read_different_data(tmp_path, capsys, ba
     note = f"Different data: {AI4I} has SHA-256 aaaaaaaaaaaa... in the baseline and bbbbbbbbbbbb... in the candidate"
     assert (note in out) is says, out
     assert ("Different data" in out) is says
-
 
 
 def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
@@ -125,7 +118,6 @@ def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
     # cells that record no hashes (older results) say nothing either way
     plain = _write_run(tmp_path / "plain", load_run(REPORT_FIXTURE))
     assert "Different data" not in render_markdown(build_report(plain, measure_peaks=False))
-
 
 
 def test_every_workload_names_the_datasets_it_reads():

@@ -16,12 +16,10 @@ def test_a_peak_outside_plausible_bounds_fails():
     assert "at 20% of its datasheet peak" in check_peaks(half).detail
 
 
-
 def test_tf32_is_skipped_without_a_gpu_and_fails_when_the_switch_does_nothing():
     assert check_tf32({"cuda": False}).status == SKIP
     assert check_tf32({"tf32_max_difference": 0.0}).status == FAIL
     assert check_tf32({"tf32_max_difference": 3e-3}).status == PASS
-
 
 
 def test_autocast_must_agree_with_the_dry_runs_prediction():
@@ -34,7 +32,6 @@ def test_autocast_must_agree_with_the_dry_runs_prediction():
     # A torch that ran the RNNs in bf16 would make the dry run's refusal wrong: the doctor says so.
     fixed = {**cuda, "cuda_bf16_gru": "bfloat16", "cuda_bf16_lstm": "bfloat16"}
     assert "the dry run predicts a refusal" in check_autocast(fixed, predicted_rnn_refusal_on_cuda=True).detail
-
 
 
 def test_an_unknown_check_is_one_line(capsys):

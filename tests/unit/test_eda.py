@@ -15,14 +15,12 @@ from tests.conftest import PROJECT_ROOT
 NAMES = ("maintenance", "traffic", "sentiment")
 
 
-
 SECTIONS = {
     "maintenance": ["Failure rate by product type", "Sensor readings, failing vs healthy rows", "Failure-mode co-occurrence",
                     "Failure rate against tool wear, temperature difference and power"],
     "traffic": ["Attack categories", "Features that separate normal from attack traffic", "Missing values and placeholders"],
     "sentiment": ["Class balance", "Review length", "Most frequent terms per class, after cleaning"],
 }
-
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +30,8 @@ def reports(tmp_path_factory, data_dir) -> Path:
     return out
 
 
-
 def _figures(readme: Path) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme.read_text())
-
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -53,7 +49,6 @@ def test_report_has_its_sections_and_every_figure(reports, name):
         assert image.std() > 0.01  # not a blank canvas
 
 
-
 def test_maintenance_numbers_are_the_data(reports, data_dir):
     frame = pd.read_csv(data_dir / "ai4i2020/ai4i2020.csv")
     text = (reports / "maintenance" / "README.md").read_text()
@@ -66,7 +61,6 @@ def test_maintenance_numbers_are_the_data(reports, data_dir):
     assert f"{int((modes.sum(axis=1) > 1).sum())} rows have more than one mode" in text
 
 
-
 def test_traffic_and_sentiment_numbers_are_the_data(reports, data_dir):
     unsw = pd.read_csv(data_dir / "unsw_nb15/UNSW_NB15_testing-set.csv.gz", usecols=["label", "attack_cat"])
     text = (reports / "traffic" / "README.md").read_text()
@@ -77,7 +71,6 @@ def test_traffic_and_sentiment_numbers_are_the_data(reports, data_dir):
     assert f"{len(reviews):,} reviews" in text
     neg, pos = int((reviews["label"] == 0).sum()), int((reviews["label"] == 1).sum())
     assert re.search(rf"\| all\s+\|\s+{neg}\s+\|\s+{pos}\s+\|\s+{len(reviews)}\s+\|", text)
-
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,14 +15,11 @@ from bench.analysis import error_rates, stats
 TRIALS = 2000
 
 
-
 SPREAD = 0.1  # lognormal sigma: the seed-to-seed spread of a step time measured here (docs/gate.md)
-
 
 
 def _sampling_error(rate: float, trials: int) -> float:
     return 2 * math.sqrt(rate * (1 - rate) / trials)
-
 
 
 def _claim_rate(n: int, shift: float, alpha: float, alternative: str, seed: int = 0) -> float:
@@ -35,7 +32,6 @@ def _claim_rate(n: int, shift: float, alpha: float, alternative: str, seed: int 
     return claims / TRIALS
 
 
-
 @pytest.mark.parametrize("n", [3, 5, 10])
 @pytest.mark.parametrize("alternative", [stats.GREATER, stats.TWO_SIDED])
 def test_no_difference_is_claimed_at_most_alpha_of_the_time(n, alternative):
@@ -43,12 +39,10 @@ def test_no_difference_is_claimed_at_most_alpha_of_the_time(n, alternative):
     assert rate <= 0.05 + _sampling_error(0.05, TRIALS)
 
 
-
 def test_three_seeds_a_side_can_never_claim_a_two_sided_difference_at_5_percent():
     assert stats.rank_sum_test([1.0, 1.1, 1.2], [2.0, 2.1, 2.2]).min_p == pytest.approx(0.1)
     assert stats.seeds_to_decide(0.05) == 4
     assert stats.seeds_to_decide(0.05, two_sided=False) == 3
-
 
 
 def test_a_1_5x_shift_with_5_seeds_is_detected_as_documented():
@@ -59,7 +53,6 @@ def test_a_1_5x_shift_with_5_seeds_is_detected_as_documented():
     assert abs(rate - 0.827) <= _sampling_error(0.827, TRIALS)
 
 
-
 def test_seeds_auto_claims_at_most_alpha_under_no_difference_and_finds_a_real_one():
     design = stats.SequentialDesign(3, 10)
     assert design.deciding_looks == [5, 6, 7, 8, 9, 10] and design.level == pytest.approx(0.05 / 6)
@@ -68,7 +61,6 @@ def test_seeds_auto_claims_at_most_alpha_under_no_difference_and_finds_a_real_on
     # docs/report.md: at a real 1.3x, 67.8% claimed with 8.0 seeds a side on average
     claimed, seeds = error_rates.sequential_rates(design, 1.3, error_rates.TTT_SPREAD, trials=TRIALS, seed=13)
     assert abs(claimed - 0.678) <= _sampling_error(0.678, TRIALS) and 7.5 <= seeds <= 8.5
-
 
 
 def test_the_old_peeking_rule_would_have_claimed_far_more_often():
@@ -83,7 +75,6 @@ def test_the_old_peeking_rule_would_have_claimed_far_more_often():
     assert claims / 1000 > 0.08
 
 
-
 def test_ties_and_equal_pairs_give_valid_p_values():
     tied = stats.rank_sum_test([5.0, 5.0, 6.0], [5.0, 6.0, 6.0], alternative=stats.GREATER)
     assert 0 < tied.min_p <= tied.p_value <= 1
@@ -95,7 +86,6 @@ def test_ties_and_equal_pairs_give_valid_p_values():
     assert (same.p_value, same.min_p) == (1.0, 1.0)
 
 
-
 def test_the_paired_test_claims_at_most_alpha_of_the_time():
     rng = np.random.default_rng(3)
     claims = 0
@@ -104,7 +94,6 @@ def test_the_paired_test_claims_at_most_alpha_of_the_time():
         pairs = list(zip(base + rng.normal(0, 0.01, 12), base, strict=True))
         claims += stats.signed_rank_test(pairs, alternative=stats.LESS).p_value <= 0.05
     assert claims / TRIALS <= 0.05 + _sampling_error(0.05, TRIALS)
-
 
 
 def test_holm_and_tarone_keep_the_family_wise_rate_across_many_tests():
@@ -119,7 +108,6 @@ def test_holm_and_tarone_keep_the_family_wise_rate_across_many_tests():
         tarone_any += any(stats.tarone_bonferroni(tests, 0.05)[0])
     assert holm_any / 500 <= 0.05 + _sampling_error(0.05, 500)
     assert tarone_any / 500 <= 0.05 + _sampling_error(0.05, 500)
-
 
 
 def test_tarone_leaves_out_the_tests_that_cannot_decide():

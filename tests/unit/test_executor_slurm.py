@@ -22,17 +22,14 @@ from tests.helpers.executor_slurm import _fake_cluster, _matrix, _one_error
 pytest.importorskip("submitit")
 
 
-
 def _script(topology: str, **options) -> str:
     cell = Cell("maintenance", "lstm", topology, "fp32", 0, timeout_s=600)
     params = job_parameters(cell, load_topology(topology), ExecutorOptions(type="slurm", **options))
     return sbatch_script(params, Path("/shared/run/slurm"))
 
 
-
 def _sbatch_lines(script: str) -> set[str]:
     return {line.strip() for line in script.splitlines() if line.startswith("#SBATCH")}
-
 
 
 def test_each_cell_is_a_job_with_the_resources_its_topology_needs():
@@ -51,7 +48,6 @@ def test_each_cell_is_a_job_with_the_resources_its_topology_needs():
     assert {"#SBATCH --nodes=2", "#SBATCH --gpus-per-node=8", "#SBATCH --cpus-per-task=64", "#SBATCH --mem=256GB"} <= gpu
 
 
-
 def test_jobs_are_exclusive_and_srun_gives_each_task_its_cpus():
     script = _script("cpu-ddp2", cpus_per_rank=4)
     assert "#SBATCH --exclusive" in _sbatch_lines(script)
@@ -61,13 +57,11 @@ def test_jobs_are_exclusive_and_srun_gives_each_task_its_cpus():
     assert "#SBATCH --exclusive" not in shared
 
 
-
 def test_the_job_array_is_capped_at_max_jobs():
     cell = Cell("maintenance", "lstm", "cpu-1proc", "fp32", 0, timeout_s=600)
     params = job_parameters(cell, load_topology("cpu-1proc"), ExecutorOptions(type="slurm", max_jobs=3))
     script = sbatch_script({**params, "map_count": 10}, Path("/shared/run/slurm"))
     assert "#SBATCH --array=0-9%3" in script
-
 
 
 def test_submitits_slurm_executor_takes_each_cells_parameters(tmp_path, monkeypatch):
@@ -86,13 +80,11 @@ def test_submitits_slurm_executor_takes_each_cells_parameters(tmp_path, monkeypa
     assert not (tmp_path / "sbatch.calls").exists()
 
 
-
 def test_options_come_from_the_matrix_section_and_the_command_line_wins():
     options = executor_options({"type": "slurm", "partition": "a", "sbatch": {"constraint": "x"}, "max_jobs": 4},
                                {"partition": "b", "sbatch": {"exclusive": ""}, "max_jobs": None})
     assert (options.type, options.partition, options.max_jobs) == ("slurm", "b", 4)
     assert options.sbatch == {"constraint": "x", "exclusive": ""}
-
 
 
 def test_an_unknown_executor_option_in_the_matrix_is_one_line(tmp_path, capsys):

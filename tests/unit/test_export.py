@@ -16,14 +16,11 @@ from bench.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 FIXTURE = ROOT / "tests" / "fixtures" / "report-run"
-
 
 
 # The committed CPU baseline: a real smoke run's cells, every workload and baselines.
 BASELINE = next(p for p in sorted((ROOT / "results" / "baselines").iterdir()) if (p / "cells").is_dir())
-
 
 
 KEY_COLUMNS = ["run_id", "cell.id", "cell.workload", "cell.variant", "cell.topology", "cell.precision", "cell.seed",
@@ -31,12 +28,10 @@ KEY_COLUMNS = ["run_id", "cell.id", "cell.workload", "cell.variant", "cell.topol
                "environment.hardware_class"]
 
 
-
 def results_of(run_dir: Path) -> dict[str, dict]:
     """The run's results by cell id, read as plain JSON."""
     found = [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))]
     return {r["cell"]["id"]: r for r in found}
-
 
 
 def test_parquet_has_one_flat_row_per_cell(tmp_path, capsys):
@@ -64,7 +59,6 @@ def test_parquet_has_one_flat_row_per_cell(tmp_path, capsys):
             assert pd.isna(row["metrics.test.f1"]) and row["reason"] == result["reason"]
 
 
-
 def test_export_saves_a_dataset_that_load_from_disk_reads(tmp_path, capsys):
     results = results_of(BASELINE)
     out = tmp_path / "dataset"
@@ -87,7 +81,6 @@ def test_export_saves_a_dataset_that_load_from_disk_reads(tmp_path, capsys):
     assert list(frame.columns) == loaded.column_names and len(frame) == loaded.num_rows
 
 
-
 def test_a_second_export_replaces_the_saved_dataset_and_other_folders_are_kept(tmp_path, capsys):
     out = tmp_path / "dataset"
     assert main(["export", str(FIXTURE), "--out", str(out)]) == 0
@@ -104,7 +97,6 @@ def test_a_second_export_replaces_the_saved_dataset_and_other_folders_are_kept(t
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
-
 def test_values_of_different_kinds_in_one_column_become_json_text(tmp_path):
     run = tmp_path / "mixed"
     (run / "cells").mkdir(parents=True)
@@ -118,7 +110,6 @@ def test_values_of_different_kinds_in_one_column_become_json_text(tmp_path):
     assert notes[:2] == ["[1, 2]", "3"] and pd.isna(notes[2])  # a list and a number: JSON; absent: null
 
 
-
 def test_push_to_hub_pushes_the_same_dataset(monkeypatch, capsys):
     pushed = []
     monkeypatch.setattr(datasets.Dataset, "push_to_hub",
@@ -129,7 +120,6 @@ def test_push_to_hub_pushes_the_same_dataset(monkeypatch, capsys):
     assert "pushed to https://huggingface.co/datasets/me/bench-runs" in capsys.readouterr().out
 
 
-
 def test_a_failed_push_is_one_line(monkeypatch, capsys):
     def offline(self, repo, private=False):
         raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
@@ -137,7 +127,6 @@ def test_a_failed_push_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(datasets.Dataset, "push_to_hub", offline)
     assert main(["export", str(FIXTURE), "--push-to-hub", "me/bench-runs"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: --push-to-hub me/bench-runs: Failed to resolve 'huggingface.co'"]
-
 
 
 @pytest.mark.parametrize(("module", "argv", "message"), [
@@ -153,7 +142,6 @@ def test_a_missing_export_package_is_one_line(tmp_path, monkeypatch, capsys, mod
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-
 @pytest.mark.parametrize(("argv", "message"), [
     (["report", str(FIXTURE), "--format", "parquet", "--out", "-"],
      "error: --out - prints CSV or JSON only; Parquet is binary, give a folder"),
@@ -166,7 +154,6 @@ def test_bad_export_arguments_are_one_line(tmp_path, monkeypatch, capsys, argv, 
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [message]
     assert list(tmp_path.iterdir()) == []
-
 
 
 def test_an_older_result_with_nan_inside_a_list_exports_as_strict_json(tmp_path):

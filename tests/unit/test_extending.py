@@ -30,7 +30,6 @@ def on_path(monkeypatch):
     sys.modules.pop(MODULE, None)
 
 
-
 def test_an_entry_point_workload_joins_the_built_in_ones(tmp_path, on_path):
     on_path(install_plugin(tmp_path / "site", BLOBS))
     registry = WorkloadRegistry(BUILTIN)
@@ -42,7 +41,6 @@ def test_an_entry_point_workload_joins_the_built_in_ones(tmp_path, on_path):
     assert "entry point 'blobs = tiny_bench_workload:Blobs' of package blobs-plugin" in registry.source("blobs")
 
 
-
 def test_the_default_registry_is_the_same_mapping_for_the_harness():
     # What bench/harness/matrix.py, runner.py and worker.py rely on: membership, listing, lookup.
     assert set(BUILTIN) <= set(REGISTRY)
@@ -50,7 +48,6 @@ def test_the_default_registry_is_the_same_mapping_for_the_harness():
     assert "no-such-workload" not in REGISTRY
     with pytest.raises(BenchError, match="unknown workload 'no-such-workload'; valid choices: .*maintenance"):
         REGISTRY.load_class("no-such-workload")
-
 
 
 def test_a_broken_entry_point_fails_alone_when_used(tmp_path, on_path):
@@ -70,7 +67,6 @@ def test_a_broken_entry_point_fails_alone_when_used(tmp_path, on_path):
     assert registry.load_class("sentiment").name == "sentiment"
 
 
-
 def test_the_same_name_from_two_packages_is_refused_not_guessed(tmp_path, on_path):
     on_path(install_plugin(tmp_path / "a", BLOBS))
     on_path(install_plugin(tmp_path / "b", {"blobs": f"{MODULE}:BlobsParams"}, dist="copycat", module=False))
@@ -78,7 +74,6 @@ def test_the_same_name_from_two_packages_is_refused_not_guessed(tmp_path, on_pat
     with pytest.raises(BenchError, match="registered twice"):
         registry.load_class("blobs")
     assert registry.load_class("traffic").name == "traffic"
-
 
 
 def test_an_entry_point_whose_class_calls_itself_otherwise_is_refused(tmp_path, on_path):

@@ -35,7 +35,6 @@ class Float8Linear(torch.nn.Linear):
     __module__ = "torchao.float8.float8_linear"
 
 
-
 def convert_like_accelerate_torchao(model: torch.nn.Module) -> torch.nn.Module:
     """What accelerate's convert_model_to_fp8_ao does, with its own default filter: every nn.Linear
     but the first and the last, and only those whose in and out features are multiples of 16."""
@@ -51,7 +50,6 @@ def convert_like_accelerate_torchao(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-
 def workload_model(name: str, variant: str | None) -> torch.nn.Module:
     from workloads import make_workload
 
@@ -60,13 +58,11 @@ def workload_model(name: str, variant: str | None) -> torch.nn.Module:
     return workload.build_model()
 
 
-
 def mlp(*widths: int) -> torch.nn.Sequential:
     layers: list[torch.nn.Module] = []
     for a, b in zip(widths, widths[1:], strict=False):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     return torch.nn.Sequential(*layers[:-1])
-
 
 
 def test_the_layer_classes_are_told_apart_by_name_and_package():
@@ -93,7 +89,6 @@ def test_the_layer_classes_are_told_apart_by_name_and_package():
     assert fp8_layer_kind(LayerNormLinear()) is None
 
 
-
 def test_an_mlp_counts_only_the_converted_middle_layers():
     """64 -> 128 -> 128 -> 48 -> 10: the first and last Linear stay out; 128x128 and 128x48 go in."""
     model = mlp(64, 128, 128, 48, 10)
@@ -108,7 +103,6 @@ def test_an_mlp_counts_only_the_converted_middle_layers():
     assert verify_fp8(record, "cuda").status is None
 
 
-
 def test_sizes_not_multiples_of_16_stay_out_of_fp8_and_make_the_cell_unsupported():
     """The same depth with widths of 100 and 50: nothing converts, 0% fp8, unsupported."""
     model = convert_like_accelerate_torchao(mlp(64, 100, 100, 50, 10))
@@ -121,7 +115,6 @@ def test_sizes_not_multiples_of_16_stay_out_of_fp8_and_make_the_cell_unsupported
     assert verdict.observed["fp8"] is record
 
 
-
 def test_the_threshold_is_half():
     def record(fp8, compute):
         return {"backend": "torchao", "fp8_params": fp8, "compute_params": compute,
@@ -130,7 +123,6 @@ def test_the_threshold_is_half():
     assert FP8_MIN_FRACTION == 0.5
     assert verify_fp8(record(50, 100), "cuda").status is None
     assert verify_fp8(record(49, 100), "cuda").status == "unsupported"
-
 
 
 def test_wrapper_names_do_not_break_the_count():
@@ -146,7 +138,6 @@ def test_wrapper_names_do_not_break_the_count():
     record = fp8_layer_share(Wrapper(convert_like_accelerate_torchao(inner)), "torchao", sizes)
     assert record["layers"] == ["2", "4"]
     assert record["compute_params"] == sum(sizes.values())
-
 
 
 @pytest.mark.parametrize(("workload", "variant", "verdict"), [
@@ -170,7 +161,6 @@ def test_the_workload_models_under_accelerates_torchao_rule(workload, variant, v
         assert 0.5 <= record["fraction"] < 0.6
 
 
-
 def test_an_fp8_cell_that_accelerate_ran_in_fp16_is_unsupported(fresh_state):
     """Below compute capability 8.9 accelerate switches fp8 to fp16 with a log line only; what runs
     is then an fp16 accelerator, which is what the worker sees."""
@@ -179,10 +169,8 @@ def test_an_fp8_cell_that_accelerate_ran_in_fp16_is_unsupported(fresh_state):
     assert "accelerate runs mixed_precision='fp16'" in verdict.reason
 
 
-
 def fp8_cell(topology: str) -> Cell:
     return Cell("traffic", "ae", topology, "fp8", 0)
-
 
 
 def test_fp8_is_skipped_below_compute_capability_8_9():
@@ -195,7 +183,6 @@ def test_fp8_is_skipped_below_compute_capability_8_9():
         assert skip_reason(fp8_cell("gpu-1"), load_topology("gpu-1"), host) is None
 
 
-
 def test_ms_amp_with_fsdp_is_skipped_and_with_ddp_runs():
     h100_msamp = Host(gpus=8, bf16_gpu=True, fp8_backend="msamp", gpu_capability=(9, 0))
     for fsdp in ("gpu-fsdp2", "gpu-fsdp2-reshard-x2"):
@@ -206,10 +193,8 @@ def test_ms_amp_with_fsdp_is_skipped_and_with_ddp_runs():
     assert skip_reason(fp8_cell("gpu-fsdp2"), load_topology("gpu-fsdp2"), h100_torchao) is None
 
 
-
 needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None,
                                    reason="torchao not installed (pip install torchao): the stand-in tests above cover the count")
-
 
 
 @needs_torchao

@@ -17,19 +17,15 @@ from bench.results import Result, load_results
 TEMPLATE = Path(__file__).resolve().parents[2] / "results/baselines/cpu-2core-AMD-EPYC/cells/traffic-ae__cpu-1proc__fp32__s0.json"
 
 
-
 ROUNDS, SEEDS = 8, 1  # bench gate's defaults
-
 
 
 LAUNCH_SPREAD = 0.13  # lognormal sigma of a launch's step median against another's, measured in CI (docs/gate.md)
 
 
-
 @pytest.fixture(scope="module")
 def template() -> Result:
     return load_results(TEMPLATE)[0]
-
 
 
 def result(template: Result, seed: int, *, topology: str = "cpu-1proc", status: str = "converged", step: float = 0.0065,
@@ -47,7 +43,6 @@ def result(template: Result, seed: int, *, topology: str = "cpu-1proc", status: 
                                cell_wall_s=init + step * 200 + 5)
 
 
-
 def side(template: Result, rng: np.random.Generator, slower: float = 1.0, **fixed) -> list[list[Result]]:
     """ROUNDS rounds of SEEDS seeds, each launch with its own load (lognormal), seeds within it alike."""
     rounds = []
@@ -59,10 +54,8 @@ def side(template: Result, rng: np.random.Generator, slower: float = 1.0, **fixe
     return rounds
 
 
-
 def verdicts(judgement, figure: str) -> list[str]:
     return [c.verdict for c in judgement.checks if c.figure == figure]
-
 
 
 def test_an_unchanged_commit_passes_every_check(template):
@@ -73,14 +66,12 @@ def test_an_unchanged_commit_passes_every_check(template):
     assert judgement.tests == 5 + 3 and verdicts(judgement, "val roc_auc") == [OK]
 
 
-
 def test_a_much_slower_step_fails_naming_the_cell_and_figure(template):
     rng = np.random.default_rng(1)
     judgement = judge(side(template, rng), side(template, rng, slower=1.6))
     failed = {(c.cell, c.figure) for c in judgement.regressions}
     assert ("traffic-ae__cpu-1proc__fp32", "step_time_p10_s") in failed
     assert "init_s" not in {figure for _, figure in failed}
-
 
 
 def test_unchanged_code_fails_at_most_alpha_of_the_time_and_a_50_percent_step_is_caught(template):
@@ -92,7 +83,6 @@ def test_unchanged_code_fails_at_most_alpha_of_the_time_and_a_50_percent_step_is
     caught = sum(not judge(side(template, rng), side(template, rng, slower=1.5)).passed for _ in range(trials))
     assert false_alarms / trials <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / trials)
     assert caught / trials >= 0.95
-
 
 
 def test_lost_coverage_fails_with_its_reason(template):
@@ -109,7 +99,6 @@ def test_lost_coverage_fails_with_its_reason(template):
     assert "no longer converges in seed(s) 4" in status.why
 
 
-
 def test_a_cell_gone_or_new_is_said(template):
     rng = np.random.default_rng(4)
     base = side(template, rng)
@@ -118,7 +107,6 @@ def test_a_cell_gone_or_new_is_said(template):
     checks = judge(base, cand).checks
     assert [(c.cell, c.verdict) for c in checks if c.figure == "status"] == [
         ("traffic-ae__cpu-1proc__fp32", REGRESSION), ("traffic-ae__cpu-ddp2__fp32", NEW)]
-
 
 
 def test_quality_fails_when_the_median_misses_the_target_or_drops_significantly(template):
@@ -136,7 +124,6 @@ def test_quality_fails_when_the_median_misses_the_target_or_drops_significantly(
     assert verdicts(judge(base, lower), "test roc_auc") == [REGRESSION]
 
 
-
 def test_a_seed_stopped_by_its_seconds_guard_is_no_coverage_regression(template):
     rng = np.random.default_rng(9)
     cand = side(template, rng)
@@ -144,13 +131,11 @@ def test_a_seed_stopped_by_its_seconds_guard_is_no_coverage_regression(template)
     assert verdicts(judge(side(template, rng), cand), "status") == [OK]
 
 
-
 def test_better_convergence_is_an_improvement(template):
     rng = np.random.default_rng(6)
     base = side(template, rng)
     base[0][0] = result(template, 0, status="not_converged")
     assert verdicts(judge(base, side(template, rng)), "status") == [IMPROVEMENT]
-
 
 
 def test_without_a_base_only_the_candidates_own_failures_and_targets_count(template):
@@ -166,14 +151,12 @@ def test_without_a_base_only_the_candidates_own_failures_and_targets_count(templ
     assert not alone.passed and "could not run" in alone.notes[0]
 
 
-
 def test_every_format_carries_the_regression(template):
     rng = np.random.default_rng(8)
     judgement = judge(side(template, rng), side(template, rng, slower=1.5))
     assert "**FAIL**" in render_markdown(judgement, "b", "c")
     assert '"passed": false' in render_json(judgement, "b", "c")
     assert "<failure" in render_junit(judgement, "b", "c")
-
 
 
 def test_two_locks_are_named_in_a_note(template):

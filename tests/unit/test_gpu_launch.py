@@ -17,11 +17,9 @@ from bench.paths import ACCELERATE_CONFIGS_DIR
 GPU_CONFIGS = sorted(ACCELERATE_CONFIGS_DIR.glob("gpu-*.yaml"))
 
 
-
 @pytest.mark.parametrize("config", GPU_CONFIGS, ids=lambda p: p.stem)
 def test_no_built_in_gpu_config_pins_gpu_ids(config):
     assert str(yaml.safe_load(config.read_text()).get("gpu_ids", "all")) == "all"
-
 
 
 def test_two_loopback_nodes_on_one_gpu_host_get_disjoint_gpus(monkeypatch, tmp_path):
@@ -33,13 +31,11 @@ def test_two_loopback_nodes_on_one_gpu_host_get_disjoint_gpus(monkeypatch, tmp_p
                                             ["env", "CUDA_VISIBLE_DEVICES=8,9,10,11,12,13,14,15"]]
 
 
-
 def test_the_split_follows_the_gpus_this_process_was_given(monkeypatch):
     given = ["GPU-a", "GPU-b", "GPU-c", "GPU-d", "GPU-e", "GPU-f", "GPU-g", "GPU-h",
              "9", "11", "12", "13", "14", "15", "4", "2"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(given))
     assert gpus_per_loopback_node(load_topology("gpu-2node-x8")) == [given[:8], given[8:]]
-
 
 
 @pytest.mark.parametrize("name", ["cpu-2node", "gpu-ddp8", "gpu-1"])
@@ -49,7 +45,6 @@ def test_nothing_is_split_for_cpu_or_single_node_topologies(monkeypatch, tmp_pat
     assert gpus_per_loopback_node(topology) is None
     for cmd in launch_commands(topology, "fp32", tmp_path / "cell.json", tmp_path / "out.json", port=29555):
         assert cmd[0] != "env"
-
 
 
 def test_too_few_gpus_for_the_loopback_nodes_splits_nothing(monkeypatch):

@@ -24,13 +24,10 @@ from tests.helpers.compare import RUN_A, RUN_B, _slower, _write_run
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-
 COMMITTED = PROJECT_ROOT / "results" / "baselines"
 
 
-
 XEON = "Intel(R) Xeon(R) Processor @ 2.50GHz"
-
 
 
 def _on(result: dict, cpu_model: str, cores: int, flags: list[str] | None, gpus: list[str] | None = None) -> dict:
@@ -49,7 +46,6 @@ def _on(result: dict, cpu_model: str, cores: int, flags: list[str] | None, gpus:
     return r
 
 
-
 def _baseline(results_dir: Path, result: dict, hardware_in_meta: bool = True) -> Path:
     """A committed baseline of one cell; `hardware_in_meta=False` writes baseline.json as the
     committed one is, with only its hardware class."""
@@ -65,11 +61,9 @@ def _baseline(results_dir: Path, result: dict, hardware_in_meta: bool = True) ->
     return saved
 
 
-
 @pytest.fixture(scope="module")
 def honest() -> tuple[dict, dict]:
     return load_run(RUN_A)[0], load_run(RUN_B)[0]
-
 
 
 def test_another_cpu_model_string_with_the_same_cores_and_flags_is_matched_and_speed_judged(tmp_path, honest, capsys):
@@ -85,7 +79,6 @@ def test_another_cpu_model_string_with_the_same_cores_and_flags_is_matched_and_s
     assert main(["compare", "--baseline", "auto", str(slow), "--results-dir", str(results)]) == 1
     out = capsys.readouterr().out
     assert any(line.startswith("| regression") and "samples_per_s" in line for line in out.splitlines())
-
 
 
 def test_another_core_count_judges_status_and_quality_against_the_nearest_and_says_speed_was_not(tmp_path, honest, capsys):
@@ -108,7 +101,6 @@ def test_another_core_count_judges_status_and_quality_against_the_nearest_and_sa
     assert any(line.startswith("| regression") and "test f1" in line for line in out.splitlines())
 
 
-
 def test_a_baseline_without_recorded_flags_matches_on_core_count_only_and_says_so(tmp_path, honest, capsys):
     base, cand = honest
     results = tmp_path / "results"
@@ -120,7 +112,6 @@ def test_a_baseline_without_recorded_flags_matches_on_core_count_only_and_says_s
     assert any(line.startswith("| regression") and "samples_per_s" in line for line in out.splitlines())
 
 
-
 def test_different_precision_flags_are_different_hardware(tmp_path, honest, capsys):
     base, cand = honest
     baseline = _write_run(tmp_path / "base", [_on(base, XEON, 2, [])])
@@ -128,7 +119,6 @@ def test_different_precision_flags_are_different_hardware(tmp_path, honest, caps
     assert main(["compare", str(baseline), str(amx)]) == 0
     out = capsys.readouterr().out
     assert "speed and memory not judged" in out.lower() and "amx_bf16" in out
-
 
 
 def test_a_gpu_result_never_matches_a_cpu_baselines_speed(tmp_path, honest, capsys):
@@ -142,12 +132,10 @@ def test_a_gpu_result_never_matches_a_cpu_baselines_speed(tmp_path, honest, caps
     assert "samples_per_s" not in out
 
 
-
 def _committed(cpu_model_prefix: str) -> Path:
     [found] = [p.parent for p in COMMITTED.glob("*/baseline.json")
                if json.loads(p.read_text())["hardware_class"].startswith(f"cpu-2core-{cpu_model_prefix}")]
     return found
-
 
 
 def test_the_gate_passes_on_an_avx512_host_of_this_kind_against_the_committed_xeon_baseline(tmp_path, capsys):
@@ -161,7 +149,6 @@ def test_the_gate_passes_on_an_avx512_host_of_this_kind_against_the_committed_xe
     out = capsys.readouterr().out
     assert xeon.name in out and "Hardware matches" in out
     assert "**PASS**: 0 regression(s)" in out and "not judged" not in out
-
 
 
 def test_an_avx2_only_host_is_not_judged_against_avx512_figures_and_its_unsupported_bf16_lstms_do_not_fail(tmp_path, capsys):
@@ -199,7 +186,6 @@ def test_an_avx2_only_host_is_not_judged_against_avx512_figures_and_its_unsuppor
     out = capsys.readouterr().out
     assert sum("not judged (other hardware)" in line for line in out.splitlines()) == 3
     assert not any(line.startswith("| regression") and "| status" in line for line in out.splitlines())
-
 
 
 def test_a_candidate_measured_on_several_machines_matches_no_baseline(tmp_path, honest, capsys):

@@ -18,13 +18,11 @@ from bench.cli import main
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "report-run"
 
 
-
 def _set_load(run: Path, cell_id: str, start: list | None, end: list | None, cores: int = 2) -> None:
     path = run / "cells" / f"{cell_id}.json"
     result = json.loads(path.read_text())
     result["host_load"] = {"start": start, "end": end, "cores": cores}
     path.write_text(json.dumps(result))
-
 
 
 @pytest.fixture()
@@ -43,10 +41,8 @@ def loaded_run(tmp_path: Path) -> Path:
     return run
 
 
-
 def _table_row(md: str, *cells: str) -> str:
     return next(line for line in md.splitlines() if line.startswith("|") and all(f" {c} " in line for c in cells))
-
 
 
 def test_the_report_marks_rows_whose_cells_ran_on_a_busy_host(loaded_run: Path) -> None:
@@ -74,14 +70,12 @@ def test_the_report_marks_rows_whose_cells_ran_on_a_busy_host(loaded_run: Path) 
     assert [b["seed"] for b in row["busy_host"]] == [0, 1]
 
 
-
 def test_a_quiet_run_has_no_busy_mark(tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)
     for path in (run / "cells").glob("*.json"):
         _set_load(run, path.stem, [0.5, 0.5, 0.5], [1.99, 1.0, 0.5])
     assert "busy host" not in render_markdown(build_report(run, measure_peaks=False)).lower()
-
 
 
 @pytest.mark.parametrize("command", ["report", "compare"])

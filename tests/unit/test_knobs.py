@@ -29,7 +29,6 @@ def test_axes_multiply_into_cells_and_exclude_rules_remove_combinations(tmp_path
     }
 
 
-
 def test_checkpointing_off_on_reads_as_words_and_defaults_keep_todays_ids(tmp_path):
     path = write_matrix(tmp_path, {"topologies": ["cpu-1proc"], "workloads": {
         "sentiment": {"baselines": False, "checkpointing": [False, True]}}})  # what YAML makes of `off, on`
@@ -39,12 +38,10 @@ def test_checkpointing_off_on_reads_as_words_and_defaults_keep_todays_ids(tmp_pa
     assert "checkpointing" not in cells[0].to_dict() and cells[1].to_dict()["checkpointing"] == "on"
 
 
-
 def test_the_knobs_matrix_loads_and_keeps_every_default_cell():
     cells = load_matrix("knobs")
     assert {"traffic-ae__cpu-1proc__fp32__s0", "sentiment-minilm__cpu-1proc__fp32__checkpointing=on__s0",
             "traffic-ae__cpu-fsdp2-reshard-x2__fp32__s0", "traffic-ae__cpu-zero3-x2__fp32__s0"} <= {c.id for c in cells}
-
 
 
 def _compiled_run(fresh_state, model: torch.nn.Module, backend: str | None, elsewhere: bool = False) -> tuple:
@@ -74,7 +71,6 @@ def _compiled_run(fresh_state, model: torch.nn.Module, backend: str | None, else
                           step_probe.record())
 
 
-
 class Dense(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -82,7 +78,6 @@ class Dense(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.layer(x)).mean(1)
-
 
 
 class Recurrent(torch.nn.Module):
@@ -94,13 +89,11 @@ class Recurrent(torch.nn.Module):
         return self.rnn(x)[0][:, -1]
 
 
-
 def test_compile_through_accelerates_dynamo_setting_is_seen_in_effect(fresh_state):
     # aot_eager: dynamo and AOTAutograd trace and run graphs as with inductor, without a C++ compile.
     verdict, record = _compiled_run(fresh_state, Dense(), "aot_eager")
     assert verdict.status is None, verdict.reason
     assert record["prepared_model"] == "OptimizedModule" and record["graphs"] >= 1
-
 
 
 class BrokenDense(Dense):
@@ -112,7 +105,6 @@ class BrokenDense(Dense):
         return hidden.mean(1)
 
 
-
 class EagerDense(Dense):
     """A forward dynamo skips: compile asked for, set and counted (a graph elsewhere), yet nothing of it compiled."""
 
@@ -121,19 +113,16 @@ class EagerDense(Dense):
         return super().forward(x)
 
 
-
 def test_the_profiled_training_step_ran_the_forward_as_one_compiled_graph(fresh_state):
     verdict, record = _compiled_run(fresh_state, Dense(), "aot_eager")
     assert record["step"] == {"profiled_step": 3, "forwards": 1, "graphs_run": 1, "eager_ops": 0,
                               "eager_op_kinds": []}
 
 
-
 def test_a_graph_break_shows_as_a_second_compiled_graph_of_the_forward(fresh_state):
     verdict, record = _compiled_run(fresh_state, BrokenDense(), "aot_eager")
     assert verdict.status is None, verdict.reason
     assert record["graph_breaks"] >= 1 and record["step"]["graphs_run"] == 2
-
 
 
 def test_a_step_that_ran_eagerly_is_unsupported_though_a_graph_was_compiled_elsewhere(fresh_state):
@@ -144,18 +133,15 @@ def test_a_step_that_ran_eagerly_is_unsupported_though_a_graph_was_compiled_else
     assert verdict.status == "unsupported" and "ran its forward eagerly" in verdict.reason
 
 
-
 def test_compile_asked_for_but_not_set_on_the_accelerator_is_unsupported(fresh_state):
     verdict, record = _compiled_run(fresh_state, Dense(), None)
     assert verdict.status == "unsupported" and "not compiled by accelerate" in verdict.reason
-
 
 
 def test_compile_of_an_rnn_compiles_nothing_and_is_unsupported_with_dynamos_reason(fresh_state):
     verdict, record = _compiled_run(fresh_state, Recurrent(), "aot_eager")
     assert record["graphs"] == 0
     assert verdict.status == "unsupported" and "compiled no graph" in verdict.reason and "LSTM" in verdict.reason
-
 
 
 def _tiny_bert_forwards(checkpointing: bool) -> dict:
@@ -180,12 +166,10 @@ def _tiny_bert_forwards(checkpointing: bool) -> dict:
     return {"record": record, "verdict": verify_checkpointing(record)}
 
 
-
 def test_checkpointing_is_seen_as_recomputation():
     seen = _tiny_bert_forwards(checkpointing=True)
     assert seen["record"]["recompute_forwards_per_step"] == 2
     assert seen["verdict"].status is None
-
 
 
 def test_checkpointing_asked_for_but_not_enabled_is_unsupported():
@@ -194,6 +178,29 @@ def test_checkpointing_asked_for_but_not_enabled_is_unsupported():
     assert seen["verdict"].status == "unsupported" and "ran 1 forward(s) per step" in seen["verdict"].reason
 
 
+def test_checkpointing_off_with_recomputation_turned_on_anyway_is_invalid():
+    # A config that enabled gradient checkpointing behind the cell's back: the blocks the loop
+    # watches at checkpointing=off ran their forward twice per step.
+    from bench.harness.verify import verify_no_checkpointing
+
+    recomputed, plain = _tiny_bert_forwards(checkpointing=True), _tiny_bert_forwards(checkpointing=False)
+    verdict = verify_no_checkpointing(recomputed["record"])
+    assert verdict.status == "invalid" and "checkpointing=off asked for but a block ran 2 forwards" in verdict.reason
+    assert verify_no_checkpointing(plain["record"]).status is None
+
+
+def test_at_checkpointing_off_the_sentiment_model_offers_its_encoder_layers_to_watch_and_others_none():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from workloads import make_workload
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=32))
+    sentiment = make_workload("sentiment", "minilm", {})
+    assert sentiment.checkpointable_blocks(model) == list(model.bert.encoder.layer)
+    assert not model.is_gradient_checkpointing  # watching changes nothing
+    assert make_workload("traffic", "ae", {}).checkpointable_blocks(torch.nn.Linear(2, 2)) == []  # the default
+
 
 def test_the_sentiment_workload_checkpoints_its_encoder_layers_and_others_refuse():
     from workloads import workload_class
@@ -201,7 +208,6 @@ def test_the_sentiment_workload_checkpoints_its_encoder_layers_and_others_refuse
     assert workload_class("traffic").knob_refusal("ae", {"checkpointing": "on"})
     assert workload_class("maintenance").knob_refusal("lstm", {"checkpointing": "on"})
     assert workload_class("sentiment").knob_refusal("minilm", {"checkpointing": "on"}) is None
-
 
 
 def test_cpu_affinity_records_the_real_cores_and_calls_the_asked_knob_a_no_op(fresh_state):

@@ -24,18 +24,15 @@ def frame():
     return load_frame()
 
 
-
 @pytest.fixture(scope="module")
 def splits():
     return Maintenance("gru").load(seed=0)
-
 
 
 def test_real_file_is_read_in_udi_order(frame):
     assert len(frame) == 10_000
     assert frame["UDI"].is_monotonic_increasing
     assert int(frame[LABEL].sum()) == 339
-
 
 
 def test_no_label_leak_or_identifier_among_inputs(frame):
@@ -45,13 +42,11 @@ def test_no_label_leak_or_identifier_among_inputs(frame):
     assert {"Type_L", "Type_M", "Type_H"} <= set(names)
 
 
-
 def test_features_do_not_change_when_label_columns_change(frame):
     poisoned = frame.copy()
     for column in [*LEAKY, LABEL]:
         poisoned[column] = 1 - poisoned[column]
     assert np.array_equal(feature_matrix(frame)[0], feature_matrix(poisoned)[0])
-
 
 
 def test_blocks_are_contiguous_disjoint_and_cover_all_rows():
@@ -60,7 +55,6 @@ def test_blocks_are_contiguous_disjoint_and_cover_all_rows():
     assert bounds["train"][1] == bounds["val"][0]
     assert bounds["val"][1] == bounds["test"][0]
     assert bounds["test"][1] == 10_000
-
 
 
 def test_windows_never_cross_a_block(splits):
@@ -75,7 +69,6 @@ def test_windows_never_cross_a_block(splits):
     assert info["train"]["udi"][1] < info["val"]["udi"][0] <= info["val"]["udi"][1] < info["test"]["udi"][0]
 
 
-
 def test_window_label_is_the_last_rows_label():
     x = np.arange(30, dtype=np.float32).reshape(10, 3)
     y = np.zeros(10, dtype=np.float32)
@@ -85,7 +78,6 @@ def test_window_label_is_the_last_rows_label():
     assert window.shape == (4, 3)
     assert window[-1, 0].item() == 18.0  # row 6
     assert label.item() == 1.0
-
 
 
 def test_scaler_uses_training_rows_only(frame):
@@ -105,14 +97,12 @@ def test_scaler_uses_training_rows_only(frame):
     assert set(np.unique(scaled[:, n_numeric:])) <= {0.0, 1.0}
 
 
-
 def test_pos_weight_is_the_setting_or_else_the_training_block_ratio(splits):
     assert splits.info["pos_weight"] == 5.0
     auto = Maintenance("gru", {"pos_weight": 0.0}).load(seed=0)
     train_labels = auto.train.y.numpy()
     expected = (len(train_labels) - train_labels.sum()) / train_labels.sum()
     assert auto.info["pos_weight"] == pytest.approx(expected)
-
 
 
 def test_majority_class_scores_zero_f1():
@@ -122,7 +112,6 @@ def test_majority_class_scores_zero_f1():
     assert m["f1"] == 0.0
 
 
-
 def test_unknown_variant_and_parameter_are_one_line_errors():
     from bench.errors import BenchError
 
@@ -130,7 +119,6 @@ def test_unknown_variant_and_parameter_are_one_line_errors():
         Maintenance("transformer")
     with pytest.raises(BenchError, match="unknown parameter"):
         Maintenance("gru", {"hiddne": 3})
-
 
 
 def _ai4i_copy(tmp_path, monkeypatch, edit) -> None:
@@ -146,7 +134,6 @@ def _ai4i_copy(tmp_path, monkeypatch, edit) -> None:
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
 
 
-
 def test_non_finite_sensor_value_is_refused_not_scored_as_negative(tmp_path, monkeypatch):
     # A row of the validation block: its windows would score NaN, and NaN >= 0.5 is "no failure".
     _ai4i_copy(tmp_path, monkeypatch, lambda f: f.__setitem__("Torque [Nm]", f["Torque [Nm]"].where(f.index != 7999, np.inf)))
@@ -154,7 +141,6 @@ def test_non_finite_sensor_value_is_refused_not_scored_as_negative(tmp_path, mon
 
     with pytest.raises(BenchError, match=r"column 'Torque \[Nm\]' has 1 non-finite value\(s\), first at data row 8000: inf"):
         Maintenance("gru").load(seed=0)
-
 
 
 def test_duplicated_rows_are_refused(tmp_path, monkeypatch):
@@ -168,14 +154,12 @@ def test_duplicated_rows_are_refused(tmp_path, monkeypatch):
         Maintenance("gru").load(seed=0)
 
 
-
 def test_a_block_holding_one_class_is_refused(tmp_path, monkeypatch):
     _ai4i_copy(tmp_path, monkeypatch, lambda f: f.__setitem__(LABEL, f[LABEL].where(f.index < 8500, 0)))
     from bench.errors import BenchError
 
     with pytest.raises(BenchError, match=r"ai4i2020.csv: the test block \(UDI 8501-10000\) holds one class only \(Machine failure 0 in all 1,500 rows\)"):
         Maintenance("gru").load(seed=0)
-
 
 
 def test_reordering_by_udi_is_recorded_as_cleaning(tmp_path, monkeypatch):

@@ -17,9 +17,7 @@ from bench.paths import ACCELERATE_CONFIGS_DIR
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 
 
-
 EIGHT_GPUS = Host(gpus=8, bf16_gpu=True, fp8_backend=None)
-
 
 
 @pytest.mark.parametrize("name", available_topologies())
@@ -32,12 +30,10 @@ def test_every_accelerate_config_loads_with_accelerates_own_classes(name):
     assert topology.num_machines == config.num_machines
 
 
-
 def test_the_product_topologies_exist():
     assert {"cpu-1proc", "cpu-ddp2", "cpu-2node", "gpu-1", "gpu-ddp2", "gpu-ddp4", "gpu-ddp8", "gpu-2node-x8", "gpu-fsdp2"} <= set(
         available_topologies()
     )
-
 
 
 def test_cpu_topologies_promise_multi_cpu_when_multi_process():
@@ -48,18 +44,15 @@ def test_cpu_topologies_promise_multi_cpu_when_multi_process():
     assert load_topology("gpu-fsdp2").expected("bf16").distributed_types == ("FSDP",)
 
 
-
 def test_unknown_keys_in_an_accelerate_config_are_refused(tmp_path):
     (tmp_path / "odd.yaml").write_text("distributed_type: 'NO'\nnum_processes: 1\nnum_gpus_please: 3\n")
     with pytest.raises(BenchError, match="unknown keys"):
         load_topology("odd", directory=tmp_path)
 
 
-
 def test_unknown_topology_lists_the_choices():
     with pytest.raises(BenchError, match=r"unknown topology 'cpu-9proc'; valid choices: .*cpu-1proc"):
         load_topology("cpu-9proc")
-
 
 
 def test_smoke_matrix_expands_to_workloads_topologies_precisions_and_baselines():
@@ -80,7 +73,6 @@ def test_smoke_matrix_expands_to_workloads_topologies_precisions_and_baselines()
     assert {c.workload for c in baselines} == {c.workload for c in train}
 
 
-
 def test_seeds_multiply_cells():
     one = load_matrix("smoke", seeds=1)
     three = load_matrix("smoke", seeds=3)
@@ -88,11 +80,9 @@ def test_seeds_multiply_cells():
     assert {c.seed for c in three} == {0, 1, 2}
 
 
-
 def test_cell_round_trips_through_json():
     cell = load_matrix("smoke")[0]
     assert Cell.from_dict(cell.to_dict()) == cell
-
 
 
 def test_filters():
@@ -102,16 +92,13 @@ def test_filters():
         filter_cells(load_matrix("smoke"), precision="fp64")
 
 
-
 def write_matrix(tmp_path: Path, spec: dict) -> str:
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(spec))
     return str(path)
 
 
-
 BASE = {"topologies": ["cpu-1proc"], "precisions": ["fp32"], "workloads": {"maintenance": {}}}
-
 
 
 @pytest.mark.parametrize(
@@ -137,7 +124,6 @@ def test_bad_matrices_get_one_line_errors(tmp_path, change, message):
     assert "\n" not in str(err.value)
 
 
-
 def test_malformed_yaml(tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text("workloads: [unclosed\n")
@@ -145,16 +131,13 @@ def test_malformed_yaml(tmp_path):
         load_matrix(str(path))
 
 
-
 def test_unknown_matrix_name_lists_choices():
     with pytest.raises(BenchError, match="unknown matrix 'huge'; valid choices: .*smoke"):
         load_matrix("huge")
 
 
-
 def cell(topology: str, precision: str = "fp32") -> Cell:
     return Cell("maintenance", "gru", topology, precision, 0)
-
 
 
 def test_gpu_cells_are_skipped_on_a_cpu_host_with_a_reason():
@@ -164,12 +147,10 @@ def test_gpu_cells_are_skipped_on_a_cpu_host_with_a_reason():
     assert reason.startswith("needs 2 nodes x 8 GPUs, found 0 GPU(s)")
 
 
-
 def test_cpu_cells_run_and_fp16_on_cpu_is_left_to_the_worker_to_expose():
     for topology in ("cpu-1proc", "cpu-ddp2", "cpu-2node"):
         for precision in ("fp32", "bf16", "fp16"):
             assert skip_reason(cell(topology, precision), load_topology(topology), NO_GPU) is None
-
 
 
 def test_the_dry_run_says_fp16_on_cpu_will_come_out_unsupported(capsys):
@@ -184,7 +165,6 @@ def test_the_dry_run_says_fp16_on_cpu_will_come_out_unsupported(capsys):
     assert "skip: needs 1 GPU(s), found 0" in lines["maintenance-gru__gpu-1__fp16__s0"]
 
 
-
 def test_the_dry_run_says_a_bf16_rnn_on_a_gpu_comes_out_unsupported():
     # torch's AutocastRNN runs cuDNN GRU/LSTM in fp16 under bf16 autocast: the worker refuses such
     # cells (issue 27, item 4), and the dry run must not predict "run" for them.
@@ -195,17 +175,14 @@ def test_the_dry_run_says_a_bf16_rnn_on_a_gpu_comes_out_unsupported():
     assert expected_verdict(Cell("maintenance", "gru", "cpu-1proc", "bf16", 0), load_topology("cpu-1proc")) is None
 
 
-
 def test_fp8_needs_a_backend_and_a_gpu():
     assert "needs a GPU" in skip_reason(cell("cpu-1proc", "fp8"), load_topology("cpu-1proc"), NO_GPU)
     assert "transformer_engine or MS-AMP" in skip_reason(cell("gpu-1", "fp8"), load_topology("gpu-1"), EIGHT_GPUS)
 
 
-
 def test_a_big_enough_gpu_host_runs_gpu_cells():
     assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), EIGHT_GPUS) is None
     assert skip_reason(cell("gpu-ddp8", "bf16"), load_topology("gpu-ddp8"), Host(8, False, None)) == "needs a GPU with native bf16 (this one has none, or only emulates it)"
-
 
 
 def test_the_cell_key_names_cells_as_their_result_files_always_have_been(tmp_path) -> None:
@@ -219,7 +196,6 @@ def test_the_cell_key_names_cells_as_their_result_files_always_have_been(tmp_pat
     user_config = Cell("traffic", "mlp", str(tmp_path / "my ddp.yaml"), "fp32", 0)
     assert user_config.id == "traffic-mlp__my_ddp__fp32__s0"  # a user's config file goes by its stem
     assert CellKey.of(train.to_dict()) == train.key and Cell.from_dict(train.to_dict()).key == train.key
-
 
 
 def test_a_future_axis_appears_in_the_id_only_away_from_its_default(monkeypatch) -> None:

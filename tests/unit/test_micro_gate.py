@@ -16,7 +16,6 @@ def test_storage_is_keyed_on_what_decides_the_figures() -> None:
     assert hardware_key({"cpu_count": 16, "cpu_precision_flags": [], "gpus": ["NVIDIA H200"] * 8}) == "gpu-8xNVIDIA-H200"
 
 
-
 def test_the_committed_baselines_are_pytest_benchmark_runs_of_the_gate_selection() -> None:
     from tests.benchmarks.gate import SELECTION
 

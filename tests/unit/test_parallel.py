@@ -29,7 +29,6 @@ def test_the_host_is_cut_into_disjoint_slots(monkeypatch):
     assert len(gpus) == 2 * CORES and all(len(slot.gpus) == 2 for slot in slots)
 
 
-
 def test_parallel_beyond_the_cores_or_gpus_is_refused(monkeypatch):
     monkeypatch.delenv("BENCH_CPU_CORES", raising=False)
     with pytest.raises(BenchError, match=f"more than the {CORES} core"):
@@ -43,7 +42,6 @@ def test_parallel_beyond_the_cores_or_gpus_is_refused(monkeypatch):
             host_slots(2, [])
 
 
-
 def test_a_cell_takes_whole_slots_for_its_ranks():
     one_core = Slot(0, (0,), ())
     assert slots_needed(load_topology("cpu-1proc"), one_core, 2) == 1
@@ -55,10 +53,8 @@ def test_a_cell_takes_whole_slots_for_its_ranks():
     assert slots_needed(None, one_core, 2) == 1  # baselines
 
 
-
 def test_the_kernel_cpu_list_format_is_read():
     assert _cpu_list("0-2,5") == (0, 1, 2, 5) and _cpu_list("1") == (1,)
-
 
 
 def test_parallel_larger_than_the_host_is_one_line_and_launches_nothing(tmp_path, capsys):

@@ -17,14 +17,12 @@ from workloads import REGISTRY
 STEPS = 4
 
 
-
 def _importable(name: str) -> bool:
     try:
         importlib.import_module(REGISTRY[name].split(":")[0])
     except ImportError:
         return False
     return True
-
 
 
 # Sentiment's parity (a MiniLM fine-tuning twice over) is the slow one: in `make test-all`.
@@ -44,7 +42,6 @@ def test_accelerate_and_plain_pytorch_losses_agree_in_fp32(name: str, data_dir) 
     assert len(set(np.round(accelerate_losses[1:], 6))) > 1
 
 
-
 def test_a_different_seed_breaks_parity(data_dir) -> None:
     """The comparison can fail: the plain loop with another seed gives other losses."""
     from bench.harness.parity import accelerate_train, loaded, plain_train, recording_losses
@@ -55,7 +52,6 @@ def test_a_different_seed_breaks_parity(data_dir) -> None:
     with recording_losses(workload) as plain_losses:
         plain_train(workload, splits, 3, seed=1)
     assert not np.allclose(accelerate_losses, plain_losses, rtol=0, atol=1e-6)
-
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -73,7 +69,6 @@ def test_prepared_steps_train_and_agree(precision: str, data_dir) -> None:
     assert plain_losses[-1] < plain_losses[0]
     if precision == "fp32":
         np.testing.assert_allclose(accelerate_losses, plain_losses, rtol=0, atol=1e-6)
-
 
 
 def test_the_accelerate_side_times_the_loops_own_step(monkeypatch, data_dir) -> None:
@@ -94,7 +89,6 @@ def test_the_accelerate_side_times_the_loops_own_step(monkeypatch, data_dir) -> 
     step()
     step()
     assert len(calls) == 2
-
 
 
 def test_cost_interval_brackets_a_known_shift() -> None:

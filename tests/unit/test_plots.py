@@ -19,27 +19,22 @@ from bench.analysis.report import build_report
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "report-run"
 
 
-
 @pytest.fixture(scope="module")
 def report():
     return build_report(FIXTURE, measure_peaks=False)
-
 
 
 def _workload(report, name: str):
     return copy.deepcopy(next(w for w in report.workloads if w.name == name))
 
 
-
 def _row(w, topology: str, precision: str) -> dict:
     return next(r for r in w.rows if (r["topology"], r["precision"]) == (topology, precision))
-
 
 
 def _legend_texts(fig) -> list[str]:
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     return [t.get_text() for legend in legends for t in legend.get_texts()]
-
 
 
 def _points(w, key: str = "test_f1") -> list[tuple[float, float]]:
@@ -48,14 +43,12 @@ def _points(w, key: str = "test_f1") -> list[tuple[float, float]]:
             if x is not None and y is not None]
 
 
-
 def _with_two_node_row(w) -> None:
     """A trained cpu-2node fp32 row (2 processes on 2 nodes), copied from cpu-ddp2 fp32, put first."""
     two_node = copy.deepcopy(_row(w, "cpu-ddp2", "fp32"))
     two_node.update(topology="cpu-2node", nodes=2, id="alpha-gru__cpu-2node__fp32-trained")
     two_node["per_seed"]["samples_per_s"] = [x * 2 for x in two_node["per_seed"]["samples_per_s"]]
     w.rows = [two_node, *[r for r in w.rows if r["topology"] != "cpu-2node"]]
-
 
 
 def test_quality_axis_fits_the_points_and_names_a_far_baseline(report):
@@ -75,14 +68,12 @@ def test_quality_axis_fits_the_points_and_names_a_far_baseline(report):
     assert low <= 0.65 <= high
 
 
-
 def test_a_baseline_above_the_points_says_so(report):
     w = _workload(report, "alpha")
     w.baselines.append({"model": "oracle", "quality": {"test_f1": {"median": 0.99}}})
     fig = plots.quality_vs_throughput(w)
     assert fig.axes[0].get_ylim()[1] < 0.99
     assert "oracle 0.99 (baseline, median): above the axis, not drawn" in _legend_texts(fig)
-
 
 
 def test_quality_plot_draws_the_validation_target_as_a_labelled_dotted_line(report):
@@ -92,14 +83,12 @@ def test_quality_plot_draws_the_validation_target_as_a_labelled_dotted_line(repo
     assert "val target 0.5" in _legend_texts(fig)
 
 
-
 def test_quality_values_are_plotted_as_they_are(report):
     w = _workload(report, "alpha")
     fig = plots.quality_vs_throughput(w)
     plotted = sorted((x, y) for c in fig.axes[0].collections for x, y in c.get_offsets())
     assert plotted == sorted(_points(w))  # nothing overlaps in the fixture: nothing dodged
     assert "dodged" not in fig.axes[0].get_title()
-
 
 
 def test_overlapping_points_of_different_configurations_are_dodged_sideways(report):
@@ -116,13 +105,11 @@ def test_overlapping_points_of_different_configurations_are_dodged_sideways(repo
     assert "dodged sideways" in ax.get_title()
 
 
-
 def test_dodge_moves_only_points_that_overlap_another_configuration():
     offsets, moved = plots._dodge([[(100.0, 0.5), (300.0, 0.9)], [(100.0, 0.5)], [(200.0, 0.1)]], xspan=200, yspan=1)
     step = plots.DODGE_STEP * 200
     assert moved and offsets == [[-step / 2, 0.0], [step / 2], [0.0]]
     assert plots._dodge([[(1.0, 1.0)], [(2.0, 2.0)]], xspan=1, yspan=1) == ([[0.0], [0.0]], False)
-
 
 
 def test_convergence_has_a_seconds_panel_and_a_samples_panel(report):
@@ -137,7 +124,6 @@ def test_convergence_has_a_seconds_panel_and_a_samples_panel(report):
     assert "val target 0.5" in _legend_texts(fig)
 
 
-
 def test_convergence_without_samples_keeps_the_seconds_panel(report):
     w = _workload(report, "beta")
     for r in w.rows:
@@ -148,12 +134,10 @@ def test_convergence_without_samples_keeps_the_seconds_panel(report):
     assert "no samples recorded" in by_samples.texts[0].get_text()
 
 
-
 def test_memory_bars_have_no_whiskers_when_no_seeds_differ(report):
     (ax,) = plots.peak_memory(_workload(report, "beta")).axes  # one seed per configuration
     assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert ax.get_xlabel().endswith("(one seed: no whiskers)")
-
 
 
 def test_memory_whiskers_only_where_seeds_differ(report):
@@ -165,12 +149,10 @@ def test_memory_whiskers_only_where_seeds_differ(report):
     assert "whiskers min-max over seeds where they differ" in ax.get_xlabel()
 
 
-
 def test_time_to_target_whiskers_only_where_seeds_differ(report):
     (ax,) = plots.time_to_target(_workload(report, "beta")).axes
     assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert "one seed: no whiskers" in ax.get_xlabel()
-
 
 
 def test_legends_and_colours_follow_scale_whatever_the_row_order(report):
@@ -186,7 +168,6 @@ def test_legends_and_colours_follow_scale_whatever_the_row_order(report):
     assert labels == configurations
     convergence = [t for t in _legend_texts(plots.convergence(w)) if t.startswith("gru ")]
     assert [t.rsplit(" ", 1)[0] for t in convergence] == [c for c in configurations for _ in range(5 if "fp32" in c else 2)]
-
 
 
 def test_write_plots_saves_every_built_figure(report, tmp_path):

@@ -32,12 +32,10 @@ def test_olympic_mean_drops_fastest_and_slowest_from_five_seeds_up():
     assert stats.olympic_mean([9, None, 10, 13, 14, 30]) == pytest.approx((10 + 13 + 14) / 3)
 
 
-
 def test_median_and_range_ignore_missing_values():
     assert stats.median([3, None, 1, 2]) == 2
     assert stats.value_range([3, None, 1, float("nan")]) == (1, 3)
     assert stats.median([None]) is None and stats.value_range([]) is None
-
 
 
 def test_speedup_ratio_and_scaling_efficiency():
@@ -46,7 +44,6 @@ def test_speedup_ratio_and_scaling_efficiency():
     assert stats.rate_ratio(1800, 1000) == pytest.approx(1.8)
     assert stats.scaling_efficiency(1800, 1000, 2) == pytest.approx(0.9)
     assert stats.scaling_efficiency(1800, None, 2) is None
-
 
 
 @pytest.mark.parametrize(
@@ -65,11 +62,9 @@ def test_compare_is_inconclusive_when_seed_spreads_overlap(a, b, verdict):
     assert comparison.conclusive == (verdict in ("higher", "lower"))
 
 
-
 def _row(report, workload: str, topology: str, precision: str) -> dict:
     w = next(w for w in report.workloads if w.name == workload)
     return next(r for r in w.rows if (r["topology"], r["precision"]) == (topology, precision))
-
 
 
 def test_groups_aggregate_seeds(report):
@@ -84,7 +79,6 @@ def test_groups_aggregate_seeds(report):
     assert ref["scaling_efficiency"] is None  # single process
 
 
-
 def test_multi_process_speedup_and_scaling_efficiency(report):
     ddp = _row(report, "alpha", "cpu-ddp2", "fp32")
     assert (ddp["converged"], ddp["cells"], ddp["statuses"]) == (4, 5, {"converged": 4, "not_converged": 1})
@@ -95,7 +89,6 @@ def test_multi_process_speedup_and_scaling_efficiency(report):
     assert ddp["speedup_time_to_target"] == pytest.approx(13 / 7.5)
     assert ddp["throughput_ratio"] == pytest.approx(1.8)
     assert ddp["scaling_efficiency"] == pytest.approx(1800 / (2 * 1000))
-
 
 
 def test_mfu_uses_the_peak_of_the_cells_dtype_and_device(report):
@@ -109,7 +102,6 @@ def test_mfu_uses_the_peak_of_the_cells_dtype_and_device(report):
     assert gpu["mfu_datasheet"]["median"] == pytest.approx(1e9 * 200 / 6.69e13)
     assert gpu["cuda_max_allocated_mb"]["median"] == 1000 and gpu["cuda_max_reserved_mb"]["median"] == 1200
     assert gpu["tokens_per_s"]["median"] == 25600
-
 
 
 @pytest.mark.parametrize(("flags", "shown"), [(["avx512f"], False), ([], False), (["avx512_bf16", "avx512f"], True),
@@ -129,13 +121,11 @@ def test_a_bf16_cell_on_a_cpu_that_only_emulates_bf16_gets_no_mfu(flags, shown):
     assert mfu(fp32, peaks, "measured") is not None  # fp32 is native everywhere
 
 
-
 def test_quality_columns_follow_each_workloads_target(report):
     alpha, beta = report.workloads
     assert alpha.target["metric"] == "f1" and beta.target["metric"] == "roc_auc"
     assert "test_roc_auc" in _row(report, "beta", "gpu-1", "bf16")["quality"]
     assert _row(report, "beta", "gpu-1", "bf16")["speedup_time_to_target"] == pytest.approx(2.0)
-
 
 
 def test_any_split_is_a_quality_column_and_nested_or_nan_entries_are_not_figures(report):
@@ -146,14 +136,12 @@ def test_any_split_is_a_quality_column_and_nested_or_nan_entries_are_not_figures
     assert "test_at_threshold" not in quality  # nested report, not a number
 
 
-
 def test_baselines_are_aggregated_over_seeds(report):
     alpha = report.workloads[0]
     rf = next(b for b in alpha.baselines if b["model"] == "random_forest")
     assert rf["kind"] == "baseline" and rf["cells"] == 2
     assert rf["quality"]["test_f1"]["median"] == pytest.approx(0.65)
     assert rf["fit_seconds"]["median"] == pytest.approx(2.5)
-
 
 
 def test_every_cell_without_numbers_is_listed_with_its_reason(report):
@@ -169,7 +157,6 @@ def test_every_cell_without_numbers_is_listed_with_its_reason(report):
     assert _row(report, "alpha", "gpu-1", "fp32")["converged"] == 0
 
 
-
 def test_rows_are_ordered_by_scale_then_precision(report):
     # CPU before GPU; 1 process, then 2 processes on one node, then 2 processes on 2 nodes
     # (cpu-2node after cpu-ddp2, although its name sorts first); then fp32, bf16, fp16.
@@ -180,13 +167,11 @@ def test_rows_are_ordered_by_scale_then_precision(report):
     assert [(r["processes"], r["nodes"]) for r in rows] == [(1, 1)] * 3 + [(2, 1)] * 2 + [(2, 2), (1, 1)]
 
 
-
 def test_curves_carry_seconds_values_and_samples(report):
     (curve, *_) = _row(report, "alpha", "cpu-1proc", "fp32")["curves"]
     assert curve["seed"] == 0 and curve["metric"] == "f1"
     assert curve["seconds"] == [3.0, 6.0, 9.0] and curve["samples"] == [640, 1280, 1920]
     assert len(curve["value"]) == 3
-
 
 
 def test_verdict_names_the_fastest_and_calls_only_what_holm_decides(report):
@@ -213,7 +198,6 @@ def test_verdict_names_the_fastest_and_calls_only_what_holm_decides(report):
     assert report.claims == 12 and report.alpha == 0.05  # the two convergence claims at 5/5 and 1/1 cannot decide: not counted
 
 
-
 def test_with_enough_seeds_a_difference_is_called_and_the_fastest_stands_alone():
     from bench.analysis.report_compare import control_claims, judge
 
@@ -222,7 +206,6 @@ def test_with_enough_seeds_a_difference_is_called_and_the_fastest_stands_alone()
     assert control_claims([fast, slow]) == 2
     assert fast["conclusive"] and fast["verdict"] == "faster" and fast["ratio"] == pytest.approx(0.55, abs=0.01)
     assert not slow["conclusive"] and slow["verdict"] == "needs more seeds"
-
 
 
 def test_markdown_holds_tables_baselines_listings_and_environment(report):
@@ -239,7 +222,6 @@ def test_markdown_holds_tables_baselines_listings_and_environment(report):
     assert "tokens/s" in md.split("## beta")[1]
 
 
-
 def test_csv_and_json_carry_the_same_figures(report):
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     assert len(rows) == sum(len(w.rows) + len(w.baselines) for w in report.workloads) == 11
@@ -254,7 +236,6 @@ def test_csv_and_json_carry_the_same_figures(report):
     assert {c["status"] for c in payload["without_numbers"]} == {"unsupported", "skipped", "invalid", "failed"}
 
 
-
 def test_plots_are_written_as_non_empty_pngs(report, tmp_path):
     written = write_plots(report, tmp_path)
     assert [name for _, name in written["alpha"]] == [
@@ -264,7 +245,6 @@ def test_plots_are_written_as_non_empty_pngs(report, tmp_path):
         for _, name in files:
             data = (tmp_path / name).read_bytes()
             assert data.startswith(b"\x89PNG") and len(data) > 5000
-
 
 
 def test_datasheet_peaks_match_gpu_names():
@@ -279,17 +259,14 @@ def test_datasheet_peaks_match_gpu_names():
     assert datasheet_peak("NVIDIA A100 80GB PCIe")[0] == "NVIDIA A100"
 
 
-
 def test_matmul_peak_is_a_plausible_rate():
     rate = matmul_flops("fp32", "cpu", 128, 0.01)
     assert 1e6 < rate < 1e14  # FLOP/s: above a megaflop, below any CPU
 
 
-
 def test_cli_prints_csv_to_stdout(capsys):
     assert main(["report", str(FIXTURE), "--format", "csv", "--out", "-"]) == 0
     assert capsys.readouterr().out.startswith("workload,kind,model")
-
 
 
 @pytest.mark.parametrize(

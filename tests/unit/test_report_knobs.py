@@ -22,13 +22,11 @@ from bench.cli import main
 SEEDS = 8
 
 
-
 BASE = {"ttt": [10.0, 10.5, 9.8, 10.2, 9.9, 10.3, 10.1, 9.7],
         "samples": [1920, 1920, 2000, 1920, 2000, 1920, 1920, 2000],
         "sps": [1000, 1010, 990, 1005, 995, 1002, 998, 1008], "rss": [400, 401, 399, 400, 402, 398, 401, 400],
         "f1": [0.55, 0.56, 0.54, 0.55, 0.56, 0.54, 0.55, 0.56], "wall": [20.0, 21.0, 19.0, 20.5, 19.5, 20.2, 19.8, 20.7],
         "step": [0.010, 0.0101, 0.0099, 0.01005, 0.00995, 0.01002, 0.00998, 0.01003]}
-
 
 
 def result(topology: str, precision: str, seed: int, axes: dict[str, Any], figures: dict[str, list[float]],
@@ -58,10 +56,8 @@ def result(topology: str, precision: str, seed: int, axes: dict[str, Any], figur
     return out
 
 
-
 def scaled(**factors: float) -> dict[str, list[float]]:
     return {name: [v * factors.get(name, 1.0) for v in values] for name, values in BASE.items()}
-
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +86,17 @@ def run(tmp_path_factory) -> Path:
     return run_dir
 
 
-
 @pytest.fixture(scope="module")
 def report(run):
     return build_report(run, measure_peaks=False)
-
 
 
 def _section(report, axis: str) -> dict[str, Any]:
     return next(s for s in report.workloads[0].knobs if s["axis"] == axis)
 
 
-
 def _entry(section: dict[str, Any], cell_id: str) -> dict[str, Any]:
     return next(e for e in section["entries"] if e["id"] == cell_id)
-
 
 
 def test_cells_differing_only_in_a_knob_are_separate_rows(report):
@@ -113,7 +105,6 @@ def test_cells_differing_only_in_a_knob_are_separate_rows(report):
     assert "kn-mlp__cpu-1proc__fp32__grad_accum=4" in ids
     ref = next(r for r in report.workloads[0].rows if r["id"] == "kn-mlp__cpu-1proc__fp32__grad_accum=4")
     assert ref["reference_id"] == "kn-mlp__cpu-1proc__fp32"  # the reference is never a row with a knob turned
-
 
 
 def test_compile_section_decides_each_figure(report):
@@ -128,7 +119,6 @@ def test_compile_section_decides_each_figure(report):
     assert entry["time_to_target_s"]["p_value"] == pytest.approx(2 / 12870)  # 8 v 8, apart: the smallest p there is
 
 
-
 def test_compile_payback_step_and_never(report):
     section = _section(report, "compile")
     pay = _entry(section, "kn-mlp__cpu-1proc__fp32__compile=inductor")["payback"]
@@ -138,18 +128,15 @@ def test_compile_payback_step_and_never(report):
     assert never["never"] and never["payback_steps"] is None
 
 
-
 def test_a_knob_cell_without_its_default_is_listed_not_compared(report):
     entry = _entry(_section(report, "compile"), "kn-mlp__cpu-1proc__bf16__compile=inductor")
     assert entry["off_id"] is None and "time_to_target_s" not in entry
-
 
 
 def test_one_seed_on_each_side_says_so(report):
     entry = _entry(_section(report, "checkpointing"), "kn-mlp__cpu-ddp2__bf16__checkpointing=on")
     assert entry["memory"]["verdict"] == "needs more seeds" and entry["memory"]["ratio"] == pytest.approx(0.7)
     assert entry["memory"]["min_p"] == 1.0 and entry["memory"]["seeds_needed"] >= 6
-
 
 
 def test_reference_convergence_flags_a_configuration_that_needs_more_samples(report):
@@ -159,7 +146,6 @@ def test_reference_convergence_flags_a_configuration_that_needs_more_samples(rep
     assert accum["ratio"] == pytest.approx(2.0)
     assert not checks["kn-mlp__cpu-ddp2__fp32"]["flag"]  # the same samples: no difference
     assert checks["kn-mlp__cpu-ddp2__fp32"]["verdict"] == "no difference measured"
-
 
 
 def test_markdown_shows_knob_columns_sections_and_the_flag(report):
@@ -177,13 +163,11 @@ def test_markdown_shows_knob_columns_sections_and_the_flag(report):
     assert "0.70x, needs " in md and " seeds (n = 1 vs 1)" in md
 
 
-
 def test_csv_carries_the_knobs_and_the_intervals(report):
     rows = {(r["topology"], r["precision"], r["knobs"]): r for r in csv.DictReader(io.StringIO(render_csv(report)))}
     compiled = rows[("cpu-1proc", "fp32", "compile=inductor")]
     assert float(compiled["time_to_target_s_ratio_ratio"]) == pytest.approx(0.7)
     assert compiled["time_to_target_s_ratio_verdict"] == "faster"
-
 
 
 def test_a_configuration_that_never_converged_says_so(tmp_path):
@@ -202,7 +186,6 @@ def test_a_configuration_that_never_converged_says_so(tmp_path):
     assert "target reached by 0/2 on, 2/2 off" in md.split("What turning it on did: grad_accum")[1]
 
 
-
 def test_a_run_without_knobs_has_no_knob_section(tmp_path):
     (tmp_path / "cells").mkdir()
     for seed in range(3):
@@ -213,12 +196,10 @@ def test_a_run_without_knobs_has_no_knob_section(tmp_path):
     assert "What turning it on did" not in render_markdown(report) and "| knobs" not in render_markdown(report)
 
 
-
 def test_cli_report_of_the_knob_run(run, tmp_path, capsys):
     assert main(["report", str(run), "--out", str(tmp_path), "--no-peak-measure"]) == 0
     md = (tmp_path / "report.md").read_text()
     assert "### What turning it on did: compile" in md and "### Reference convergence" in md
-
 
 
 def test_judge_words_too_few_seeds_and_a_zero_reference():
@@ -232,7 +213,6 @@ def test_judge_words_too_few_seeds_and_a_zero_reference():
     assert two["verdict"] == one["verdict"] == "needs more seeds"
     zero = judge([0.5, 0.6], [0.0, 0.4], ("better", "worse"))
     assert zero["verdict"] == "no numbers" and zero["ratio"] is None
-
 
 
 def test_end_to_end_compares_seeds_as_launches_of_their_own(tmp_path):

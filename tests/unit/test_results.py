@@ -12,7 +12,6 @@ from bench.results import load_run, make_result, result_path, validate_result, w
 CELL = {"workload": "maintenance", "variant": "gru", "topology": "cpu-1proc", "precision": "fp32", "seed": 0, "id": "x"}
 
 
-
 def converged() -> dict:
     return make_result(
         CELL,
@@ -27,17 +26,14 @@ def converged() -> dict:
     )
 
 
-
 def test_a_converged_result_validates():
     assert validate_result(converged()) == []
-
 
 
 def test_missing_fields_are_reported():
     result = converged()
     del result["curve"]
     assert validate_result(result) == ["status converged needs 'curve'"]
-
 
 
 def test_non_result_statuses_need_a_reason_and_no_numbers():
@@ -47,11 +43,9 @@ def test_non_result_statuses_need_a_reason_and_no_numbers():
     assert "status unsupported must carry no metrics" in validate_result(bad)
 
 
-
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError):
         make_result(CELL, "great")
-
 
 
 def test_atomic_write_leaves_only_the_final_file(tmp_path):
@@ -59,7 +53,6 @@ def test_atomic_write_leaves_only_the_final_file(tmp_path):
     write_json_atomic(path, converged())
     assert json.loads(path.read_text())["status"] == "converged"
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
-
 
 
 def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
@@ -71,7 +64,6 @@ def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
 
 
-
 def test_load_run_ignores_temporary_leftovers_and_rejects_broken_files(tmp_path):
     write_json_atomic(result_path(tmp_path, "a"), converged())
     (tmp_path / "cells" / ".b.json.123.tmp").write_text("{half")
@@ -79,7 +71,6 @@ def test_load_run_ignores_temporary_leftovers_and_rejects_broken_files(tmp_path)
     (tmp_path / "cells" / "c.json").write_text("{half")
     with pytest.raises(BenchError, match="not a readable result file"):
         load_run(tmp_path)
-
 
 
 def test_a_resumed_run_clears_the_leftovers_of_killed_writes_and_nothing_else(tmp_path):
@@ -93,7 +84,6 @@ def test_a_resumed_run_clears_the_leftovers_of_killed_writes_and_nothing_else(tm
     gone = remove_unfinished_writes(tmp_path)
     assert sorted(p.name for p in gone) == [".b.json.123.tmp", ".run.json.9.tmp"]
     assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == [".notes.tmp", "a.json", "notes.tmp"]
-
 
 
 def test_a_resumed_slurm_run_keeps_temporary_files_its_live_jobs_may_be_writing(tmp_path):
@@ -110,11 +100,9 @@ def test_a_resumed_slurm_run_keeps_temporary_files_its_live_jobs_may_be_writing(
     assert not leftover.exists()  # local launches die with their runner: nothing is writing it
 
 
-
 def test_load_run_on_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(BenchError, match="not a run directory"):
         load_run(tmp_path)
-
 
 
 def _strict_loads(text: str):
@@ -122,7 +110,6 @@ def _strict_loads(text: str):
         raise ValueError(f"bare {constant} in JSON")
 
     return json.loads(text, parse_constant=refuse)
-
 
 
 def test_non_finite_numbers_are_written_as_null_with_a_reason(tmp_path):

@@ -28,13 +28,11 @@ from workloads import REGISTRY, workload_class
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 
 
-
 @pytest.fixture(autouse=True)
 def cpu_host(monkeypatch):
     """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
     monkeypatch.setattr(bench.harness.host.Host, "detect", classmethod(lambda cls: NO_GPU))
     monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
-
 
 
 @pytest.mark.parametrize("flag", ["--run-id", "--resume"])
@@ -52,7 +50,6 @@ def test_a_run_id_must_be_one_safe_folder_name(tmp_path, capsys, flag, bad):
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
 
 
-
 def test_a_generated_run_id_from_an_odd_matrix_file_name_is_one_folder(tmp_path):
     from bench.harness.runner import new_run_id
 
@@ -60,12 +57,10 @@ def test_a_generated_run_id_from_an_odd_matrix_file_name_is_one_folder(tmp_path)
     assert "/" not in run_id and " " not in run_id and ";" not in run_id and run_id.endswith("my_matrix_v2")
 
 
-
 def base_spec(**changes) -> dict:
     spec = {"topologies": ["cpu-1proc"], "precisions": ["fp32"], "workloads": {"maintenance": {}}}
     spec.update(changes)
     return spec
-
 
 
 def refused(tmp_path: Path, spec: dict | str) -> str:
@@ -76,7 +71,6 @@ def refused(tmp_path: Path, spec: dict | str) -> str:
     message = str(err.value)
     assert "\n" not in message
     return message
-
 
 
 @pytest.mark.parametrize(
@@ -103,16 +97,13 @@ def test_non_finite_fractional_or_duplicated_numbers_in_a_matrix_are_refused(tmp
     assert message in refused(tmp_path, head + body)
 
 
-
 def numeric_params(workload: str) -> list[dataclasses.Field]:
     fields = dataclasses.fields(workload_class(workload).Params)
     return [f for f in fields if {k.strip() for k in str(f.type).split("|")} - {"None"} in ({"int"}, {"float"})]
 
 
-
 def test_every_workload_has_numeric_params_to_check():
     assert all(len(numeric_params(w)) >= 8 for w in REGISTRY)
-
 
 
 @pytest.mark.parametrize("workload", sorted(REGISTRY))
@@ -123,7 +114,6 @@ def test_every_numeric_param_of_every_workload_is_range_checked(tmp_path, worklo
         for bad in bad_values:
             message = refused(tmp_path, base_spec(workloads={workload: {"params": {f.name: bad}}}))
             assert f"workload {workload}: parameter {f.name} must be" in message, (f.name, bad, message)
-
 
 
 @pytest.mark.parametrize(
@@ -152,7 +142,6 @@ def test_workload_params_out_of_range_are_refused_before_launch(tmp_path, worklo
     assert message in refused(tmp_path, base_spec(workloads={workload: {"params": params}}))
 
 
-
 def test_params_at_the_edges_of_their_ranges_are_accepted(tmp_path):
     path = tmp_path / "m.yaml"
     spec = base_spec(workloads={
@@ -163,12 +152,10 @@ def test_params_at_the_edges_of_their_ranges_are_accepted(tmp_path):
     assert len(load_matrix(str(path))) == 4
 
 
-
 def test_every_target_metric_has_a_known_range():
     from workloads.base import METRIC_RANGES
 
     assert all(workload_class(w).target_metric in METRIC_RANGES for w in REGISTRY)
-
 
 
 @pytest.mark.parametrize("seeds", ["0", "-1", "-3"])
@@ -177,19 +164,16 @@ def test_seeds_flag_below_one_is_refused(capsys, seeds):
     assert f"--seeds must be at least 1, got {seeds}" in one_error_line(capsys)
 
 
-
 def test_a_binary_file_as_matrix_is_one_line(tmp_path, capsys):
     (tmp_path / "m.yaml").write_bytes(BINARY)
     assert main(["run", "--matrix", str(tmp_path / "m.yaml"), "--dry-run"]) == 2
     assert "m.yaml: not a text file" in one_error_line(capsys)
 
 
-
 def test_a_binary_file_as_accelerate_config_is_one_error(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(BINARY)
     with pytest.raises(BenchError, match=r"bin.yaml: not a text file"):
         load_topology("bin", tmp_path)
-
 
 
 @pytest.mark.parametrize(
@@ -214,7 +198,6 @@ def test_a_wrongly_typed_accelerate_key_is_one_error(tmp_path, key, value, messa
     with pytest.raises(BenchError) as err:
         load_topology("odd", tmp_path)
     assert "odd.yaml: " in str(err.value) and message in str(err.value), str(err.value)
-
 
 
 def test_a_full_disk_outside_the_runner_is_one_line_too(tmp_path, capsys, monkeypatch):

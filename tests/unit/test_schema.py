@@ -32,10 +32,8 @@ def test_the_committed_schema_is_the_generated_one() -> None:
     assert SCHEMA_FILE.read_text() == schema_text(), "regenerate: python -m bench.results --schema > bench/result.schema.json"
 
 
-
 def test_the_schema_is_a_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(json_schema())
-
 
 
 def test_a_version_1_result_is_upgraded_with_the_direction_of_its_target(validator) -> None:
@@ -50,7 +48,6 @@ def test_a_version_1_result_is_upgraded_with_the_direction_of_its_target(validat
     assert lower["target"]["higher_is_better"] is False
 
 
-
 def test_make_result_records_the_target_direction() -> None:
     cell = json.loads(FIXTURE_CELL.read_text())["cell"]
     given = make_result(cell, "converged", target={"metric": "rmse", "value": 1.0, "split": "val", "higher_is_better": True})
@@ -59,7 +56,6 @@ def test_make_result_records_the_target_direction() -> None:
     assert derived["target"]["higher_is_better"] is False
     assert derived["schema_version"] == SCHEMA_VERSION
     assert make_result(cell, "skipped", "needs 2 GPU(s), found 0").get("target") is None
-
 
 
 def test_unknown_fields_are_kept_through_the_typed_model() -> None:
@@ -72,7 +68,6 @@ def test_unknown_fields_are_kept_through_the_typed_model() -> None:
     out = typed.to_dict()
     assert out["a_future_field"] == {"x": 1} and out["timings"]["a_future_timing"] == 2.5
     assert out["timings"]["train_seconds"] == 1.0
-
 
 
 def test_the_schema_refuses_what_validate_result_refuses(validator) -> None:

@@ -26,13 +26,10 @@ from tests.helpers.seeds_auto import one_error_line, write_matrix
 REF = "kn-mlp__cpu-1proc__fp32"
 
 
-
 DDP = "kn-mlp__cpu-ddp2__fp32"
 
 
-
 BF16 = "kn-mlp__cpu-1proc__bf16"
-
 
 
 def result(topology: str, precision: str, seed: int, ttt: float | None, status: str = "converged",
@@ -61,20 +58,16 @@ def result(topology: str, precision: str, seed: int, ttt: float | None, status: 
     return out
 
 
-
 def seeds_of(topology: str, precision: str, times: list[float | None]) -> list[dict[str, Any]]:
     """One result per seed 0.., converged in times[seed] seconds (None: not converged)."""
     return [result(topology, precision, seed, t, "converged" if t is not None else "not_converged")
             for seed, t in enumerate(times)]
 
 
-
 REFERENCE_TIMES = [10.0, 10.5, 9.8]
 
 
-
 FIVE_REFERENCE_TIMES = REFERENCE_TIMES + [10.2, 9.9]
-
 
 
 def test_a_configuration_the_test_decides_stops_and_adds_nothing():
@@ -89,7 +82,6 @@ def test_a_configuration_the_test_decides_stops_and_adds_nothing():
     assert needing_a_seed(decisions) == []
 
 
-
 def test_an_undecided_configuration_adds_the_next_seed_to_it_and_to_its_reference():
     decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + seeds_of("cpu-ddp2", "fp32", [10.2, 9.9, 10.4]), 10)
     assert sorted(needing_a_seed(decisions)) == [REF, DDP]
@@ -97,7 +89,6 @@ def test_an_undecided_configuration_adds_the_next_seed_to_it_and_to_its_referenc
     assert decisions[DDP]["open"] == "p 1 above the look's level 0.0083"
     assert decisions[DDP]["time_to_target"]["conclusive"] is False
     assert decisions[REF]["open"] == "reference of 1 undecided configuration"
-
 
 
 def test_at_the_maximum_an_undecided_configuration_stops_and_so_does_its_reference():
@@ -108,13 +99,11 @@ def test_at_the_maximum_an_undecided_configuration_stops_and_so_does_its_referen
     assert needing_a_seed(decisions) == []
 
 
-
 def test_a_configuration_that_never_converges_is_decided_and_its_reference_needs_no_seed():
     decisions = decide(seeds_of("cpu-1proc", "fp32", REFERENCE_TIMES) + seeds_of("cpu-ddp2", "fp32", [None, None, None]), 10)
     assert decisions[DDP]["stopped"] == DID_NOT_CONVERGE
     assert decisions[REF]["stopped"] == REFERENCE
     assert needing_a_seed(decisions) == []
-
 
 
 def test_seeds_that_did_not_converge_count_as_slower_and_the_comparison_stays_open():
@@ -125,12 +114,10 @@ def test_seeds_that_did_not_converge_count_as_slower_and_the_comparison_stays_op
     assert sorted(needing_a_seed(decisions)) == [REF, DDP]
 
 
-
 def test_a_reference_that_never_converges_decides_its_comparisons():
     decisions = decide(seeds_of("cpu-1proc", "fp32", [None, None, None]) + seeds_of("cpu-ddp2", "fp32", [5.0, 5.1, 5.2]), 10)
     assert decisions[DDP]["stopped"] == REFERENCE_DID_NOT_CONVERGE
     assert needing_a_seed(decisions) == []
-
 
 
 def test_skipped_unsupported_and_invalid_configurations_are_decided_at_once():
@@ -146,7 +133,6 @@ def test_skipped_unsupported_and_invalid_configurations_are_decided_at_once():
     assert needing_a_seed(decisions) == []
 
 
-
 def test_a_reference_gets_a_seed_while_any_of_its_comparisons_is_open():
     results = seeds_of("cpu-1proc", "fp32", FIVE_REFERENCE_TIMES + [10.1])
     results += seeds_of("cpu-ddp2", "fp32", [5.0, 5.2, 4.9, 5.1, 5.05, 4.95])  # decided at 6 seeds
@@ -157,11 +143,9 @@ def test_a_reference_gets_a_seed_while_any_of_its_comparisons_is_open():
     assert decisions[REF]["next_seed"] == 6 and decisions[BF16]["next_seed"] == 3
 
 
-
 def test_configurations_without_a_reference_are_decided():
     decisions = decide(seeds_of("cpu-ddp2", "fp32", [5.0, 5.2, 4.9]) + seeds_of("cpu-ddp2", "bf16", [5.0, 5.2, 4.9]), 10)
     assert {d["stopped"] for d in decisions.values()} == {NO_REFERENCE}
-
 
 
 def test_classical_baselines_keep_their_seeds_and_the_record_has_every_configuration():
@@ -176,7 +160,6 @@ def test_classical_baselines_keep_their_seeds_and_the_record_has_every_configura
     assert saved["cells"][REF] == {"workload": "kn", "seeds": 3, "seed_list": [0, 1, 2], "stopped": REFERENCE,
                                    "reference": REF, "time_to_target": None}
     json.dumps(saved, allow_nan=False)  # run.json is strict JSON
-
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -197,7 +180,6 @@ def test_bad_seed_options_are_one_line_and_exit_2(tmp_path, capsys, argv, messag
     assert one_error_line(capsys) == f"error: {message}"
 
 
-
 def test_a_dry_run_shows_the_first_round_and_says_more_seeds_may_follow(tmp_path, capsys):
     matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc"])
     assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--seeds", "auto", "--dry-run"]) == 0
@@ -207,7 +189,6 @@ def test_a_dry_run_shows_the_first_round_and_says_more_seeds_may_follow(tmp_path
     assert "first round (3 seeds per configuration)" in out and "up to --max-seeds 10, may follow" in out
 
 
-
 def test_a_target_ratio_sets_the_most_seeds_the_design_needs_to_find_it(tmp_path, capsys):
     matrix = write_matrix(tmp_path / "m.yaml", ["cpu-1proc"])
     assert main(["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--seeds", "auto",
@@ -215,7 +196,6 @@ def test_a_target_ratio_sets_the_most_seeds_the_design_needs_to_find_it(tmp_path
     captured = capsys.readouterr()
     # docs/report.md: a 2x ratio is found at least 80% of the time by the time the design reaches 5 seeds
     assert "--target-ratio 2: up to 5 seeds a side" in captured.err and "up to --max-seeds 5" in captured.out
-
 
 
 def test_a_matrix_with_more_seeds_starts_with_them(tmp_path, capsys):

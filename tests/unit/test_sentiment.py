@@ -24,13 +24,11 @@ def _offline(monkeypatch):
     resolve_model.cache_clear()
 
 
-
 def test_default_model_resolves_offline_to_the_packaged_minilm():
     path = Path(resolve_model(""))
     assert path == Path(default_model_path())
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
     assert Sentiment.unavailable_reason({}) is None
-
 
 
 @pytest.mark.parametrize(
@@ -50,11 +48,9 @@ def test_unresolvable_model_is_a_one_line_error_never_a_substitute(name, says):
     assert Sentiment.unavailable_reason({"model": name}) == message
 
 
-
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(BenchError, match="has no config.json"):
         resolve_model(str(tmp_path))
-
 
 
 def _reviews_copy(tmp_path: Path, monkeypatch, edit) -> None:
@@ -74,9 +70,7 @@ def _reviews_copy(tmp_path: Path, monkeypatch, edit) -> None:
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
 
 
-
 SMALL = {"max_length": 16, "train_subset": 40, "val_subset": 40, "test_subset": 40, "ood_subset": 40}
-
 
 
 def test_empty_reviews_are_dropped_and_counted(tmp_path, monkeypatch):
@@ -94,12 +88,10 @@ def test_empty_reviews_are_dropped_and_counted(tmp_path, monkeypatch):
     assert steps[("amazon_reviews/amazon_cells_labelled.txt", "drop sentences empty after cleaning")] == 0
 
 
-
 def test_reviews_of_one_class_are_refused(tmp_path, monkeypatch):
     _reviews_copy(tmp_path, monkeypatch, lambda frame: frame.__setitem__("label", 1))
     with pytest.raises(BenchError, match=r"label column 'label' holds one class only \(1 in all 1,100 rows\)"):
         Sentiment(params=SMALL).load(0)
-
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +110,6 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return folder
 
 
-
 def _direct_probabilities(folder: Path, texts: list[str], clean=clean_for_model) -> np.ndarray:
     from bench.checkpoint import load_checkpoint
 
@@ -129,7 +120,6 @@ def _direct_probabilities(folder: Path, texts: list[str], clean=clean_for_model)
             enc = tokenizer(clean(text), truncation=True, max_length=32, return_tensors="pt")
             probs.append(torch.softmax(model(**enc).logits, dim=-1)[0].numpy())
     return np.asarray(probs)
-
 
 
 def test_predict_csv_with_labels_writes_probabilities_and_prints_metrics(tiny_checkpoint, tmp_path, capsys):
@@ -151,7 +141,6 @@ def test_predict_csv_with_labels_writes_probabilities_and_prints_metrics(tiny_ch
     assert list(pred["prediction"]) == [LABELS[i] for i in expected.argmax(axis=1)]
 
 
-
 def test_predict_detects_the_uci_tab_format_and_plain_lines(tiny_checkpoint, tmp_path, capsys):
     uci = tmp_path / "uci.txt"
     uci.write_text('Great for the jawbone.\t1\nThe "mic" is bad.\t0\nWorks.\t1\n')
@@ -165,7 +154,6 @@ def test_predict_detects_the_uci_tab_format_and_plain_lines(tiny_checkpoint, tmp
     assert "accuracy" not in capsys.readouterr().out
     pred = pd.read_csv(tmp_path / "b.csv")
     assert list(pred["row"]) == [1, 3] and "label" not in pred.columns
-
 
 
 @pytest.mark.parametrize(
@@ -185,7 +173,6 @@ def test_predict_bad_input_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys
     assert err.startswith("error: ") and says in err and "\n" not in err
 
 
-
 def _with_metadata(checkpoint: Path, folder: Path, **change) -> Path:
     """The checkpoint as symlinks in `folder` (no 90 MB copy), with its metadata changed."""
     folder.mkdir()
@@ -197,11 +184,9 @@ def _with_metadata(checkpoint: Path, folder: Path, **change) -> Path:
     return folder
 
 
-
 def _predicted(checkpoint: Path, source: Path, out: Path) -> np.ndarray:
     assert bench_main(["predict", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(out)]) == 0
     return pd.read_csv(out)[["prob_negative", "prob_positive"]].to_numpy()
-
 
 
 def test_predict_honours_the_cleaning_the_checkpoint_records(tiny_checkpoint, tmp_path, capsys):
@@ -222,7 +207,6 @@ def test_predict_honours_the_cleaning_the_checkpoint_records(tiny_checkpoint, tm
     assert list(pd.read_csv(tmp_path / "uncleaned.csv")["text"]) == texts  # the output keeps the input text
 
 
-
 def test_predict_refuses_a_cleaning_it_does_not_know(tiny_checkpoint, tmp_path, capsys):
     source = tmp_path / "r.txt"
     source.write_text("fine\n")
@@ -234,13 +218,11 @@ def test_predict_refuses_a_cleaning_it_does_not_know(tiny_checkpoint, tmp_path, 
     assert not (tmp_path / "p.csv").exists()
 
 
-
 def test_predict_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
     source = tmp_path / "r.txt"
     source.write_text("fine\n")
     assert bench_main(["predict", "--checkpoint", str(tmp_path), "--input", str(source)]) == 2
     assert "not a bench checkpoint" in capsys.readouterr().err
-
 
 
 def test_frozen_embeddings_stay_put_while_the_encoder_trains():

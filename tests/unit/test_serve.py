@@ -20,17 +20,14 @@ from tests.helpers.serve import LABELS, open_slow_clients
 LIMITS = ServingLimits(max_body_bytes=4096, max_texts=4, max_text_chars=200)
 
 
-
 @pytest.fixture(scope="module")
 def predictor(checkpoint) -> Predictor:
     return Predictor(checkpoint)
 
 
-
 @pytest.fixture(scope="module")
 def client(predictor):
     return create_app(predictor, LIMITS).test_client()
-
 
 
 def direct_probabilities(predictor: Predictor, text: str) -> list[float]:
@@ -42,12 +39,10 @@ def direct_probabilities(predictor: Predictor, text: str) -> list[float]:
         return torch.softmax(predictor.model(**batch).logits, dim=-1)[0].tolist()
 
 
-
 def test_health(client):
     response = client.get("/health")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
-
 
 
 def test_metadata_names_model_metrics_versions_and_limits(client):
@@ -63,7 +58,6 @@ def test_metadata_names_model_metrics_versions_and_limits(client):
     assert meta["limits"] == {"max_body_bytes": 4096, "max_texts": 4, "max_text_chars": 200}
 
 
-
 def test_predict_one_text_matches_the_model(client, predictor):
     text = "The battery died after a week and support never answered."
     response = client.post("/predict", json={"text": text})
@@ -73,7 +67,6 @@ def test_predict_one_text_matches_the_model(client, predictor):
     assert list(answer["probabilities"]) == LABELS
     assert list(answer["probabilities"].values()) == pytest.approx(expected, abs=1e-6)
     assert answer["label"] == LABELS[expected.index(max(expected))]
-
 
 
 def test_predict_batch_keeps_order_and_agrees_with_single_texts(client):
@@ -89,18 +82,15 @@ def test_predict_batch_keeps_order_and_agrees_with_single_texts(client):
             assert answer["probabilities"][label] == pytest.approx(single["probabilities"][label], abs=1e-5)
 
 
-
 def test_texts_are_cleaned_as_in_training(client):
     plain = client.post("/predict", json={"text": "Great phone & case"}).get_json()
     marked_up = client.post("/predict", json={"text": "<b>Great</b>   phone &amp; case https://example.com/x"}).get_json()
     assert marked_up == plain
 
 
-
 def test_long_text_is_truncated_to_max_length_not_refused(client):
     response = client.post("/predict", json={"text": "good " * 39})  # 195 chars, > 128 tokens with specials
     assert response.status_code == 200
-
 
 
 def test_bf16_autocast_gives_probabilities_close_to_fp32(checkpoint, predictor):
@@ -111,7 +101,6 @@ def test_bf16_autocast_gives_probabilities_close_to_fp32(checkpoint, predictor):
         assert sum(a["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         for label in LABELS:
             assert a["probabilities"][label] == pytest.approx(b["probabilities"][label], abs=0.02)
-
 
 
 class SlowEchoPredictor:
@@ -130,7 +119,6 @@ class SlowEchoPredictor:
         return [{"label": text} for text in texts]
 
 
-
 def run_concurrently(function, inputs):
     barrier = threading.Barrier(len(inputs))
 
@@ -140,7 +128,6 @@ def run_concurrently(function, inputs):
 
     with ThreadPoolExecutor(len(inputs)) as pool:
         return list(pool.map(call, inputs))
-
 
 
 def test_micro_batcher_merges_waiting_requests_and_routes_each_answer_back():
@@ -155,14 +142,12 @@ def test_micro_batcher_merges_waiting_requests_and_routes_each_answer_back():
     assert all(size < 5 + 3 for size in model.batch_sizes)  # stops taking requests once it holds >= 5 texts
 
 
-
 def test_micro_batcher_hands_a_model_error_to_its_request_and_survives():
     batcher = MicroBatcher(SlowEchoPredictor(), max_batch=8)
     with pytest.raises(RuntimeError, match="model failed"):
         batcher.predict_cleaned(["boom"])
     assert batcher.predict_cleaned(["fine"]) == [{"label": "fine"}]  # the worker survived
     batcher.close()
-
 
 
 class GatedEchoPredictor(SlowEchoPredictor):
@@ -179,7 +164,6 @@ class GatedEchoPredictor(SlowEchoPredictor):
             self.started.set()
             assert self.gate.wait(60), "the test never opened the gate"
         return super().predict_cleaned(texts)
-
 
 
 def queue_then_release(batcher: MicroBatcher, model: GatedEchoPredictor, requests: list[list[str]], queued: int):
@@ -202,7 +186,6 @@ def queue_then_release(batcher: MicroBatcher, model: GatedEchoPredictor, request
         return first.result(), [answer.result() for answer in answers]
 
 
-
 def test_micro_batcher_retries_a_failed_batch_request_by_request():
     model = GatedEchoPredictor()
     batcher = MicroBatcher(model, max_batch=16)
@@ -217,7 +200,6 @@ def test_micro_batcher_retries_a_failed_batch_request_by_request():
     assert answers[3] == [{"label": "d"}]
 
 
-
 def test_micro_batched_app_answers_concurrent_requests_like_the_model(predictor):
     batcher = MicroBatcher(predictor, max_batch=16)
     app = create_app(predictor, LIMITS, batcher)
@@ -227,7 +209,6 @@ def test_micro_batched_app_answers_concurrent_requests_like_the_model(predictor)
     assert app.test_client().get("/metadata").get_json()["serving"]["micro_batch"] == 16
     for text, answer in zip(texts, answers, strict=True):
         assert list(answer["probabilities"].values()) == pytest.approx(direct_probabilities(predictor, text), abs=1e-5)
-
 
 
 BAD_REQUESTS = [
@@ -257,7 +238,6 @@ BAD_REQUESTS = [
 ]
 
 
-
 @pytest.mark.parametrize(("body", "status", "words"), [case[1:] for case in BAD_REQUESTS],
                          ids=[case[0] for case in BAD_REQUESTS])
 def test_bad_request_is_a_json_error(client, body, status, words):
@@ -269,7 +249,6 @@ def test_bad_request_is_a_json_error(client, body, status, words):
     assert words in answer["error"]
 
 
-
 @pytest.mark.parametrize(("method", "path", "status"), [("get", "/predict", 405), ("post", "/health", 405),
                                                         ("get", "/nowhere", 404)])
 def test_wrong_method_or_path_is_a_json_error(client, method, path, status):
@@ -278,11 +257,9 @@ def test_wrong_method_or_path_is_a_json_error(client, method, path, status):
     assert response.get_json()["status"] == status
 
 
-
 def test_body_without_json_content_type_is_still_read(client):
     response = client.post("/predict", data='{"text": "fine"}', content_type="text/plain")
     assert response.status_code == 200
-
 
 
 ATTACKS = [
@@ -300,11 +277,9 @@ ATTACKS = [
 ]
 
 
-
 @pytest.fixture(scope="module")
 def default_client(predictor):
     return create_app(predictor).test_client()
-
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [case[1:] for case in ATTACKS], ids=[case[0] for case in ATTACKS])
@@ -315,14 +290,12 @@ def test_attack_is_a_json_client_error(default_client, body, status, words):
     assert words in response.get_json()["error"]
 
 
-
 def test_valid_unicode_is_not_mistaken_for_an_attack(default_client):
     pair = default_client.post("/predict", data=b'{"text": "love it \\ud83d\\ude00"}', content_type="application/json")
     assert pair.status_code == 200  # an escaped surrogate pair is one valid character
     for text in ["love it \U0001f600", "caf\u00e9 \u2014 tr\u00e8s bien", "zero\u200bwidth inside words"]:
         response = default_client.post("/predict", json={"text": text})
         assert response.status_code == 200, text
-
 
 
 def test_many_unknown_fields_give_a_short_error(default_client):
@@ -334,7 +307,6 @@ def test_many_unknown_fields_give_a_short_error(default_client):
     assert len(error) < 400  # not an echo of the 20,001 names (up to 2 MiB) sent
 
 
-
 @pytest.mark.parametrize(("content_type", "body"), [
     ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="text"\r\n\r\ngood\r\n--x--\r\n'),
     ("application/x-www-form-urlencoded", b"text=good"),
@@ -344,7 +316,6 @@ def test_a_form_upload_is_told_to_send_json(default_client, content_type, body):
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert "not valid JSON" in error and content_type.split(";")[0] in error
-
 
 
 def test_a_compressed_body_is_refused_not_misread(default_client):
@@ -359,13 +330,11 @@ def test_a_compressed_body_is_refused_not_misread(default_client):
     assert plain.status_code == 200
 
 
-
 def test_predictor_turns_a_text_the_tokenizer_cannot_read_into_a_request_error(predictor):
     # The API refuses such texts before they reach the model; this is the line behind that check.
     with pytest.raises(RequestError) as caught:
         predictor.predict_cleaned(["fine", "bad \ud800"])
     assert caught.value.status == 400
-
 
 
 class GatedPredictor:
@@ -388,7 +357,6 @@ class GatedPredictor:
             assert self.gate.wait(60), "the test never opened the gate"
         self.batch_sizes.append(len(texts))
         return self.predictor.predict_cleaned(texts)
-
 
 
 def test_a_poisoned_request_fails_alone_among_concurrent_innocents(predictor):
@@ -424,7 +392,6 @@ def test_a_poisoned_request_fails_alone_among_concurrent_innocents(predictor):
         assert list(answer["probabilities"].values()) == pytest.approx(direct_probabilities(predictor, text), abs=1e-5)
 
 
-
 @pytest.mark.parametrize(("change", "message"), [
     ({"labels": ["neg", "neutral", "pos"]}, "3 labels but the model has 2 outputs"),
     ({"cleaning": "os.system"}, "unknown text cleaning 'os.system'"),
@@ -439,19 +406,16 @@ def test_checkpoint_metadata_the_server_cannot_honour_is_refused(checkpoint, tmp
         Predictor(tmp_path)
 
 
-
 def test_serve_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
     assert main(["serve", "--checkpoint", str(tmp_path), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "not a bench checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
-
 @pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "https://127.0.0.1:8000", "127.0.0.1:8000"])
 def test_loadtest_only_targets_loopback_http(url):
     with pytest.raises(BenchError, match="--url"):
         loopback_address(url)
-
 
 
 @pytest.mark.parametrize(("flags", "words"), [
@@ -465,7 +429,6 @@ def test_serve_flag_out_of_range_is_a_one_line_error(tmp_path, capsys, flags, wo
     assert main(["serve", "--checkpoint", str(tmp_path), "--port", "0", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and words in err and len(err.strip().splitlines()) == 1
-
 
 
 def test_idle_and_half_sent_connections_are_closed_after_the_channel_timeout():
@@ -492,7 +455,6 @@ def test_idle_and_half_sent_connections_are_closed_after_the_channel_timeout():
         thread.join(10)
 
 
-
 def test_the_model_is_served_on_the_device_asked_for(checkpoint, predictor):
     import torch
 
@@ -502,7 +464,6 @@ def test_the_model_is_served_on_the_device_asked_for(checkpoint, predictor):
     assert next(predictor.model.parameters()).device.type == expected
     on_cpu = Predictor(checkpoint, device="cpu")
     assert on_cpu.device == "cpu" and next(on_cpu.model.parameters()).device.type == "cpu"
-
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this host has a CUDA GPU")

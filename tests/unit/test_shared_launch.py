@@ -42,7 +42,6 @@ def test_cells_share_a_launch_when_they_differ_in_seed_only():
     ]
 
 
-
 def test_a_shared_launch_times_out_after_every_seeds_timeout_and_splits_its_wall_time(tmp_path):
     cells = [Cell("maintenance", "gru", "cpu-1proc", "fp32", seed, timeout_s=20) for seed in range(3)]
     launch = prepare_launch(cells, tmp_path)

@@ -13,9 +13,7 @@ from bench.analysis.stats import RatioInterval, ratio_interval
 RUN_A = [3.1, 3.4, 2.9, 3.6, 3.2]
 
 
-
 RUN_B = [3.3, 3.0, 3.5, 2.8, 3.1]
-
 
 
 def test_two_runs_of_the_same_commit_are_no_difference():
@@ -25,7 +23,6 @@ def test_two_runs_of_the_same_commit_are_no_difference():
     assert (interval.n_candidate, interval.n_reference) == (5, 5)
 
 
-
 def test_an_injected_30_percent_slowdown_is_slower():
     slower = [t * 1.3 for t in RUN_B]
     interval = ratio_interval(slower, RUN_A)
@@ -33,11 +30,9 @@ def test_an_injected_30_percent_slowdown_is_slower():
     assert interval.ratio == pytest.approx(1.3 * 3.1 / 3.2)
 
 
-
 def test_a_speedup_lies_below_one():
     interval = ratio_interval([t / 2 for t in RUN_B], RUN_A)
     assert interval.high < 1 and interval.excludes_one
-
 
 
 def test_fewer_than_two_finite_values_on_a_side_gives_none():
@@ -47,10 +42,8 @@ def test_fewer_than_two_finite_values_on_a_side_gives_none():
     assert ratio_interval([1.0, None, 2.0], [1.0, 2.0]) is not None  # None and NaN are dropped, not counted
 
 
-
 def test_a_reference_that_is_not_positive_gives_none():
     assert ratio_interval([1.0, 2.0], [0.0, 1.0]) is None
-
 
 
 @pytest.mark.parametrize(("cand", "ref", "apart"), [
@@ -65,13 +58,11 @@ def test_with_two_or_three_seeds_the_interval_is_the_range_rule(cand, ref, apart
     assert interval.excludes_one == apart
 
 
-
 def test_identical_seeds_give_a_point_interval():
     same = ratio_interval([500.0, 500.0, 500.0], [500.0, 500.0])
     assert (same.ratio, same.low, same.high, same.excludes_one) == (1.0, 1.0, 1.0, False)
     more = ratio_interval([600.0, 600.0], [500.0, 500.0])
     assert more.low == pytest.approx(1.2) and more.excludes_one
-
 
 
 def test_reproducible_for_a_seed_and_frozen():
@@ -80,7 +71,6 @@ def test_reproducible_for_a_seed_and_frozen():
     assert isinstance(interval, RatioInterval)
     with pytest.raises(dataclasses.FrozenInstanceError):
         interval.ratio = 2.0  # type: ignore[misc]
-
 
 
 def test_a_lower_confidence_gives_a_narrower_interval():

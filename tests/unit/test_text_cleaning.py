@@ -13,12 +13,10 @@ def test_html_entities_are_unescaped_even_when_escaped_twice():
     assert clean_for_model("Great &amp;quot;CD&amp;quot; &#39;n&#39; more") == "Great \"CD\" 'n' more"
 
 
-
 def test_tags_are_stripped_including_escaped_ones():
     assert clean_for_model("Good.<br /><br />Really <b>good</b>.") == "Good. Really good ."
     assert clean_for_model("&lt;p&gt;Works&lt;/p&gt; fine") == "Works fine"
     assert clean_for_model("5 < 6 and 7 > 3") == "5 < 6 and 7 > 3"  # comparisons are not tags
-
 
 
 def test_urls_are_stripped():
@@ -26,16 +24,13 @@ def test_urls_are_stripped():
     assert clean_for_model(text) == "See and then"
 
 
-
 def test_unicode_and_whitespace_are_normalised():
     assert clean_for_model("\uff26\uff55\uff4c\uff4c\u00a0width \t\n  text ") == "Full width text"
-
 
 
 def test_model_cleaning_keeps_words_case_and_negations():
     text = "I did NOT like it: it isn't good, never again!"
     assert clean_for_model(text) == text
-
 
 
 def test_baseline_keeps_negations_drops_stop_words_and_stems():
@@ -48,7 +43,6 @@ def test_baseline_keeps_negations_drops_stop_words_and_stems():
     assert clean_for_baseline("Not <b>good</b> http://x.y") == "not good"
 
 
-
 def test_dedupe_drops_empty_duplicate_and_contradictory_reviews():
     frame = pd.DataFrame(
         {
@@ -59,7 +53,6 @@ def test_dedupe_drops_empty_duplicate_and_contradictory_reviews():
     kept, counts = clean_and_dedupe(frame)
     assert list(kept["text"]) == ["Great product", "Bad", "Okay"]
     assert counts == {"rows": 7, "dropped_empty": 1, "dropped_duplicates": 1, "dropped_conflicting_labels": 2, "kept": 3}
-
 
 
 def test_duplicates_never_straddle_splits_on_the_real_data():

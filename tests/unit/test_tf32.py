@@ -16,7 +16,6 @@ from bench.harness.verify import verify
 TF32_REASON = "tf32 needs an NVIDIA GPU of compute capability 8.0 or newer (Ampere)"
 
 
-
 @pytest.fixture
 def tf32_switches():
     """torch's two TF32 switches put back as they were after the test (they are process-wide)."""
@@ -25,21 +24,17 @@ def tf32_switches():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-
 def single_cpu(precision: str) -> Expected:
     return Expected(num_processes=1, distributed_types=("NO",), device="cpu", precision=precision)
-
 
 
 def tf32_cell(topology: str) -> Cell:
     return Cell("traffic", "ae", topology, "tf32", 0)
 
 
-
 def test_tf32_is_a_precision_that_accelerate_runs_as_no_mixed_precision():
     assert "tf32" in PRECISIONS
     assert ACCELERATE_PRECISION["tf32"] == "no"
-
 
 
 def test_tf32_cells_are_skipped_on_a_cpu_host_with_the_reason():
@@ -48,7 +43,6 @@ def test_tf32_cells_are_skipped_on_a_cpu_host_with_the_reason():
         reason = skip_reason(tf32_cell(topology), load_topology(topology), no_gpu)
         assert reason is not None and reason.startswith(TF32_REASON), reason
     assert skip_reason(tf32_cell("gpu-1"), load_topology("gpu-1"), no_gpu) == "needs 1 GPU(s), found 0"
-
 
 
 @pytest.mark.parametrize(("capability", "skipped"), [
@@ -71,7 +65,6 @@ def test_tf32_needs_compute_capability_8_0(capability, skipped):
     assert skip_reason(tf32_cell("cpu-1proc"), load_topology("cpu-1proc"), host).startswith(TF32_REASON)
 
 
-
 def test_an_fp32_cell_runs_strict_fp32_whatever_torch_had_on(fresh_state, tf32_switches):
     torch.backends.cuda.matmul.allow_tf32 = True  # as accelerate leaves it with dynamo on a GPU
     torch.backends.cudnn.allow_tf32 = True  # torch's own default
@@ -81,7 +74,6 @@ def test_an_fp32_cell_runs_strict_fp32_whatever_torch_had_on(fresh_state, tf32_s
     assert (tf32["matmul"], tf32["cudnn"], tf32["set_by_bench"]) == (False, False, True)
     assert tf32["float32_matmul_precision"] == "highest"
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
-
 
 
 def test_the_tf32_expectation_verifies_from_the_switches(fresh_state, tf32_switches):
@@ -94,13 +86,11 @@ def test_the_tf32_expectation_verifies_from_the_switches(fresh_state, tf32_switc
     assert (verdict.observed["tf32"]["matmul"], verdict.observed["tf32"]["cudnn"]) == (True, True)
 
 
-
 def test_tf32_under_an_autocast_is_not_tf32(fresh_state, tf32_switches):
     """A tf32 cell launched with a mixed precision (a user's config that sets one) computes bf16."""
     verdict = verify(Accelerator(cpu=True, mixed_precision="bf16"), single_cpu("tf32"))
     assert verdict.status == "unsupported"
     assert "tf32 requested but bf16 autocast" in verdict.reason
-
 
 
 def test_the_mixed_precisions_leave_the_switches_alone(fresh_state, tf32_switches):
@@ -111,13 +101,11 @@ def test_the_mixed_precisions_leave_the_switches_alone(fresh_state, tf32_switche
     assert (verdict.observed["tf32"]["matmul"], verdict.observed["tf32"]["cudnn"]) == (False, True)
 
 
-
 def test_the_gpu_matrices_list_tf32_without_the_knob_axes():
     for name in ("gpu", "full"):
         cells = [c for c in load_matrix(name) if c.kind == "train" and c.precision == "tf32"]
         assert cells, name
         assert {c.compile for c in cells} == {"none"} and {c.grad_accum for c in cells} == {1}
-
 
 
 def test_tf32_peaks_only_where_tf32_exists():

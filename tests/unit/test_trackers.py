@@ -26,14 +26,12 @@ def test_the_tracker_is_not_part_of_what_a_resume_compares():
     assert definition_changes(logged.to_dict(), dataclasses.replace(cell, seed=1)) == ["seed 0 -> 1"]
 
 
-
 def test_an_unknown_tracker_is_refused_in_one_line(tmp_path, capsys):
     assert main(["run", "--matrix", "smoke", "--results-dir", str(tmp_path), "--log-with", "tensorbored"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: unknown --log-with tracker 'tensorbored'; valid choices: mlflow, tensorboard, trackio, wandb"
     ]
     assert not any(tmp_path.iterdir())
-
 
 
 def test_a_tracker_whose_package_is_missing_is_refused_before_anything_launches(tmp_path, capsys):

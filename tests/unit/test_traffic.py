@@ -18,7 +18,6 @@ from workloads.traffic_report import full_report, max_f1_threshold, split_report
 COLUMNS = [td.ID, *td.FEATURES, td.LABEL, td.CATEGORY]
 
 
-
 def synthetic_frame(n: int, seed: int = 0, start_id: int = 1) -> pd.DataFrame:
     """UNSW-shaped rows: normals and attacks (two categories) drawn from different distributions."""
     rng = np.random.default_rng(seed)
@@ -34,7 +33,6 @@ def synthetic_frame(n: int, seed: int = 0, start_id: int = 1) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-
 @pytest.fixture
 def synthetic_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / td.FOLDER
@@ -42,7 +40,6 @@ def synthetic_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     synthetic_frame(600).to_csv(folder / "UNSW_NB15_testing-set.csv", index=False)
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
     return folder
-
 
 
 def test_inputs_never_include_identifiers_or_labels(synthetic_dir: Path) -> None:
@@ -54,7 +51,6 @@ def test_inputs_never_include_identifiers_or_labels(synthetic_dir: Path) -> None
     # every numeric column enters once; categories one-hot
     assert set(td.NUMERIC) <= set(names)
     assert "service_none" in names  # the "-" placeholder is its own category, not a missing value
-
 
 
 def test_encoder_is_fitted_on_training_normals_only(synthetic_dir: Path) -> None:
@@ -77,7 +73,6 @@ def test_encoder_is_fitted_on_training_normals_only(synthetic_dir: Path) -> None
     assert "proto_gre" not in second.feature_names
 
 
-
 def test_unseen_and_rare_categories_are_pooled() -> None:
     train = synthetic_frame(400, seed=1)
     train = td.read_partition_frame(train)
@@ -97,7 +92,6 @@ def test_unseen_and_rare_categories_are_pooled() -> None:
     assert (part.x[:, known] == 0).all()
 
 
-
 def test_missing_numbers_are_imputed_and_text_in_numbers_is_refused(synthetic_dir: Path) -> None:
     path = synthetic_dir / "UNSW_NB15_testing-set.csv"
     frame = pd.read_csv(path)
@@ -112,7 +106,6 @@ def test_missing_numbers_are_imputed_and_text_in_numbers_is_refused(synthetic_di
     frame.to_csv(path, index=False)
     with pytest.raises(BenchError, match="'dur' has 1 non-numeric"):
         td.prepare(0, True, 0.2, 0.2, 0.002)
-
 
 
 def test_blank_values_are_filled_and_counted(synthetic_dir: Path) -> None:
@@ -134,7 +127,6 @@ def test_blank_values_are_filled_and_counted(synthetic_dir: Path) -> None:
     assert steps["drop exact feature duplicates, first in id order kept"]["rows_changed"] == 0
 
 
-
 def test_non_finite_numbers_and_repeated_ids_are_refused(synthetic_dir: Path) -> None:
     path = synthetic_dir / "UNSW_NB15_testing-set.csv"
     frame = pd.read_csv(path)
@@ -150,7 +142,6 @@ def test_non_finite_numbers_and_repeated_ids_are_refused(synthetic_dir: Path) ->
         td.prepare(0, True, 0.2, 0.2, 0.002)
 
 
-
 def test_a_split_holding_one_class_is_refused(synthetic_dir: Path) -> None:
     frame = synthetic_frame(600)
     frame[td.LABEL] = 0
@@ -160,13 +151,11 @@ def test_a_split_holding_one_class_is_refused(synthetic_dir: Path) -> None:
         Traffic().load(0)
 
 
-
 def test_missing_dataset_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(BenchError, match="UNSW_NB15_testing-set.csv.gz not found") as info:
         td.prepare(0, True, 0.2, 0.2, 0.002)
     assert "\n" not in str(info.value)
-
 
 
 def test_deduplicate_keeps_first_and_drops_label_conflicts() -> None:
@@ -186,7 +175,6 @@ def test_deduplicate_keeps_first_and_drops_label_conflicts() -> None:
     assert frame[td.ID].iloc[0] in set(kept[td.ID]) and frame[td.ID].iloc[1] not in set(kept[td.ID])
 
 
-
 def test_two_partitions_are_told_apart_by_row_count(synthetic_dir: Path) -> None:
     # Swapped names: the file called "testing" is the larger one, so it is the training partition.
     synthetic_frame(900, seed=3).to_csv(synthetic_dir / "UNSW_NB15_testing-set.csv", index=False)
@@ -203,12 +191,10 @@ def test_two_partitions_are_told_apart_by_row_count(synthetic_dir: Path) -> None
     assert len(prepared.train) + len(prepared.val) == info["duplicates_training_file"]["rows_kept"]
 
 
-
 def test_equal_row_counts_cannot_be_told_apart(synthetic_dir: Path) -> None:
     synthetic_frame(600, seed=5).to_csv(synthetic_dir / "UNSW_NB15_training-set.csv", index=False)
     with pytest.raises(BenchError, match="same number of rows"):
         td.prepare(0, True, 0.2, 0.2, 0.002)
-
 
 
 def test_real_data_split_has_no_copies_across_parts(data_dir: Path) -> None:
@@ -224,7 +210,6 @@ def test_real_data_split_has_no_copies_across_parts(data_dir: Path) -> None:
     assert sum(info["rows"].values()) == info["duplicates"]["rows_kept"]
     # stratified: every attack category in every split
     assert set(info["per_category_rows"]["train"]) == set(info["per_category_rows"]["test"])
-
 
 
 def test_per_category_report() -> None:
@@ -246,7 +231,6 @@ def test_per_category_report() -> None:
     assert report["roc_auc"] == pytest.approx(11 / 12)
 
 
-
 def test_thresholds_come_from_validation_and_training_normals() -> None:
     val = {"score": np.array([0.1, 0.2, 0.7, 0.8]), "label": np.array([0, 0, 1, 1]), "category": np.array([0, 0, 1, 1])}
     threshold, f1 = max_f1_threshold(val["label"], val["score"])
@@ -255,7 +239,6 @@ def test_thresholds_come_from_validation_and_training_normals() -> None:
     report = full_report(val, val, train_normal, ["Normal", "DoS"])
     assert report["thresholds"]["train_p99"] == pytest.approx(0.99)
     assert report["test"]["f1"] == 1.0
-
 
 
 @pytest.mark.parametrize("variant", ["ae", "lstm_ae"])
@@ -280,7 +263,6 @@ def test_train_holds_normals_and_scores_are_fp32_under_bf16(synthetic_dir: Path,
     assert out["score"].dtype == torch.float32 and out["score"].shape == (16,)
     assert loss.dtype == torch.float32
     assert set(out) == {"score", "label", "category"}
-
 
 
 def test_baselines_rows(synthetic_dir: Path) -> None:

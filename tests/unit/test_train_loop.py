@@ -55,7 +55,6 @@ class TinySeparable(Workload):
         return {"test": self.val_metrics(evaluate("test"))}
 
 
-
 @pytest.fixture
 def accelerator():
     AcceleratorState._reset_state(True)
@@ -65,14 +64,12 @@ def accelerator():
     GradientState._reset_state()
 
 
-
 def run(accelerator, target: float, budget: Budget, seed: int = 0):
     set_seed(seed)
     workload = TinySeparable(params={"global_batch": 32, "lr": 0.05})
     # Set past validation: 1.01 (an unreachable target) is refused in a matrix, not by the loop.
     workload.params = dataclasses.replace(workload.params, target=target)
     return train(accelerator, workload, workload.load(seed), budget, seed)
-
 
 
 def test_reaches_a_reachable_target_and_stops_there(accelerator):
@@ -89,7 +86,6 @@ def test_reaches_a_reachable_target_and_stops_there(accelerator):
     assert out.flops_per_sample > 0
 
 
-
 def test_unreachable_target_ends_at_the_epoch_budget(accelerator):
     out = run(accelerator, target=1.01, budget=Budget(max_epochs=3, max_seconds=60))
     assert out.status == "not_converged"
@@ -99,13 +95,11 @@ def test_unreachable_target_ends_at_the_epoch_budget(accelerator):
     assert out.timings["time_to_target_s"] is None
 
 
-
 def test_step_budget(accelerator):
     out = run(accelerator, target=1.01, budget=Budget(max_epochs=50, max_seconds=60, max_steps=5))
     assert out.status == "not_converged"
     assert out.timings["steps"] == 5
     assert out.samples_seen == 5 * 32
-
 
 
 def test_nan_loss_is_reported_as_diverged(accelerator):
@@ -116,7 +110,6 @@ def test_nan_loss_is_reported_as_diverged(accelerator):
     out = train(accelerator, workload, splits, Budget(max_epochs=3, max_seconds=60), 0)
     assert out.status == "failed"
     assert "diverged" in out.reason
-
 
 
 def test_global_batch_must_divide_over_processes(accelerator):
@@ -130,7 +123,6 @@ def test_global_batch_must_divide_over_processes(accelerator):
             train(accelerator, workload, workload.load(0), Budget(max_epochs=1), 0)
     finally:
         accelerator.state.num_processes = 1
-
 
 
 def test_same_seed_same_metrics_on_real_maintenance_data(accelerator):
@@ -147,7 +139,6 @@ def test_same_seed_same_metrics_on_real_maintenance_data(accelerator):
     assert [p["train_loss"] for p in outcomes[0].curve] == [p["train_loss"] for p in outcomes[1].curve]
 
 
-
 def test_should_evaluate_every_n_steps_or_each_epoch_and_after_the_last_step():
     from bench.harness.train import should_evaluate
 
@@ -157,7 +148,6 @@ def test_should_evaluate_every_n_steps_or_each_epoch_and_after_the_last_step():
     assert [s for s in range(1, 13) if should_evaluate(s, 10, 4, None)] == [4, 8, 12]
     # The last step of a step budget is always evaluated, so that a run ends on a curve point.
     assert [s for s in range(1, 8) if should_evaluate(s, 10, 4, 7)] == [4, 7]
-
 
 
 def test_should_stop_in_its_order_divergence_target_clock():
@@ -175,7 +165,6 @@ def test_should_stop_in_its_order_divergence_target_clock():
     # A diverged loss fails the cell even where the metric looks fine.
     assert should_stop(float("nan"), met, target, 1.0, budget, 7) == ("failed", "diverged: non-finite training loss at step 7")
     assert should_stop(float("inf"), unmet, target, 1.0, budget, 3)[0] == "failed"
-
 
 
 def test_train_step_takes_one_optimizer_step_and_returns_the_detached_loss(accelerator):
@@ -197,7 +186,6 @@ def test_train_step_takes_one_optimizer_step_and_returns_the_detached_loss(accel
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
 
 
-
 def test_to_device_moves_nested_batches_and_keeps_the_rest():
     from transformers import BatchEncoding
 
@@ -212,7 +200,6 @@ def test_to_device_moves_nested_batches_and_keeps_the_rest():
     assert type(encoded) is dict and torch.equal(encoded["input_ids"], torch.ones(1, 3))
 
 
-
 def test_peak_memory_of_one_process_gathers_to_itself(accelerator):
     from bench.harness import measure
 
@@ -222,7 +209,6 @@ def test_peak_memory_of_one_process_gathers_to_itself(accelerator):
     assert memory["per_rank"]["peak_rss_mb"] == [pytest.approx(rank["peak_rss_mb"])]
     assert memory["peak_rss_mb_max"] == memory["peak_rss_mb_sum"] == pytest.approx(rank["peak_rss_mb"])
     assert memory["cuda_max_allocated_mb_max"] is None
-
 
 
 def test_a_compiled_run_whose_first_step_compiled_no_graph_stops_there(accelerator):

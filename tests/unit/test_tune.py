@@ -30,18 +30,14 @@ from bench.results import Result, load_results
 TEMPLATE = Path(__file__).resolve().parents[2] / "results/baselines/cpu-2core-AMD-EPYC/cells/traffic-ae__cpu-1proc__fp32__s0.json"
 
 
-
 LAUNCH_SPREAD = 0.20  # lognormal sigma of one launch's figure against another's: the top of 12-24% (docs/gate.md)
-
 
 
 CPU_HOST = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
 
 
-
 def facts(flags: tuple[str, ...] = ("avx512_bf16", "avx512f"), **kw) -> HostFacts:
     return HostFacts(CPU_HOST, flags, **kw)
-
 
 
 @pytest.mark.parametrize(("candidate", "workload", "variant", "flags", "expected"), [
@@ -61,7 +57,6 @@ def test_a_candidate_this_host_cannot_run_is_pruned_with_its_reason(candidate, w
     assert reason is not None and expected in reason
 
 
-
 def test_what_this_host_runs_is_kept_for_the_race():
     for candidate in (Candidate("cpu-1proc", "fp32"), Candidate("cpu-ddp2", "bf16", grad_accum=2),
                       Candidate("cpu-1proc", "bf16"), Candidate("cpu-1proc", "fp32", compile="inductor")):
@@ -70,7 +65,6 @@ def test_what_this_host_runs_is_kept_for_the_race():
     # autocast, where dynamo compiles graphs around the LSTM (the cell converges, measured)
     assert prune_reason(Candidate("cpu-1proc", "bf16"), "maintenance", "lstm", {}, facts()) is None
     assert prune_reason(Candidate("cpu-1proc", "bf16", compile="inductor"), "maintenance", "lstm", {}, facts()) is None
-
 
 
 def test_a_compile_that_alone_outlasts_the_reference_run_is_pruned_and_one_that_may_pay_back_is_not():
@@ -83,7 +77,6 @@ def test_a_compile_that_alone_outlasts_the_reference_run_is_pruned_and_one_that_
     assert prune_reason(compiled, "traffic", "ae", {}, facts(cold_compile_floor_s=None, reference_slowest_s=0.5)) is None
 
 
-
 def test_every_candidate_is_either_kept_or_pruned_never_dropped_silently():
     space = SearchSpace(topologies=("cpu-1proc", "cpu-ddp2", "cpu-zero2-x2"), precisions=("fp32", "bf16", "fp16"))
     candidates = enumerate_candidates(space)
@@ -92,7 +85,6 @@ def test_every_candidate_is_either_kept_or_pruned_never_dropped_silently():
     assert sorted(kept + [p.candidate for p in pruned]) == sorted(candidates)
     assert all(p.reason for p in pruned)
     assert reference_candidate(CPU_HOST) in kept
-
 
 
 def simulate_race(rng: np.random.Generator, speeds: dict[Candidate, float], reference: Candidate,
@@ -109,7 +101,6 @@ def simulate_race(rng: np.random.Generator, speeds: dict[Candidate, float], refe
                 state.probes.append(Probe(c, round_, i, speeds[c] * rng.lognormal(0, LAUNCH_SPREAD), "not_converged"))
         state.drops += judge_round(state, round_, leader, alive, settings)
     return state
-
 
 
 @pytest.mark.parametrize("settings", [RaceSettings(), RaceSettings(rounds=2, leader_probes=8)], ids=["1-round", "2-rounds"])
@@ -135,7 +126,6 @@ def test_the_race_drops_the_fastest_setup_at_most_alpha_of_the_time(settings):
     assert dropped_tied / runs <= settings.alpha + 0.015, dropped_tied / runs
 
 
-
 def test_the_race_drops_a_setup_twice_as_slow_most_of_the_time():
     rng = np.random.default_rng(8)
     settings = RaceSettings()
@@ -143,7 +133,6 @@ def test_the_race_drops_a_setup_twice_as_slow_most_of_the_time():
     speeds = {reference: 1.0, Candidate("cpu-ddp2", "fp32"): 1.1, slow: 2.0}
     dropped = sum(slow in {d.candidate for d in simulate_race(rng, speeds, reference, settings).drops} for _ in range(500))
     assert dropped / 500 >= 0.9, dropped / 500  # 95% by simulation at one round of 2 v 5 probes
-
 
 
 def test_a_candidate_whose_probes_have_no_number_is_dropped_with_their_reason():
@@ -155,18 +144,15 @@ def test_a_candidate_whose_probes_have_no_number_is_dropped_with_their_reason():
     assert "unsupported: bf16 does not run on this cpu" in drops[0].reason
 
 
-
 def test_settings_that_can_never_drop_anything_say_so():
     assert RaceSettings().can_decide()
     assert not RaceSettings(probes=2, leader_probes=5, rounds=2).can_decide()  # 1/21 > 0.05 / 2
     assert RaceSettings(probes=2, leader_probes=8, rounds=2).can_decide()
 
 
-
 @pytest.fixture(scope="module")
 def template() -> Result:
     return load_results(TEMPLATE)[0]
-
 
 
 def finalist(template: Result, candidate: Candidate, seconds: list[float], samples: float = 81920,
@@ -180,9 +166,7 @@ def finalist(template: Result, candidate: Candidate, seconds: list[float], sampl
     return Finalist(candidate, results)
 
 
-
 REF, FAST, SLOW = Candidate("cpu-1proc", "fp32"), Candidate("cpu-1proc", "bf16"), Candidate("cpu-ddp2", "fp32")
-
 
 
 def test_the_fastest_finalist_that_holds_quality_is_recommended_and_a_slower_one_loses(template):
@@ -194,7 +178,6 @@ def test_the_fastest_finalist_that_holds_quality_is_recommended_and_a_slower_one
     assert "slower to target" in verdict.out[SLOW] and "slower to target" in verdict.out[REF]
 
 
-
 def test_a_finalist_significantly_faster_than_the_races_favourite_displaces_it(template):
     ref = finalist(template, REF, [1.0, 1.02, 0.98, 1.01, 0.99])
     fast = finalist(template, FAST, [0.60, 0.61, 0.59, 0.62, 0.58])
@@ -202,7 +185,6 @@ def test_a_finalist_significantly_faster_than_the_races_favourite_displaces_it(t
     verdict = judge_finals([fast], ref, True, 0.05, {REF: 0.5, FAST: 0.9}.get)
     assert verdict.best == FAST
     assert "slower to target than cpu-1proc bf16" in verdict.out[REF]
-
 
 
 def test_a_faster_step_bought_with_more_samples_or_worse_quality_loses(template):
@@ -215,7 +197,6 @@ def test_a_faster_step_bought_with_more_samples_or_worse_quality_loses(template)
     assert "worse test quality" in verdict.out[SLOW]
 
 
-
 def test_finalists_the_seeds_cannot_separate_tie_and_one_that_misses_its_target_is_out(template):
     ref = finalist(template, REF, [1.0, 1.02, 0.98, 1.01, 0.99])
     close = finalist(template, FAST, [0.99, 1.03, 0.97, 1.0, 1.02])
@@ -225,12 +206,10 @@ def test_finalists_the_seeds_cannot_separate_tie_and_one_that_misses_its_target_
     assert "missed the target" in verdict.out[SLOW]
 
 
-
 def test_the_range_of_five_seeds_covers_the_median_94_percent_of_the_time():
     summary = Summary.of([1.0, 2.0, None, 3.0, 4.0, 5.0])
     assert (summary.median, summary.low, summary.high, summary.n) == (3.0, 1.0, 5.0, 5)
     assert math.isclose(summary.coverage, 0.9375)
-
 
 
 def test_the_written_config_is_one_accelerate_loads_with_the_recommended_precision(tmp_path):
@@ -242,7 +221,6 @@ def test_the_written_config_is_one_accelerate_loads_with_the_recommended_precisi
     assert "mixed_precision: bf16" in text and "gradient_accumulation_steps=2" in text
     compiled = accelerate_config(Candidate("cpu-1proc", "fp32", compile="inductor"))
     assert "dynamo_backend: INDUCTOR" in compiled and "mixed_precision: 'no'" in compiled
-
 
 
 def test_a_declared_partition_plans_gpu_setups_that_this_gpu_less_host_would_skip():
@@ -258,7 +236,6 @@ def test_a_declared_partition_plans_gpu_setups_that_this_gpu_less_host_would_ski
     assert "needs a GPU with native bf16" in skip_reason(cell, topology, Host.declared(8, parse_capability("7.0")))
     # the tune's candidates on such nodes: gpu-ddp8 bf16 is raced, the CPU's fp16 fallback does not apply
     assert prune_reason(Candidate("gpu-ddp8", "bf16"), "traffic", "ae", {}, HostFacts(h100s)) is None
-
 
 
 def test_a_resumed_run_keeps_the_partition_it_was_planned_for(tmp_path):

@@ -37,7 +37,6 @@ def test_a_config_path_runs_every_training_cell_under_it(tmp_path, monkeypatch, 
     assert f"--config_file {config} " in out
 
 
-
 def test_a_matrix_names_config_files_beside_it(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -55,13 +54,11 @@ def test_a_matrix_names_config_files_beside_it(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("error: unknown topology 3; valid choices: cpu-1proc")
 
 
-
 def test_a_config_path_with_a_wrongly_typed_key_is_one_line(tmp_path, capsys):
     config = write_config(tmp_path, num_processes="two")
     assert main(["run", "--config", str(config), "--dry-run", "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {config}: not a valid accelerate config (num_processes must be int, got 'two')"]
-
 
 
 def test_a_missing_config_path_is_one_line_naming_the_builtins(tmp_path, capsys):
@@ -71,14 +68,12 @@ def test_a_missing_config_path_is_one_line_naming_the_builtins(tmp_path, capsys)
     assert "cpu-1proc" in err[0]
 
 
-
 def test_a_config_path_records_the_file_it_ran(tmp_path):
     config = write_config(tmp_path)
     topology = load_topology(str(config))
     assert topology.name == "my-cpu"
     assert topology.describe()["config_file"] == str(config)
     assert load_topology("cpu-1proc").describe()["config_file"] == "configs/accelerate/cpu-1proc.yaml"
-
 
 
 @pytest.mark.parametrize(("installed", "chosen"), [
@@ -96,7 +91,6 @@ def test_the_host_finds_torchao_as_an_fp8_backend(monkeypatch, installed, chosen
     assert Host.detect().fp8_backend == chosen
 
 
-
 def test_an_fp8_cell_runs_with_torchao_alone():
     from bench.harness.matrix import Cell
 
@@ -104,7 +98,6 @@ def test_an_fp8_cell_runs_with_torchao_alone():
     assert skip_reason(fp8, load_topology("gpu-1"), Host(1, True, "torchao")) is None
     reason = skip_reason(fp8, load_topology("gpu-1"), Host(1, True, None))
     assert reason == "fp8 needs torchao, transformer_engine or MS-AMP installed, found none"
-
 
 
 def test_an_fp8_cell_records_which_backend_computed(fresh_state):

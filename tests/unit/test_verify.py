@@ -13,14 +13,12 @@ def single_cpu(precision: str) -> Expected:
     return Expected(num_processes=1, distributed_types=("NO",), device="cpu", precision=precision)
 
 
-
 def test_fp16_on_cpu_is_unsupported(fresh_state):
     accelerator = Accelerator(cpu=True, mixed_precision="fp16")
     verdict = verify(accelerator, single_cpu("fp16"))
     assert verdict.status == "unsupported"
     assert "fp16 requested but fp32 computed on cpu" in verdict.reason
     assert verdict.observed["compute_dtype"] == "fp32"
-
 
 
 def test_bf16_on_cpu_really_computes_in_bf16(fresh_state):
@@ -30,12 +28,10 @@ def test_bf16_on_cpu_really_computes_in_bf16(fresh_state):
     assert verdict.status is None, verdict.reason
 
 
-
 def test_fp32_passes(fresh_state):
     verdict = verify(Accelerator(cpu=True), single_cpu("fp32"))
     assert verdict.status is None
     assert verdict.observed["distributed_type"] == "NO"
-
 
 
 def test_independent_processes_are_invalid(fresh_state, monkeypatch):
@@ -50,13 +46,11 @@ def test_independent_processes_are_invalid(fresh_state, monkeypatch):
     assert "ACCELERATE_USE_CPU=1" in verdict.reason
 
 
-
 def test_wrong_distributed_type_is_invalid(fresh_state):
     expected = Expected(num_processes=1, distributed_types=("FSDP",), device="cpu", precision="fp32")
     verdict = verify(Accelerator(cpu=True), expected)
     assert verdict.status == "invalid"
     assert "accelerate runs NO" in verdict.reason
-
 
 
 def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
@@ -84,7 +78,6 @@ def test_a_gru_under_cpu_bf16_autocast_is_caught_as_unsupported():
     if "lstm" in verdicts:
         assert verdicts["lstm"].status is None
         assert verdicts["lstm"].observed["compute_params_in_requested_dtype"] == 1.0
-
 
 
 def test_a_precision_this_cpu_has_no_kernel_for_is_unsupported_not_a_crash():
@@ -118,7 +111,6 @@ def test_a_precision_this_cpu_has_no_kernel_for_is_unsupported_not_a_crash():
         probe_kernels(lambda: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be multiplied")), "bf16", "cpu")
 
 
-
 def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():
     """On any CPU: the probe calls the maintenance LSTM unsupported in bf16 exactly when a bf16
     training step of it fails here (AVX2-only CPUs), and lets it run where it runs."""
@@ -135,7 +127,6 @@ def test_the_kernel_probe_agrees_with_a_real_bf16_lstm_step_on_this_cpu():
 
     verdict = probe_kernels(forward_backward, "bf16", "cpu")
     assert (verdict.status is None) == cpu_runs_a_bf16_lstm()
-
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -157,7 +148,6 @@ def test_the_model_probe_sees_the_real_workload_model(precision, fresh_state, da
         assert "GRU (fp32)" in verdict.reason
 
 
-
 def test_tf32_as_torch_is_set_is_recorded():
     """What fp32 means on a GPU depends on torch's TF32 switches; the record follows them."""
     import torch
@@ -177,7 +167,6 @@ def test_tf32_as_torch_is_set_is_recorded():
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-
 @pytest.mark.parametrize(("precision", "reduce"), [("bf16", "bf16"), ("fp16", "fp16"), ("fp8", "bf16")])
 @pytest.mark.parametrize("version", [1, 2])
 def test_accelerates_fsdp_policy_reduces_in_the_low_precision(precision, reduce, version):
@@ -193,12 +182,10 @@ def test_accelerates_fsdp_policy_reduces_in_the_low_precision(precision, reduce,
     assert _policy_dtypes(plugin.mixed_precision_policy) == {"dtype": reduce, "param_dtype": reduce, "reduce_dtype": reduce}
 
 
-
 def test_one_process_reduces_nothing_and_records_it(fresh_state):
     observed = verify(Accelerator(cpu=True), single_cpu("fp32")).observed
     assert observed["grad_reduce_dtype"] is None
     assert observed["grad_reduce"]["by"] is None
-
 
 
 def test_the_sharding_check_never_passes_on_an_empty_optimizer_state():
@@ -216,7 +203,6 @@ def test_the_sharding_check_never_passes_on_an_empty_optimizer_state():
     assert verify_sharding(whole, 100, 200, zero1, "MULTI_CPU").status == "unsupported"
 
 
-
 def test_fsdp2_reshard_choice_on_a_root_only_wrap_is_refused_as_the_same_run_under_two_names():
     from bench.harness.verify import Verdict, verify_reshard_choice
 
@@ -231,7 +217,6 @@ def test_fsdp2_reshard_choice_on_a_root_only_wrap_is_refused_as_the_same_run_und
     assert by_block.status is None and by_block.observed["sharding"]["fsdp2_units"] == 7
     zero3 = {"family": "deepspeed", "stage": 3, "shards": "params"}
     assert verify_reshard_choice(zero3, 0, 100, Verdict(None, "", {"sharding": {}})).status is None
-
 
 
 def test_fp32_arithmetic_is_checked_after_training_from_the_switches_and_a_matmul():
@@ -251,7 +236,6 @@ def test_fp32_arithmetic_is_checked_after_training_from_the_switches_and_a_matmu
     assert verify_fp32_arithmetic_held("tf32", {"matmul": True, "cudnn": True}, {"matmul": True, "cudnn": True},
                                        ran_tf32).status is None
     assert verify_fp32_arithmetic_held("bf16", off, on, cpu).status is None  # autocast cells: not this check
-
 
 
 def test_the_ranks_must_be_spread_over_the_nodes_asked_for():

@@ -57,6 +57,19 @@ def test_jobs_are_exclusive_and_srun_gives_each_task_its_cpus():
     assert "#SBATCH --exclusive" not in shared
 
 
+def test_in_a_multi_node_job_a_failed_node_ends_the_others_instead_of_leaving_them_in_rendezvous():
+    two_nodes = next(line for line in _script("cpu-2node").splitlines() if line.startswith("srun"))
+    assert "--kill-on-bad-exit=1" in two_nodes  # srun ends the step's other tasks when one exits non-zero
+    one_node = next(line for line in _script("cpu-ddp2").splitlines() if line.startswith("srun"))
+    assert "--kill-on-bad-exit" not in one_node
+    from bench.errors import BenchError
+    from bench.harness.executors.slurm import end_the_step_if
+
+    end_the_step_if(False, 1)  # a node whose launch succeeded returns as before
+    with pytest.raises(BenchError, match="node 1: this node's launch failed"):
+        end_the_step_if(True, 1)  # the task exits non-zero: what --kill-on-bad-exit acts on
+
+
 def test_the_job_array_is_capped_at_max_jobs():
     cell = Cell("maintenance", "lstm", "cpu-1proc", "fp32", 0, timeout_s=600)
     params = job_parameters(cell, load_topology("cpu-1proc"), ExecutorOptions(type="slurm", max_jobs=3))

@@ -103,6 +103,10 @@ def job_parameters(cell: Cell, topology: Topology | None, options: ExecutorOptio
     # srun does not pass sbatch's --cpus-per-task on to the task on every SLURM version (from 22.05
     # it does not): without it a node's launcher and all its ranks share one CPU.
     params["srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
+    if nodes > 1:
+        # One node's task failing ends the others (run_cell_job exits non-zero then): else a node
+        # whose peer died waits in accelerate's rendezvous until the cell's timeout.
+        params["srun_args"].append("--kill-on-bad-exit=1")
     if options.exclusive:
         params["exclusive"] = True  # a benchmark shares no node
     if topology is not None and not topology.use_cpu:
@@ -145,13 +149,24 @@ def run_cell_job(cell_dict: dict[str, Any], run_dir: str) -> dict[str, Any] | No
     log = files.log if job.node == 0 else files.log.with_suffix(f".node{job.node}.log")
     load_start = load_average()
     finished = run_group(commands, launch_env(topology), log, cell.timeout_s)
+    failed = job.num_nodes > 1 and not finished.interrupted and any(code != 0 for code in finished.returncodes)
     if job.node != 0 or finished.interrupted:  # cancelled (scancel, Ctrl-C): no result, as locally
+        end_the_step_if(failed, job.node)
         return None
     # What the job was really given on node 0 (its task's CPU affinity and GPUs), beside its id.
     placement = {"executor": "slurm", "cluster": os.environ.get("SUBMITIT_EXECUTOR", "slurm"),
                  "job_id": str(job.job_id), "hostnames": job.hostnames, "cores": sorted(os.sched_getaffinity(0)),
                  "gpus": os.environ.get("CUDA_VISIBLE_DEVICES") or None}
-    return collect_result(cell, files, finished, load_start, {"placement": placement})
+    result = collect_result(cell, files, finished, load_start, {"placement": placement})
+    end_the_step_if(failed, job.node)  # after the result is written: the run keeps it
+    return result
+
+
+def end_the_step_if(failed: bool, node: int) -> None:
+    """A node of a multi-node job whose launch failed exits non-zero, so that srun's
+    --kill-on-bad-exit ends the other nodes' tasks at once instead of leaving them in rendezvous."""
+    if failed:
+        raise BenchError(f"node {node}: this node's launch failed; ending the job's other nodes (srun --kill-on-bad-exit)")
 
 
 @dataclass

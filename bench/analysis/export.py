@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import load_results, without_non_finite, write_atomic
+from bench.results import load_run, without_non_finite, write_atomic
 
 # First, in this order; the other columns follow in the order json_normalize gives them.
 KEY_COLUMNS = ("run_id", "cell.id", "cell.workload", "cell.variant", "cell.topology", "cell.precision",
@@ -48,7 +48,7 @@ def run_id_of(run_dir: Path) -> str:
 
 def cells_frame(run_dir: Path) -> pd.DataFrame:
     """One flat row per cell of the run (or of the one result file), key columns first."""
-    results = load_results(Path(run_dir))
+    results = load_run(Path(run_dir))
     run_id = run_id_of(run_dir)
     # Every field of each result, as its file holds it (`Result.to_dict` gives back what was read).
     frame = pd.json_normalize([{"run_id": run_id, **result.to_dict()} for result in results], sep=".")

@@ -8,7 +8,7 @@ the Markdown, the CSV, the JSON and the plots cannot disagree.
 Nothing here knows a workload by name: the quality columns are the metrics the results carry and
 the target metric is the one each result names in its target.
 
-The results come in typed (bench.results.Result, as `load_results` reads them); the rows built from
+The results come in typed (bench.results.Result, as `load_run` reads them); the rows built from
 them for the renderers are plain dicts.
 """
 
@@ -27,7 +27,7 @@ from bench.analysis import stats
 from bench.analysis.report_model import Report, WorkloadReport
 from bench.cells import CellKey, is_config_path
 from bench.paths import ACCELERATE_CONFIGS_DIR
-from bench.results import WITH_NUMBERS, Result, load_results
+from bench.results import WITH_NUMBERS, Result, load_run
 from bench.run_meta import RunMeta
 
 TRAINED = ("converged", "not_converged")
@@ -471,7 +471,7 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     from bench.analysis.report_verdict import verdict
 
     run_dir = Path(run_dir)
-    results = load_results(run_dir)
+    results = load_run(run_dir)
     meta = load_meta(run_dir) if run_dir.is_dir() else RunMeta()
     environment = meta.environment or next((env for r in results if (env := r.environment.to_dict())), {})
     peaks, peaks_source = resolve_peaks(meta.peak_flops, environment, measure_peaks)

@@ -226,13 +226,13 @@ def check_cells(folder: Path, gpus: int, timeout_s: float = 1800.0) -> Check:
     """Every doctor cell comes out as the dry run predicts; none failed or invalid."""
     from bench.harness.matrix import expected_verdict, load_matrix
     from bench.harness.topology import load_topology
-    from bench.results import load_results
+    from bench.results import load_run
 
     matrix = doctor_matrix(folder, gpus)
     done = subprocess.run([sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--run-id", "cells",
                            "--results-dir", str(folder)], capture_output=True, text=True, timeout=timeout_s)
     try:
-        results = {r.cell.id: r for r in load_results(folder / "cells")}
+        results = {r.cell.id: r for r in load_run(folder / "cells")}
     except Exception as exc:  # noqa: BLE001 - any unreadable run is the failure to report
         return Check("cells", FAIL, f"`bench run` exited {done.returncode} with no readable results: {exc}")
     problems, facts = [], {}

@@ -399,11 +399,6 @@ class Result(Record):
         return self.status in ("converged", "not_converged")
 
 
-def result_key(result: dict[str, Any]) -> CellKey:
-    """The key of a result dict's cell (`CellKey.of` its `cell`)."""
-    return CellKey.of(result["cell"])
-
-
 def make_result(cell: dict[str, Any], status: str, reason: str = "", **fields: Any) -> dict[str, Any]:
     """A result dict with the schema's fixed head; `fields` adds metrics, timings, memory...
 

@@ -399,11 +399,6 @@ class Result(Record):
         return self.status in ("converged", "not_converged")
 
 
-def result_key(result: dict[str, Any]) -> CellKey:
-    """The key of a result dict's cell (`CellKey.of` its `cell`)."""
-    return CellKey.of(result["cell"])
-
-
 def make_result(cell: dict[str, Any], status: str, reason: str = "", **fields: Any) -> dict[str, Any]:
     """A result dict with the schema's fixed head; `fields` adds metrics, timings, memory...
 
@@ -582,8 +577,9 @@ def load_result(path: Path) -> dict[str, Any]:
     return upgrade(result)
 
 
-def load_run(run_dir: Path) -> list[dict[str, Any]]:
-    """Every result of a run directory (or a single result file), in a stable order."""
+def load_run_dicts(run_dir: Path) -> list[dict[str, Any]]:
+    """Every result file of a run directory (or a single result file) as the dict it holds, checked
+    and upgraded, in a stable order: for code that edits and rewrites result files. Readers use `load_run`."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return [load_result(run_dir)]
@@ -596,13 +592,13 @@ def load_run(run_dir: Path) -> list[dict[str, Any]]:
     return results
 
 
-def load_results(run_dir: Path) -> list[Result]:
-    """`load_run`, typed."""
-    return [Result.from_dict(r) for r in load_run(run_dir)]
+def load_run(run_dir: Path) -> list[Result]:
+    """Every result of a run directory (or a single result file), typed, in a stable order."""
+    return [Result.from_dict(r) for r in load_run_dicts(run_dir)]
 
 
 def as_results(results: Iterable[Result | dict[str, Any]]) -> list[Result]:
-    """Results as records: a dict (a result as `load_run` or the harness gives it) is read into one."""
+    """Results as records: a dict (a result as the harness or `load_run_dicts` gives it) is read into one."""
     return [r if isinstance(r, Result) else Result.from_dict(r) for r in results]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.analysis import stats
 from bench.analysis.tune.space import Candidate
-from bench.results import load_results
+from bench.results import load_run
 
 MODELS = {"traffic": "ae", "maintenance": "lstm"}  # the cpu-exhaustive matrix's one model per workload
 
@@ -36,7 +36,7 @@ def timed(command: list[str], log: Path) -> float:
 def fastest_by_median(run_dir: Path) -> tuple[dict[str, list[float | None]], dict[str, int]]:
     """Each configuration's time-to-target per seed (None: not converged), by the tune's labels."""
     seconds: dict[str, list[float | None]] = {}
-    for result in load_results(run_dir):
+    for result in load_run(run_dir):
         if not result.trained:
             continue
         cell = result.cell

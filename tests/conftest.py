@@ -13,7 +13,7 @@ import torch
 from bench.analysis.report import build_report
 from bench.results import (
     json_schema,
-    load_run,
+    load_run_dicts,
 )
 from tests.helpers.compare_seeds import RUN_A
 from tests.helpers.report import FIXTURE
@@ -126,7 +126,7 @@ def fresh_state(monkeypatch):
 # shared by tests/unit and tests/e2e (test_compare_seeds)
 @pytest.fixture(scope="module")
 def base_result() -> dict:
-    return load_run(RUN_A)[0]
+    return load_run_dicts(RUN_A)[0]
 
 
 # shared by tests/unit and tests/e2e (test_corrupt_checkpoint)

@@ -50,7 +50,8 @@ def cells_frame(run_dir: Path) -> pd.DataFrame:
     """One flat row per cell of the run (or of the one result file), key columns first."""
     results = load_run(Path(run_dir))
     run_id = run_id_of(run_dir)
-    frame = pd.json_normalize([{"run_id": run_id, **result} for result in results], sep=".")
+    # Every field of each result, as its file holds it (`Result.to_dict` gives back what was read).
+    frame = pd.json_normalize([{"run_id": run_id, **result.to_dict()} for result in results], sep=".")
     for column in frame.columns:
         frame[column] = _one_kind(frame[column])
     first = [c for c in KEY_COLUMNS if c in frame.columns]

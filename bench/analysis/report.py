@@ -6,7 +6,10 @@ as plain dicts; bench/analysis/report_render.py only formats them and bench/anal
 the Markdown, the CSV, the JSON and the plots cannot disagree.
 
 Nothing here knows a workload by name: the quality columns are the metrics the results carry and
-the target metric is the one each result names in result["target"].
+the target metric is the one each result names in its target.
+
+The results come in typed (bench.results.Result, as `load_run` reads them); the rows built from
+them for the renderers are plain dicts.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -23,7 +27,7 @@ from bench.analysis import stats
 from bench.analysis.report_model import Report, WorkloadReport
 from bench.cells import CellKey, is_config_path
 from bench.paths import ACCELERATE_CONFIGS_DIR
-from bench.results import WITH_NUMBERS, Result, load_run, result_key
+from bench.results import WITH_NUMBERS, Result, load_run
 from bench.run_meta import RunMeta
 
 TRAINED = ("converged", "not_converged")
@@ -102,15 +106,15 @@ def _topology_file(name: str) -> dict[str, Any]:
     return {"num_processes": processes, "num_machines": machines, "use_cpu": bool(raw.get("use_cpu"))}
 
 
-def _topology(result: dict[str, Any]) -> dict[str, Any]:
+def _topology(result: Result) -> dict[str, Any]:
     # A trained cell records its topology; the others only name it.
-    return result.get("topology") or _topology_file(result["cell"]["topology"])
+    return result.topology or _topology_file(result.cell.topology)
 
 
-def cell_device(result: dict[str, Any]) -> str | None:
+def cell_device(result: Result) -> str | None:
     """The device the cell computed on (observed), else the one its topology asks for."""
-    observed = result.get("observed") or {}
-    if observed.get("device") and result["status"] in WITH_NUMBERS:
+    observed = result.observed or {}
+    if observed.get("device") and result.status in WITH_NUMBERS:
         return observed["device"]
     topology = _topology(result)
     if "use_cpu" in topology:
@@ -118,24 +122,25 @@ def cell_device(result: dict[str, Any]) -> str | None:
     return observed.get("device")
 
 
-def cell_processes(result: dict[str, Any]) -> int | None:
+def cell_processes(result: Result) -> int | None:
     """The processes the topology asks for (an invalid cell may have observed fewer)."""
     processes = _topology(result).get("num_processes")
     return int(processes) if processes else None
 
 
-def cell_nodes(result: dict[str, Any]) -> int | None:
+def cell_nodes(result: Result) -> int | None:
     """The nodes (accelerate's num_machines) the topology asks for."""
     nodes = _topology(result).get("num_machines")
     return int(nodes) if nodes else None
 
 
-def compute_dtype(result: dict[str, Any]) -> str:
+def compute_dtype(result: Result) -> str:
     """The dtype whose peak FLOP/s the cell's MFU divides by. A tf32 cell computes fp32 tensors in
     TF32 on the tensor cores: its peak is the tf32 one, not fp32's."""
-    if result["cell"]["precision"] in ("tf32", "fp8"):
-        return result["cell"]["precision"]  # an fp8 cell's peak is fp8's, never bf16's (its autocast dtype)
-    return (result.get("observed") or {}).get("compute_dtype") or result["cell"]["precision"]
+    precision = result.cell.precision
+    if precision in ("tf32", "fp8"):
+        return precision  # an fp8 cell's peak is fp8's, never bf16's (its autocast dtype)
+    return (result.observed or {}).get("compute_dtype") or precision
 
 
 def peak_for(peaks: dict[str, Any] | None, device: str | None, dtype: str, processes: int, kind: str) -> float | None:
@@ -156,28 +161,27 @@ NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16",
 """The CPU flags without which a CPU only emulates a precision (oneDNN converts to fp32 and back)."""
 
 
-def emulated_on_cpu(result: dict[str, Any]) -> bool:
+def emulated_on_cpu(result: Result) -> bool:
     """Whether the cell computed on a CPU in a half precision that CPU has no instructions for
     (bf16 without avx512_bf16 or AMX). Its "peak" is that of the emulation: 91% of a 44 GFLOP/s
     emulated peak makes a cell 3x slower than fp32 look efficient, so it gets no MFU."""
-    flags = (result.get("environment") or {}).get("cpu_precision_flags")
+    flags = result.environment.cpu_precision_flags
     needed = NATIVE_CPU_FLAGS.get(compute_dtype(result))
     if cell_device(result) != "cpu" or needed is None or flags is None:
         return False
     return not any(flag in flags for flag in needed)
 
 
-def mfu(result: dict[str, Any], peaks: dict[str, Any] | None, kind: str, hardware: bool = False) -> float | None:
+def mfu(result: Result, peaks: dict[str, Any] | None, kind: str, hardware: bool = False) -> float | None:
     """Model FLOPs utilisation of one cell: training FLOP/s achieved over the peak. None where the
     cell's precision is only emulated by its CPU (`emulated_on_cpu`): that is no utilisation of
     the hardware. The model's FLOPs exclude what activation checkpointing recomputes; `hardware`
     counts it too (HFU), for the cells that recorded it (`hardware_flops_per_sample`)."""
     if emulated_on_cpu(result):
         return None
-    typed = Result.from_dict(result)
-    flops, rate = typed.flops_per_sample, typed.throughput.samples_per_s
+    flops, rate = result.flops_per_sample, result.throughput.samples_per_s
     if hardware:
-        flops = result.get("hardware_flops_per_sample")
+        flops = result.hardware_flops_per_sample
     peak = peak_for(peaks, cell_device(result), compute_dtype(result), cell_processes(result) or 1, kind)
     if not flops or not rate or not peak:
         return None
@@ -193,23 +197,28 @@ itself and leaves that in the 1-minute average for the next cell: on the idle 2-
 classical-baseline cell started at 2.07 right after a training cell, with nothing else running."""
 
 
-def busy_host(result: dict[str, Any]) -> dict[str, Any] | None:
+def busy_host(result: Result) -> dict[str, Any] | None:
     """The cell's host load (`host_load`, recorded by the runner) when its 1-min load average at the
     cell's start or end was more than BUSY_MARGIN above the cores it could use: other work queued
     for those cores, so its speed figures are contaminated. None for a quiet host or a result that
     records no load."""
-    load = result.get("host_load")
-    if not isinstance(load, dict) or not load.get("cores"):
+    load = result.host_load
+    if not load.cores:
         return None
-    one_min = {when: load[when][0] for when in ("start", "end") if load.get(when)}
-    if not any(value > load["cores"] + BUSY_MARGIN for value in one_min.values()):
+    one_min = {when: loads[0] for when, loads in (("start", load.start), ("end", load.end)) if loads}
+    if not any(value > load.cores + BUSY_MARGIN for value in one_min.values()):
         return None
-    return {"id": result_key(result).id, "seed": result["cell"]["seed"], "cores": load["cores"],
+    return {"id": result.key.id, "seed": result.cell.seed, "cores": load.cores,
             "load_start": one_min.get("start"), "load_end": one_min.get("end")}
 
 
-def _metric_series(results: list[dict[str, Any]], getter) -> tuple[dict[str, list[float | None]], dict[str, str]]:
-    """{"val_f1": [one value per result], ...} for every split and numeric metric any result carries.
+_Item = TypeVar("_Item")
+
+
+def _metric_series(results: Sequence[_Item], getter: Callable[[_Item], dict[str, Any] | None],
+                   ) -> tuple[dict[str, list[float | None]], dict[str, str]]:
+    """{"val_f1": [one value per result], ...} for every split and numeric metric any result (or
+    classical model's entry) carries, its metrics as `getter` gives them.
 
     Splits are whatever the workload reports (val, test, an out-of-domain set...); nested entries
     (per-threshold reports, detection rates per category) are not quality columns and are skipped.
@@ -249,63 +258,62 @@ def summarise(values: list[float | None]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> dict[str, Any]:
+def group_row(results: list[Result], peaks: dict[str, Any] | None) -> dict[str, Any]:
     """One configuration over its seeds; `results` are all its train cells, whatever their status."""
-    cell = results[0]["cell"]
-    trained = [r for r in results if r["status"] in TRAINED]
-    converged = [r for r in trained if r["status"] == "converged"]
+    cell = results[0].cell
+    trained = [r for r in results if r.status in TRAINED]
+    converged = [r for r in trained if r.status == "converged"]
     statuses: dict[str, int] = defaultdict(int)
     for r in results:
-        statuses[r["status"]] += 1
+        statuses[r.status] += 1
     processes = next((p for p in map(cell_processes, results) if p), None)
     nodes = next((n for n in map(cell_nodes, results) if n), None)
     device = next((d for d in map(cell_device, results) if d), None)
 
-    typed = [Result.from_dict(r) for r in trained]
-    ttt = [t.timings.time_to_target_s for t in typed if t.status == "converged"]
-    quality, labels = _metric_series(trained, lambda r: r.get("metrics"))
+    ttt = [r.timings.time_to_target_s for r in converged]
+    quality, labels = _metric_series(trained, lambda r: r.metrics)
     per_seed = {
-        "seeds": [t.cell.seed for t in typed],
-        "status": [t.status for t in typed],
-        "time_to_target_s": [t.timings.time_to_target_s for t in typed],
-        "samples_to_target": [t.samples_to_target for t in typed],
-        "train_seconds": [t.timings.train_seconds for t in typed],
-        "init_s": [t.timings.init_s for t in typed],
-        "samples_per_s": [t.throughput.samples_per_s for t in typed],
-        "tokens_per_s": [t.throughput.tokens_per_s for t in typed],
-        "peak_rss_mb_per_rank_max": [t.memory.peak_rss_mb_max for t in typed],
-        "peak_rss_mb_sum": [t.memory.peak_rss_mb_sum for t in typed],
-        "cuda_max_allocated_mb": [t.memory.cuda_max_allocated_mb_max for t in typed],
-        "cuda_max_reserved_mb": [t.memory.cuda_max_reserved_mb_max for t in typed],
-        "flops_per_sample": [t.flops_per_sample for t in typed],
-        "cell_wall_s": [t.cell_wall_s for t in typed],
-        "wall_alone_s": [t.wall_alone_s for t in typed],
-        "step_time_median_s": [t.timings.step_time_median_s for t in typed],
+        "seeds": [r.cell.seed for r in trained],
+        "status": [r.status for r in trained],
+        "time_to_target_s": [r.timings.time_to_target_s for r in trained],
+        "samples_to_target": [r.samples_to_target for r in trained],
+        "train_seconds": [r.timings.train_seconds for r in trained],
+        "init_s": [r.timings.init_s for r in trained],
+        "samples_per_s": [r.throughput.samples_per_s for r in trained],
+        "tokens_per_s": [r.throughput.tokens_per_s for r in trained],
+        "peak_rss_mb_per_rank_max": [r.memory.peak_rss_mb_max for r in trained],
+        "peak_rss_mb_sum": [r.memory.peak_rss_mb_sum for r in trained],
+        "cuda_max_allocated_mb": [r.memory.cuda_max_allocated_mb_max for r in trained],
+        "cuda_max_reserved_mb": [r.memory.cuda_max_reserved_mb_max for r in trained],
+        "flops_per_sample": [r.flops_per_sample for r in trained],
+        "cell_wall_s": [r.cell_wall_s for r in trained],
+        "wall_alone_s": [r.wall_alone_s for r in trained],
+        "step_time_median_s": [r.timings.step_time_median_s for r in trained],
         "compile_s": [knob_figure(r, "compile", "compile_s") for r in trained],
         "mfu_measured": [mfu(r, peaks, "measured") for r in trained],
         "mfu_datasheet": [mfu(r, peaks, "datasheet") for r in trained],
         "hfu_measured": [mfu(r, peaks, "measured", hardware=True) for r in trained],
         **quality,
     }
-    key = result_key(results[0]).without_seed()
+    key = results[0].key.without_seed()
     row: dict[str, Any] = {
         "kind": "accelerate",
         "id": key.id,
-        "workload": cell["workload"],
-        "model": cell["variant"],
-        "topology": cell["topology"],
+        "workload": cell.workload,
+        "model": cell.variant,
+        "topology": cell.topology,
         "axes": dict(key.axes),
         "processes": processes,
         "nodes": nodes,
         "device": device,
-        "precision": cell["precision"],
-        "target": next((r["target"] for r in results if r.get("target")), None),
+        "precision": cell.precision,
+        "target": _target(results),
         "cells": len(results),
         "trained": len(trained),
         "converged": len(converged),
         "statuses": dict(statuses),
         "time_to_target_s": {**summarise(ttt), "olympic_mean": stats.olympic_mean(ttt, len(trained) - len(converged))},
-        "samples_to_target": summarise([r.get("samples_to_target") for r in converged]),
+        "samples_to_target": summarise([r.samples_to_target for r in converged]),
         "quality": _quality(quality, labels),
         "per_seed": per_seed,
     }
@@ -314,16 +322,21 @@ def group_row(results: list[dict[str, Any]], peaks: dict[str, Any] | None) -> di
         row[key] = summarise(per_seed[key])
     row["per_seed"]["time_to_target_s_converged"] = ttt
     row["busy_host"] = [b for b in map(busy_host, trained) if b]
-    row["curves"] = [_curve(r) for r in trained if r.get("curve") and r.get("target")]
+    row["curves"] = [_curve(r) for r in trained if r.curve and r.target]
     return row
 
 
-def knob_figure(result: dict[str, Any], axis: str, name: str) -> float | None:
-    """A figure a knob records apart (`result["knobs"][axis][name]`, e.g. the compile time), or None.
+def _target(results: list[Result]) -> dict[str, Any] | None:
+    """The target the first of `results` that names one trained to, as the report shows it (None: none does)."""
+    return next((r.target.to_dict() for r in results if r.target), None)
 
-    Read from the result dict, not the typed model: `knobs` is newer than some readers of this
-    module, and a result without it (every result before the knob axes) simply has no such figure."""
-    knobs = result.get("knobs")
+
+def knob_figure(result: Result, axis: str, name: str) -> float | None:
+    """A figure a knob records apart (`result.knobs[axis][name]`, e.g. the compile time), or None.
+
+    `knobs` is free-form (each knob records its own figures), and a result without it (every result
+    before the knob axes) simply has no such figure."""
+    knobs = result.knobs
     entry = knobs.get(axis) if isinstance(knobs, dict) else None
     value = entry.get(name) if isinstance(entry, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -331,14 +344,14 @@ def knob_figure(result: dict[str, Any], axis: str, name: str) -> float | None:
     return float(value)
 
 
-def _curve(result: dict[str, Any]) -> dict[str, Any]:
+def _curve(result: Result) -> dict[str, Any]:
     """The target metric against training-clock seconds and samples seen (all processes; None for a
-    point that records none), as evaluated during training."""
-    metric = result["target"]["metric"]
-    points = [p for p in result["curve"] if p.get(metric) is not None and p.get("seconds") is not None]
+    point that records none), as evaluated during training (a result with a target and a curve)."""
+    metric = result.target.metric
+    points = [p for p in result.curve if p.get(metric) is not None and p.get("seconds") is not None]
     return {
-        "seed": result["cell"]["seed"],
-        "status": result["status"],
+        "seed": result.cell.seed,
+        "status": result.status,
         "metric": metric,
         "seconds": [p["seconds"] for p in points],
         "value": [p[metric] for p in points],
@@ -378,22 +391,22 @@ def add_comparisons(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def baseline_rows(results: list[Result]) -> list[dict[str, Any]]:
     """One row per classical model, its seeds aggregated."""
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     busy: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in results:
-        for entry in r.get("baselines") or []:
-            by_name[entry["name"]].append({**entry, "seed": r["cell"]["seed"]})
+        for entry in r.baselines or []:
+            by_name[entry["name"]].append({**entry, "seed": r.cell.seed})
             if busy_host(r):
-                busy[entry["name"]][result_key(r).id] = busy_host(r)
+                busy[entry["name"]][r.key.id] = busy_host(r)
     rows = []
     for name, entries in by_name.items():
         series, labels = _metric_series(entries, lambda e: e.get("metrics"))
         rows.append(
             {
                 "kind": "baseline",
-                "workload": results[0]["cell"]["workload"],
+                "workload": results[0].cell.workload,
                 "model": name,
                 "cells": len(entries),
                 "quality": _quality(series, labels),
@@ -422,18 +435,18 @@ def row_order_key(row: dict[str, Any]) -> tuple:
     )
 
 
-def train_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def train_results(results: list[Result]) -> list[Result]:
     """The Accelerate cells among `results` (the classical-baseline cells left out)."""
-    return [r for r in results if r["cell"].get("kind", "train") != "baseline" and r["status"] != "baseline"]
+    return [r for r in results if r.cell.kind != "baseline" and r.status != "baseline"]
 
 
-def configuration_rows(train: list[dict[str, Any]], peaks: dict[str, Any] | None) -> list[dict[str, Any]]:
+def configuration_rows(train: list[Result], peaks: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One workload's train cells as one row per configuration (its seeds aggregated), in display
     order, each with its reference (`reference_id`) and speedups (`add_comparisons`). What the
     report tables and `bench run --seeds auto` (bench/analysis/seeds_auto.py) both start from."""
-    groups: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[CellKey, list[Result]] = defaultdict(list)
     for r in train:
-        groups[result_key(r).without_seed()].append(r)  # the seeds of one configuration
+        groups[r.key.without_seed()].append(r)  # the seeds of one configuration
     rows = sorted((group_row(g, peaks) for g in groups.values()), key=row_order_key)
     add_comparisons(rows)
     return rows
@@ -460,25 +473,24 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
     run_dir = Path(run_dir)
     results = load_run(run_dir)
     meta = load_meta(run_dir) if run_dir.is_dir() else RunMeta()
-    environment = meta.environment or next((r["environment"] for r in results if r.get("environment")), {})
+    environment = meta.environment or next((env for r in results if (env := r.environment.to_dict())), {})
     peaks, peaks_source = resolve_peaks(meta.peak_flops, environment, measure_peaks)
 
-    by_workload: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_workload: dict[str, list[Result]] = defaultdict(list)
     for r in results:
-        by_workload[r["cell"]["workload"]].append(r)
+        by_workload[r.cell.workload].append(r)
 
     workloads = []
     for name in sorted(by_workload):
         cells = by_workload[name]
         train = train_results(cells)
         rows = configuration_rows(train, peaks)
-        target = next((r["target"] for r in train if r.get("target")), None)
         report = WorkloadReport(
             name=name,
-            target=target,
+            target=_target(train),
             rows=rows,
-            baselines=baseline_rows([r for r in cells if r["status"] == "baseline"]),
-            not_converged=[_listing(r) for r in train if r["status"] == "not_converged"],
+            baselines=baseline_rows([r for r in cells if r.status == "baseline"]),
+            not_converged=[_listing(r) for r in train if r.status == "not_converged"],
             data=data_notes(cells),
         )
         add_intervals(rows, report)  # every comparison as a claim: a ratio and an exact test (report_compare.py)
@@ -502,9 +514,9 @@ def build_report(run_dir: Path, measure_peaks: bool = True) -> Report:
         peaks=peaks,
         peaks_source=peaks_source,
         workloads=workloads,
-        without_numbers=[_listing(r) for r in results if r["status"] not in WITH_NUMBERS],
+        without_numbers=[_listing(r) for r in results if r.status not in WITH_NUMBERS],
         cell_count=len(results),
-        launch_seconds=sum(r["cell_wall_s"] for r in results if r.get("cell_wall_s")) or None,
+        launch_seconds=sum(r.cell_wall_s for r in results if r.cell_wall_s) or None,
         seeds_auto=seeds_auto_listing(meta),
         alpha=alpha,
         claims=decided,
@@ -544,7 +556,7 @@ def seeds_auto_listing(meta: RunMeta) -> dict[str, Any] | None:
             "done": bool(entry.get("done")), "cells": cells}
 
 
-def data_notes(results: list[dict[str, Any]]) -> list[str]:
+def data_notes(results: list[Result]) -> list[str]:
     """One line per data file the cells read (`data.sha256` of their results): its SHA-256 and whether it is
     the published content, or, where cells read different content, which cells read which. Results that
     record no hashes (written before they were recorded) are left out: unknown, not different."""
@@ -552,8 +564,8 @@ def data_notes(results: list[dict[str, Any]]) -> list[str]:
 
     seen: dict[str, dict[str, list[str]]] = {}
     for r in results:
-        for name, sha in (Result.from_dict(r).data.sha256 or {}).items():
-            seen.setdefault(name, {}).setdefault(sha, []).append(result_key(r).id)
+        for name, sha in (r.data.sha256 or {}).items():
+            seen.setdefault(name, {}).setdefault(sha, []).append(r.key.id)
     lines = []
     for name, by_sha in sorted(seen.items()):
         if len(by_sha) == 1:
@@ -573,26 +585,25 @@ def data_notes(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _listing(result: dict[str, Any]) -> dict[str, Any]:
+def _listing(result: Result) -> dict[str, Any]:
     """A cell as the 'never hide a cell' lists show it: who it is, what it ended as, and why."""
-    cell = result["cell"]
+    cell = result.cell
     entry = {
-        "id": result_key(result).id,
-        "workload": cell["workload"],
-        "model": cell["variant"],
-        "topology": cell["topology"],
-        "precision": cell["precision"],
-        "seed": cell["seed"],
-        "status": result["status"],
-        "reason": result.get("reason") or "",
+        "id": result.key.id,
+        "workload": cell.workload,
+        "model": cell.variant,
+        "topology": cell.topology,
+        "precision": cell.precision,
+        "seed": cell.seed,
+        "status": result.status,
+        "reason": result.reason or "",
     }
-    stderr = [line for line in (result.get("stderr_tail") or "").splitlines() if line.strip()]
+    stderr = [line for line in (result.stderr_tail or "").splitlines() if line.strip()]
     if stderr:
         entry["last_stderr_line"] = stderr[-1].strip()
-    target = result.get("target")
-    curve = result.get("curve") or []
+    target, curve = result.target, result.curve or []
     if target and curve:
-        reached = stats.finite([point.get(target["metric"]) for point in curve])
-        pick = max if target.get("higher_is_better", True) else min
-        entry["best"] = {"metric": target["metric"], "value": pick(reached) if reached else None, "target": target["value"]}
+        reached = stats.finite([point.get(target.metric) for point in curve])
+        pick = max if target.higher else min
+        entry["best"] = {"metric": target.metric, "value": pick(reached) if reached else None, "target": target.value}
     return entry

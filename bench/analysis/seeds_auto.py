@@ -28,12 +28,13 @@ hand-made results; bench/commands/run_auto.py runs the rounds.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from bench.analysis.report import configuration_rows, train_results
 from bench.analysis.report_compare import add_intervals, control_claims
 from bench.analysis.stats import SequentialDesign
-from bench.results import WITHOUT_METRICS, result_key
+from bench.results import WITHOUT_METRICS, Result, as_results
 
 START_SEEDS = 3
 """Seeds every configuration starts with (or the matrix's own count, when it asks for more)."""
@@ -56,12 +57,12 @@ def reached_maximum(max_seeds: int) -> str:
     return f"reached the maximum of {max_seeds} seeds"
 
 
-def _without_numbers(results: list[dict[str, Any]]) -> str:
+def _without_numbers(results: list[Result]) -> str:
     """Why a configuration with no trained seed is decided: 'not run: skipped (needs 1 GPU, found 0)'."""
     first = results[0]
-    head = "not run" if first["status"] in WITHOUT_METRICS else "no numbers"
-    reason = (first.get("reason") or "").strip().splitlines()
-    return f"{head}: {first['status']}" + (f" ({reason[0]})" if reason else "")
+    head = "not run" if first.status in WITHOUT_METRICS else "no numbers"
+    reason = (first.reason or "").strip().splitlines()
+    return f"{head}: {first.status}" + (f" ({reason[0]})" if reason else "")
 
 
 def _judged(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -73,7 +74,7 @@ def _judged(row: dict[str, Any]) -> dict[str, Any] | None:
     return {k: judged.get(k) for k in ("ratio", "low", "high", "verdict", "conclusive", "n_candidate", "n_reference")}
 
 
-def _decide_row(row: dict[str, Any], ref: dict[str, Any] | None, results: list[dict[str, Any]], seeds: int,
+def _decide_row(row: dict[str, Any], ref: dict[str, Any] | None, results: list[Result], seeds: int,
                 max_seeds: int) -> tuple[str | None, str | None]:
     """(why the configuration stopped, or None while it needs another seed; why it is still open)."""
     if not row["trained"]:
@@ -96,26 +97,29 @@ def _decide_row(row: dict[str, Any], ref: dict[str, Any] | None, results: list[d
     return None, open_because
 
 
-def decide(results: list[dict[str, Any]], max_seeds: int, start: int = START_SEEDS) -> dict[str, dict[str, Any]]:
+def decide(results: Iterable[Result | dict[str, Any]], max_seeds: int,
+           start: int = START_SEEDS) -> dict[str, dict[str, Any]]:
     """One decision per configuration (`CellKey.without_seed().id`) of `results`, every workload.
+    Results are read as records (bench.results.Result); a dict, as the harness gives it, is read into one.
 
     Each is {"workload", "seeds" (how many seeds it has run), "seed_list", "next_seed",
     "reference" (the id of its reference, or None), "stopped" (why no more seeds, or None while it
     needs one), "open" (why the comparison is undecided, else None), "time_to_target" (the
     comparison with the reference as the report judges it, or None)}. A reference is stopped
     ("reference") once every comparison with it is decided or it has run `max_seeds`."""
-    by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        by_config[result_key(r).without_seed().id].append(r)
+    records = as_results(results)
+    by_config: dict[str, list[Result]] = defaultdict(list)
+    for r in records:
+        by_config[r.key.without_seed().id].append(r)
     decisions: dict[str, dict[str, Any]] = {}
     for config_id, group in by_config.items():
-        seeds = sorted({r["cell"]["seed"] for r in group})
-        decisions[config_id] = {"workload": group[0]["cell"]["workload"], "seeds": len(seeds), "seed_list": seeds,
+        seeds = sorted({r.cell.seed for r in group})
+        decisions[config_id] = {"workload": group[0].cell.workload, "seeds": len(seeds), "seed_list": seeds,
                                 "next_seed": seeds[-1] + 1, "reference": None, "stopped": BASELINES, "open": None,
                                 "time_to_target": None}
-    by_workload: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in train_results(results):
-        by_workload[r["cell"]["workload"]].append(r)
+    by_workload: dict[str, list[Result]] = defaultdict(list)
+    for r in train_results(records):
+        by_workload[r.cell.workload].append(r)
     level = SequentialDesign(start, max_seeds).level
     workload_rows = []
     for train in by_workload.values():

@@ -232,7 +232,7 @@ def check_cells(folder: Path, gpus: int, timeout_s: float = 1800.0) -> Check:
     done = subprocess.run([sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--run-id", "cells",
                            "--results-dir", str(folder)], capture_output=True, text=True, timeout=timeout_s)
     try:
-        results = {r["cell"]["id"]: r for r in load_run(folder / "cells")}
+        results = {r.cell.id: r for r in load_run(folder / "cells")}
     except Exception as exc:  # noqa: BLE001 - any unreadable run is the failure to report
         return Check("cells", FAIL, f"`bench run` exited {done.returncode} with no readable results: {exc}")
     problems, facts = [], {}
@@ -241,16 +241,16 @@ def check_cells(folder: Path, gpus: int, timeout_s: float = 1800.0) -> Check:
         if result is None:
             problems.append(f"{cell.id}: no result")
             continue
-        facts[cell.id] = f"{result['status']}: {(result.get('reason') or '').splitlines()[0][:100] if result.get('reason') else ''}"
+        facts[cell.id] = f"{result.status}: {result.reason.splitlines()[0][:100] if result.reason else ''}"
         predicted = expected_verdict(cell, load_topology(cell.topology))
-        status = result["status"]
+        status = result.status
         if status in ("failed", "invalid"):
-            problems.append(f"{cell.id}: {status} ({(result.get('reason') or '').splitlines()[0][:120]})")
+            problems.append(f"{cell.id}: {status} ({result.reason.splitlines()[0][:120]})")
         elif predicted and status != predicted.split()[0] and status != "skipped":
             problems.append(f"{cell.id}: {status}, where the dry run predicts {predicted}")
         elif not predicted and status not in ("converged", "not_converged", "skipped", "unsupported"):
             problems.append(f"{cell.id}: {status}")
-    ran = sum(r["status"] in ("converged", "not_converged") for r in results.values())
+    ran = sum(r.trained for r in results.values())
     if problems:
         return Check("cells", FAIL, "; ".join(problems), facts)
     return Check("cells", PASS, f"{len(results)} cells as predicted ({ran} trained, the others refused or skipped "

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bench.harness.launch import PROGRESS_PREFIX, latest_progress, threads_per_rank
-from bench.results import load_run, validate_result
+from bench.results import load_run_dicts, validate_result
 from tests.conftest import PROJECT_ROOT, run_cli
 from tests.helpers.runs import cells_by_id, matrix_file, only_run, processes_mentioning
 
@@ -208,7 +208,7 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_keeps_the_cells_written(tmp
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and not any(line.startswith("error") for line in lines[:-1]), lines
     assert "No space left on device" in lines[-1] and "1 of 2 cells" in lines[-1] and "--resume full" in lines[-1], lines[-1]
-    [kept] = load_run(results / "full")
+    [kept] = load_run_dicts(results / "full")
     assert validate_result(kept) == [] and kept["status"] == "skipped" and kept["cell"]["topology"] == "gpu-1"
     worker_log = (results / "full" / "logs" / "maintenance-gru__cpu-1proc__fp32__s0.log").read_text()
     assert "No space left on device" in worker_log  # the worker met the full disk first

@@ -10,7 +10,7 @@ import pytest
 from mlperf_logging.compliance_checker.mlp_parser import parse_file
 
 from bench.harness.mlperf_log import mllog_path, mllog_text
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.conftest import run_cli
 from tests.helpers.runs import matrix_file, only_run
 
@@ -28,7 +28,7 @@ def cell(tmp_path_factory):
     proc = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = only_run(tmp_path / "results")
-    [result] = load_run(run_dir)
+    [result] = load_run_dicts(run_dir)
     assert result["status"] == "converged", result.get("reason")
     return run_dir, result
 

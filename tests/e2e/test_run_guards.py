@@ -16,7 +16,7 @@ import bench.harness.matrix
 import bench.harness.runner
 from bench.cli import main
 from bench.harness.host import Host
-from bench.results import load_run, validate_result
+from bench.results import load_run_dicts, validate_result
 from tests.helpers.run_guards import BINARY, one_error_line, write_matrix
 
 NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
@@ -106,13 +106,13 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_completed(tmp_pa
     line = one_error_line(capsys)
     assert "No space left on device" in line and "1 of 3 cells" in line and "--resume r1" in line, line
     [kept] = written
-    assert [validate_result(r) for r in load_run(results / "r1")] == [[]]
+    assert [validate_result(r) for r in load_run_dicts(results / "r1")] == [[]]
     assert json.loads(kept.read_text())["cell"]["topology"] == "gpu-1"
 
     monkeypatch.setattr(bench.harness.runner, "write_json_atomic", real)  # space freed: the resume finishes
     mtime = kept.stat().st_mtime_ns
     assert main(["run", "--results-dir", str(results), "--resume", "r1"]) == 0
-    assert len(load_run(results / "r1")) == 3 and kept.stat().st_mtime_ns == mtime
+    assert len(load_run_dicts(results / "r1")) == 3 and kept.stat().st_mtime_ns == mtime
 
 
 @pytest.mark.e2e

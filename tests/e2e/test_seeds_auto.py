@@ -20,7 +20,7 @@ from bench.analysis.seeds_auto import (
 from bench.cells import CellKey
 from bench.cli import main
 from bench.harness.host import Host
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.conftest import run_cli
 from tests.helpers.seeds_auto import one_error_line, write_matrix
 
@@ -50,7 +50,7 @@ def test_skipped_cells_are_decided_in_one_round_and_a_resume_keeps_the_record(tm
     assert main(["run", "--results-dir", str(results), "--resume", "a"]) == 0
     again = json.loads((results / "a" / "run.json").read_text())["seeds_auto"]
     assert again["max"] == 6 and again["cells"] == auto["cells"] and again["rounds"] == 2
-    assert len(load_run(results / "a")) == 6
+    assert len(load_run_dicts(results / "a")) == 6
 
 
 @pytest.mark.e2e
@@ -89,7 +89,7 @@ def test_seeds_auto_on_two_real_configurations_end_to_end(tmp_path):
     assert set(cells) >= {ref, accum}
 
     seeds: dict[str, list[int]] = {}
-    for r in load_run(run_dir):
+    for r in load_run_dicts(run_dir):
         seeds.setdefault(CellKey.of(r["cell"]).without_seed().id, []).append(r["cell"]["seed"])
     for config_id, entry in cells.items():
         assert sorted(seeds[config_id]) == list(range(entry["seeds"])) == entry["seed_list"]  # contiguous from 0

@@ -7,7 +7,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.conftest import run_cli
 from tests.helpers.runs import matrix_file, only_run
 
@@ -24,7 +24,7 @@ def test_a_cell_logged_to_tensorboard_has_its_curve_hparams_and_final_metrics(tm
     proc = run_cli("run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--log-with", "tensorboard")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = only_run(tmp_path / "results")
-    [result] = load_run(run_dir)
+    [result] = load_run_dicts(run_dir)
     assert result["status"] == "converged", result.get("reason")
     assert result["cell"]["tracking"]["log_with"] == "tensorboard"
     folder = run_dir / "trackers" / result["cell"]["id"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.results import load_run
+from bench.results import load_run_dicts
 
 
 # The work is bounded by epochs (and steps); the seconds and the timeout are hang guards, sized for
@@ -49,7 +49,7 @@ def only_run(results_dir: Path) -> Path:
 
 
 def cells_by_id(run_dir: Path) -> dict[str, dict]:
-    return {r["cell"]["id"]: r for r in load_run(run_dir)}
+    return {r["cell"]["id"]: r for r in load_run_dicts(run_dir)}
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.analysis.gate.baselines import save_baseline
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.helpers.compare import RUN_A, RUN_B
 
 
@@ -25,15 +25,15 @@ def test_saving_a_baseline_keeps_the_previous_one_in_history_and_auto_ignores_it
     second = save_baseline(RUN_B, baselines)
     assert second == first
     assert json.loads((second / "baseline.json").read_text())["source_run"] == "run_b"
-    assert load_run(second)[0] == load_run(RUN_B)[0]
+    assert load_run_dicts(second)[0] == load_run_dicts(RUN_B)[0]
 
     [old] = (second / "history").iterdir()
     assert json.loads((old / "baseline.json").read_text()) == first_meta
-    assert load_run(old)[0] == load_run(RUN_A)[0]
+    assert load_run_dicts(old)[0] == load_run_dicts(RUN_A)[0]
 
     from bench.analysis.gate.baselines import find_baseline, hardware_of
 
-    hardware = hardware_of(load_run(RUN_B))
+    hardware = hardware_of(load_run_dicts(RUN_B))
     assert find_baseline(baselines, hardware).path == second  # history is never the current baseline
     save_baseline(RUN_A, baselines)
     assert len(list((second / "history").iterdir())) == 2

@@ -20,7 +20,7 @@ from bench.analysis.gate.baselines import find_baseline, save_baseline
 from bench.analysis.gate.judge import IMPROVEMENT, REGRESSION
 from bench.cli import main
 from bench.errors import BenchError
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.helpers.compare import CELL, RUN_A, RUN_B, _slower, _write_run
 
 
@@ -41,7 +41,7 @@ def _verdict(verdicts: list, metric: str) -> str:
 
 @pytest.fixture(scope="module")
 def honest() -> tuple[list[dict], list[dict]]:
-    return load_run(RUN_A), load_run(RUN_B)
+    return load_run_dicts(RUN_A), load_run_dicts(RUN_B)
 
 
 def test_an_injected_30_percent_throughput_drop_fails(tmp_path: Path, honest, capsys) -> None:

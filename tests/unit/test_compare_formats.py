@@ -15,7 +15,7 @@ import pytest
 from bench.analysis.gate.against_baseline import GateVerdict
 from bench.analysis.gate.render import render_compare_json as render_json
 from bench.cli import main
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.helpers.compare import CELL, RUN_A, RUN_B, _slower, _write_run
 from tests.helpers.compare_formats import SPEED_AND_MEMORY_NAMES
 
@@ -36,7 +36,7 @@ def _cases(xml_text: str) -> list[ET.Element]:
 
 @pytest.fixture(scope="module")
 def honest() -> tuple[list[dict], list[dict]]:
-    return load_run(RUN_A), load_run(RUN_B)
+    return load_run_dicts(RUN_A), load_run_dicts(RUN_B)
 
 
 def test_junit_fails_each_regressed_metric_with_its_reason(tmp_path: Path, honest, capsys) -> None:

@@ -18,13 +18,13 @@ from bench.analysis.gate.against_baseline import BaselineSettings as GateSetting
 from bench.analysis.gate.against_baseline import compare_results
 from bench.analysis.gate.judge import REGRESSION
 from bench.cli import main
-from bench.results import load_run, result_path, write_json_atomic
+from bench.results import load_run_dicts, result_path, write_json_atomic
 from tests.helpers.compare import RUN_A, RUN_B, _write_run
 
 
 @pytest.fixture(scope="module")
 def honest() -> tuple[dict, dict]:
-    return load_run(RUN_A)[0], load_run(RUN_B)[0]
+    return load_run_dicts(RUN_A)[0], load_run_dicts(RUN_B)[0]
 
 
 def _verdicts(base: dict, cand: dict) -> dict[str, object]:

@@ -18,7 +18,7 @@ import pytest
 from bench.cli import main
 from bench.data.datasets import DATASETS
 from bench.errors import BenchError
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.helpers.data_integrity import AI4I, AI4I_SHA256, _ai4i_copy
 
 COMPARE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "compare"
@@ -89,8 +89,8 @@ def _write_run(folder: Path, results: list[dict]) -> Path:
     ],
 )
 def test_compare_says_when_the_two_runs_read_different_data(tmp_path, capsys, base_sha, cand_sha, says):
-    base = _write_run(tmp_path / "base", [_with_data(r, base_sha) for r in load_run(COMPARE_FIXTURES / "run_a")])
-    cand = _write_run(tmp_path / "cand", [_with_data(r, cand_sha) for r in load_run(COMPARE_FIXTURES / "run_b")])
+    base = _write_run(tmp_path / "base", [_with_data(r, base_sha) for r in load_run_dicts(COMPARE_FIXTURES / "run_a")])
+    cand = _write_run(tmp_path / "cand", [_with_data(r, cand_sha) for r in load_run_dicts(COMPARE_FIXTURES / "run_b")])
     main(["compare", str(base), str(cand)])
     out = capsys.readouterr().out
     note = f"Different data: {AI4I} has SHA-256 aaaaaaaaaaaa... in the baseline and bbbbbbbbbbbb... in the candidate"
@@ -102,7 +102,7 @@ def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
     from bench.analysis.report import build_report
     from bench.analysis.report_render import render_markdown
 
-    results = load_run(REPORT_FIXTURE)
+    results = load_run_dicts(REPORT_FIXTURE)
     alpha = [r for r in results if r["cell"]["workload"] == "alpha"]
     shas = {}
     for i, r in enumerate(alpha):
@@ -116,7 +116,7 @@ def test_report_says_when_cells_of_a_run_read_different_data(tmp_path):
         f"and dddddddddddd... in {len(alpha) - 1} cells" in text
     ), text
     # cells that record no hashes (older results) say nothing either way
-    plain = _write_run(tmp_path / "plain", load_run(REPORT_FIXTURE))
+    plain = _write_run(tmp_path / "plain", load_run_dicts(REPORT_FIXTURE))
     assert "Different data" not in render_markdown(build_report(plain, measure_peaks=False))
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from bench.analysis.gate.judge import IMPROVEMENT, NEW, OK, REGRESSION, judge, judge_alone
 from bench.analysis.gate.render import render_json, render_junit, render_markdown
-from bench.results import Result, load_results
+from bench.results import Result, load_run
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "results/baselines/cpu-2core-AMD-EPYC/cells/traffic-ae__cpu-1proc__fp32__s0.json"
 
@@ -25,7 +25,7 @@ LAUNCH_SPREAD = 0.13  # lognormal sigma of a launch's step median against anothe
 
 @pytest.fixture(scope="module")
 def template() -> Result:
-    return load_results(TEMPLATE)[0]
+    return load_run(TEMPLATE)[0]
 
 
 def result(template: Result, seed: int, *, topology: str = "cpu-1proc", status: str = "converged", step: float = 0.0065,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.results import load_run
+from bench.results import load_run_dicts
 from tests.helpers.compare import RUN_A, RUN_B, _slower, _write_run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def _baseline(results_dir: Path, result: dict, hardware_in_meta: bool = True) ->
 
 @pytest.fixture(scope="module")
 def honest() -> tuple[dict, dict]:
-    return load_run(RUN_A)[0], load_run(RUN_B)[0]
+    return load_run_dicts(RUN_A)[0], load_run_dicts(RUN_B)[0]
 
 
 def test_another_cpu_model_string_with_the_same_cores_and_flags_is_matched_and_speed_judged(tmp_path, honest, capsys):
@@ -143,7 +143,7 @@ def test_the_gate_passes_on_an_avx512_host_of_this_kind_against_the_committed_xe
     clock in its model string ("Intel(R) Xeon(R) Processor") and records its flags (AVX-512, no
     bf16 instructions): matched on cores and flags, speed judged, passes."""
     xeon = _committed("Intel")
-    here = [_on(r, "Intel(R) Xeon(R) Processor", 2, ["avx512f"]) for r in load_run(xeon)]
+    here = [_on(r, "Intel(R) Xeon(R) Processor", 2, ["avx512f"]) for r in load_run_dicts(xeon)]
     run = _write_run(tmp_path / "gate-run", here)
     assert main(["compare", "--baseline", "auto", str(run), "--results-dir", str(PROJECT_ROOT / "results")]) == 0
     out = capsys.readouterr().out
@@ -160,7 +160,7 @@ def test_an_avx2_only_host_is_not_judged_against_avx512_figures_and_its_unsuppor
     results = tmp_path / "results"
     shutil.copytree(xeon, results / "baselines" / xeon.name)
     here = []
-    for r in load_run(xeon):
+    for r in load_run_dicts(xeon):
         r = _on(r, "AMD EPYC", 2, [])
         if r["cell"]["id"].startswith("maintenance-lstm") and r["cell"]["precision"] == "bf16":
             r = {"schema_version": r.get("schema_version", 1), "cell": r["cell"], "status": "unsupported",

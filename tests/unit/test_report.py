@@ -110,15 +110,16 @@ def test_a_bf16_cell_on_a_cpu_that_only_emulates_bf16_gets_no_mfu(flags, shown):
     # 91% of an emulated bf16 peak would make a cell 3x slower than fp32 look efficient. A result
     # that records no flags (written before they were) keeps its MFU.
     from bench.analysis.report import mfu
+    from bench.results import Result
 
     result = json.loads((FIXTURE / "cells" / "alpha-gru__cpu-1proc__bf16__s0.json").read_text())
     if flags is not None:
         result["environment"] = {**result.get("environment", {}), "cpu_precision_flags": flags}
     peaks = json.loads((FIXTURE / "run.json").read_text())["environment"]["peak_flops"]
-    assert (mfu(result, peaks, "measured") is not None) is shown
+    assert (mfu(Result.from_dict(result), peaks, "measured") is not None) is shown
     fp32 = json.loads((FIXTURE / "cells" / "alpha-gru__cpu-1proc__fp32__s0.json").read_text())
     fp32["environment"] = {**fp32.get("environment", {}), "cpu_precision_flags": flags or []}
-    assert mfu(fp32, peaks, "measured") is not None  # fp32 is native everywhere
+    assert mfu(Result.from_dict(fp32), peaks, "measured") is not None  # fp32 is native everywhere
 
 
 def test_quality_columns_follow_each_workloads_target(report):

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from bench.errors import BenchError
-from bench.results import load_run, make_result, result_path, validate_result, write_json_atomic
+from bench.results import (
+    load_run,
+    load_run_dicts,
+    make_result,
+    result_path,
+    validate_result,
+    write_json_atomic,
+)
 
 CELL = {"workload": "maintenance", "variant": "gru", "topology": "cpu-1proc", "precision": "fp32", "seed": 0, "id": "x"}
 
@@ -124,6 +131,6 @@ def test_non_finite_numbers_are_written_as_null_with_a_reason(tmp_path):
     assert written["metrics"]["test"] == {"f1": 0.6, "roc_auc": None}
     assert written["metrics"]["val"] == {"f1": None, "pr_auc": None}
     assert written["non_finite"] == {"/metrics/test/roc_auc": "nan", "/metrics/val/f1": "inf", "/metrics/val/pr_auc": "-inf"}
-    assert load_run(tmp_path)[0]["metrics"]["test"]["roc_auc"] is None
+    assert load_run_dicts(tmp_path)[0]["metrics"]["test"]["roc_auc"] is None
     assert result["metrics"]["test"]["roc_auc"] != result["metrics"]["test"]["roc_auc"]  # the caller's dict is untouched
 

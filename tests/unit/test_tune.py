@@ -25,7 +25,7 @@ from bench.analysis.tune.space import (
 )
 from bench.harness.host import Host
 from bench.harness.topology import load_topology
-from bench.results import Result, load_results
+from bench.results import Result, load_run
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "results/baselines/cpu-2core-AMD-EPYC/cells/traffic-ae__cpu-1proc__fp32__s0.json"
 
@@ -152,7 +152,7 @@ def test_settings_that_can_never_drop_anything_say_so():
 
 @pytest.fixture(scope="module")
 def template() -> Result:
-    return load_results(TEMPLATE)[0]
+    return load_run(TEMPLATE)[0]
 
 
 def finalist(template: Result, candidate: Candidate, seconds: list[float], samples: float = 81920,

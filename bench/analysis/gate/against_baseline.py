@@ -131,8 +131,8 @@ class GateVerdict:
 
 def group_key(result: Result | dict[str, Any]) -> str:
     """The id of the result's cell without its seed (`CellKey.without_seed`): what a baseline and a
-    candidate result are matched on, and what their seeds are aggregated over. A dict (as `load_run`
-    gives it) is read as a Result first."""
+    candidate result are matched on, and what their seeds are aggregated over. A dict (a result file's object,
+    as the harness writes it) is read as a Result first."""
     return as_results([result])[0].key.without_seed().id
 
 
@@ -151,7 +151,7 @@ def compare_results(
     baseline: Iterable[Result | dict[str, Any]], candidate: Iterable[Result | dict[str, Any]], settings: BaselineSettings
 ) -> list[GateVerdict]:
     """Every verdict, cell by cell, in the baseline's order; new candidate cells at the end. Results
-    are read as records (bench.results.Result); a dict, as `load_run` gives it, is read into one."""
+    are read as records (bench.results.Result); a dict (a result file's object) is read into one."""
     base_groups, cand_groups = group_by_cell(baseline), group_by_cell(candidate)
     verdicts: list[GateVerdict] = []
     for key, base in base_groups.items():

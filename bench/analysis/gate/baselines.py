@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.results import Environment, Result, as_results, load_results, write_atomic, write_json_atomic
+from bench.results import Environment, Result, as_results, load_run, write_atomic, write_json_atomic
 
 
 def hardware_classes(results: list[Result]) -> set[str]:
@@ -82,7 +82,7 @@ def run_hardware(results: list[Result]) -> list[Hardware]:
 
 
 def hardware_of(results: list[Result] | list[dict[str, Any]]) -> Hardware | None:
-    """The one hardware of a run (its results, or their dicts as `load_run` gives them); None when
+    """The one hardware of a run (its results, or their dicts as the result files hold them); None when
     its results record none or more than one."""
     found = run_hardware(as_results(results))
     return found[0] if len(found) == 1 else None
@@ -128,7 +128,7 @@ def load(path: Path) -> list[Result]:
     """A run directory or a single result file (bench.results checks the schema)."""
     if not Path(path).exists():
         raise BenchError(f"{path}: no such run directory or result file")
-    return load_results(Path(path))
+    return load_run(Path(path))
 
 
 def latest_run(results_dir: Path) -> Path:
@@ -175,7 +175,7 @@ def baseline_hardware(folder: Path, meta: dict[str, Any]) -> Hardware | None:
     if hardware is not None:
         return hardware
     try:
-        return hardware_of(load_results(folder))
+        return hardware_of(load_run(folder))
     except BenchError:
         return None
 

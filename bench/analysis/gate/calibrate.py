@@ -29,7 +29,7 @@ from bench.analysis.gate.judge import judge
 from bench.analysis.gate.side_by_side import GatePlan, Side, git, run_round, warm_up
 from bench.errors import BenchError
 from bench.paths import MATRIX_CONFIGS_DIR
-from bench.results import load_results
+from bench.results import load_run
 
 GATE_ROUNDS = 8
 SUBSETS = 500
@@ -112,7 +112,7 @@ def load_sides(folder: Path) -> dict[str, Side]:
     sides = {}
     for name in ("A", "A2", *sorted((p.name for p in folder.glob("slow-*") if p.is_dir()), key=lambda n: int(n[5:]))):
         side = Side(name, folder, sys.executable)
-        side.rounds = [load_results(run) for run in sorted((folder / name).glob("round-*"))]
+        side.rounds = [load_run(run) for run in sorted((folder / name).glob("round-*"))]
         sides[name] = side
     if not sides["A"].rounds:
         raise BenchError(f"{folder}: no calibration rounds under {folder / 'A'}/round-*/")

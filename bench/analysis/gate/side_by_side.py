@@ -31,7 +31,7 @@ import yaml
 
 from bench.analysis.gate.judge import Rounds
 from bench.errors import BenchError
-from bench.results import Result, load_results
+from bench.results import Result, load_run
 
 BASE, CANDIDATE = "base", "candidate"
 LOCK = "requirements.lock"
@@ -162,7 +162,7 @@ def run_round(side: Side, plan: GatePlan, index: int, log: Callable[[str], None]
     with open(plan.folder / f"{side.name}-{run_id}.log", "w") as out:
         code = subprocess.run(command, cwd=side.tree, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     try:
-        results: list[Result] = load_results(results_dir / run_id)
+        results: list[Result] = load_run(results_dir / run_id)
     except BenchError:
         results = []
         if index == 0:
@@ -208,7 +208,7 @@ def load_folder(folder: Path) -> tuple[Rounds, Rounds]:
         rounds = []
         for run in sorted((folder / name).glob("round-*")):
             try:
-                rounds.append(load_results(run))
+                rounds.append(load_run(run))
             except BenchError:
                 rounds.append([])
         sides.append(rounds)

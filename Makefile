@@ -38,7 +38,7 @@ LOCK_VENV := $(shell mktemp -u -d /tmp/bench-lock.XXXXXX)
 lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q "$(TORCH_SPEC)"
-	$(LOCK_VENV)/bin/pip install -q -e ".[test]"
+	$(LOCK_VENV)/bin/pip install -q -e ".[test,deepspeed]"  # deepspeed locked too, for '.[deepspeed]' installs
 	$(LOCK_VENV)/bin/python scripts/write_lock.py $(LOCK_VENV) requirements.lock
 	rm -rf $(LOCK_VENV)
 

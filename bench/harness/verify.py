@@ -460,6 +460,7 @@ def probe_fp8_layers(accelerator: Accelerator, workload: Workload) -> Verdict:
     """Prepare a throwaway copy of the model (with an optimizer: Transformer Engine and MS-AMP convert
     only a model and optimizer prepared together) as the cell's training will, count its fp8 layers,
     and release it. A collective under DDP/FSDP: every rank calls it."""
+    fill_deepspeed_micro_batch(accelerator, workload)
     model = workload.build_model()
     sizes = compute_param_sizes(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
@@ -651,9 +652,23 @@ PROBE_STEPS = 8
 scaler halves its scale on each overflow, from 2**16: a few steps reach a scale that fits)."""
 
 
+def fill_deepspeed_micro_batch(accelerator: Accelerator, workload: Workload) -> None:
+    """Under DeepSpeed, the cell's per-process micro-batch written into its config where the
+    Accelerate YAML left it "auto". accelerate fills "auto" from the first DataLoader it prepares;
+    a probe prepares a model and optimizer alone, and accelerate refuses that with a ValueError
+    (reproduced with accelerate 1.16 and deepspeed 0.19.8). The training's DataLoader then has the
+    same batch size, as train.setup computes it: global batch / (processes x accumulation)."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None or plugin.deepspeed_config.get("train_micro_batch_size_per_gpu", "auto") != "auto":
+        return
+    share = accelerator.num_processes * accelerator.gradient_accumulation_steps
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = workload.params.global_batch // share
+
+
 def probe_sharding(accelerator: Accelerator, workload: Workload, splits: Splits, sharding: dict) -> Verdict:
     """Prepare a throwaway copy of the model and its optimizer as the cell will, take one step,
     and count what each rank holds against the whole model (a collective: every rank calls it)."""
+    fill_deepspeed_micro_batch(accelerator, workload)
     model = workload.build_model()
     full_params = sum(p.numel() for p in model.parameters())
     full_state = 2 * sum(p.numel() for p in model.parameters() if p.requires_grad)  # AdamW: exp_avg, exp_avg_sq

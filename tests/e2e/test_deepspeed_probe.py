@@ -1,0 +1,43 @@
+"""bench's probes under a real DeepSpeed Accelerator (deepspeed's CPU accelerator, gloo, one
+process), where the `deepspeed` extra is installed: the sharding probe prepares a model and
+optimizer without a DataLoader, which accelerate refuses while the config's micro-batch is "auto",
+as every Accelerate YAML leaves it. Skipped without deepspeed (CI installs the `test` extra only);
+run with `pip install -c requirements.lock '.[deepspeed]'`. Marked e2e: deepspeed builds and loads
+a shared-memory op with the C++ compiler."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+deepspeed = pytest.importorskip("deepspeed")
+
+
+@pytest.fixture
+def one_deepspeed_process(monkeypatch, fresh_state):
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29561", "RANK": "0", "WORLD_SIZE": "1",
+                        "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+
+
+def test_the_sharding_probe_fills_the_micro_batch_the_training_then_uses(one_deepspeed_process):
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin
+
+    from bench.cells import Budget
+    from bench.harness.train import train
+    from bench.harness.verify import probe_sharding
+    from workloads import make_workload
+
+    accelerator = Accelerator(deepspeed_plugin=DeepSpeedPlugin(zero_stage=2, gradient_clipping=1.0))
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    assert config["train_micro_batch_size_per_gpu"] == "auto"  # as accelerate builds it from a YAML
+    workload = make_workload("traffic", "ae", {})
+    splits = workload.load(0)
+    verdict = probe_sharding(accelerator, workload, splits, {"family": "deepspeed", "stage": 2, "shards": "optimizer"})
+    # One process holds everything: the probe ran and says so (before, accelerate raised ValueError).
+    assert verdict.status == "unsupported" and "every rank holds" in verdict.reason
+    assert config["train_micro_batch_size_per_gpu"] == workload.params.global_batch
+    outcome = train(accelerator, workload, splits, Budget(max_epochs=1, max_steps=3), 0)
+    assert outcome.timings["steps"] == 3 and outcome.batch["per_process"] == config["train_micro_batch_size_per_gpu"]

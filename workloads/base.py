@@ -181,6 +181,11 @@ class Workload(ABC):
         resolved offline), or None. Checked before launching, without loading any data."""
         return None
 
+    float_inputs: bool = True
+    """Whether the model is fed float features (token ids are not): DeepSpeed's bf16 and fp16 cast
+    a model's weights but not its inputs, so such a model's first matmul fails there, and the dry
+    run says so."""
+
     rnn_variants: tuple[str, ...] = ()
     """The variants whose model is a recurrent network (GRU, LSTM): dynamo runs them eagerly, and
     CUDA autocast runs their cuDNN kernels in fp16 under bf16 (torch's AutocastRNN hard-codes Half),

@@ -383,6 +383,8 @@ class Sentiment(Workload):
             raise BenchError(f"checkpointing: model {self.params.model or DEFAULT_MODEL_NAME} has no encoder layers")
         return layers
 
+    float_inputs = False  # token ids: DeepSpeed's bf16 embeddings produce bf16 from them
+
     def checkpointable_blocks(self, model: nn.Module) -> list[nn.Module]:
         """The encoder layers: what transformers' gradient checkpointing wraps."""
         encoder = getattr(model.base_model, "encoder", None)

@@ -304,6 +304,10 @@ def expected_verdict(cell: Cell, topology: Topology | None) -> str | None:
         return "unsupported (dynamo runs an RNN eagerly: nothing compiles)"
     if rnn and cell.precision == "bf16" and topology is not None and not topology.use_cpu:
         return "unsupported (CUDA autocast runs cuDNN GRU/LSTM in fp16 under bf16: torch's AutocastRNN hard-codes Half)"
+    if (topology is not None and topology.needs_deepspeed and cell.precision in ("bf16", "fp16")
+            and workload_class(cell.workload).float_inputs):
+        return (f"unsupported (DeepSpeed casts the model's weights to {cell.precision}, not its float inputs: "
+                "the first matmul fails)")
     return None
 
 

@@ -255,6 +255,11 @@ def verify_precision_setting(observed: dict, expected: Expected) -> Verdict | No
                 return Verdict("unsupported", f"tf32 requested but this GPU (compute capability {capability[0]}."
                                f"{capability[1]}) has no TF32 tensor cores: it computes plain fp32", observed)
         return None
+    if observed["distributed_type"] == "DEEPSPEED" and precision in ("bf16", "fp16"):
+        # accelerate's autocast does nothing under DeepSpeed, which casts the model itself: what the
+        # prepared engine computes is measured on the model (probe_deepspeed_precision)
+        observed["precision_by"] = "DeepSpeed"
+        return None
     if observed["compute_dtype"] != precision:
         return Verdict(
             "unsupported",
@@ -483,6 +488,8 @@ def probe_model_precision(accelerator: Accelerator, workload: Workload, splits: 
     (`model_compute_dtypes`: in which dtype its compute layers really run). For fp8 (whose autocast
     is bf16), then a second copy prepared by accelerate and its fp8 layers counted (`probe_fp8_layers`,
     observed["fp8"]). Draws random numbers (the copies' initialisation): seed again before training."""
+    if accelerator.state.deepspeed_plugin is not None and precision in ("bf16", "fp16"):
+        return probe_deepspeed_precision(accelerator, workload, splits, precision)
     model = workload.build_model().to(accelerator.device)
     batch = workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))])
     batch = to_device(batch, accelerator.device)
@@ -503,6 +510,34 @@ def probe_model_precision(accelerator: Accelerator, workload: Workload, splits: 
     if precision == "fp8" and not verdict.status:
         fp8 = probe_fp8_layers(accelerator, workload)
         return Verdict(fp8.status, fp8.reason, {**verdict.observed, **fp8.observed})
+    return verdict
+
+
+def probe_deepspeed_precision(accelerator: Accelerator, workload: Workload, splits: Splits, precision: str) -> Verdict:
+    """bf16 or fp16 under DeepSpeed, on a throwaway copy prepared as the cell's will be (a collective).
+
+    accelerate's `autocast()` does nothing under DeepSpeed (it leaves mixed precision to it), so
+    the autocast probe would see fp32 and refuse a cell that DeepSpeed does run in bf16: DeepSpeed
+    casts the module's weights. It does not cast float inputs: a model fed float features (the
+    autoencoders, the RNNs) then fails its first matmul ("mat1 and mat2 must have the same
+    dtype"), and such a cell is `unsupported` with those words. Measured on CPU with deepspeed
+    0.19.8 (tests/e2e/test_deepspeed_probe.py)."""
+    fill_deepspeed_micro_batch(accelerator, workload)
+    model = workload.build_model()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    engine, optimizer = accelerator.prepare(model, optimizer)
+    batch = to_device(workload.collate([splits.train[i] for i in range(min(2, len(splits.train)))]), accelerator.device)
+    try:
+        modules = model_compute_dtypes(engine.module, lambda: workload.loss(engine, batch))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Verdict("unsupported", f"{precision} under DeepSpeed: DeepSpeed casts the model's weights to {precision} "
+                       f"but not its float inputs, and the first forward failed with {first!r}",
+                       {"precision_by": "DeepSpeed"})
+    finally:
+        accelerator.free_memory(engine, optimizer)
+    verdict = verify_model_precision(modules, precision, accelerator.device.type)
+    verdict.observed["precision_by"] = "DeepSpeed"
     return verdict
 
 

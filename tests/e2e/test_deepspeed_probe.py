@@ -41,3 +41,27 @@ def test_the_sharding_probe_fills_the_micro_batch_the_training_then_uses(one_dee
     assert config["train_micro_batch_size_per_gpu"] == workload.params.global_batch
     outcome = train(accelerator, workload, splits, Budget(max_epochs=1, max_steps=3), 0)
     assert outcome.timings["steps"] == 3 and outcome.batch["per_process"] == config["train_micro_batch_size_per_gpu"]
+
+
+def test_bf16_is_judged_on_the_model_deepspeed_prepared_not_on_accelerates_idle_autocast(one_deepspeed_process):
+    # accelerate's autocast does nothing under DeepSpeed: the Linear probe sees fp32. DeepSpeed
+    # casts the model's weights instead: a BERT (integer inputs) runs in bf16; an autoencoder fed
+    # float features fails its first matmul, and is refused with those words, not as "fp32".
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin
+
+    from bench.harness.topology import Expected
+    from bench.harness.verify import autocast_dtype, probe_model_precision, verify_precision_setting
+    from workloads import make_workload
+
+    accelerator = Accelerator(mixed_precision="bf16", deepspeed_plugin=DeepSpeedPlugin(zero_stage=2, gradient_clipping=1.0))
+    observed = {"distributed_type": accelerator.distributed_type.name, "compute_dtype": autocast_dtype(accelerator),
+                "mixed_precision_setting": accelerator.mixed_precision, "device": "cpu"}
+    assert observed["compute_dtype"] == "fp32"  # the autocast probe alone would refuse the cell
+    assert verify_precision_setting(observed, Expected(1, ("DEEPSPEED",), "cpu", "bf16")) is None
+    traffic = make_workload("traffic", "ae", {})
+    refused = probe_model_precision(accelerator, traffic, traffic.load(0), "bf16")
+    assert refused.status == "unsupported" and "not its float inputs" in refused.reason
+    sentiment = make_workload("sentiment", "minilm", {})
+    ran = probe_model_precision(accelerator, sentiment, sentiment.load(0), "bf16")
+    assert ran.status is None and ran.observed["compute_params_in_requested_dtype"] == 1.0

@@ -175,6 +175,14 @@ def test_the_dry_run_says_a_bf16_rnn_on_a_gpu_comes_out_unsupported():
     assert expected_verdict(Cell("maintenance", "gru", "cpu-1proc", "bf16", 0), load_topology("cpu-1proc")) is None
 
 
+def test_the_dry_run_says_deepspeed_half_precision_fails_a_model_fed_float_features():
+    # DeepSpeed casts weights, not inputs (tests/e2e/test_deepspeed_probe.py shows it on CPU).
+    assert "not its float inputs" in expected_verdict(Cell("traffic", "ae", "gpu-zero2-x2", "bf16", 0),
+                                                      load_topology("gpu-zero2-x2"))
+    assert expected_verdict(Cell("sentiment", "minilm", "gpu-zero2-x2", "bf16", 0), load_topology("gpu-zero2-x2")) is None
+    assert expected_verdict(Cell("traffic", "ae", "gpu-zero2-x2", "fp32", 0), load_topology("gpu-zero2-x2")) is None
+
+
 def test_fp8_needs_a_backend_and_a_gpu():
     assert "needs a GPU" in skip_reason(cell("cpu-1proc", "fp8"), load_topology("cpu-1proc"), NO_GPU)
     assert "transformer_engine or MS-AMP" in skip_reason(cell("gpu-1", "fp8"), load_topology("gpu-1"), EIGHT_GPUS)

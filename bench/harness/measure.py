@@ -332,7 +332,7 @@ class KnobProbe:
         """With accumulation on a DDP model: count its all-reduces through a comm hook."""
         from torch.nn.parallel import DistributedDataParallel
 
-        self.prepared_type = type(model).__name__  # OptimizedModule when accelerate compiled it
+        self.prepared_type = prepared_model_kind(model)
         if micro == 1 or not isinstance(model, DistributedDataParallel):
             return
         import torch
@@ -398,6 +398,18 @@ class KnobProbe:
             }
         out["compile_window"] = {**compile_seconds(step_times), "prepared_model": self.prepared_type}
         return out
+
+
+COMPILED_KINDS = ("OptimizedModule", "DeepSpeedEngine (compiled)")
+"""What a prepared model is when compiled: torch.compile's wrapper, or, under DeepSpeed, the
+engine that accelerate asked to compile its module (`DeepSpeedEngine.compile`)."""
+
+
+def prepared_model_kind(model: Any) -> str:
+    """The prepared model's class, marked "(compiled)" for a DeepSpeed engine that compiled its
+    module: accelerate hands compile to DeepSpeed there, and the model stays a DeepSpeedEngine."""
+    name = type(model).__name__
+    return f"{name} (compiled)" if name == "DeepSpeedEngine" and getattr(model, "is_compiled", False) else name
 
 
 def compile_seconds(step_times: StepTimes) -> dict[str, Any]:

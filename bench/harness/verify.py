@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
+from bench.harness.measure import COMPILED_KINDS
 from bench.harness.topology import Expected
 from bench.harness.train import to_device
 from workloads.base import Splits, Workload
@@ -570,7 +571,7 @@ def verify_compile(asked: str, window: dict, stats: dict, step: dict | None = No
     record = {"backend": asked, **stats, "compile_s": window.get("compile_s"),
               "prepared_model": window.get("prepared_model"), "first_steps": window.get("first_steps"),
               "step": step or None}
-    if window.get("prepared_model") != "OptimizedModule":
+    if window.get("prepared_model") not in COMPILED_KINDS:
         return Verdict("unsupported", f"compile={asked} asked for but the prepared model is a "
                        f"{window.get('prepared_model')}, not compiled by accelerate", {}), record
     if stats["graphs"] < 1:
@@ -613,7 +614,7 @@ def verify_no_compile(prepared_model: str, stats: dict) -> Verdict:
     """compile=none, from what ran: the prepared model is not dynamo's OptimizedModule and dynamo
     compiled no graph in this process (a user config's dynamo_config compiles silently)."""
     graphs = stats.get("graphs") or 0
-    if prepared_model == "OptimizedModule" or graphs:
+    if prepared_model in COMPILED_KINDS or graphs:
         return Verdict("invalid", f"compile=none asked for but the model ran compiled (prepared as {prepared_model or '?'}, "
                        f"{graphs} dynamo graph(s)): a dynamo_config in the Accelerate config, or "
                        "ACCELERATE_DYNAMO_BACKEND in the environment?", {})

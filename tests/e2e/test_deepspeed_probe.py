@@ -65,3 +65,35 @@ def test_bf16_is_judged_on_the_model_deepspeed_prepared_not_on_accelerates_idle_
     sentiment = make_workload("sentiment", "minilm", {})
     ran = probe_model_precision(accelerator, sentiment, sentiment.load(0), "bf16")
     assert ran.status is None and ran.observed["compute_params_in_requested_dtype"] == 1.0
+
+
+def test_compile_under_deepspeed_is_seen_in_the_engine_and_in_the_profiled_step(one_deepspeed_process):
+    # accelerate hands compile to DeepSpeed: the prepared model stays a DeepSpeedEngine (before,
+    # verify refused it as "not compiled by accelerate"); what ran is the evidence.
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin
+    from torch._dynamo.utils import counters
+
+    from bench.harness.compile_probe import PROFILED_STEP, CompileProbe
+    from bench.harness.measure import KnobProbe
+    from bench.harness.verify import dynamo_stats, verify_compile
+
+    torch._dynamo.reset()
+    counters.clear()
+    accelerator = Accelerator(dynamo_backend="aot_eager",
+                              deepspeed_plugin=DeepSpeedPlugin(zero_stage=2, gradient_clipping=1.0))
+    accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 4
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    engine, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    knobs, step = KnobProbe(), CompileProbe(active=True)
+    knobs.watch_sync(engine, 1)
+    for number in range(1, PROFILED_STEP + 1):
+        with step.around(engine, number):
+            accelerator.backward(engine(torch.randn(4, 8)).pow(2).mean())
+            optimizer.step()
+            optimizer.zero_grad()
+    verdict, record = verify_compile("aot_eager", {"prepared_model": knobs.prepared_type}, dynamo_stats(), step.record())
+    assert record["prepared_model"] == "DeepSpeedEngine (compiled)"
+    assert verdict.status is None, verdict.reason
+    assert record["step"]["graphs_run"] == 1

@@ -738,7 +738,7 @@ def fsdp2_units(model: torch.nn.Module) -> int:
 
 def verify_reshard_choice(sharding: dict, units: int, full_params: int, verdict: Verdict) -> Verdict:
     """FSDP2's reshard_after_forward changes nothing when fully_shard wrapped the root alone (a
-    model whose submodules all fall under the size-based wrap threshold): FSDP2 never reshards the
+    model with no transformer block to wrap: the autoencoders, the RNNs): FSDP2 never reshards the
     root after forward. Its reshard and no-reshard configs are then one run under two names: the
     no-reshard cell is what ran, and the reshard cell, which asked for what did not happen, is
     refused as unsupported, saying so."""
@@ -747,9 +747,9 @@ def verify_reshard_choice(sharding: dict, units: int, full_params: int, verdict:
         return verdict  # no-reshard on a root-only wrap is exactly what runs: that cell stands
     asked = sharding.get("reshard_after_forward")
     return Verdict("unsupported", f"fsdp v2 reshard_after_forward={asked} has no effect: fully_shard wrapped only the "
-                   f"root of this {full_params:,}-parameter model (no submodule reaches the size-based wrap "
-                   "threshold), and FSDP2 never reshards the root after forward, so the reshard and no-reshard configs "
-                   "run the same", verdict.observed)
+                   f"root of this {full_params:,}-parameter model (it has no transformer block to wrap), and FSDP2 "
+                   "never reshards the root after forward, so the reshard and no-reshard configs run the same",
+                   verdict.observed)
 
 
 def cpu_affinity(accelerator: Accelerator, asked: bool) -> dict:

@@ -8,6 +8,7 @@ to see either: the launcher sets the variable before any CUDA call.
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 from bench.harness.launch import gpus_per_loopback_node, launch_commands
@@ -51,3 +52,28 @@ def test_too_few_gpus_for_the_loopback_nodes_splits_nothing(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     assert gpus_per_loopback_node(load_topology("gpu-2node-x8")) is None
 
+
+
+FSDP2_CONFIGS = sorted(p.stem for p in ACCELERATE_CONFIGS_DIR.glob("*.yaml")
+                       if (yaml.safe_load(p.read_text()).get("fsdp_config") or {}).get("fsdp_version") == 2)
+
+
+@pytest.mark.parametrize("config", FSDP2_CONFIGS)
+def test_fsdp2_configs_wrap_minilm_by_transformer_block_and_a_blockless_model_at_its_root(config):
+    # accelerate's own plugin and wrap policy on the real models: the former SIZE_BASED_WRAP at 100k
+    # parameters made 81 fully_shard units of MiniLM (every sizeable Linear), measuring hook and
+    # collective latency rather than sharding; by block it is the embeddings and the 6 layers.
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    from workloads import make_workload
+
+    fsdp = yaml.safe_load((ACCELERATE_CONFIGS_DIR / f"{config}.yaml").read_text())["fsdp_config"]
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"],
+                                            min_num_params=fsdp.get("fsdp_min_num_params"))
+    minilm = make_workload("sentiment", "minilm", {}).build_model()
+    wraps = fsdp2_prepare_auto_wrap_policy(plugin, minilm)
+    units = [name for name, module in minilm.named_modules() if wraps(module)]
+    assert units == ["bert.embeddings", *(f"bert.encoder.layer.{i}" for i in range(6))]
+    blockless = torch.nn.Sequential(torch.nn.Linear(400, 400), torch.nn.ReLU(), torch.nn.Linear(400, 1))  # 160k
+    assert not any(wraps(module) for module in blockless.modules())  # only the root, which accelerate wraps last

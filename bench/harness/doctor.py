@@ -245,7 +245,7 @@ def check_cells(folder: Path, gpus: int, timeout_s: float = 1800.0) -> Check:
         predicted = expected_verdict(cell, load_topology(cell.topology))
         status = result.status
         if status in ("failed", "invalid"):
-            problems.append(f"{cell.id}: {status} ({result.reason.splitlines()[0][:120]})")
+            problems.append(f"{cell.id}: {status} ({(result.reason.splitlines() or ['no reason given'])[0][:120]})")
         elif predicted and status != predicted.split()[0] and status != "skipped":
             problems.append(f"{cell.id}: {status}, where the dry run predicts {predicted}")
         elif not predicted and status not in ("converged", "not_converged", "skipped", "unsupported"):

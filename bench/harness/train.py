@@ -60,6 +60,7 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         for batch in run.train_loader:
             with run.compile_probe.around(run.model, progress.step + 1):
                 loss = micro_step(accelerator, workload, run, batch, p.grad_clip)
+            tick += run.compile_probe.take_overhead_s()  # the profiler's start and stop are no part of the step
             if not run.knobs.optimizer_stepped(accelerator):
                 continue  # a micro-step of an accumulation: the optimizer step is not over yet
             if on_cuda:

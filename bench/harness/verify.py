@@ -308,8 +308,10 @@ def model_compute_dtypes(model: torch.nn.Module, forward: Callable[[], object]) 
     return seen
 
 
-def verify_model_precision(modules: dict[str, dict], precision: str, device: str) -> Verdict:
-    """`unsupported` when most of the model's compute parameters do not run in the asked dtype."""
+def verify_model_precision(modules: dict[str, dict], precision: str, device: str,
+                           why: str = "autocast has no {precision} kernel for it there") -> Verdict:
+    """`unsupported` when most of the model's compute parameters do not run in the asked dtype
+    (`why` says what decided their dtype: autocast, or DeepSpeed's cast)."""
     observed = {"module_dtypes": modules}
     if precision in ("fp32", "tf32", "fp8") or not modules:
         return Verdict(None, "", observed)
@@ -322,7 +324,7 @@ def verify_model_precision(modules: dict[str, dict], precision: str, device: str
         return Verdict(
             "unsupported",
             f"{precision} requested but only {share:.0%} of the model's compute parameters run in {precision} on {device}: "
-            f"{', '.join(others)} (autocast has no {precision} kernel for it there)",
+            f"{', '.join(others)} ({why.format(precision=precision)})",
             observed,
         )
     return Verdict(None, "", observed)
@@ -532,12 +534,15 @@ def probe_deepspeed_precision(accelerator: Accelerator, workload: Workload, spli
         modules = model_compute_dtypes(engine.module, lambda: workload.loss(engine, batch))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "must have the same dtype" not in first and "expected scalar type" not in first:
+            raise  # not the uncast input: out of memory, a collective, a bug; the cell fails with it
         return Verdict("unsupported", f"{precision} under DeepSpeed: DeepSpeed casts the model's weights to {precision} "
                        f"but not its float inputs, and the first forward failed with {first!r}",
                        {"precision_by": "DeepSpeed"})
     finally:
         accelerator.free_memory(engine, optimizer)
-    verdict = verify_model_precision(modules, precision, accelerator.device.type)
+    verdict = verify_model_precision(modules, precision, accelerator.device.type,
+                                     why="DeepSpeed's cast left them in their dtype")
     verdict.observed["precision_by"] = "DeepSpeed"
     return verdict
 
@@ -570,7 +575,8 @@ def verify_compile(asked: str, window: dict, stats: dict, step: dict | None = No
     step = step or {}
     record = {"backend": asked, **stats, "compile_s": window.get("compile_s"),
               "prepared_model": window.get("prepared_model"), "first_steps": window.get("first_steps"),
-              "step": step or None}
+              "step": step or None,
+              "step_checked": "yes" if step else "no: the cell stopped before the profiled step; judged on the counts"}
     if window.get("prepared_model") not in COMPILED_KINDS:
         return Verdict("unsupported", f"compile={asked} asked for but the prepared model is a "
                        f"{window.get('prepared_model')}, not compiled by accelerate", {}), record
@@ -578,7 +584,10 @@ def verify_compile(asked: str, window: dict, stats: dict, step: dict | None = No
         why = f": {stats['fallback']}" if stats.get("fallback") else ""
         return Verdict("unsupported", f"compile={asked} asked for but dynamo compiled no graph, the model ran "
                        f"eagerly{why}", {}), record
-    if step and step.get("forwards") and not step.get("graphs_run"):
+    if step and not step.get("forwards"):
+        return Verdict("unsupported", f"compile={asked} asked for but training step {step.get('profiled_step')} never "
+                       "called the prepared model: what ran cannot be the compiled model", {}), record
+    if step and not step.get("graphs_run"):
         return Verdict("unsupported", f"compile={asked} asked for but training step {step.get('profiled_step')} ran "
                        f"its forward eagerly ({step.get('eager_ops')} aten op(s), no compiled graph)", {}), record
     return Verdict(None, "", {}), record

@@ -324,7 +324,8 @@ def cold_inductor_cache() -> str:
 
 @contextlib.contextmanager
 def cold_compile(cell: Cell, knobs: dict[str, Any]) -> Iterator[None]:
-    """For a compile cell, one seed's training compiled from cold, as a launch of its own would:
+    """For a compile cell, one seed's training compiled from cold, as in a fresh process (compile
+    cells launch per seed, executors/base.py shares_launch; this keeps what ran before training out):
     dynamo's in-process caches and counters emptied (a probe's throwaway compile, or an earlier
     seed's, counts for nothing), and, unless BENCH_INDUCTOR_CACHE=warm, inductor's in-memory kernel
     caches cleared and a fresh cache folder used (torch._inductor.utils.fresh_cache). Records under

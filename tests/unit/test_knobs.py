@@ -119,6 +119,31 @@ def test_the_profiled_training_step_ran_the_forward_as_one_compiled_graph(fresh_
                               "eager_op_kinds": []}
 
 
+def test_a_profiled_step_that_never_called_the_prepared_model_is_unsupported_and_an_unprofiled_one_says_so():
+    from bench.harness.verify import verify_compile
+
+    stats = {"graphs": 1, "recompiles": 0, "graph_breaks": 0, "fallback": None}
+    window = {"prepared_model": "OptimizedModule"}
+    bypassed = {"profiled_step": 3, "forwards": 0, "graphs_run": 0, "eager_ops": 0, "eager_op_kinds": []}
+    verdict, _ = verify_compile("inductor", window, stats, bypassed)
+    assert verdict.status == "unsupported" and "never called the prepared model" in verdict.reason
+    verdict, record = verify_compile("inductor", window, stats, {})
+    assert verdict.status is None and record["step_checked"].startswith("no: the cell stopped before")
+
+
+def test_the_profilers_own_cost_is_handed_to_the_loop_once_and_only_for_the_profiled_step():
+    from bench.harness.compile_probe import PROFILED_STEP, CompileProbe
+
+    probe, layer = CompileProbe(active=True), torch.nn.Linear(4, 4)
+    with probe.around(layer, PROFILED_STEP - 1):
+        layer(torch.ones(1, 4))
+    assert probe.take_overhead_s() == 0.0
+    with probe.around(layer, PROFILED_STEP):
+        layer(torch.ones(1, 4))
+    assert probe.take_overhead_s() > 0.0 and probe.take_overhead_s() == 0.0
+    assert probe.record()["forwards"] == 1
+
+
 def test_a_graph_break_shows_as_a_second_compiled_graph_of_the_forward(fresh_state):
     verdict, record = _compiled_run(fresh_state, BrokenDense(), "aot_eager")
     assert verdict.status is None, verdict.reason

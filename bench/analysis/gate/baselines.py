@@ -31,7 +31,7 @@ def hardware_classes(results: list[Result]) -> set[str]:
 @dataclass(frozen=True)
 class Hardware:
     """What decides a run's speed and memory figures: core count, the CPU flags that decide
-    precision (bench.harness.measure.PRECISION_FLAGS) and the GPU models. The CPU model string does not
+    precision (bench.harness.host.PRECISION_FLAGS) and the GPU models. The CPU model string does not
     (one VM class reports "Intel(R) Xeon(R) Processor @ 2.50GHz" or "AMD EPYC"); it is kept in
     `name` (the hardware class) for people and takes no part in equality."""
 

@@ -312,7 +312,8 @@ def _result_of(job: _Job, run_dir: Path, folder: Path) -> dict[str, Any]:
     if result is not None:
         return result
     state = "ended" if job.handle is None else f"ended {job.handle.state}"
-    logs = [p for p in folder.glob(f"{job.job_id}_*_log.err")] + [run_dir / "logs" / f"{job.cell.id}.log"]
+    cell_logs = [run_dir / "logs" / f"{job.cell.id}.log", *sorted((run_dir / "logs").glob(f"{job.cell.id}.node*.log"))]
+    logs = [p for p in folder.glob(f"{job.job_id}_*_log.err")] + cell_logs  # every node's: the failure may be on node 1
     result = make_result(job.cell.to_dict(), "failed", f"job {job.job_id} {state} without writing a result",
                          stderr_tail="\n".join(filter(None, (tail(p) for p in logs))))
     write_json_atomic(out, result)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
+from bench.errors import first_line
 from bench.harness.measure import COMPILED_KINDS
 from bench.harness.topology import Expected
 from bench.harness.train import to_device
@@ -350,7 +351,7 @@ def probe_kernels(forward_backward: Callable[[], object], precision: str, device
     try:
         forward_backward()
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if precision == "fp32" or not any(words in first for words in MISSING_KERNEL):
             raise
         return Verdict(
@@ -533,7 +534,7 @@ def probe_deepspeed_precision(accelerator: Accelerator, workload: Workload, spli
     try:
         modules = model_compute_dtypes(engine.module, lambda: workload.loss(engine, batch))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "must have the same dtype" not in first and "expected scalar type" not in first:
             raise  # not the uncast input: out of memory, a collective, a bug; the cell fails with it
         return Verdict("unsupported", f"{precision} under DeepSpeed: DeepSpeed casts the model's weights to {precision} "

@@ -1,9 +1,5 @@
-"""Every file bench writes is whole or absent, and a saved baseline keeps the one it replaces.
-
-The fault is a real one: a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes a write fail
-part-way with EFBIG, as a full disk does with ENOSPC. Written in place, the old file would be
-truncated and half-rewritten; written to a temporary file and renamed, it stays as it was.
-"""
+"""The tests of tests/unit/test_atomic_writes.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""What bad input gets: one line `error: ...` naming the file (or the valid choices), exit code 2.
-
-The table below is the contract documented in docs/data.md. Each case builds a corrupted copy of a
-real dataset file (or a bad config) in tmp_path, points BENCH_DATA_DIR there and runs the command.
-
-The table runs in-process through `bench.cli.main` (an uncaught exception fails the test, which is
-what a traceback would be): every `python -m bench` subprocess pays several seconds importing torch
-and scipy for the whole CLI, too slow for 25 cases. A few cases of each kind are then run again as a
-user runs them, in a subprocess, to check exit code, a single stderr line and no traceback.
-"""
+"""The tests of tests/unit/test_bad_inputs.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The command line: `bench --help` lists every command without importing the heavy libraries."""
+"""The tests of tests/unit/test_cli.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""`bench compare --format json|junit`: real comparisons of the committed fixture runs (and copies
-with injected changes, built as tests/{unit,e2e}/test_compare.py builds them), read back with the readers CI
-systems use: xml.etree for JUnit XML, json for JSON."""
+"""The tests of tests/unit/test_compare_formats.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

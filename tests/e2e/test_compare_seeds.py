@@ -1,9 +1,5 @@
-"""`bench compare` with several seeds per cell: seeds aggregated per CellKey.without_seed(), speed and
-memory judged by the 95% interval of the ratio of medians over seeds (the baseline's own spread).
-
-Built from the real fixture run of tests/{unit,e2e}/test_compare.py (tests/fixtures/compare/run_a), its seeds
-made by scaling every clock figure by a chosen factor (a seed's run on a slower or faster moment).
-"""
+"""The tests of tests/unit/test_compare_seeds.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

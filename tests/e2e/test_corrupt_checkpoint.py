@@ -1,13 +1,5 @@
-"""A damaged checkpoint given to `bench serve` or `bench predict`: one line `error: ...`, exit code 2.
-
-Each case copies a real checkpoint (tests/{unit,e2e}/test_serve.py's base MiniLM with a 2-class head) into
-tmp_path as symlinks, replaces one file with a damaged version (truncated weights, garbage or
-mistyped metadata, a missing file) and runs the command in-process through `bench.cli.main`: an
-uncaught exception fails the test, which is what a traceback would be. `bench serve` must refuse
-the folder before it opens a port: the server factory is replaced by one that fails the test, so a
-checkpoint wrongly accepted cannot leave a server running. Two cases then run as a user runs them,
-`python -m bench` in a subprocess, to check the exit code, a single stderr line and no traceback.
-"""
+"""The tests of tests/unit/test_corrupt_checkpoint.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The data a cell trains on: checked inside the cell as `bench data verify` checks it, cleaning counted,
-and the SHA-256 of every file read recorded, so that report and compare can say when data differed.
-
-Cells run in-process through `bench.harness.worker.main` (a baseline cell, or a training cell with the
-Accelerator built in this process): the worker is where a launched cell meets its data, and an
-uncaught exception would show here as the traceback a user would see.
-"""
+"""The tests of tests/unit/test_data_integrity.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`bench doctor` (bench/harness/doctor.py): each check can fail, shown on made-up facts, and the
-real command runs green on this CPU machine (the GPU checks skipped with their reason)."""
+"""The tests of tests/unit/test_doctor.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

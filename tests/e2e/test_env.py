@@ -1,4 +1,5 @@
-"""`bench env`: what every result records about the machine, printed for a bug report."""
+"""The tests of tests/unit/test_env.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""`bench run --executor slurm` without a cluster.
-
-The jobs' resources are read from the sbatch script submitit itself generates for them (nothing
-submitted). Real runs go through submitit's own LocalExecutor (`--cluster local`): the same
-job function, job records, progress, cancel and re-attach code as on a cluster, with real
-processes; only sbatch/sacct are replaced by submitit's local controller. No mocks.
-"""
+"""The tests of tests/unit/test_executor_slurm.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""A third-party workload registered through a real `bench.workloads` entry point (docs/extending.md).
-
-Each test installs tests/fixtures/tiny_workload/tiny_bench_workload.py the way pip would: the
-module plus a `*.dist-info` folder (METADATA and entry_points.txt) in a temporary folder, which
-is then put on sys.path (in-process) or PYTHONPATH (for `python -m bench` and the processes
-`accelerate launch` starts), where importlib.metadata finds it. Nothing is mocked: discovery,
-import and the training run are the real ones.
-"""
+"""The tests of tests/unit/test_extending.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

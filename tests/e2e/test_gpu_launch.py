@@ -1,9 +1,5 @@
-"""GPU launch paths that a CPU machine can check: a cell runs on the GPUs it was given.
-
-accelerate may write a config's `gpu_ids` over CUDA_VISIBLE_DEVICES unless it is 'all', and two
-loopback "nodes" on one GPU host would both put their local ranks on GPUs 0..k-1. No GPU is needed
-to see either: the launcher sets the variable before any CUDA call.
-"""
+"""The tests of tests/unit/test_gpu_launch.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""`bench compare --baseline auto` matches hardware on what decides the figures, and never fails
-for want of a matching baseline.
-
-What decides the figures: the core count, the CPU flags that decide precision (avx512_bf16,
-amx_bf16, amx_tile, avx512_fp16, and avx512f, without which a bf16 LSTM has no kernel at all),
-and the GPU model and count. The CPU model string does not:
-two VMs of one class report "Intel(R) Xeon(R) Processor @ 2.50GHz" and "AMD EPYC". Where no
-baseline matches, status and quality are judged against the nearest and speed and memory are not.
-"""
+"""The tests of tests/unit/test_hardware_match.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

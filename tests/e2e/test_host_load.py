@@ -1,5 +1,5 @@
-"""The host's load at each cell's start and end (`host_load`, bench/harness/runner.py), and the report's
-*busy host* mark on cells whose 1-minute load average was more than one above the cores they could use."""
+"""The tests of tests/unit/test_host_load.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

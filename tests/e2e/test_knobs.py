@@ -1,10 +1,5 @@
-"""The knob axes (docs/knobs.md): matrix expansion and its refusals, and each knob's verification
-failing when the knob was asked for and is not in effect.
-
-The verifications run on real things: a model compiled (or not) by an Accelerator's own dynamo
-setting, a real transformer with and without checkpointing, 2-process gloo runs under
-`accelerate launch` (accumulation with and without `accumulate`) and under torch.distributed
-(FSDP2 `fully_shard`, which really shards on gloo, against DDP, which does not)."""
+"""The tests of tests/unit/test_knobs.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

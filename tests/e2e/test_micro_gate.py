@@ -1,5 +1,5 @@
-"""The micro-benchmark gate (tests/benchmarks/gate.py, `make gate`): per-hardware pytest-benchmark
-storage, no failure where no baseline is committed, and a real compare that fails on a regression."""
+"""The tests of tests/unit/test_micro_gate.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""`bench run --parallel N`: cells side by side on disjoint, pinned slices of one host.
-
-The e2e test runs two 1-core cells at once on this 2-core machine, and a 2-process cell that
-needs both cores after them, for real; the pinning is checked as the runner recorded it from the
-cells' own processes (/proc/<pid>/status), and the threads as the worker recorded them.
-"""
+"""The tests of tests/unit/test_parallel.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

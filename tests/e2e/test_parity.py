@@ -1,9 +1,5 @@
-"""Accelerate's training step against a plain PyTorch loop: the same fp32 losses, step by step.
-
-bench/harness/train.py (through an in-process Accelerator) and bench/harness/parity.py's plain loop train the
-same model on the same data with the same seed; their losses must agree to 1e-6. Every
-registered workload is checked; one whose module does not import yet is skipped.
-"""
+"""The tests of tests/unit/test_parity.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""`bench report`: statistics, tables, verdicts, listings and plots from a hand-made fixture run.
-
-tests/fixtures/report-run holds 20 schema-valid cells of two made-up workloads (the reporter must not
-know any workload by name):
-- alpha (target val f1 >= 0.5, CPU): cpu-1proc fp32 x5 seeds (time-to-target 9, 10, 13, 14, 30 s;
-  1000, 1100, 900, 1000, 950 samples/s), cpu-ddp2 fp32 x5 (6, 7, 8, 9 s and one not_converged;
-  1800, 1700, 1900, 1800, 1600 samples/s), cpu-1proc bf16 x2 (20, 22 s; 500, 520 samples/s), one
-  unsupported, skipped, invalid and failed cell each, and classical baselines over 2 seeds;
-- beta (target val roc_auc >= 0.8, one GPU, tokens/s and CUDA memory): gpu-1 fp32 5 s, bf16 2.5 s.
-run.json records peaks: CPU fp32 1e11, bf16 2e10 FLOP/s; CUDA (an H100) fp32 5e13 measured, 6.69e13 datasheet.
-"""
+"""The tests of tests/unit/test_report.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""What `bench run` refuses before (or instead of) doing harm: resume guards, run ids, bad numbers,
-unreadable configs, and a full disk mid-run. All in-process through `bench.cli.main` and no
-launches: the cells used here are GPU cells that a CPU host skips, or nothing runs at all.
-"""
+"""The tests of tests/unit/test_run_guards.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 
@@ -15,18 +13,13 @@ import bench.commands.run
 import bench.harness.matrix
 import bench.harness.runner
 from bench.cli import main
-from bench.harness.host import Host
 from bench.results import load_run_dicts, validate_result
-from tests.helpers.run_guards import BINARY, one_error_line, write_matrix
-
-NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
-
-
-@pytest.fixture(autouse=True)
-def cpu_host(monkeypatch):
-    """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
-    monkeypatch.setattr(bench.harness.host.Host, "detect", classmethod(lambda cls: NO_GPU))
-    monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
+from tests.helpers.run_guards import (
+    BINARY,
+    cpu_host,  # noqa: F401  (autouse: every GPU cell skipped here)
+    one_error_line,
+    write_matrix,
+)
 
 
 def start_run(tmp_path: Path, matrix: str, run_id: str = "r1") -> Path:

@@ -1,9 +1,5 @@
-"""The published JSON schema of a result file (bench/result.schema.json) and the typed result model.
-
-The schema is generated from the models in bench/results.py; the committed file must be what the
-code generates, and every result committed under results/ must validate against it. A result
-file that breaks it is refused by `bench report` and `bench compare` with one line and exit 2.
-"""
+"""The tests of tests/unit/test_schema.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

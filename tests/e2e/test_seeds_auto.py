@@ -1,6 +1,5 @@
-"""`bench run --seeds auto`: the decision after each round (bench/analysis/seeds_auto.py) on result
-dicts built here with chosen numbers, the command line's checks, a loop over cells this host
-skips (in-process, nothing launched), and one real run of two configurations end to end."""
+"""The tests of tests/unit/test_seeds_auto.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

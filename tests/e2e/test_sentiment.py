@@ -1,4 +1,5 @@
-"""Sentiment workload: offline model resolution, `bench predict`, and a tiny real fine-tuning run."""
+"""The tests of tests/unit/test_sentiment.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 
@@ -9,15 +10,8 @@ import pytest
 
 from bench.cli import main as bench_main
 from tests.conftest import run_cli
-from workloads.sentiment import LABELS, resolve_model
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    resolve_model.cache_clear()
-    yield
-    resolve_model.cache_clear()
+from tests.helpers.sentiment import offline  # noqa: F401  (autouse)
+from workloads.sentiment import LABELS
 
 
 @pytest.mark.e2e

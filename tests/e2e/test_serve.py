@@ -1,5 +1,5 @@
-"""The sentiment API: its contract and bad-request table through Flask's test client, then one real
-waitress server on a free loopback port answering concurrent HTTP clients and stopping cleanly."""
+"""The tests of tests/unit/test_serve.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

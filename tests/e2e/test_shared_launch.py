@@ -1,10 +1,5 @@
-"""The seeds of one cell share one `accelerate launch` (bench/harness/executors/base.py launch_groups).
-
-Real launches on the real maintenance data: the worker builds the Accelerator once and runs the
-seeds in turn, each with its own result file. What is promised (docs/reliability.md): a seed's
-numbers do not depend on the seeds it shared its launch with; a fault costs only the seeds not yet
-done; --resume launches just those; the launch's wall time is split over its seeds.
-"""
+"""The tests of tests/unit/test_shared_launch.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""scripts/slurm-multinode.sbatch, run for real without a cluster.
-
-`srun` and `scontrol` are replaced by two small stand-ins on PATH (a test cannot get a SLURM
-allocation): `srun` runs its command once per node of the allocation on this host, with
-SLURM_NODEID set as SLURM sets it, and records the options it was given. Everything else is real:
-the script's checks, `accelerate launch` on every "node", the worker, the cell's result and run.json.
-A 2-node CPU cell on loopback is the same launch the cluster does, minus the network.
-"""
+"""The tests of tests/unit/test_slurm_script.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

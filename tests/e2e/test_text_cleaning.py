@@ -1,4 +1,5 @@
-"""Cleaning of review text: markup removed, negations kept, duplicates never straddle splits."""
+"""The tests of tests/unit/test_text_cleaning.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""TF32: fp32 means strict fp32 (TF32 off), tf32 is its own precision (TF32 on, Ampere or newer),
-skipped where it cannot run, verified from torch's own switches, and measured as its own peak."""
+"""The tests of tests/unit/test_tf32.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

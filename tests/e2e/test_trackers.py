@@ -1,5 +1,5 @@
-"""`bench run --log-with`: a real cell logged through Accelerate's TensorBoard tracker, read back
-from its event files with TensorBoard's own reader; and the one-line refusals before any launch."""
+"""The tests of tests/unit/test_trackers.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

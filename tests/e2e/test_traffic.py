@@ -1,4 +1,5 @@
-"""Traffic workload: preprocessing, layouts, duplicates, the anomaly report, baselines, e2e runs."""
+"""The tests of tests/unit/test_traffic.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

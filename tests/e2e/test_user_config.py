@@ -1,5 +1,5 @@
-"""`bench run --config PATH`: a user's own `accelerate config` file as the topology; and fp8
-backend detection (torchao, Transformer Engine, MS-AMP) and what a cell records of it."""
+"""The tests of tests/unit/test_user_config.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

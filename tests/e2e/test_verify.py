@@ -1,4 +1,5 @@
-"""The honest-cell check: what a cell asked for must be what runs."""
+"""The tests of tests/unit/test_verify.py that start processes (cells, servers, scripts, git);
+that file says what the pair covers."""
 
 from __future__ import annotations
 

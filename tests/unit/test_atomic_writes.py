@@ -3,7 +3,8 @@
 The fault is a real one: a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes a write fail
 part-way with EFBIG, as a full disk does with ENOSPC. Written in place, the old file would be
 truncated and half-rewritten; written to a temporary file and renamed, it stays as it was.
-"""
+
+The tests that start processes are in tests/e2e/test_atomic_writes.py."""
 
 from __future__ import annotations
 

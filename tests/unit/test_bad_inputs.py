@@ -7,7 +7,8 @@ The table runs in-process through `bench.cli.main` (an uncaught exception fails 
 what a traceback would be): every `python -m bench` subprocess pays several seconds importing torch
 and scipy for the whole CLI, too slow for 25 cases. A few cases of each kind are then run again as a
 user runs them, in a subprocess, to check exit code, a single stderr line and no traceback.
-"""
+
+The tests that start processes are in tests/e2e/test_bad_inputs.py."""
 
 from __future__ import annotations
 

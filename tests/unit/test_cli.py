@@ -1,4 +1,6 @@
-"""The command line: `bench --help` lists every command without importing the heavy libraries."""
+"""The command line: `bench --help` lists every command without importing the heavy libraries.
+
+The tests that start processes are in tests/e2e/test_cli.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 The fixtures under tests/fixtures/compare/ are two real runs of the same commit and cell
 (maintenance GRU, cpu-1proc, fp32, seed 0, target F1 0.3), made back to back on the 2-core CI-class
 machine with `bench run --matrix <yaml>`; see docs/compare.md. Regressions are injected into copies.
-"""
+
+The tests that start processes are in tests/e2e/test_compare.py."""
 
 from __future__ import annotations
 

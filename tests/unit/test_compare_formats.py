@@ -1,6 +1,8 @@
 """`bench compare --format json|junit`: real comparisons of the committed fixture runs (and copies
 with injected changes, built as tests/{unit,e2e}/test_compare.py builds them), read back with the readers CI
-systems use: xml.etree for JUnit XML, json for JSON."""
+systems use: xml.etree for JUnit XML, json for JSON.
+
+The tests that start processes are in tests/e2e/test_compare_formats.py."""
 
 from __future__ import annotations
 

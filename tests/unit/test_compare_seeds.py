@@ -3,7 +3,8 @@ memory judged by the 95% interval of the ratio of medians over seeds (the baseli
 
 Built from the real fixture run of tests/{unit,e2e}/test_compare.py (tests/fixtures/compare/run_a), its seeds
 made by scaling every clock figure by a chosen factor (a seed's run on a slower or faster moment).
-"""
+
+The tests that start processes are in tests/e2e/test_compare_seeds.py."""
 
 from __future__ import annotations
 

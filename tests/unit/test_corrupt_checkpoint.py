@@ -7,7 +7,8 @@ uncaught exception fails the test, which is what a traceback would be. `bench se
 the folder before it opens a port: the server factory is replaced by one that fails the test, so a
 checkpoint wrongly accepted cannot leave a server running. Two cases then run as a user runs them,
 `python -m bench` in a subprocess, to check the exit code, a single stderr line and no traceback.
-"""
+
+The tests that start processes are in tests/e2e/test_corrupt_checkpoint.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ and the SHA-256 of every file read recorded, so that report and compare can say 
 Cells run in-process through `bench.harness.worker.main` (a baseline cell, or a training cell with the
 Accelerator built in this process): the worker is where a launched cell meets its data, and an
 uncaught exception would show here as the traceback a user would see.
-"""
+
+The tests that start processes are in tests/e2e/test_data_integrity.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """`bench doctor` (bench/harness/doctor.py): each check can fail, shown on made-up facts, and the
-real command runs green on this CPU machine (the GPU checks skipped with their reason)."""
+real command runs green on this CPU machine (the GPU checks skipped with their reason).
+
+The tests that start processes are in tests/e2e/test_doctor.py."""
 
 from __future__ import annotations
 

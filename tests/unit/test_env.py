@@ -1,4 +1,6 @@
-"""`bench env`: what every result records about the machine, printed for a bug report."""
+"""`bench env`: what every result records about the machine, printed for a bug report.
+
+The tests that start processes are in tests/e2e/test_env.py."""
 
 from __future__ import annotations
 

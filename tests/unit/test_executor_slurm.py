@@ -4,7 +4,8 @@ The jobs' resources are read from the sbatch script submitit itself generates fo
 submitted). Real runs go through submitit's own LocalExecutor (`--cluster local`): the same
 job function, job records, progress, cancel and re-attach code as on a cluster, with real
 processes; only sbatch/sacct are replaced by submitit's local controller. No mocks.
-"""
+
+The tests that start processes are in tests/e2e/test_executor_slurm.py."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ module plus a `*.dist-info` folder (METADATA and entry_points.txt) in a temporar
 is then put on sys.path (in-process) or PYTHONPATH (for `python -m bench` and the processes
 `accelerate launch` starts), where importlib.metadata finds it. Nothing is mocked: discovery,
 import and the training run are the real ones.
-"""
+
+The tests that start processes are in tests/e2e/test_extending.py."""
 
 from __future__ import annotations
 

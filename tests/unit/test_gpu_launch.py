@@ -3,7 +3,8 @@
 accelerate may write a config's `gpu_ids` over CUDA_VISIBLE_DEVICES unless it is 'all', and two
 loopback "nodes" on one GPU host would both put their local ranks on GPUs 0..k-1. No GPU is needed
 to see either: the launcher sets the variable before any CUDA call.
-"""
+
+The tests that start processes are in tests/e2e/test_gpu_launch.py."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ amx_bf16, amx_tile, avx512_fp16, and avx512f, without which a bf16 LSTM has no k
 and the GPU model and count. The CPU model string does not:
 two VMs of one class report "Intel(R) Xeon(R) Processor @ 2.50GHz" and "AMD EPYC". Where no
 baseline matches, status and quality are judged against the nearest and speed and memory are not.
-"""
+
+The tests that start processes are in tests/e2e/test_hardware_match.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The host's load at each cell's start and end (`host_load`, bench/harness/runner.py), and the report's
-*busy host* mark on cells whose 1-minute load average was more than one above the cores they could use."""
+*busy host* mark on cells whose 1-minute load average was more than one above the cores they could use.
+
+The tests that start processes are in tests/e2e/test_host_load.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ failing when the knob was asked for and is not in effect.
 The verifications run on real things: a model compiled (or not) by an Accelerator's own dynamo
 setting, a real transformer with and without checkpointing, 2-process gloo runs under
 `accelerate launch` (accumulation with and without `accumulate`) and under torch.distributed
-(FSDP2 `fully_shard`, which really shards on gloo, against DDP, which does not)."""
+(FSDP2 `fully_shard`, which really shards on gloo, against DDP, which does not).
+
+The tests that start processes are in tests/e2e/test_knobs.py."""
 
 from __future__ import annotations
 

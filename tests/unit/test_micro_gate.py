@@ -1,5 +1,7 @@
 """The micro-benchmark gate (tests/benchmarks/gate.py, `make gate`): per-hardware pytest-benchmark
-storage, no failure where no baseline is committed, and a real compare that fails on a regression."""
+storage, no failure where no baseline is committed, and a real compare that fails on a regression.
+
+The tests that start processes are in tests/e2e/test_micro_gate.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 The e2e test runs two 1-core cells at once on this 2-core machine, and a 2-process cell that
 needs both cores after them, for real; the pinning is checked as the runner recorded it from the
 cells' own processes (/proc/<pid>/status), and the threads as the worker recorded them.
-"""
+
+The tests that start processes are in tests/e2e/test_parallel.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 bench/harness/train.py (through an in-process Accelerator) and bench/harness/parity.py's plain loop train the
 same model on the same data with the same seed; their losses must agree to 1e-6. Every
 registered workload is checked; one whose module does not import yet is skipped.
-"""
+
+The tests that start processes are in tests/e2e/test_parity.py."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ know any workload by name):
   unsupported, skipped, invalid and failed cell each, and classical baselines over 2 seeds;
 - beta (target val roc_auc >= 0.8, one GPU, tokens/s and CUDA memory): gpu-1 fp32 5 s, bf16 2.5 s.
 run.json records peaks: CPU fp32 1e11, bf16 2e10 FLOP/s; CUDA (an H100) fp32 5e13 measured, 6.69e13 datasheet.
-"""
+
+The tests that start processes are in tests/e2e/test_report.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """What `bench run` refuses before (or instead of) doing harm: resume guards, run ids, bad numbers,
 unreadable configs, and a full disk mid-run. All in-process through `bench.cli.main` and no
 launches: the cells used here are GPU cells that a CPU host skips, or nothing runs at all.
-"""
+
+The tests that start processes are in tests/e2e/test_run_guards.py."""
 
 from __future__ import annotations
 
@@ -18,21 +19,16 @@ import bench.harness.matrix
 import bench.harness.runner
 from bench.cli import main
 from bench.errors import BenchError
-from bench.harness.host import Host
 from bench.harness.matrix import load_matrix
 from bench.harness.topology import load_topology
 from bench.paths import ACCELERATE_CONFIGS_DIR
-from tests.helpers.run_guards import BINARY, one_error_line, write_matrix
+from tests.helpers.run_guards import (
+    BINARY,
+    cpu_host,  # noqa: F401  (autouse: every GPU cell skipped here)
+    one_error_line,
+    write_matrix,
+)
 from workloads import REGISTRY, workload_class
-
-NO_GPU = Host(gpus=0, bf16_gpu=False, fp8_backend=None)
-
-
-@pytest.fixture(autouse=True)
-def cpu_host(monkeypatch):
-    """Every GPU cell is skipped (written by the runner, never launched), whatever this host has."""
-    monkeypatch.setattr(bench.harness.host.Host, "detect", classmethod(lambda cls: NO_GPU))
-    monkeypatch.setattr(bench.harness.runner, "measure_peak_flops_apart", lambda: ("cpu-test", {"cpu": {}}))
 
 
 @pytest.mark.parametrize("flag", ["--run-id", "--resume"])

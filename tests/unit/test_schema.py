@@ -3,7 +3,8 @@
 The schema is generated from the models in bench/results.py; the committed file must be what the
 code generates, and every result committed under results/ must validate against it. A result
 file that breaks it is refused by `bench report` and `bench compare` with one line and exit 2.
-"""
+
+The tests that start processes are in tests/e2e/test_schema.py."""
 
 from __future__ import annotations
 

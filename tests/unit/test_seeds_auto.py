@@ -1,6 +1,8 @@
 """`bench run --seeds auto`: the decision after each round (bench/analysis/seeds_auto.py) on result
 dicts built here with chosen numbers, the command line's checks, a loop over cells this host
-skips (in-process, nothing launched), and one real run of two configurations end to end."""
+skips (in-process, nothing launched), and one real run of two configurations end to end.
+
+The tests that start processes are in tests/e2e/test_seeds_auto.py."""
 
 from __future__ import annotations
 

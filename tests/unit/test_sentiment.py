@@ -1,4 +1,6 @@
-"""Sentiment workload: offline model resolution, `bench predict`, and a tiny real fine-tuning run."""
+"""Sentiment workload: offline model resolution, `bench predict`, and a tiny real fine-tuning run.
+
+The tests that start processes are in tests/e2e/test_sentiment.py."""
 
 from __future__ import annotations
 
@@ -13,15 +15,8 @@ import torch
 from bench.cli import main as bench_main
 from bench.data.text_cleaning import clean_for_model
 from bench.errors import BenchError
+from tests.helpers.sentiment import offline  # noqa: F401  (autouse)
 from workloads.sentiment import LABELS, Sentiment, default_model_path, resolve_model
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    resolve_model.cache_clear()
-    yield
-    resolve_model.cache_clear()
 
 
 def test_default_model_resolves_offline_to_the_packaged_minilm():

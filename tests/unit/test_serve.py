@@ -1,5 +1,7 @@
 """The sentiment API: its contract and bad-request table through Flask's test client, then one real
-waitress server on a free loopback port answering concurrent HTTP clients and stopping cleanly."""
+waitress server on a free loopback port answering concurrent HTTP clients and stopping cleanly.
+
+The tests that start processes are in tests/e2e/test_serve.py."""
 
 from __future__ import annotations
 

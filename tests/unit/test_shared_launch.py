@@ -4,7 +4,8 @@ Real launches on the real maintenance data: the worker builds the Accelerator on
 seeds in turn, each with its own result file. What is promised (docs/reliability.md): a seed's
 numbers do not depend on the seeds it shared its launch with; a fault costs only the seeds not yet
 done; --resume launches just those; the launch's wall time is split over its seeds.
-"""
+
+The tests that start processes are in tests/e2e/test_shared_launch.py."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ allocation): `srun` runs its command once per node of the allocation on this hos
 SLURM_NODEID set as SLURM sets it, and records the options it was given. Everything else is real:
 the script's checks, `accelerate launch` on every "node", the worker, the cell's result and run.json.
 A 2-node CPU cell on loopback is the same launch the cluster does, minus the network.
-"""
+
+The tests that start processes are in tests/e2e/test_slurm_script.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Cleaning of review text: markup removed, negations kept, duplicates never straddle splits."""
+"""Cleaning of review text: markup removed, negations kept, duplicates never straddle splits.
+
+The tests that start processes are in tests/e2e/test_text_cleaning.py."""
 
 from __future__ import annotations
 

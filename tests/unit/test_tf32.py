@@ -1,5 +1,7 @@
 """TF32: fp32 means strict fp32 (TF32 off), tf32 is its own precision (TF32 on, Ampere or newer),
-skipped where it cannot run, verified from torch's own switches, and measured as its own peak."""
+skipped where it cannot run, verified from torch's own switches, and measured as its own peak.
+
+The tests that start processes are in tests/e2e/test_tf32.py."""
 
 from __future__ import annotations
 

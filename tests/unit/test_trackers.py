@@ -1,5 +1,7 @@
 """`bench run --log-with`: a real cell logged through Accelerate's TensorBoard tracker, read back
-from its event files with TensorBoard's own reader; and the one-line refusals before any launch."""
+from its event files with TensorBoard's own reader; and the one-line refusals before any launch.
+
+The tests that start processes are in tests/e2e/test_trackers.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Traffic workload: preprocessing, layouts, duplicates, the anomaly report, baselines, e2e runs."""
+"""Traffic workload: preprocessing, layouts, duplicates, the anomaly report, baselines, e2e runs.
+
+The tests that start processes are in tests/e2e/test_traffic.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """`bench run --config PATH`: a user's own `accelerate config` file as the topology; and fp8
-backend detection (torchao, Transformer Engine, MS-AMP) and what a cell records of it."""
+backend detection (torchao, Transformer Engine, MS-AMP) and what a cell records of it.
+
+The tests that start processes are in tests/e2e/test_user_config.py."""
 
 from __future__ import annotations
 

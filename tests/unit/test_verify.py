@@ -1,4 +1,6 @@
-"""The honest-cell check: what a cell asked for must be what runs."""
+"""The honest-cell check: what a cell asked for must be what runs.
+
+The tests that start processes are in tests/e2e/test_verify.py."""
 
 from __future__ import annotations
 

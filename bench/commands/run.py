@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.analysis.seeds_auto import DEFAULT_MAX_SEEDS, MAX_SEEDS_CAP
 from bench.cells import Cell, is_config_path
+from bench.commands.nodes import PlannedNodes, add_node_flags, planned_nodes
 from bench.commands.run_auto import (
     AUTO,
     parse_max_seeds,
@@ -99,11 +100,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jobs", type=int, metavar="N", help="slurm: at most N jobs of the run at once (default 8)")
     parser.add_argument("--sbatch", action="append", metavar="OPTION=VALUE",
                         help="slurm: a further sbatch option (repeatable), e.g. --sbatch constraint=a100")
-    parser.add_argument("--gpus", type=int, metavar="N",
-                        help="slurm: plan the cells for nodes with N GPUs (the partition's, declared from a login node "
-                             "that has none) instead of this host's")
-    parser.add_argument("--gpu-capability", metavar="MAJOR.MINOR",
-                        help="with --gpus: their CUDA compute capability (9.0 for an H100; decides bf16, TF32 and fp8)")
+    add_node_flags(parser)
     parser.add_argument("--cluster", choices=("slurm", "local"),
                         help="slurm: `local` runs the jobs through submitit's LocalExecutor on this host (the same "
                              "code path, no cluster; for trying a matrix out and for tests)")
@@ -122,8 +119,8 @@ class _Run:
     run_dir: Path
     options: ExecutorOptions | None
     """None: the default, one local launch at a time."""
-    host: Host | None
-    """The declared nodes to plan for (--gpus, or a resumed run's); None: this host."""
+    nodes: PlannedNodes | None
+    """The nodes to plan for (--probe-node, --gpus, or a resumed run's); None: this host."""
     auto: bool = False
     start: int = 0
     """--seeds auto: the seeds every configuration starts with."""
@@ -179,7 +176,9 @@ def _resolve(args: argparse.Namespace) -> _Run:
     if args.log_with:
         cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
     options = _executor(args, config, run_dir)
-    return _Run(cells, run_dir, options, _declared_host(args, options, run_dir), auto, start, auto_record)
+    recorded_nodes = _recorded(run_dir).planned_for if args.resume else None
+    nodes = planned_nodes(args, options, recorded_nodes, run_dir / "slurm" / "probe")
+    return _Run(cells, run_dir, options, nodes, auto, start, auto_record)
 
 
 def _filtered(args: argparse.Namespace, cells: list[Cell]) -> list[Cell]:
@@ -196,13 +195,15 @@ def _dry_run(args: argparse.Namespace, job: _Run) -> int:
     """Print every launch and write the cell files its commands name; nothing is launched."""
     if args.resume:
         refuse_changed_cells(job.cells, job.run_dir)  # what the real resume would refuse
-    planned = plan(job.cells, job.run_dir, job.host or Host.detect())
+    planned = plan(job.cells, job.run_dir, job.nodes.host if job.nodes is not None else Host.detect())
+    if job.nodes is not None:
+        print(job.nodes.describe())
     print_dry_run(planned)
     # Write the cell files the printed commands name, so that each command runs as printed,
     # e.g. once per node on a cluster (scripts/slurm-multinode.sbatch).
     for item in planned:
         write_json_atomic(job.run_dir / "launch" / f"{item.cell.id}.json", item.cell.to_dict())
-    print(f"\ncell files written under {job.run_dir / 'launch'}; nothing was launched")
+    print(f"\ncell files written under {job.run_dir / 'launch'}; no cell was launched")
     if job.auto:
         print(f"--seeds auto: this is the first round ({job.start} seeds per configuration"
               f"{', with the seeds earlier rounds added' if job.auto_record else ''}); more seeds, up to "
@@ -215,7 +216,8 @@ def _execute(args: argparse.Namespace, job: _Run) -> int:
     """Run the cells (in rounds, for --seeds auto), print the summary; 1 when a cell failed."""
     from bench.data.datasets import preflight
 
-    cells, run_dir, options, host = job.cells, job.run_dir, job.options, job.host
+    cells, run_dir, options, nodes = job.cells, job.run_dir, job.options, job.nodes
+    host = nodes.host if nodes is not None else None
     preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any launch
     fresh = {"start": job.start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
     meta = RunMeta(
@@ -223,9 +225,12 @@ def _execute(args: argparse.Namespace, job: _Run) -> int:
         filters={"workload": args.workload, "config": args.config, "precision": args.precision}, seeds=args.seeds,
         seeds_auto=(job.auto_record or fresh) if job.auto else None,
         executor=options.describe() if options is not None else None,
-        planned_for=host.record() if host is not None else None)
+        planned_for=nodes.planned_for if nodes is not None else None,
+        environment=nodes.environment if nodes is not None else None)  # None: the runner measures this host
     print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}" + (" in its first round (--seeds auto)" if job.auto else ""),
           file=sys.stderr)
+    if nodes is not None:
+        print(f"run {run_dir.name}: {nodes.describe()}", file=sys.stderr)
     if job.auto:
         results = run_rounds(cells, run_dir, meta, options, job.start, args.max_seeds, host)
     else:
@@ -238,24 +243,6 @@ def _execute(args: argparse.Namespace, job: _Run) -> int:
     launched_s = sum(r.get("cell_wall_s") or 0.0 for r in results)
     print(f"\n{len(results)} cells in {run_dir} ({launched_s / 60:.1f} min of launches); {len(bad)} failed or invalid")
     return 1 if bad else 0
-
-
-def _declared_host(args: argparse.Namespace, options: ExecutorOptions | None, run_dir: Path) -> Host | None:
-    """With --gpus (slurm only): the partition's nodes as declared, which the cells are planned
-    against instead of this (login) host; None: plan against this host. A --resume without --gpus
-    keeps the nodes its run was planned for (run.json's planned_for)."""
-    if args.gpus is None:
-        if args.gpu_capability:
-            raise BenchError("--gpu-capability goes with --gpus N")
-        recorded = _recorded(run_dir).planned_for if args.resume else None
-        return Host.from_record(recorded) if recorded is not None else None
-    if options is None or options.type != "slurm":
-        raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
-    if args.gpus < 0:
-        raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
-    from bench.harness.host import parse_capability
-
-    return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
 
 
 def _executor(args: argparse.Namespace, config: MatrixConfig, run_dir: Path) -> ExecutorOptions | None:

@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench.commands.nodes import add_node_flags, planned_nodes
 from bench.errors import BenchError, one_of
+from bench.harness.host import Host
 from bench.paths import PROJECT_ROOT, RESULTS_DIR, safe_run_id_part
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
@@ -60,10 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--account", help="slurm: the account to charge")
     parser.add_argument("--cluster", choices=("slurm", "local"),
                         help="slurm: `local` runs the jobs through submitit's LocalExecutor on this host")
-    parser.add_argument("--gpus", type=int, metavar="N",
-                        help="plan for nodes with N GPUs (a partition's, from a login node) instead of this host's")
-    parser.add_argument("--gpu-capability", metavar="MAJOR.MINOR",
-                        help="with --gpus: their CUDA compute capability (9.0 for an H100; decides bf16, TF32 and fp8)")
+    add_node_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.harness.host import hardware
 
     executor = _executor_options(args)
-    if args.gpus is not None and executor is None:
-        raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
-    host = _planned_host(args)
+    nodes = planned_nodes(args, executor, None, RESULTS_DIR / "probe-node" / time.strftime("%Y%m%d-%H%M%S"))
+    host = nodes.host if nodes is not None else Host.detect()
     workload, variant, matrix = _workload(args.workload, args.matrix or ("gpu" if host.gpus else "cpu"))
     space = SearchSpace(
         topologies=tuple(args.config) if args.config else default_topologies(host),
@@ -103,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
 
     preflight([workload])
     request = TuneRequest(workload, variant, space, matrix, folder, args.seeds, race, _seconds(args.budget), executor,
-                          host if args.gpus is not None else None, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
+                          nodes.host if nodes is not None else None,
+                          planned_for=nodes.planned_for if nodes is not None else None,
+                          environment=nodes.environment if nodes is not None else None, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
     print(f"tune: {workload} ({variant}) -> {folder}", file=sys.stderr)
     outcome = tune(request)
     markdown = record.write(outcome, hardware()["hardware_class"], folder / "best.yaml")
@@ -111,19 +111,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"tune: the full report of the runs to target: python -m bench report {folder / 'to-target'}", file=sys.stderr)
     _copy_config(folder, args.write_config)
     return 0
-
-
-def _planned_host(args: argparse.Namespace):
-    """This host, detected; or, with --gpus, nodes of N GPUs of the declared capability."""
-    from bench.harness.host import Host, parse_capability
-
-    if args.gpus is None:
-        if args.gpu_capability:
-            raise BenchError("--gpu-capability goes with --gpus N")
-        return Host.detect()
-    if args.gpus < 0:
-        raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
-    return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
 
 
 def _executor_options(args: argparse.Namespace):

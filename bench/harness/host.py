@@ -58,9 +58,12 @@ class Host:
 
     @classmethod
     def from_record(cls, recorded: dict[str, Any]) -> Host:
-        """The nodes run.json's `planned_for` recorded (`record`; JSON made the capability a list)."""
+        """The nodes run.json's `planned_for` recorded (`record`; JSON made the capability a list;
+        where the facts came from, a probe job's node, is not a host fact)."""
         capability = recorded.get("gpu_capability")
-        return cls(**{**recorded, "gpu_capability": tuple(capability) if capability else None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in recorded.items() if k in known},
+                      "gpu_capability": tuple(capability) if capability else None})
 
     @classmethod
     def declared(cls, gpus: int, capability: tuple[int, int] | None) -> Host:

@@ -121,10 +121,12 @@ def run_cells(cells: list[Cell], run_dir: Path, meta: RunMeta | dict[str, Any],
         if options.type != "slurm":  # SLURM jobs outlive their runner and may be writing right now
             remove_unfinished_writes(run_dir)
         if not run_json(run_dir).exists():
-            # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
-            # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
-            _, peaks = measure_peak_flops_apart()
-            dataclasses.replace(meta, environment={**environment(), "peak_flops": peaks}).write(run_dir)
+            if meta.environment is None:  # else measured on the node the cells run on (--probe-node)
+                # Peak FLOP/s for MFU, measured once before any cell runs (bench/harness/peak.py; ~1-2 s on a CPU).
+                # In a child process: the runner must not hold a CUDA context (docs/gpu.md).
+                _, peaks = measure_peak_flops_apart()
+                meta = dataclasses.replace(meta, environment={**environment(), "peak_flops": peaks})
+            meta.write(run_dir)
         interrupted = _run_todo(planned, run_dir, options, results, bar)
     except KeyboardInterrupt:
         interrupted = True

@@ -4,7 +4,10 @@ that file says what the pair covers."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 from bench.cli import main
+from bench.errors import BenchError
 from bench.results import validate_result
 from tests.conftest import PROJECT_ROOT, as_at_a_terminal, run_cli
 from tests.helpers.executor_slurm import _fake_cluster, _matrix, _one_error
@@ -165,3 +169,59 @@ def test_resume_re_attaches_to_jobs_still_running_instead_of_submitting_again(tm
         assert result["placement"]["job_id"] == jobs[cell_id]["job_id"]
     assert _gone(run_dir) == []
 
+
+
+def _sinfo(tmp_path: Path, monkeypatch, gres: str) -> Path:
+    """A `sinfo` that prints `gres` (what a real one prints for --format=%G) and records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "sinfo"
+    script.write_text(f"#!/usr/bin/env bash\necho \"$@\" >> {tmp_path / 'sinfo.calls'}\nprintf '{gres}'\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return tmp_path / "sinfo.calls"
+
+
+@pytest.mark.e2e
+def test_the_probe_asks_for_the_partitions_gpus_as_sinfo_reports_them(tmp_path, monkeypatch):
+    from bench.harness.config import ExecutorOptions
+    from bench.harness.executors.node_probe import gpus_to_ask, partition_gpus
+
+    calls = _sinfo(tmp_path, monkeypatch, "gpu:h100:8(S:0-1)\\ngpu:h100:8(S:0-1)\\n")
+    slurm = ExecutorOptions(type="slurm", partition="gpu")
+    assert partition_gpus("gpu") == 8
+    assert "--partition gpu" in calls.read_text()
+    assert gpus_to_ask(slurm, None) == 8
+    assert gpus_to_ask(slurm, 4) == 4  # --gpus N wins
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sinfo at all: the count must be said
+    assert partition_gpus("gpu") is None
+    with pytest.raises(BenchError, match="give it with --gpus N"):
+        gpus_to_ask(slurm, None)
+
+
+@pytest.mark.e2e
+def test_probe_node_plans_and_records_what_a_job_found_on_the_node(tmp_path):
+    # The probe job runs through submitit's LocalExecutor: a real job process, whose facts (this
+    # host's, here) the run is planned for and whose environment and peak run.json keeps.
+    matrix = _matrix(tmp_path)
+    common = ["run", "--matrix", matrix, "--results-dir", str(tmp_path / "results"), "--executor", "slurm",
+              "--cluster", "local", "--probe-node"]
+    dry = run_cli(*common, "--run-id", "dry", "--dry-run", timeout=WAIT_S)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "--probe-node: probing a node of partition (default) for 0 GPU(s) in job" in dry.stderr
+    assert "planned for nodes of 0 GPU(s) of compute capability unknown" in dry.stdout
+    assert not (tmp_path / "results" / "dry" / "cells").exists()
+    done = run_cli(*common, "--run-id", "probed", timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    meta = json.loads((tmp_path / "results" / "probed" / "run.json").read_text())
+    planned, env = meta["planned_for"], meta["environment"]
+    assert planned["gpus"] == 0 and planned["probed_on"] == socket.gethostname()
+    job = planned["probe_job"]
+    assert env["measured_in_job"] == job  # the job measured it (its JobEnvironment), as the runner recorded its id
+    assert env["peak_flops"]["cpu"]["measured"]["fp32"] > 0
+    assert list((tmp_path / "results" / "probed" / "slurm" / "probe").glob(f"{job}_*_result.pkl"))
+    (cell,) = cells_by_id(tmp_path / "results" / "probed").values()
+    assert cell["status"] in ("converged", "not_converged"), cell.get("reason")
+    resumed = run_cli("run", "--resume", "probed", "--results-dir", str(tmp_path / "results"), "--probe-node",
+                      timeout=WAIT_S)
+    assert resumed.returncode == 2 and "--resume plans for the nodes its run was planned for" in resumed.stderr

@@ -236,17 +236,3 @@ def test_a_declared_partition_plans_gpu_setups_that_this_gpu_less_host_would_ski
     assert "needs a GPU with native bf16" in skip_reason(cell, topology, Host.declared(8, parse_capability("7.0")))
     # the tune's candidates on such nodes: gpu-ddp8 bf16 is raced, the CPU's fp16 fallback does not apply
     assert prune_reason(Candidate("gpu-ddp8", "bf16"), "traffic", "ae", {}, HostFacts(h100s)) is None
-
-
-def test_a_resumed_run_keeps_the_partition_it_was_planned_for(tmp_path):
-    import argparse
-    import json
-
-    from bench.commands.run import _declared_host
-
-    (tmp_path / "run.json").write_text(json.dumps({"planned_for": {"gpus": 8, "bf16_gpu": True, "fp8_backend": None,
-                                                                    "gpu_capability": [9, 0]}}))
-    args = argparse.Namespace(gpus=None, gpu_capability=None, resume="r")
-    assert _declared_host(args, None, tmp_path) == Host(8, True, None, (9, 0))
-    assert _declared_host(argparse.Namespace(gpus=None, gpu_capability=None, resume=None), None, tmp_path) is None
-

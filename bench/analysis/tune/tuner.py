@@ -81,7 +81,11 @@ class TuneRequest:
     executor: ExecutorOptions | None = None
     host: Host | None = None
     """The hardware the cells run on, where it is not this host (a SLURM partition's nodes, declared
-    with --gpus); None: this host, detected."""
+    with --gpus, or probed with --probe-node); None: this host, detected."""
+    planned_for: dict[str, Any] | None = None
+    """What run.json records of `host` (bench/commands/nodes.py PlannedNodes)."""
+    environment: dict[str, Any] | None = None
+    """A probed node's environment and peak FLOP/s, recorded in run.json in place of this host's."""
     command: str = ""
 
 
@@ -260,7 +264,8 @@ def _grouped(cells: list[Cell], results: list[dict[str, Any]]) -> dict[Candidate
 def _meta(request: TuneRequest, stage: str) -> RunMeta:
     return RunMeta(matrix=request.matrix, command=request.command, seeds=request.seeds,
                    filters={"workload": request.workload}, tune={"stage": stage, "variant": request.variant},
-                   executor=request.executor.describe() if request.executor is not None else None)
+                   executor=request.executor.describe() if request.executor is not None else None,
+                   planned_for=request.planned_for, environment=request.environment)
 
 
 __all__ = ["Drop", "TuneOutcome", "TuneRequest", "tune", "workload_settings"]

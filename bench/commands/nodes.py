@@ -1,0 +1,77 @@
+"""Which nodes `bench run` and `bench tune` plan their cells for: this host (the default), the
+nodes of a SLURM partition as declared (--gpus N --gpu-capability X), or one of them probed in a
+short job (--probe-node, bench/harness/executors/node_probe.py). docs/cluster.md says when to use which."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.harness.config import ExecutorOptions
+from bench.harness.host import Host
+
+
+@dataclass(frozen=True)
+class PlannedNodes:
+    """The nodes the cells are planned against, where they are not this host."""
+
+    host: Host
+    planned_for: dict[str, Any]
+    """What run.json records of them (`planned_for`), and a --resume plans against again."""
+    environment: dict[str, Any] | None = None
+    """A probed node's environment and measured peak FLOP/s: run.json's, in place of this host's."""
+
+    def describe(self) -> str:
+        """One line: what the cells are planned for, and whether it was probed or declared."""
+        host, where = self.host, self.planned_for.get("probed_on")
+        capability = ".".join(map(str, host.gpu_capability)) if host.gpu_capability else "unknown"
+        facts = (f"nodes of {host.gpus} GPU(s) of compute capability {capability}, "
+                 f"{'native' if host.bf16_gpu else 'no native'} bf16, fp8 backend {host.fp8_backend or 'none'}")
+        how = f"probed on {where} in job {self.planned_for.get('probe_job')}" if where else "declared"
+        return f"planned for {facts} ({how})"
+
+
+def add_node_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpus", type=int, metavar="N",
+                        help="slurm: plan the cells for nodes with N GPUs (the partition's, declared from a login node "
+                             "that has none) instead of this host's; with --probe-node, the GPUs the probe job asks for")
+    parser.add_argument("--gpu-capability", metavar="MAJOR.MINOR",
+                        help="with --gpus: their CUDA compute capability (9.0 for an H100; decides bf16, TF32 and fp8)")
+    parser.add_argument("--probe-node", action="store_true",
+                        help="slurm: before planning, run one short job on a node of the partition and plan for what it "
+                             "finds there (GPUs, bf16, compute capability, fp8 backend); run.json then records that "
+                             "node's environment and peak FLOP/s (docs/cluster.md)")
+
+
+def planned_nodes(args: argparse.Namespace, options: ExecutorOptions | None, recorded: dict[str, Any] | None,
+                  folder: Path) -> PlannedNodes | None:
+    """The nodes --probe-node finds or --gpus declares (slurm only); else those a resumed run
+    recorded (`recorded`: its planned_for); None: plan against this host. A probe job's files go
+    under `folder`."""
+    slurm = options is not None and options.type == "slurm"
+    if args.gpus is not None and args.gpus < 0:
+        raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
+    if args.probe_node:
+        if not slurm:
+            raise BenchError("--probe-node probes a node of a SLURM partition: it goes with --executor slurm")
+        if args.gpu_capability:
+            raise BenchError("--probe-node measures the compute capability: --gpu-capability goes with --gpus alone")
+        if recorded is not None:
+            raise BenchError("--probe-node plans a new run; a --resume plans for the nodes its run was planned for")
+        from bench.harness.executors.node_probe import probe_node
+
+        probed = probe_node(options, args.gpus, folder)
+        return PlannedNodes(probed.host, probed.planned_for(), probed.environment)
+    if args.gpus is None:
+        if args.gpu_capability:
+            raise BenchError("--gpu-capability goes with --gpus N")
+        return PlannedNodes(Host.from_record(recorded), recorded) if recorded is not None else None
+    if not slurm:
+        raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
+    from bench.harness.host import parse_capability
+
+    host = Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
+    return PlannedNodes(host, host.record())

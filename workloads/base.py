@@ -252,8 +252,9 @@ class Workload(ABC):
         first = batch[0] if isinstance(batch, (list, tuple)) else next(iter(batch.values()))
         return int(first.shape[0])
 
-    def tokens_in(self, batch: Any) -> int | None:
-        """How many real (non-padding) tokens a batch holds; None for non-text workloads."""
+    def tokens_in(self, batch: Any) -> int | torch.Tensor | None:
+        """How many real (non-padding) tokens a batch holds (a tensor on the batch's device is read
+        once, after training, so that counting never waits for a GPU); None for non-text workloads."""
         return None
 
     def flops_per_sample(self, model: torch.nn.Module, batch: Any) -> float | None:

@@ -401,8 +401,8 @@ class Sentiment(Workload):
     def samples_in(self, batch: Any) -> int:
         return int(batch["input_ids"].shape[0])
 
-    def tokens_in(self, batch: Any) -> int | None:
-        return int(batch["attention_mask"].sum())
+    def tokens_in(self, batch: Any) -> torch.Tensor | None:
+        return batch["attention_mask"].sum()  # a tensor on the batch's device: int() would wait for a GPU every step
 
     def _logits(self, model: nn.Module, batch: Any) -> torch.Tensor:
         inputs = {key: value for key, value in batch.items() if key != "labels"}

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,68 @@ class StepTimes:
 
 def now() -> float:
     return time.perf_counter()
+
+
+class StepClock:
+    """When each optimizer step ended, read without making the host wait for the device.
+
+    On a CPU a step's work is done when its calls return: each step's time is the wall clock
+    between step ends. On a GPU the host only queues kernels; a `torch.cuda.synchronize()` after
+    every step would empty that queue, and the device would idle while the host prepares the next
+    step. So on a GPU a CUDA event is recorded on the stream at each step's end (`lap`) and the
+    events are read only where the loop waits for the device anyway (`laps`: before an evaluation,
+    at the end), with one synchronize. A step's time is then the device time between its end and
+    the previous step's end: its cost in a loop that keeps the device fed; when the host is the
+    bottleneck, the device's wait for it is part of that.
+
+    `event` makes the device's timing events (torch.cuda.Event(enable_timing=True) on a GPU); None:
+    the wall clock."""
+
+    def __init__(self, event: Callable[[], Any] | None = None) -> None:
+        self._event = event
+        self._mark: Any = None  # the previous step's end (or a restart): an event, or perf_counter seconds
+        self._pending: list[tuple[Any, Any, int]] = []  # (start mark, end mark, global samples) not read yet
+
+    @classmethod
+    def for_device(cls, device: Any) -> StepClock:
+        if device.type == "cuda":
+            import torch
+
+            return cls(lambda: torch.cuda.Event(enable_timing=True))
+        return cls()
+
+    def restart(self) -> None:
+        """Time from here: the first step, and the first after an evaluation or an epoch's end."""
+        self._mark = self._stamp()
+
+    def exclude(self, seconds: float) -> None:
+        """Take host time that is no part of a step (the compile probe's profiler) off the wall clock.
+        Device events cannot exclude host time; a GPU step under the profiler keeps it."""
+        if self._event is None and seconds:
+            self._mark += seconds
+
+    def lap(self, global_samples: int) -> None:
+        """A step ended; it trained `global_samples` samples over all processes. Never waits."""
+        end = self._stamp()
+        self._pending.append((self._mark, end, global_samples))
+        self._mark = end
+
+    def laps(self) -> list[tuple[float, int]]:
+        """(seconds, global samples) of each step since the last call, in order; waits for the
+        device once (for its last event), not per step."""
+        pending, self._pending = self._pending, []
+        if self._event is None:
+            return [(end - start, samples) for start, end, samples in pending]
+        if pending:
+            pending[-1][1].synchronize()
+        return [(start.elapsed_time(end) / 1000.0, samples) for start, end, samples in pending]
+
+    def _stamp(self) -> Any:
+        if self._event is None:
+            return now()
+        event = self._event()
+        event.record()
+        return event
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +366,7 @@ class KnobProbe:
     watched_blocks: int = 0
     prepared_type: str = ""
     _loss_sum: Any = None
-    _tokens: int | None = None
+    _tokens: Any = None  # an int, or a device tensor (text): summed without waiting for the device
     _calls_before: int = 0
 
     def watch_blocks(self, blocks: list[Any]) -> None:
@@ -348,7 +411,7 @@ class KnobProbe:
         model.register_comm_hook(None, counted)
         self.watching_sync = True
 
-    def after_micro_step(self, accelerator: Any, loss: Any, tokens: int | None, samples: int | None = None) -> None:
+    def after_micro_step(self, accelerator: Any, loss: Any, tokens: Any, samples: int | None = None) -> None:
         self.micro_steps += 1
         self.local_samples += samples or 0
         last = bool(accelerator.sync_gradients)
@@ -361,7 +424,7 @@ class KnobProbe:
             self.skipped_steps += bool(getattr(accelerator, "optimizer_step_was_skipped", False))
         self._loss_sum = loss.float() if self._loss_sum is None else self._loss_sum + loss.float()
         if tokens is not None:
-            self._tokens = (self._tokens or 0) + tokens
+            self._tokens = tokens if self._tokens is None else self._tokens + tokens  # no bool(): a tensor would sync
 
     def optimizer_stepped(self, accelerator: Any) -> bool:
         return self.micro_per_step == 1 or bool(accelerator.sync_gradients)
@@ -374,7 +437,7 @@ class KnobProbe:
             return loss
         return self._loss_sum / self.micro_per_step if self._loss_sum is not None else loss
 
-    def take_tokens(self) -> int | None:
+    def take_tokens(self) -> Any:
         tokens, self._tokens, self._loss_sum = self._tokens, None, None
         return tokens
 

@@ -53,28 +53,26 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
         measure.reset_cuda_peak()
     progress = Progress(loss_sum=torch.zeros((), device=accelerator.device), seed=seed)
     step_times = measure.StepTimes()
+    # Step ends are stamped as the host reaches them (CUDA events on a GPU) and read before each
+    # evaluation: the host never waits for the device inside the loop (measure.StepClock).
+    clock = measure.StepClock.for_device(accelerator.device)
     progress.run_start_unix = time.time()  # dates place the run in time (MLPerf log, trackers); they measure nothing
     while not progress.done and progress.epoch < budget.max_epochs:
         progress.epoch += 1
-        tick = measure.now()
+        clock.restart()
         for batch in run.train_loader:
             with run.compile_probe.around(run.model, progress.step + 1):
                 loss = micro_step(accelerator, workload, run, batch, p.grad_clip)
-            tick += run.compile_probe.take_overhead_s()  # the profiler's start and stop are no part of the step
+            clock.exclude(run.compile_probe.take_overhead_s())  # the profiler's start and stop are no part of the step
             if not run.knobs.optimizer_stepped(accelerator):
                 continue  # a micro-step of an accumulation: the optimizer step is not over yet
-            if on_cuda:
-                torch.cuda.synchronize()  # GPU work is asynchronous: close the step before reading the clock
-            tock = measure.now()
-            progress.count_step(workload, batch, loss, tock - tick, world * run.knobs.micro_per_step, step_times,
-                                run.knobs.take_tokens())
+            clock.lap(progress.count_step(workload, batch, loss, world * run.knobs.micro_per_step, run.knobs.take_tokens()))
             if should_evaluate(progress.step, run.steps_per_epoch, p.eval_every_steps, budget.max_steps):
+                progress.add_times(clock.laps(), step_times)  # the steps' times, before the clock is judged
                 evaluate_and_decide(accelerator, workload, run, progress, budget)
                 if progress.done:
                     break
-                tick = measure.now()  # the evaluation is on the training clock already
-            else:
-                tick = tock
+                clock.restart()  # the evaluation is on the training clock already
             if budget.max_steps is not None and progress.step >= budget.max_steps:
                 progress.stop("not_converged", f"step budget of {budget.max_steps} spent")
                 break
@@ -83,11 +81,12 @@ def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
                 # refuses the cell after training, so training on would only spend the budget
                 progress.stop("not_converged", "stopped after one step: compile asked for, dynamo compiled no graph")
                 break
+    progress.add_times(clock.laps(), step_times)  # steps after the last evaluation (an epoch budget's end)
     progress.run_stop_unix = time.time()
     if not progress.done:
         progress.stop("not_converged", f"epoch budget of {budget.max_epochs} spent")
     memory = measure.rank_peak_memory(rss_window_reset, on_cuda)  # before the final evaluation adds to it
-    progress.tokens_seen = int(sum_over_ranks(accelerator, progress.tokens_seen)[0])
+    progress.tokens_seen = int(sum_over_ranks(accelerator, float(progress.tokens_seen))[0])
     final_start = measure.now()
     final = workload.final_metrics(run.evaluate) if progress.status != "failed" else {}
     final_eval_s = measure.now() - final_start  # outside every clock above; reported for the cell's cost
@@ -317,7 +316,7 @@ class Progress:
     step: int = 0
     epoch: int = 0
     samples_seen: int = 0
-    tokens_seen: int = 0  # this rank's until the loop ends, then summed over ranks
+    tokens_seen: int | torch.Tensor = 0  # this rank's (a device tensor for text) until the loop ends, then summed over ranks
     clock: float = 0.0  # training clock: step time plus evaluation time, init excluded
     curve: list[dict[str, Any]] = field(default_factory=list)
     status: str = "not_converged"
@@ -328,20 +327,26 @@ class Progress:
     run_start_unix: float = 0.0
     run_stop_unix: float = 0.0
 
-    def count_step(self, workload: Workload, batch: Any, loss: torch.Tensor, seconds: float, world: int,
-                   step_times: measure.StepTimes, tokens: int | None = None) -> None:
+    def count_step(self, workload: Workload, batch: Any, loss: torch.Tensor, world: int,
+                   tokens: int | torch.Tensor | None = None) -> int:
         """Add one finished step: its samples (global; `world` counts every micro-batch of it),
-        tokens (this rank's, over its micro-batches; else the batch's), time and loss."""
+        tokens (this rank's, over its micro-batches; else the batch's) and loss; return its global
+        samples. Nothing here waits for the device: loss and tokens stay tensors on it."""
         self.step += 1
         step_global = workload.samples_in(batch) * world
         self.samples_seen += step_global
         tokens = workload.tokens_in(batch) if tokens is None else tokens
         if tokens is not None:
-            self.tokens_seen += tokens
-        step_times.add(seconds, step_global)
-        self.clock += seconds
+            self.tokens_seen = self.tokens_seen + tokens
         self.loss_sum = self.loss_sum + loss.float()  # a tensor sum: no device sync
         self.loss_count += 1
+        return step_global
+
+    def add_times(self, laps: list[tuple[float, int]], step_times: measure.StepTimes) -> None:
+        """The steps' times (measure.StepClock.laps) onto the training clock and the step record."""
+        for seconds, samples in laps:
+            step_times.add(seconds, samples)
+            self.clock += seconds
 
     def stop(self, status: str, reason: str) -> None:
         self.status, self.reason, self.done = status, reason, True

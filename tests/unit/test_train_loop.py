@@ -230,3 +230,16 @@ def test_a_compiled_run_whose_first_step_compiled_no_graph_stops_there(accelerat
     # the same run not compiled trains its whole budget
     assert train(accelerator, workload, workload.load(7), budget, 7).timings["steps"] == 40
 
+
+
+def test_every_step_is_timed_including_those_after_the_last_evaluation(accelerator):
+    # 16 steps an epoch, an evaluation every 5: steps 31 and 32 end the epoch budget unevaluated,
+    # and their times are read at the end (the step clock reads its stamps before each evaluation).
+    set_seed(0)
+    workload = TinySeparable(params={"global_batch": 32, "lr": 0.05, "eval_every_steps": 5})
+    workload.params = dataclasses.replace(workload.params, target=1.01)
+    out = train(accelerator, workload, workload.load(0), Budget(max_epochs=2, max_seconds=60), 0)
+    assert out.timings["steps"] == 32
+    assert len(out.timings["step_times_s"]) == 32 - 5  # every step timed; the first 5 are warm-up
+    assert out.timings["train_seconds"] >= sum(out.timings["step_times_s"])
+    assert [point["step"] for point in out.curve] == [5, 10, 15, 20, 25, 30]

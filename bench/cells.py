@@ -21,7 +21,7 @@ from bench.paths import safe_run_id_part
 
 AxisValue = str | int | float | bool
 
-AXIS_DEFAULTS: dict[str, AxisValue] = {"compile": "none", "grad_accum": 1, "checkpointing": "off"}
+AXIS_DEFAULTS: dict[str, AxisValue] = {"compile": "none", "grad_accum": 1, "checkpointing": "off", "scaling": "strong"}
 """The knob axes of the matrix (docs/knobs.md) with the value every cell had before they existed.
 An axis at its default does not appear in a cell's id, so the ids of committed results keep
 matching; a cell away from it gets `__<name>=<value>` before its seed."""
@@ -117,6 +117,10 @@ class Cell:
     """Micro-steps per optimizer step (accelerator.accumulate); the global batch stays fixed."""
     checkpointing: str = "off"
     """Activation checkpointing of the model's blocks: "off" or "on" (workloads that can take it)."""
+    scaling: str = "strong"
+    """How the batch follows the processes: "strong" keeps the global batch (each of N processes
+    takes 1/N of it), "weak" keeps each process's batch (params.device_batch; the global batch
+    grows N-fold, the learning rate by sqrt of the growth): bench/harness/train.py weak_scaled."""
 
     @property
     def axes(self) -> tuple[tuple[str, AxisValue], ...]:

@@ -74,7 +74,12 @@ class TrainParams:
     """Quality target on the validation split, for the workload's target metric (within the
     metric's range, METRIC_RANGES: checked by the Workload, which knows the metric)."""
     global_batch: int = limits(64, ge=1)
-    """Samples per optimizer step summed over all processes; fixed across world sizes."""
+    """Samples per optimizer step summed over all processes; fixed across world sizes (the default,
+    strong scaling). `lr` is the learning rate for this batch."""
+    device_batch: int | None = limits(None, ge=1)
+    """Weak scaling (a cell's scaling=weak): each process's samples per optimizer step, so that the
+    global batch is N times this on N processes; None: global_batch, one process's batch in a
+    one-process run. Sized to keep a GPU busy in the GPU matrix."""
     lr: float = limits(1e-3, gt=0)
     """Peak learning rate of AdamW."""
     weight_decay: float = limits(0.0, ge=0)

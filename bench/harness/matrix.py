@@ -49,7 +49,8 @@ AXES = tuple(AXIS_DEFAULTS)
 MATRIX_KEYS = {"name", "description", "timeout_s", "seeds", "topologies", "precisions", "workloads", "executor",
                "exclude", *AXES}
 WORKLOAD_KEYS = {"variants", "budget", "params", "baselines", "topologies", "precisions", "timeout_s", "exclude", *AXES}
-AXIS_CHOICES: dict[str, tuple[str, ...]] = {"compile": ("none", "inductor"), "checkpointing": ("off", "on")}
+AXIS_CHOICES: dict[str, tuple[str, ...]] = {"compile": ("none", "inductor"), "checkpointing": ("off", "on"),
+                                             "scaling": ("strong", "weak")}
 """The values of the named knob axes; grad_accum takes any whole number >= 1."""
 RULE_KEYS = ("workload", "variant", "topology", "precision", *AXES)
 
@@ -212,15 +213,19 @@ def knob_combinations(spec: dict[str, Any], wspec: dict[str, Any], workload: str
                 raise BenchError(f"{where}: asks for {name}={value} but the matrix's exclude rules remove every such cell")
     cls = workload_class(workload)
     worlds = {t: load_topology(t).num_processes for t in topologies}
-    batches = {v: cls(variant=v, params=wspec.get("params") or {}).params.global_batch for v in variants}
+    params = {v: cls(variant=v, params=wspec.get("params") or {}).params for v in variants}
     for variant, topology, _precision, knobs in kept:
         refusal = cls.knob_refusal(variant, knobs)
         if refusal:
             raise BenchError(f"{where}: {refusal} (exclude it, or list only the values it takes)")
-        world, batch = worlds[topology], batches[variant]
-        if batch % (world * knobs["grad_accum"]):
-            raise BenchError(f"{where}: global_batch {batch} does not divide into {world} process(es) x "
-                             f"grad_accum {knobs['grad_accum']} micro-batches")
+        world, p, micro = worlds[topology], params[variant], knobs["grad_accum"]
+        if knobs["scaling"] == "weak":  # each process keeps its batch: only accumulation divides it
+            if (p.device_batch or p.global_batch) % micro:
+                raise BenchError(f"{where}: device_batch {p.device_batch or p.global_batch} (scaling=weak) does not "
+                                 f"divide into grad_accum {micro} micro-batches")
+        elif p.global_batch % (world * micro):
+            raise BenchError(f"{where}: global_batch {p.global_batch} does not divide into {world} process(es) x "
+                             f"grad_accum {micro} micro-batches")
     return kept
 
 

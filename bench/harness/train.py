@@ -17,6 +17,7 @@ Accelerate, the clocks and memory; the workload owns data, model, loss and metri
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from bench.errors import BenchError
 from bench.harness import measure
 from bench.harness.compile_probe import CompileProbe
 from bench.harness.launch import PROGRESS_PREFIX
-from workloads.base import Splits, Target, Workload
+from workloads.base import Splits, Target, TrainParams, Workload
 
 
 def train(accelerator: Accelerator, workload: Workload, splits: Splits, budget: Budget, seed: int,
@@ -212,6 +213,16 @@ def setup(accelerator: Accelerator, workload: Workload, splits: Splits, budget: 
 
     return Run(model, optimizer, scheduler, train_loader, evaluate_split, steps_per_epoch, per_process_batch,
                flops_per_sample, knobs=knobs, hardware_flops_per_sample=hardware_flops)
+
+
+def weak_scaled(params: TrainParams, world: int) -> TrainParams:
+    """A scaling=weak cell's params on `world` processes: each process keeps `device_batch`
+    samples per optimizer step (global_batch when unset), so the global batch is `world` times that,
+    and the learning rate grows with the square root of that batch over the one `lr` was set for
+    (AdamW's usual rule, the GPU matrix's for sentiment). Everything after (loader, DeepSpeed's
+    micro-batch, the knob check's global batch, the MLPerf log) reads the scaled params."""
+    global_batch = (params.device_batch or params.global_batch) * world
+    return dataclasses.replace(params, global_batch=global_batch, lr=params.lr * math.sqrt(global_batch / params.global_batch))
 
 
 def training_loader(workload: Workload, splits: Splits, global_batch: int, per_process_batch: int, micro: int,

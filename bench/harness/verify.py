@@ -594,6 +594,22 @@ def verify_compile(asked: str, window: dict, stats: dict, step: dict | None = No
     return Verdict(None, "", {}), record
 
 
+def verify_scaling(scaling: str, processes: int, batch: int, device_batch: int | None,
+                   observed_global: float | None) -> Verdict:
+    """scaling from what the ranks trained on per optimizer step (summed over ranks), against what
+    the cell's own params ask for before any scaling (`batch`: global_batch, `device_batch`): strong
+    keeps the global batch at every world size; weak gives each of the `processes` its
+    device_batch (global_batch when unset). A weak cell that trained on the unscaled global batch,
+    or a strong one whose batch grew with the processes, is invalid: it would be compared under
+    the other regime's name."""
+    expected = (device_batch or batch) * processes if scaling == "weak" else batch
+    observed = {"asked": scaling, "processes": processes, "expected_global": expected, "observed_global": observed_global}
+    if observed_global is not None and abs(observed_global - expected) > 1e-6:
+        return Verdict("invalid", f"scaling={scaling} asks for a global batch of {expected} on {processes} process(es) "
+                       f"but the ranks trained on {observed_global:g} samples per optimizer step", observed)
+    return Verdict(None, "", observed)
+
+
 def verify_grad_accum(record: dict) -> Verdict:
     """Accumulation as asked, from what ran: the cell's N is the micro-steps accelerate ran per
     optimizer step (ACCELERATE_GRADIENT_ACCUMULATION_STEPS, which DeepSpeed's launcher sets from its

@@ -239,7 +239,7 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
     from accelerate.utils import set_seed
 
     from bench.data.datasets import check_workload_data
-    from bench.harness.train import train
+    from bench.harness.train import train, weak_scaled
     from bench.harness.verify import probe_model_precision
     from workloads import make_workload
 
@@ -256,6 +256,9 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
             checked[cell.workload] = check_workload_data(cell.workload)
         set_seed(cell.seed)  # python, numpy and torch on every rank, so every rank builds the same model
         workload = make_workload(cell.workload, cell.variant, cell.params)
+        asked_params = workload.params  # before scaling: what the knob check holds the batch to
+        if cell.scaling == "weak":  # each process keeps its batch: the global batch grows with the processes
+            workload.params = weak_scaled(workload.params, accelerator.num_processes)
         splits = workload.load(cell.seed)
         init = InitTimes(time.perf_counter() - init_start, init_start_unix, time.time())
         precision_verdict = probe_model_precision(accelerator, workload, splits, cell.precision)
@@ -272,7 +275,9 @@ def _train_seed(accelerator: Any, run: SeedRun, seeds: int, start: float, topolo
             outcome = train(accelerator, workload, splits, cell.budget, cell.seed,
                             checkpointing=cell.checkpointing == "on", grad_accum=cell.grad_accum,
                             compiled=cell.compile != "none")
-        knob_verdict = knobs_in_effect(cell, outcome, knobs, observed.get("tf32", {}), accelerator.device)
+        knob_verdict = knobs_in_effect(cell, outcome, knobs, observed.get("tf32", {}), accelerator.device,
+                                       asked_params, accelerator.num_processes)
+        knobs["scaling"]["lr"] = workload.params.lr  # the learning rate it trained with (weak scaling raises it)
         if knob_verdict.status:
             refuse(knob_verdict.status, knob_verdict.reason, observed=observed, knobs=knobs)
             return None
@@ -366,11 +371,12 @@ def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: d
 
 
 def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf32_before: dict[str, Any],
-                    device: Any) -> Any:
+                    device: Any, asked_params: Any, processes: int) -> Any:
     """Each knob axis, at its default too, checked in what training did (bench/harness/verify.py);
     fills `knobs` with what was seen. The first knob not in effect makes the verdict. For fp32 and
     tf32 also the TF32 switches as set before training (`tf32_before`), re-read after it, and one
-    matmul's arithmetic on `device`."""
+    matmul's arithmetic on `device`. Scaling against the cell's own params before weak scaling
+    (`asked_params`) on `processes` ranks."""
     from bench.harness.verify import (
         Verdict,
         dynamo_stats,
@@ -382,6 +388,7 @@ def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf
         verify_grad_accum,
         verify_no_checkpointing,
         verify_no_compile,
+        verify_scaling,
     )
 
     seen = outcome.knobs
@@ -398,6 +405,10 @@ def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf
     knobs["grad_accum"] = {**seen["grad_accum"], "observed_global_batch": outcome.batch.get("observed_global"),
                            "global_batch": outcome.batch["global"]}
     verdicts.append(verify_grad_accum(knobs["grad_accum"]))
+    verdict = verify_scaling(cell.scaling, processes, asked_params.global_batch, asked_params.device_batch,
+                             outcome.batch.get("observed_global"))
+    knobs["scaling"] = verdict.observed
+    verdicts.append(verdict)
     if cell.checkpointing == "on":
         knobs["checkpointing"] = seen.get("checkpointing", {"recompute_forwards_per_step": 0})
         verdicts.append(verify_checkpointing(knobs["checkpointing"]))

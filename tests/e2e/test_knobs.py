@@ -141,3 +141,19 @@ def test_each_compile_seed_compiles_from_cold_and_counts_only_its_own_graphs(fre
     assert [graphs for _, graphs in seen] == [1, 1]
     assert all(files > 0 for files, _ in seen), seen
 
+
+
+@pytest.mark.e2e
+def test_a_weak_cell_on_two_processes_gives_each_its_one_process_batch(tmp_path):
+    path = write_matrix(tmp_path, {"topologies": ["cpu-ddp2"], "scaling": ["strong", "weak"], "workloads": {
+        "maintenance": {"variants": ["gru"], "baselines": False,
+                        "budget": {"max_epochs": 1, "max_seconds": 600, "max_steps": 10},
+                        "params": {"target": 0.0, "eval_every_steps": 10}}}})
+    proc = run_cli("run", "--matrix", str(path), "--results-dir", str(tmp_path), "--run-id", "r", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "r" / "cells").glob("*.json")}
+    strong, weak = cells["maintenance-gru__cpu-ddp2__fp32__s0"], cells["maintenance-gru__cpu-ddp2__fp32__scaling=weak__s0"]
+    assert strong["batch"] == {"global": 64, "per_process": 32, "observed_global": 64.0}
+    assert weak["batch"] == {"global": 128, "per_process": 64, "observed_global": 128.0}  # 64 each, as one process alone
+    assert weak["knobs"]["scaling"]["expected_global"] == 128 and weak["status"] == "converged"
+    assert weak["knobs"]["scaling"]["lr"] == pytest.approx(strong["knobs"]["scaling"]["lr"] * 2 ** 0.5)

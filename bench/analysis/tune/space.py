@@ -42,6 +42,8 @@ class Candidate:
     compile: str = "none"
     grad_accum: int = 1
     checkpointing: str = "off"
+    scaling: str = "strong"
+    """Not searched: a tune compares setups at the workload's own global batch (strong scaling)."""
 
     @property
     def label(self) -> str:

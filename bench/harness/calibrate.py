@@ -7,6 +7,11 @@ Trains each seed in this process (single process, no launcher) with an unreachab
 every run goes to its budget, and prints, for candidate targets, how many seeds reached each and
 the median training seconds/epochs to get there. Choose the target that a sound model meets
 nearly always (e.g. all seeds) comfortably inside the matrix budget.
+
+`--weak-processes N` trains as a scaling=weak cell on N processes would, in this one process: the
+same global batch (N x device_batch) and learning rate (bench/harness/train.py weak_scaled). DDP
+averages the ranks' gradients, so the optimisation is the same; what a GPU matrix's per-GPU batch
+does to convergence is measured here, what it does to speed only on the GPUs.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import numpy as np
 from tabulate import tabulate
 
 
-def calibrate(workload_name: str, variant: str | None, seeds: list[int], precision: str, budget, params: dict) -> list[dict]:
+def calibrate(workload_name: str, variant: str | None, seeds: list[int], precision: str, budget, params: dict,
+              weak_processes: int | None = None) -> list[dict]:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
 
-    from bench.harness.train import train
+    from bench.harness.train import train, weak_scaled
     from workloads import make_workload
 
     AcceleratorState._reset_state(True)  # one Accelerator per precision in this process
@@ -36,6 +42,8 @@ def calibrate(workload_name: str, variant: str | None, seeds: list[int], precisi
         workload = make_workload(workload_name, variant, params)
         # An unreachable target makes the loop run the whole budget and record the full curve.
         workload.params = dataclasses.replace(workload.params, target=float("inf"))
+        if weak_processes:
+            workload.params = weak_scaled(workload.params, weak_processes)
         splits = workload.load(seed)
         outcome = train(accelerator, workload, splits, budget, seed)
         runs.append({"seed": seed, "curve": outcome.curve, "metric": workload.target_metric})
@@ -59,15 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--params", default="{}", help="JSON overrides of the workload's params")
     parser.add_argument("--candidates", default="", help="comma-separated candidate targets")
+    parser.add_argument("--weak-processes", type=int, metavar="N",
+                        help="train as a scaling=weak cell on N processes would (global batch N x device_batch)")
     args = parser.parse_args(argv)
     budget = Budget(max_epochs=args.max_epochs, max_seconds=args.max_seconds, max_steps=args.max_steps)
     params = json.loads(args.params)
     for precision in args.precision or ["fp32"]:
-        runs = calibrate(args.workload, args.variant, list(range(args.seeds)), precision, budget, params)
+        runs = calibrate(args.workload, args.variant, list(range(args.seeds)), precision, budget, params,
+                         args.weak_processes)
         metric = runs[0]["metric"]
         best = [max(p[metric] for p in r["curve"]) for r in runs]
         final = [r["curve"][-1][metric] for r in runs]
-        print(f"\n{args.workload} {args.variant or ''} {precision}: best val {metric} per seed "
+        scaled = f" weak on {args.weak_processes} processes" if args.weak_processes else ""
+        print(f"\n{args.workload} {args.variant or ''} {precision}{scaled} {args.params}: best val {metric} per seed "
               f"{np.round(best, 3).tolist()}, final {np.round(final, 3).tolist()}")
         candidates = [float(c) for c in args.candidates.split(",") if c] or sorted(
             {round(v, 2) for v in np.quantile(best, [0.0, 0.25, 0.5]) - 0.05}

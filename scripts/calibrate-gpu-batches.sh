@@ -11,3 +11,11 @@ calibrate --workload maintenance --variant gru --max-epochs 60 --candidates 0.55
 calibrate --workload maintenance --variant gru --max-epochs 60 --candidates 0.55 --params '{"device_batch": 256}'
 calibrate --workload traffic --variant ae --max-epochs 40 --candidates 0.80 --params '{"device_batch": 512}'
 calibrate --workload traffic --variant ae --max-epochs 40 --candidates 0.80 --params '{"device_batch": 2048}'
+calibrate --workload maintenance --variant lstm --max-epochs 60 --candidates 0.55 --params '{"device_batch": 256}'
+calibrate --workload traffic --variant ae --max-epochs 40 --candidates 0.80 --params '{"device_batch": 256}'
+calibrate --workload traffic --variant ae --max-epochs 80 --candidates 0.80 --params '{"device_batch": 512}'
+calibrate --workload traffic --variant lstm_ae --max-epochs 40 --candidates 0.76 --params '{"device_batch": 256}'
+# sentiment: one seed, 30 CPU minutes (about 70 of the 600 steps), judged on 500 validation reviews
+"$PY" -m bench.harness.calibrate --workload sentiment --weak-processes 8 --seeds 1 --max-steps 600 --max-seconds 1800 \
+    --candidates 0.88,0.90 --params '{"target": 0.9, "max_length": 128, "global_batch": 128, "lr": 1.0e-4,
+    "device_batch": 32, "eval_every_steps": 10, "val_subset": 500}'

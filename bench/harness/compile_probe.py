@@ -21,7 +21,9 @@ span), which says nothing of coverage.
 The profiled step is the third optimizer step, inside the warm-up window. The profiler's own start,
 stop and event parsing are timed and taken off the training clock (`take_overhead_s`), so the step
 counts as the step it was; what the profiler adds while recording (a few microseconds per operator)
-stays in it. A cell that stops before step 3 records no `step`, and is judged on dynamo's counts
+stays in it. On a GPU the probe first waits for the device, before starting and before stopping the
+profiler, so that the device idles through exactly the host time taken off (the loop's step clock
+reads device events: measure.StepClock); this one step then does not run ahead of the device. A cell that stops before step 3 records no `step`, and is judged on dynamo's counts
 alone (verify.verify_compile says so in its record). The backward and the
 optimizer are not judged: accelerate compiles the module, and its backward runs in autograd's
 thread as one compiled function or not at all.
@@ -73,6 +75,9 @@ class CompileProbe:
     def _profiled(self, model: torch.nn.Module) -> Iterator[None]:
         from torch.profiler import ProfilerActivity, profile
 
+        on_cuda = any(p.is_cuda for p in model.parameters())
+        if on_cuda:
+            torch.cuda.synchronize()  # the device idles through the profiler's start, taken off below
         started = time.perf_counter()
         with forward_marked(model):
             prof = profile(activities=[ProfilerActivity.CPU])
@@ -81,6 +86,8 @@ class CompileProbe:
             try:
                 yield
             finally:
+                if on_cuda:
+                    torch.cuda.synchronize()  # ... and through its stop and parsing
                 stopping = time.perf_counter()
                 prof.__exit__(None, None, None)
                 self.add(prof.events())

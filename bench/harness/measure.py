@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -144,6 +144,14 @@ def now() -> float:
     return time.perf_counter()
 
 
+class Lap(NamedTuple):
+    """One optimizer step as the step clock timed it."""
+
+    seconds: float
+    samples: int
+    """Samples the step trained on, over all processes."""
+
+
 class StepClock:
     """When each optimizer step ended, read without making the host wait for the device.
 
@@ -162,7 +170,8 @@ class StepClock:
     def __init__(self, event: Callable[[], Any] | None = None) -> None:
         self._event = event
         self._mark: Any = None  # the previous step's end (or a restart): an event, or perf_counter seconds
-        self._pending: list[tuple[Any, Any, int]] = []  # (start mark, end mark, global samples) not read yet
+        self._excluded = 0.0  # host seconds to take off the step in progress (device events only)
+        self._pending: list[tuple[Any, Any, int, float]] = []  # (start, end, global samples, excluded s), unread
 
     @classmethod
     def for_device(cls, device: Any) -> StepClock:
@@ -177,26 +186,29 @@ class StepClock:
         self._mark = self._stamp()
 
     def exclude(self, seconds: float) -> None:
-        """Take host time that is no part of a step (the compile probe's profiler) off the wall clock.
-        Device events cannot exclude host time; a GPU step under the profiler keeps it."""
-        if self._event is None and seconds:
+        """Take host time that is no part of the step in progress (the compile probe's profiler) off
+        it. On the device clock this is exact only while the device idles through that time, which
+        the compile probe ensures by waiting for the device around its profiler (compile_probe.py)."""
+        if self._event is None:
             self._mark += seconds
+        else:
+            self._excluded += seconds
 
     def lap(self, global_samples: int) -> None:
         """A step ended; it trained `global_samples` samples over all processes. Never waits."""
         end = self._stamp()
-        self._pending.append((self._mark, end, global_samples))
-        self._mark = end
+        self._pending.append((self._mark, end, global_samples, self._excluded))
+        self._mark, self._excluded = end, 0.0
 
-    def laps(self) -> list[tuple[float, int]]:
-        """(seconds, global samples) of each step since the last call, in order; waits for the
-        device once (for its last event), not per step."""
+    def laps(self) -> list[Lap]:
+        """Each step since the last call, in order; waits for the device once (for its last
+        event), not per step."""
         pending, self._pending = self._pending, []
         if self._event is None:
-            return [(end - start, samples) for start, end, samples in pending]
+            return [Lap(end - start, samples) for start, end, samples, _ in pending]
         if pending:
             pending[-1][1].synchronize()
-        return [(start.elapsed_time(end) / 1000.0, samples) for start, end, samples in pending]
+        return [Lap(start.elapsed_time(end) / 1000.0 - excluded, samples) for start, end, samples, excluded in pending]
 
     def _stamp(self) -> Any:
         if self._event is None:

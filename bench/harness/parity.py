@@ -153,22 +153,20 @@ def plain_train(workload: Workload, splits: Splits, steps: int, seed: int, preci
     first = [splits.train[i] for i in range(min(p.global_batch, len(splits.train)))]
     workload.flops_per_sample(model, to_device(workload.collate(first), device))
     autocast = plain_autocast(device, precision)
-    on_cuda = device.type == "cuda"
-    times = measure.StepTimes()
+    clock = measure.StepClock.for_device(device)  # the clock bench's loop times its steps with
     step = 0
     while step < steps:
-        tick = measure.now()
+        clock.restart()
         for batch in loader:
             batch = to_device(batch, device)
             plain_step(workload, model, optimizer, scheduler, batch, p.grad_clip, autocast)
-            if on_cuda:
-                torch.cuda.synchronize()
-            tock = measure.now()
-            times.add(tock - tick, workload.samples_in(batch))
-            tick = tock
+            clock.lap(workload.samples_in(batch))
             step += 1
             if step >= steps:
                 break
+    times = measure.StepTimes()
+    for lap in clock.laps():
+        times.add(lap.seconds, lap.samples)
     return times
 
 

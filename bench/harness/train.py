@@ -353,11 +353,11 @@ class Progress:
         self.loss_count += 1
         return step_global
 
-    def add_times(self, laps: list[tuple[float, int]], step_times: measure.StepTimes) -> None:
+    def add_times(self, laps: list[measure.Lap], step_times: measure.StepTimes) -> None:
         """The steps' times (measure.StepClock.laps) onto the training clock and the step record."""
-        for seconds, samples in laps:
-            step_times.add(seconds, samples)
-            self.clock += seconds
+        for lap in laps:
+            step_times.add(lap.seconds, lap.samples)
+            self.clock += lap.seconds
 
     def stop(self, status: str, reason: str) -> None:
         self.status, self.reason, self.done = status, reason, True

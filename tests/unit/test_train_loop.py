@@ -243,3 +243,27 @@ def test_every_step_is_timed_including_those_after_the_last_evaluation(accelerat
     assert len(out.timings["step_times_s"]) == 32 - 5  # every step timed; the first 5 are warm-up
     assert out.timings["train_seconds"] >= sum(out.timings["step_times_s"])
     assert [point["step"] for point in out.curve] == [5, 10, 15, 20, 25, 30]
+
+
+def test_on_a_device_clock_the_loop_waits_once_per_evaluation_and_never_per_step(accelerator, monkeypatch):
+    # The CUDA path of the loop, driven on the CPU: the step clock gets a stand-in for torch.cuda.Event
+    # (tests/helpers/step_clock.py) whose device advances 10 ms per recorded event.
+    from bench.harness import measure
+    from tests.helpers.step_clock import Device
+
+    device = Device()
+
+    def event():
+        device.now += 0.010
+        return device.event()
+
+    monkeypatch.setattr(measure.StepClock, "for_device", classmethod(lambda cls, _device: cls(event)))
+    set_seed(0)
+    workload = TinySeparable(params={"global_batch": 32, "lr": 0.05, "eval_every_steps": 5})
+    workload.params = dataclasses.replace(workload.params, target=1.01)
+    out = train(accelerator, workload, workload.load(0), Budget(max_epochs=2, max_seconds=60), 0)
+    # 6 evaluations (steps 5..30) and the end: one wait each, none for the 32 steps themselves
+    assert device.waits == 7
+    # every step is one 10 ms device interval, across the epoch's restart too
+    assert out.timings["step_times_s"] == [pytest.approx(0.010)] * (32 - 5)
+    assert out.timings["train_seconds"] > 32 * 0.010  # the evaluations, by the wall clock, on top

@@ -372,11 +372,13 @@ def _find(rows: list[dict[str, Any]], model: str, device: str | None, precision:
 def add_comparisons(rows: list[dict[str, Any]]) -> None:
     """Speedup against the single-process fp32 group of the same model on the same device type;
     scaling efficiency against the single-process group of the same precision (so it measures
-    what the extra processes bought, not what the precision did)."""
+    what the extra processes bought, not what the precision did). A weak-scaled row is held to the
+    single process at its own per-process batch only: the default one holds another batch."""
     for row in rows:
         ref = _find(rows, row["model"], row["device"], REFERENCE_PRECISION)
-        single = (_find(rows, row["model"], row["device"], row["precision"], axes=row["axes"])
-                  or _find(rows, row["model"], row["device"], row["precision"]))
+        single = _find(rows, row["model"], row["device"], row["precision"], axes=row["axes"])
+        if single is None and row["axes"].get("scaling") != "weak":
+            single = _find(rows, row["model"], row["device"], row["precision"])
         row["reference"] = f"{ref['topology']} {ref['precision']}" if ref else None
         row["reference_id"] = ref["id"] if ref else None
         row["speedup_time_to_target"] = stats.speedup(

@@ -19,6 +19,7 @@ class PlannedNodes:
     """The nodes the cells are planned against, where they are not this host."""
 
     host: Host
+    """GPUs, native bf16, compute capability and fp8 backend, as matrix.skip_reason reads them."""
     planned_for: dict[str, Any]
     """What run.json records of them (`planned_for`), and a --resume plans against again."""
     environment: dict[str, Any] | None = None

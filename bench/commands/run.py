@@ -176,8 +176,12 @@ def _resolve(args: argparse.Namespace) -> _Run:
     if args.log_with:
         cells = _with_tracking(cells, tracking_for(args.log_with, run_dir))
     options = _executor(args, config, run_dir)
+    if not args.dry_run:
+        from bench.data.datasets import preflight
+
+        preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any job or launch
     recorded_nodes = _recorded(run_dir).planned_for if args.resume else None
-    nodes = planned_nodes(args, options, recorded_nodes, run_dir / "slurm" / "probe")
+    nodes = planned_nodes(args, options, recorded_nodes, run_dir / "slurm" / "probe")  # --probe-node submits a job
     return _Run(cells, run_dir, options, nodes, auto, start, auto_record)
 
 
@@ -214,11 +218,8 @@ def _dry_run(args: argparse.Namespace, job: _Run) -> int:
 
 def _execute(args: argparse.Namespace, job: _Run) -> int:
     """Run the cells (in rounds, for --seeds auto), print the summary; 1 when a cell failed."""
-    from bench.data.datasets import preflight
-
     cells, run_dir, options, nodes = job.cells, job.run_dir, job.options, job.nodes
     host = nodes.host if nodes is not None else None
-    preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any launch
     fresh = {"start": job.start, "max": args.max_seeds, "rounds": 0, "done": False, "cells": {}}
     meta = RunMeta(
         matrix=args.matrix, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),

@@ -73,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from bench.harness.host import hardware
 
     executor = _executor_options(args)
+    race = _race_settings(args, RaceSettings)
+    if args.seeds < 1:
+        raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
+    # After the argument checks: --probe-node submits a job. Its node's hardware then names the tune.
     nodes = planned_nodes(args, executor, None, RESULTS_DIR / "probe-node" / time.strftime("%Y%m%d-%H%M%S"))
     host = nodes.host if nodes is not None else Host.detect()
+    machine = nodes.environment if nodes is not None and nodes.environment is not None else hardware()
     workload, variant, matrix = _workload(args.workload, args.matrix or ("gpu" if host.gpus else "cpu"))
     space = SearchSpace(
         topologies=tuple(args.config) if args.config else default_topologies(host),
@@ -82,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
                              ("grad_accum", _listed(args.grad_accum, int, "--grad-accum")),
                              ("checkpointing", _listed(args.checkpointing, str))) if v is not None})
     validate_space(space)
-    race = _race_settings(args, RaceSettings)
-    if args.seeds < 1:
-        raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
-    fingerprint = _fingerprint(hardware(), workload, variant, matrix, space, race, args.seeds, host)
+    fingerprint = _fingerprint(machine, workload, variant, matrix, space, race, args.seeds, host)
     folder = _folder(args, workload, variant, fingerprint)
     cached = folder / "tune.json"
     if cached.exists() and not args.resume and not args.fresh:
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                           environment=nodes.environment if nodes is not None else None, command=shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]))
     print(f"tune: {workload} ({variant}) -> {folder}", file=sys.stderr)
     outcome = tune(request)
-    markdown = record.write(outcome, hardware()["hardware_class"], folder / "best.yaml")
+    markdown = record.write(outcome, machine["hardware_class"], folder / "best.yaml")
     print(markdown)
     print(f"tune: the full report of the runs to target: python -m bench report {folder / 'to-target'}", file=sys.stderr)
     _copy_config(folder, args.write_config)

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weak-processes", type=int, metavar="N",
                         help="train as a scaling=weak cell on N processes would (global batch N x device_batch)")
     args = parser.parse_args(argv)
+    if args.weak_processes is not None and args.weak_processes < 1:
+        parser.error(f"--weak-processes must be 1 or more, got {args.weak_processes}")
     budget = Budget(max_epochs=args.max_epochs, max_seconds=args.max_seconds, max_steps=args.max_steps)
     params = json.loads(args.params)
     for precision in args.precision or ["fp32"]:

@@ -134,9 +134,11 @@ def load_config(name_or_path: str, seeds: int | None = None) -> MatrixConfig:
         combos = knob_combinations(spec, wspec, workload, variants, topologies, precisions, where)
         for seed in seed_list:
             for variant, topology, precision, knobs in combos:
-                cells.append(Cell(workload, variant, topology, precision, seed, budget, params, "train", cell_timeout, **knobs))
+                cells.append(Cell(workload, variant, topology, precision, seed, budget, cell_params(params, knobs["scaling"]),
+                                  "train", cell_timeout, **knobs))
             if wspec.get("baselines", True):
-                cells.append(Cell(workload, "baselines", "host", "fp32", seed, budget, params, "baseline", cell_timeout))
+                cells.append(Cell(workload, "baselines", "host", "fp32", seed, budget, cell_params(params, "strong"),
+                                  "baseline", cell_timeout))
     return MatrixConfig(name_or_path, path, cells, executor)
 
 
@@ -147,6 +149,15 @@ def _executor_section(section: Any, path: Path, name: str) -> ExecutorOptions:
     if not isinstance(section, dict):
         raise BenchError(f"{path}: executor must be a mapping of {', '.join(sorted(SECTION_KEYS))}, got {section!r}")
     return executor_options(section, {}, f"{name}: executor")
+
+
+def cell_params(params: dict[str, Any], scaling: str) -> dict[str, Any]:
+    """A cell's params overrides: `device_batch` only where it is used (scaling=weak), so that a
+    strong cell records no batch it never trained at, and reads as it did before the axis (--resume
+    compares a cell's params with the run's)."""
+    if scaling == "weak":
+        return params
+    return {k: v for k, v in params.items() if k != "device_batch"}
 
 
 def axis_values(name: str, raw: Any, where: str) -> list[Any]:

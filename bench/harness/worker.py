@@ -53,7 +53,7 @@ from bench.results import make_result, write_json_atomic  # noqa: E402
 
 if TYPE_CHECKING:  # torch is imported inside the launched process only, after the lifeline
     from bench.harness.train import TrainOutcome
-    from workloads.base import Splits, Workload
+    from workloads.base import Splits, TrainParams, Workload
 
 
 def _quiet_libraries() -> None:
@@ -371,7 +371,7 @@ def sharding_in_effect(accelerator: Any, workload: Any, splits: Any, sharding: d
 
 
 def knobs_in_effect(cell: Cell, outcome: TrainOutcome, knobs: dict[str, Any], tf32_before: dict[str, Any],
-                    device: Any, asked_params: Any, processes: int) -> Any:
+                    device: Any, asked_params: TrainParams, processes: int) -> Any:
     """Each knob axis, at its default too, checked in what training did (bench/harness/verify.py);
     fills `knobs` with what was seen. The first knob not in effect makes the verdict. For fp32 and
     tf32 also the TF32 switches as set before training (`tf32_before`), re-read after it, and one

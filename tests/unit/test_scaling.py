@@ -67,3 +67,31 @@ def test_the_scaling_check_fails_a_cell_trained_at_the_other_regimes_batch():
     assert verify_scaling("strong", 8, 16, 32, 256.0).status == "invalid"  # strong asked, the batch grew
     assert verify_scaling("weak", 2, 64, None, 128.0).observed["expected_global"] == 128
     assert verify_scaling("weak", 2, 64, None, None).status is None  # no optimizer step: nothing to hold it to
+
+
+def test_only_weak_cells_carry_the_device_batch_so_strong_cells_read_as_before_the_axis():
+    cells = [c for c in load_matrix("gpu", seeds=1) if c.workload == "maintenance" and c.topology == "gpu-ddp8"]
+    strong = [c for c in cells if c.scaling == "strong"]
+    weak = [c for c in cells if c.scaling == "weak"]
+    assert strong and weak
+    assert all("device_batch" not in c.params for c in strong)  # a --resume of an older run sees no change
+    assert all(c.params["device_batch"] == 256 for c in weak)
+
+
+def _row(processes: int, samples_per_s: float, axes: dict) -> dict:
+    return {"model": "maintenance-gru", "device": "cuda", "precision": "fp32", "processes": processes, "axes": axes,
+            "trained": True, "topology": f"gpu-{processes}", "id": f"r{processes}{axes}",
+            "time_to_target_s": {"median": 10.0}, "samples_per_s": {"median": samples_per_s}}
+
+
+def test_weak_scaling_efficiency_is_against_one_gpu_at_the_same_per_gpu_batch_only():
+    from bench.analysis.report import add_comparisons
+
+    weak = {"scaling": "weak"}
+    rows = [_row(1, 1000.0, {}), _row(1, 4000.0, weak), _row(8, 24000.0, weak), _row(8, 6000.0, {})]
+    add_comparisons(rows)
+    assert rows[2]["scaling_efficiency"] == pytest.approx(24000 / (8 * 4000))  # weak 8 against weak 1
+    assert rows[3]["scaling_efficiency"] == pytest.approx(6000 / (8 * 1000))
+    lone = [_row(1, 1000.0, {}), _row(8, 24000.0, weak)]  # no weak one-GPU row: no figure, not 300%
+    add_comparisons(lone)
+    assert lone[1]["scaling_efficiency"] is None

@@ -43,7 +43,7 @@ class Candidate:
     grad_accum: int = 1
     checkpointing: str = "off"
     scaling: str = "strong"
-    """Not searched: a tune compares setups at the workload's own global batch (strong scaling)."""
+    """Not searched (a tune compares setups at the workload's own global batch), carried through."""
 
     @property
     def label(self) -> str:
@@ -55,11 +55,12 @@ class Candidate:
     def cell(self, workload: str, variant: str, seed: int, budget: Budget, params: dict[str, Any],
              timeout_s: float) -> Cell:
         return Cell(workload, variant, self.topology, self.precision, seed, budget, dict(params), "train", timeout_s,
-                    compile=self.compile, grad_accum=self.grad_accum, checkpointing=self.checkpointing)
+                    compile=self.compile, grad_accum=self.grad_accum, checkpointing=self.checkpointing,
+                    scaling=self.scaling)
 
     @classmethod
     def of(cls, cell: Cell) -> Candidate:
-        return cls(cell.topology, cell.precision, cell.compile, cell.grad_accum, cell.checkpointing)
+        return cls(cell.topology, cell.precision, cell.compile, cell.grad_accum, cell.checkpointing, cell.scaling)
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,13 @@ class ProbedNode:
     environment (with its peak FLOP/s) run.json records for the report."""
 
     host: Host
+    """What the cells are planned against: the GPUs asked for, and the node's bf16, capability, fp8 backend."""
     node: str
+    """The compute node's host name."""
     job_id: str
+    """The probe job's id (SLURM's, or the LocalExecutor's controller pid)."""
     environment: dict[str, Any]
+    """bench env's environment on the node, with `peak_flops` and `measured_in_job`: run.json's."""
 
     def planned_for(self) -> dict[str, Any]:
         """run.json's `planned_for`: the host facts (Host.from_record reads them back) and where they came from."""

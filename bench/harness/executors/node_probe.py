@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.harness.config import ExecutorOptions
+from bench.harness.executors.slurm import require_submitit, submission_parameters
 from bench.harness.host import Host, visible_gpus
 
 PROBE_TIME_MIN = 15  # the GPU probe (at most 120 s) and the peak measurement (seconds) with room for a slow start
@@ -99,8 +100,6 @@ def probed_node(facts: dict[str, Any], asked_gpus: int, job_id: str) -> ProbedNo
 def probe_node(options: ExecutorOptions, gpus: int | None, folder: Path) -> ProbedNode:
     """Submit the probe job (its files under `folder`), wait for it, and return the node it found.
     Ctrl-C cancels it; a job that fails or is cancelled is one line."""
-    from bench.harness.executors.slurm import require_submitit
-
     submitit = require_submitit()
     asked = gpus_to_ask(options, gpus)
     if options.cluster == "local":
@@ -154,11 +153,4 @@ def probe_job_parameters(options: ExecutorOptions, gpus: int) -> dict[str, Any]:
                               "cpus_per_task": max(gpus, 1) * options.cpus_per_rank, "time": PROBE_TIME_MIN}
     if gpus:
         params["gpus_per_node"] = gpus
-    if options.exclusive:
-        params["exclusive"] = True  # the peak is measured on a quiet node, as the cells run
-    for name in ("partition", "account", "qos"):
-        if getattr(options, name):
-            params[name] = getattr(options, name)
-    if options.sbatch:
-        params["additional_parameters"] = dict(options.sbatch)
-    return params
+    return {**params, **submission_parameters(options)}  # exclusive: the peak is measured on a quiet node

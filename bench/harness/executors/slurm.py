@@ -107,10 +107,15 @@ def job_parameters(cell: Cell, topology: Topology | None, options: ExecutorOptio
         # One node's task failing ends the others (run_cell_job exits non-zero then): else a node
         # whose peer died waits in accelerate's rendezvous until the cell's timeout.
         params["srun_args"].append("--kill-on-bad-exit=1")
-    if options.exclusive:
-        params["exclusive"] = True  # a benchmark shares no node
     if topology is not None and not topology.use_cpu:
         params["gpus_per_node"] = ranks
+    return {**params, **submission_parameters(options)}
+
+
+def submission_parameters(options: ExecutorOptions) -> dict[str, Any]:
+    """What every job of a run asks sbatch besides its resources: the partition, account and qos,
+    the whole node (a benchmark shares no node), and the matrix's further sbatch options."""
+    params: dict[str, Any] = {"exclusive": True} if options.exclusive else {}
     for name in ("partition", "account", "qos"):
         if getattr(options, name):
             params[name] = getattr(options, name)

@@ -47,32 +47,47 @@ def add_node_flags(parser: argparse.ArgumentParser) -> None:
                              "node's environment and peak FLOP/s (docs/cluster.md)")
 
 
-def planned_nodes(args: argparse.Namespace, options: ExecutorOptions | None, recorded: dict[str, Any] | None,
-                  folder: Path) -> PlannedNodes | None:
-    """The nodes --probe-node finds or --gpus declares (slurm only); else those a resumed run
-    recorded (`recorded`: its planned_for); None: plan against this host. A probe job's files go
-    under `folder`."""
+def planned_nodes(args: argparse.Namespace, options: ExecutorOptions | None, folder: Path,
+                  resuming: bool = False, recorded: dict[str, Any] | None = None) -> PlannedNodes | None:
+    """The nodes --probe-node finds or --gpus declares (slurm only); None: plan against this host.
+    A probe job's files go under `folder`. A --resume (`resuming`) plans for what its run recorded
+    (`recorded`: run.json's planned_for; None: the host it runs on) and refuses a flag that would
+    plan otherwise: one run holds cells planned for one kind of node."""
     slurm = options is not None and options.type == "slurm"
     if args.gpus is not None and args.gpus < 0:
         raise BenchError(f"--gpus must be 0 or more, got {args.gpus}")
+    if args.gpu_capability and (args.gpus is None or args.probe_node):
+        raise BenchError("--gpu-capability goes with --gpus N" if not args.probe_node else
+                         "--probe-node measures the compute capability: --gpu-capability goes with --gpus alone")
+    if (args.probe_node or args.gpus is not None) and not slurm:
+        raise BenchError(f"{'--probe-node probes' if args.probe_node else '--gpus declares'} the nodes of a SLURM "
+                         "partition: it goes with --executor slurm")
+    if resuming:
+        return _resumed(args, recorded)
     if args.probe_node:
-        if not slurm:
-            raise BenchError("--probe-node probes a node of a SLURM partition: it goes with --executor slurm")
-        if args.gpu_capability:
-            raise BenchError("--probe-node measures the compute capability: --gpu-capability goes with --gpus alone")
-        if recorded is not None:
-            raise BenchError("--probe-node plans a new run; a --resume plans for the nodes its run was planned for")
         from bench.harness.executors.node_probe import probe_node
 
         probed = probe_node(options, args.gpus, folder)
         return PlannedNodes(probed.host, probed.planned_for(), probed.environment)
     if args.gpus is None:
-        if args.gpu_capability:
-            raise BenchError("--gpu-capability goes with --gpus N")
-        return PlannedNodes(Host.from_record(recorded), recorded) if recorded is not None else None
-    if not slurm:
-        raise BenchError("--gpus declares the nodes of a SLURM partition: it goes with --executor slurm")
+        return None
+    host = _declared(args)
+    return PlannedNodes(host, host.record())
+
+
+def _declared(args: argparse.Namespace) -> Host:
     from bench.harness.host import parse_capability
 
-    host = Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
-    return PlannedNodes(host, host.record())
+    return Host.declared(args.gpus, parse_capability(args.gpu_capability) if args.gpu_capability else None)
+
+
+def _resumed(args: argparse.Namespace, recorded: dict[str, Any] | None) -> PlannedNodes | None:
+    """A resumed run's nodes, as recorded; --gpus only where it declares the same nodes again."""
+    planned = PlannedNodes(Host.from_record(recorded), recorded) if recorded is not None else None
+    where = planned.describe() if planned is not None else "planned for the host it runs on"
+    if args.probe_node:
+        raise BenchError(f"--probe-node plans a new run; a --resume plans for the nodes its run was planned for ({where})")
+    if args.gpus is not None and (planned is None or _declared(args) != planned.host):
+        raise BenchError(f"--gpus on a --resume would plan its cells for other nodes than its run was: {where}; "
+                         "drop --gpus, or start a new run")
+    return planned

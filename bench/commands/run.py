@@ -181,7 +181,8 @@ def _resolve(args: argparse.Namespace) -> _Run:
 
         preflight(cell.workload for cell in cells)  # the data, as `bench data verify` checks it, before any job or launch
     recorded_nodes = _recorded(run_dir).planned_for if args.resume else None
-    nodes = planned_nodes(args, options, recorded_nodes, run_dir / "slurm" / "probe")  # --probe-node submits a job
+    # --probe-node submits a job
+    nodes = planned_nodes(args, options, run_dir / "slurm" / "probe", bool(args.resume), recorded_nodes)
     return _Run(cells, run_dir, options, nodes, auto, start, auto_record)
 
 

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
     # After the argument checks: --probe-node submits a job. Its node's hardware then names the tune.
-    nodes = planned_nodes(args, executor, None, RESULTS_DIR / "probe-node" / time.strftime("%Y%m%d-%H%M%S"))
+    nodes = planned_nodes(args, executor, RESULTS_DIR / "probe-node" / time.strftime("%Y%m%d-%H%M%S"))
     host = nodes.host if nodes is not None else Host.detect()
     machine = nodes.environment if nodes is not None and nodes.environment is not None else hardware()
     workload, variant, matrix = _workload(args.workload, args.matrix or ("gpu" if host.gpus else "cpu"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 import numpy as np
 from tabulate import tabulate
@@ -55,7 +56,19 @@ def first_reaching(curve: list[dict], metric: str, value: float) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: a user mistake (bad params, a batch bigger than the data) is one line."""
+    from bench.errors import BenchError
+
+    try:
+        return _calibrate_command(argv)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _calibrate_command(argv: list[str] | None) -> int:
     from bench.cells import Budget
+    from bench.errors import BenchError
 
     parser = argparse.ArgumentParser(prog="bench.harness.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--workload", required=True)
@@ -73,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.weak_processes is not None and args.weak_processes < 1:
         parser.error(f"--weak-processes must be 1 or more, got {args.weak_processes}")
     budget = Budget(max_epochs=args.max_epochs, max_seconds=args.max_seconds, max_steps=args.max_steps)
-    params = json.loads(args.params)
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"--params is not JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise BenchError(f"--params must be a JSON object of the workload's params, got {args.params}")
+    if "device_batch" in params and not args.weak_processes:
+        raise BenchError("device_batch is a weak-scaled cell's batch per process: it goes with --weak-processes N")
     for precision in args.precision or ["fp32"]:
         runs = calibrate(args.workload, args.variant, list(range(args.seeds)), precision, budget, params,
                          args.weak_processes)

@@ -62,8 +62,11 @@ class Host:
         where the facts came from, a probe job's node, is not a host fact)."""
         capability = recorded.get("gpu_capability")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**{k: v for k, v in recorded.items() if k in known},
-                      "gpu_capability": tuple(capability) if capability else None})
+        try:
+            return cls(**{**{k: v for k, v in recorded.items() if k in known},
+                          "gpu_capability": tuple(capability) if capability else None})
+        except TypeError:  # a field missing, or a capability that is no pair
+            raise BenchError(f"run.json's planned_for is damaged ({recorded!r:.200}); start a new run") from None
 
     @classmethod
     def declared(cls, gpus: int, capability: tuple[int, int] | None) -> Host:

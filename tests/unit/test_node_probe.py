@@ -84,30 +84,49 @@ def test_a_node_with_fewer_gpus_than_asked_for_is_one_line():
 def test_probe_node_goes_with_slurm_and_not_with_a_declared_capability_or_a_resume(tmp_path):
     folder = tmp_path / "probe"
     with pytest.raises(BenchError, match="goes with --executor slurm"):
-        planned_nodes(_args(probe_node=True), None, None, folder)
+        planned_nodes(_args(probe_node=True), None, folder)
     with pytest.raises(BenchError, match="--gpu-capability goes with --gpus alone"):
-        planned_nodes(_args(probe_node=True, gpus=8, gpu_capability="9.0"), SLURM, None, folder)
+        planned_nodes(_args(probe_node=True, gpus=8, gpu_capability="9.0"), SLURM, folder)
     with pytest.raises(BenchError, match="--resume plans for the nodes its run was planned for"):
-        planned_nodes(_args(probe_node=True), SLURM, {"gpus": 8}, folder)
+        planned_nodes(_args(probe_node=True), SLURM, folder, resuming=True, recorded=Host.declared(8, (9, 0)).record())
+    with pytest.raises(BenchError, match="planned_for is damaged"):
+        planned_nodes(_args(), SLURM, folder, resuming=True, recorded={"gpus": 8})
+    with pytest.raises(BenchError, match="planned for the host it runs on"):  # a resume of a run planned here
+        planned_nodes(_args(probe_node=True), SLURM, folder, resuming=True)
     with pytest.raises(BenchError, match="--gpus must be 0 or more"):
-        planned_nodes(_args(probe_node=True, gpus=-1), SLURM, None, folder)
+        planned_nodes(_args(probe_node=True, gpus=-1), SLURM, folder)
     assert not folder.exists()  # refused before any job was submitted
 
 
-def test_a_resumed_run_keeps_the_nodes_it_was_planned_for(tmp_path):
+def _recorded(tmp_path: Path) -> dict:
     (tmp_path / "run.json").write_text(json.dumps({"planned_for": {"gpus": 8, "bf16_gpu": True, "fp8_backend": None,
                                                                     "gpu_capability": [9, 0], "probed_on": "gpu017",
                                                                     "probe_job": "4242"}}))
-    recorded = RunMeta.read(tmp_path).planned_for
-    nodes = planned_nodes(_args(), None, recorded, tmp_path / "probe")
+    return RunMeta.read(tmp_path).planned_for
+
+
+def test_a_resumed_run_keeps_the_nodes_it_was_planned_for(tmp_path):
+    recorded = _recorded(tmp_path)
+    nodes = planned_nodes(_args(), None, tmp_path / "probe", resuming=True, recorded=recorded)
     assert nodes.host == Host(8, True, None, (9, 0)) and nodes.planned_for == recorded
     assert "probed on gpu017 in job 4242" in nodes.describe()
-    assert planned_nodes(_args(), None, None, tmp_path / "probe") is None
+    assert planned_nodes(_args(), None, tmp_path / "probe", resuming=True) is None  # planned for its host
+    assert planned_nodes(_args(), None, tmp_path / "probe") is None
+
+
+def test_a_resume_cannot_declare_other_nodes_than_its_run_was_planned_for(tmp_path):
+    recorded = _recorded(tmp_path)
+    same = planned_nodes(_args(gpus=8, gpu_capability="9.0"), SLURM, tmp_path, resuming=True, recorded=recorded)
+    assert same.planned_for == recorded  # declaring the same nodes again changes nothing
+    with pytest.raises(BenchError, match="other nodes than its run was: planned for nodes of 8 GPU"):
+        planned_nodes(_args(gpus=2), SLURM, tmp_path, resuming=True, recorded=recorded)
+    with pytest.raises(BenchError, match="other nodes than its run was: planned for the host it runs on"):
+        planned_nodes(_args(gpus=2), SLURM, tmp_path, resuming=True)
 
 
 def test_declared_nodes_say_they_were_declared():
-    nodes = planned_nodes(_args(gpus=8, gpu_capability="9.0"), SLURM, None, Path("unused"))
+    nodes = planned_nodes(_args(gpus=8, gpu_capability="9.0"), SLURM, Path("unused"))
     assert nodes.host == Host.declared(8, (9, 0)) and nodes.environment is None
     assert nodes.describe().endswith("(declared)") and "compute capability 9.0" in nodes.describe()
     with pytest.raises(BenchError, match="goes with --executor slurm"):
-        planned_nodes(_args(gpus=8), None, None, Path("unused"))
+        planned_nodes(_args(gpus=8), None, Path("unused"))

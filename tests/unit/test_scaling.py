@@ -95,3 +95,16 @@ def test_weak_scaling_efficiency_is_against_one_gpu_at_the_same_per_gpu_batch_on
     lone = [_row(1, 1000.0, {}), _row(8, 24000.0, weak)]  # no weak one-GPU row: no figure, not 300%
     add_comparisons(lone)
     assert lone[1]["scaling_efficiency"] is None
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--params", "{bad"], "--params is not JSON"),
+    (["--params", '{"device_batch": 32}'], "device_batch is a weak-scaled cell's batch per process"),
+    (["--params", "[1]"], "--params must be a JSON object"),
+])
+def test_calibrate_refuses_bad_input_in_one_line(capsys, args, words):
+    from bench.harness.calibrate import main
+
+    assert main(["--workload", "maintenance", "--seeds", "1", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0]

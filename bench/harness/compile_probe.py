@@ -23,9 +23,9 @@ stop and event parsing are timed and taken off the training clock (`take_overhea
 counts as the step it was; what the profiler adds while recording (a few microseconds per operator)
 stays in it. On a GPU the probe first waits for the device, before starting and before stopping the
 profiler, so that the device idles through exactly the host time taken off (the loop's step clock
-reads device events: measure.StepClock); this one step then does not run ahead of the device. A cell that stops before step 3 records no `step`, and is judged on dynamo's counts
-alone (verify.verify_compile says so in its record). The backward and the
-optimizer are not judged: accelerate compiles the module, and its backward runs in autograd's
+reads device events: measure.StepClock); this one step then does not run ahead of the device. A
+cell that stops before step 3 records no `step`, and is judged on dynamo's counts alone
+(verify.verify_compile says so in its record). The backward and the optimizer are not judged: accelerate compiles the module, and its backward runs in autograd's
 thread as one compiled function or not at all.
 """
 

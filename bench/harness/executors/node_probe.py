@@ -15,17 +15,15 @@ reports it (its GRES, the smallest node's), else none.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
 from bench.harness.config import ExecutorOptions
-from bench.harness.executors.slurm import require_submitit, submission_parameters
+from bench.harness.executors.slurm import require_submitit, sinfo_lines, submission_parameters
 from bench.harness.host import Host, visible_gpus
 
 PROBE_TIME_MIN = 15  # the GPU probe (at most 120 s) and the peak measurement (seconds) with room for a slow start
@@ -54,19 +52,13 @@ class ProbedNode:
 def partition_gpus(partition: str | None) -> int | None:
     """The GPUs per node of `partition` as sinfo's GRES column says (the smallest node's: the plan
     must fit every node); 0 for a partition without GPUs; None where sinfo cannot say."""
-    if shutil.which("sinfo") is None:
-        return None
-    command = ["sinfo", "--noheader", "--format=%G", *(["--partition", partition] if partition else [])]
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return gpus_in_gres(out.splitlines())
+    lines = sinfo_lines("--format=%G", *(["--partition", partition] if partition else []))
+    return None if lines is None else gpus_in_gres(lines)
 
 
 def gpus_in_gres(lines: list[str]) -> int | None:
     """The smallest GPU count over sinfo's GRES lines ("gpu:h100:8(S:0-1)", "(null)"); None for no lines."""
-    counts = [sum(int(n) for n in _GPU_GRES.findall(line.strip())) for line in lines if line.strip()]
+    counts = [sum(int(n) for n in _GPU_GRES.findall(line)) for line in lines]
     return min(counts) if counts else None
 
 
@@ -92,9 +84,7 @@ def probed_node(facts: dict[str, Any], asked_gpus: int, job_id: str) -> ProbedNo
         raise BenchError(f"--probe-node: job {job_id} on {node} saw {found.gpus} GPU(s), not the {asked_gpus} "
                          "asked for; give the partition's GPUs per node with --gpus N")
     # Plan for the GPUs a job is given (asked), not more the node may show unconstrained.
-    host = Host(gpus=asked_gpus, bf16_gpu=found.bf16_gpu, fp8_backend=found.fp8_backend,
-                gpu_capability=found.gpu_capability)
-    return ProbedNode(host, node, job_id, facts["environment"])
+    return ProbedNode(replace(found, gpus=asked_gpus), node, job_id, facts["environment"])
 
 
 def probe_node(options: ExecutorOptions, gpus: int | None, folder: Path) -> ProbedNode:
@@ -115,9 +105,7 @@ def probe_node(options: ExecutorOptions, gpus: int | None, folder: Path) -> Prob
     print(f"--probe-node: probing a node of partition {options.partition or '(default)'} for {asked} GPU(s) "
           f"in job {job.job_id}", file=sys.stderr)
     try:
-        while not job.done():
-            time.sleep(2.0)
-        facts = job.result()
+        facts = job.result()  # waits, polling the job
     except KeyboardInterrupt:
         job.cancel(check=False)
         raise

@@ -78,11 +78,17 @@ def check_cluster(options: ExecutorOptions) -> None:
 
 
 def _partitions() -> set[str] | None:
+    lines = sinfo_lines("--format=%P")
+    return None if lines is None else {line.rstrip("*") for line in lines}
+
+
+def sinfo_lines(*args: str) -> list[str] | None:
+    """The non-empty lines `sinfo --noheader ARGS` prints; None where there is no sinfo or it fails."""
     try:
-        out = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(["sinfo", "--noheader", *args], capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return {line.strip().rstrip("*") for line in out.stdout.splitlines() if line.strip()}
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
 def job_parameters(cell: Cell, topology: Topology | None, options: ExecutorOptions) -> dict[str, Any]:
